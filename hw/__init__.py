@@ -1,0 +1,1 @@
+"""Amaranth description of the int8 systolic matrix-multiply core."""

@@ -1,0 +1,184 @@
+"""The hardware configuration: the single source of truth for every width and depth.
+
+The hardware elaborates from a :class:`CoreConfig`, the compiler tiles for it, the
+testbenches read it (as JSON from the environment) and its :attr:`CoreConfig.tag`
+names cached builds under ``build/<tag>/``.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+
+__all__ = ["CoreConfig"]
+
+# Width of the instruction fields that address each buffer (see hw/isa.py); a buffer
+# may not be deeper than its address field can reach.  Kept here, not in isa.py, so
+# that this module stays standard-library only and isa.py derives its layouts from it.
+ADDR_BITS = {"act_depth": 16, "weight_depth": 14, "acc_depth": 14, "param_depth": 10}
+MAX_ROWS_PER_OP = 1023
+
+
+def _check_int(name, value, lo, hi):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, not {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CoreConfig:
+    """Configuration of the systolic core.
+
+    Parameters
+    ----------
+    rows : int
+        Array rows, the reduction (K) dimension of one weight tile; 2..16.
+    cols : int
+        Array columns, the output-channel (N) dimension of one weight tile; 2..16.
+    act_bits, weight_bits : int
+        Signed operand widths in bits; 2..8 (each element travels as one byte).
+    acc_bits : int
+        Accumulator width in bits (two's complement, wraps on overflow); 16..32.
+    act_kib : int
+        Activation buffer size in KiB (words of ``rows`` bytes). Each derived depth is
+        capped at what its instruction address field can reach.
+    weight_kib : int
+        Weight buffer size in KiB (whole ``rows`` x ``cols`` tiles).
+    acc_kib : int
+        Accumulator buffer size in KiB (words of ``cols`` x 32-bit lanes).
+    param_depth : int
+        Post-processing parameter words (``cols`` output channels each).
+    queue_depth : int
+        Depth of the queue between the instruction front end and the execute engine.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a field of the wrong type or outside its range.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    act_bits: int = 8
+    weight_bits: int = 8
+    acc_bits: int = 32
+    act_kib: int = 128
+    weight_kib: int = 128
+    acc_kib: int = 64
+    param_depth: int = 128
+    queue_depth: int = 4
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 2, 16)
+        _check_int("cols", self.cols, 2, 16)
+        _check_int("act_bits", self.act_bits, 2, 8)
+        _check_int("weight_bits", self.weight_bits, 2, 8)
+        _check_int("acc_bits", self.acc_bits, 16, 32)
+        _check_int("act_kib", self.act_kib, 1, 4096)
+        _check_int("weight_kib", self.weight_kib, 1, 4096)
+        _check_int("acc_kib", self.acc_kib, 1, 4096)
+        _check_int("param_depth", self.param_depth, 1, 1 << ADDR_BITS["param_depth"])
+        _check_int("queue_depth", self.queue_depth, 2, 64)
+        for name in ("act_depth", "weight_depth", "acc_depth"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 word; the buffer is too small "
+                                 f"for a {self.rows}x{self.cols} array")
+
+    # -- derived values -------------------------------------------------------------
+    @property
+    def act_depth(self):
+        """Activation buffer words (each ``rows`` elements)."""
+        return min(self.act_kib * 1024 // self.rows, 1 << ADDR_BITS["act_depth"])
+
+    @property
+    def weight_depth(self):
+        """Weight buffer depth in whole tiles (each ``rows`` x ``cols`` elements)."""
+        return min(self.weight_kib * 1024 // (self.rows * self.cols),
+                   1 << ADDR_BITS["weight_depth"])
+
+    @property
+    def acc_depth(self):
+        """Accumulator buffer words (each ``cols`` lanes of 4 bytes)."""
+        return min(self.acc_kib * 1024 // (self.cols * 4), 1 << ADDR_BITS["acc_depth"])
+
+    @property
+    def stream_bytes(self):
+        """Bytes per beat of both AXI4-Stream ports: a power of two >= 8, rows, cols."""
+        return 1 << max(3, math.ceil(math.log2(max(self.rows, self.cols))))
+
+    @property
+    def stream_bits(self):
+        return 8 * self.stream_bytes
+
+    @property
+    def raw_beats(self):
+        """Result-stream beats that carry one raw row of ``cols`` int32 lanes."""
+        return -(-4 * self.cols // self.stream_bytes)
+
+    @property
+    def groups(self):
+        """Activation words one ``cols``-wide output row is split into for the next layer."""
+        return -(-self.cols // self.rows)
+
+    @property
+    def act_min(self):
+        return -(1 << (self.act_bits - 1))
+
+    @property
+    def act_max(self):
+        return (1 << (self.act_bits - 1)) - 1
+
+    @property
+    def macs_per_cycle(self):
+        return self.rows * self.cols
+
+    # -- pipeline latencies (the hardware is built to these; the cycle model uses them)
+    @property
+    def array_latency(self):
+        """Cycles from issuing a matmul row to its accumulator write.
+
+        1 (buffer read) + rows (skew and the column of PEs) + (cols - 1) (the last
+        column, then deskew) + 1 (accumulator read) + 1 (add and write).
+        """
+        return 1 + self.rows + (self.cols - 1) + 2
+
+    @property
+    def postproc_latency(self):
+        """Cycles from issuing a post-processing row to its result (no backpressure)."""
+        return 6
+
+    # -- identity ----------------------------------------------------------------------
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, fields):
+        if not isinstance(fields, dict):
+            raise TypeError(f"configuration must be a JSON object, not {type(fields).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration field(s): {', '.join(unknown)}")
+        return cls(**fields)
+
+    @classmethod
+    def from_json(cls, text):
+        try:
+            fields = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"configuration is not valid JSON: {exc}") from None
+        return cls.from_dict(fields)
+
+    @property
+    def hash(self):
+        """Stable 12-hex-digit hash of the configuration."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    @property
+    def tag(self):
+        """Name of this configuration's build directory, e.g. ``r8c8-1a2b3c4d5e6f``."""
+        return f"r{self.rows}c{self.cols}-{self.hash}"

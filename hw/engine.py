@@ -1,0 +1,209 @@
+"""The execute engine: runs queued MATMUL and POSTPROC instructions."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .array import SystolicArray, array_output_delay
+from .postproc import POSTPROC_STAGES, PostProcessor
+
+__all__ = ["Engine"]
+
+
+class Engine(wiring.Component):
+    """Pops instructions from the queue and issues one row per cycle.
+
+    MATMUL row ``i`` reads activation word ``act_addr + i``, selects ``weight_tile``
+    and, ``rows + cols + 1`` cycles later, adds the array's result row into (or writes
+    it over) accumulator word ``acc_addr + i``. POSTPROC row ``i`` reads accumulator
+    word ``acc_addr + i`` and parameter word ``param_addr`` and, five cycles later,
+    writes the requantized row to the activation buffer or sends it on the result
+    stream (``raw_beats`` beats, one row every ``raw_beats`` cycles, in raw mode).
+
+    Instructions of one kind follow each other with no bubble. Switching kind waits
+    until the other kind's pipeline has drained (``array_latency`` or
+    ``postproc_latency`` cycles after its last row), which is what makes a POSTPROC
+    see the accumulators its MATMULs wrote and a MATMUL see the activations its
+    POSTPROCs wrote. The exact rules are in docs/ARCHITECTURE.md (timing model).
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        R, C = cfg.rows, cfg.cols
+        act_word = data.ArrayLayout(signed(cfg.act_bits), R)
+        super().__init__({
+            # queue
+            "q_data": In(isa.INSTR_BITS), "q_rdy": In(1), "q_en": Out(1),
+            # activation buffer: read for MATMUL, written by POSTPROC
+            "act_raddr": Out(range(cfg.act_depth)), "act_rdata": In(act_word),
+            "act_we": Out(1), "act_waddr": Out(range(cfg.act_depth)), "act_wdata": Out(act_word),
+            # weights
+            "read_tile": Out(range(cfg.weight_depth)),
+            "weights": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), C), R)),
+            # accumulators
+            "acc_raddr": Out(range(cfg.acc_depth)), "acc_ren": Out(1),
+            "acc_rdata": In(data.ArrayLayout(signed(cfg.acc_bits), C)),
+            "acc_we": Out(1), "acc_waddr": Out(range(cfg.acc_depth)),
+            "acc_wdata": Out(data.ArrayLayout(signed(cfg.acc_bits), C)),
+            # parameters
+            "param_addr": Out(range(cfg.param_depth)), "param_ren": Out(1),
+            "bias": In(data.ArrayLayout(signed(isa.BIAS_BITS), C)),
+            "scale": In(data.ArrayLayout(isa.SCALE_WORD, C)),
+            # result stream
+            "o_valid": Out(1), "o_data": Out(cfg.stream_bits), "o_ready": In(1),
+            # state for the front end's counters
+            "idle": Out(1), "busy": Out(1), "mac_issue": Out(1), "out_stall": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        R, C = cfg.rows, cfg.cols
+        m = Module()
+        m.submodules.array = array = SystolicArray(cfg)
+        pp_meta = data.StructLayout({
+            "dst_addr": range(cfg.act_depth), "group": 3, "to_stream": 1, "raw": 1})
+        m.submodules.post = post = PostProcessor(cfg, pp_meta)
+
+        # -- instruction sequencing ------------------------------------------------------
+        head_mm = data.View(isa.MATMUL, self.q_data[:isa.MATMUL.size])
+        head_pp = data.View(isa.POSTPROC, self.q_data[:isa.POSTPROC.size])
+        head_is_pp = head_mm.op == isa.Opcode.POSTPROC
+        cur_valid = Signal()
+        cur_is_pp = Signal()
+        mm = Signal(isa.MATMUL)
+        pp = Signal(isa.POSTPROC)
+        row = Signal(isa.ROWS_BITS)
+        slot = Signal(range(max(2, cfg.raw_beats)))
+        mm_drain = Signal(range(cfg.array_latency + 1))
+        pp_drain = Signal(range(cfg.postproc_latency + 1))
+
+        pp_stall = Signal()
+        mm_slot = cur_valid & ~cur_is_pp
+        pp_slot = cur_valid & cur_is_pp & ~pp_stall
+        slots = Mux(pp.raw, cfg.raw_beats, 1)
+        last_slot = slot == slots - 1
+        m_rows = Mux(cur_is_pp, pp.m, mm.m)
+        done = (row == m_rows - 1) & (mm_slot | (pp_slot & last_slot))
+        mm_busy = mm_slot | (mm_drain != 0)
+        pp_busy = (cur_valid & cur_is_pp) | (pp_drain != 0)
+        free = ~cur_valid | done
+        pop = self.q_rdy & free & Mux(head_is_pp, ~mm_busy, ~pp_busy)
+        m.d.comb += self.q_en.eq(pop)
+
+        with m.If(pop):
+            m.d.sync += [cur_valid.eq(1), cur_is_pp.eq(head_is_pp), row.eq(0), slot.eq(0),
+                         mm.eq(head_mm), pp.eq(head_pp)]
+        with m.Elif(done):
+            m.d.sync += cur_valid.eq(0)
+        with m.Elif(mm_slot):
+            m.d.sync += row.eq(row + 1)
+        with m.Elif(pp_slot):
+            m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
+            with m.If(last_slot):
+                m.d.sync += row.eq(row + 1)
+
+        with m.If(mm_slot):
+            m.d.sync += mm_drain.eq(cfg.array_latency)
+        with m.Elif(mm_drain != 0):
+            m.d.sync += mm_drain.eq(mm_drain - 1)
+        with m.If(pp_slot):
+            m.d.sync += pp_drain.eq(cfg.postproc_latency)
+        with m.Elif((pp_drain != 0) & ~pp_stall):
+            m.d.sync += pp_drain.eq(pp_drain - 1)
+
+        # -- MATMUL datapath -------------------------------------------------------------
+        m.d.comb += [
+            self.act_raddr.eq(mm.act_addr + row),
+            self.read_tile.eq(mm.weight_tile),
+            array.act.eq(self.act_rdata),
+            array.weights.eq(self.weights),
+        ]
+        # (valid, acc_addr, accumulate) travel beside the data: the accumulator read is
+        # issued one cycle before the array's result row appears, the write with it.
+        mm_meta = Cat(mm_slot, mm.acc_addr + row, mm.accumulate)
+        for i in range(1 + array_output_delay(cfg) - 1):
+            nxt = Signal.like(mm_meta, name=f"mm_meta_{i + 1}")
+            m.d.sync += nxt.eq(mm_meta)
+            mm_meta = nxt
+        rd_valid, rd_addr, rd_acc = (mm_meta[0], mm_meta[1:-1], mm_meta[-1])
+        wr_valid, wr_addr, wr_acc = Signal(), Signal.like(self.acc_waddr), Signal()
+        m.d.sync += [wr_valid.eq(rd_valid), wr_addr.eq(rd_addr), wr_acc.eq(rd_acc)]
+        m.d.comb += [self.acc_we.eq(wr_valid), self.acc_waddr.eq(wr_addr)]
+        for c in range(C):
+            m.d.comb += self.acc_wdata[c].eq(
+                Mux(wr_acc, self.acc_rdata[c], 0) + array.result[c])
+
+        # -- POSTPROC datapath -----------------------------------------------------------
+        pp_issue = pp_slot & (slot == 0)
+        m.d.comb += [
+            self.acc_raddr.eq(Mux(pp_issue, pp.acc_addr + row, rd_addr)),
+            self.acc_ren.eq(~pp_stall),
+            self.param_addr.eq(pp.param_addr),
+            self.param_ren.eq(~pp_stall),
+        ]
+        issue_valid = Signal()
+        issue_meta = Signal(pp_meta)
+        with m.If(~pp_stall):
+            m.d.sync += [
+                issue_valid.eq(pp_issue),
+                issue_meta.dst_addr.eq(pp.dst_addr + row),
+                issue_meta.group.eq(pp.group),
+                issue_meta.to_stream.eq(pp.to_stream | pp.raw),
+                issue_meta.raw.eq(pp.raw),
+            ]
+        m.d.comb += [
+            post.en.eq(~pp_stall),
+            post.i_valid.eq(issue_valid),
+            post.i_meta.eq(issue_meta),
+            post.acc.eq(self.acc_rdata),
+            post.bias.eq(self.bias),
+            post.scale.eq(self.scale),
+        ]
+
+        # Output stage: one row, to the activation buffer or out as 1 or raw_beats beats.
+        d_valid = Signal()
+        d_meta = Signal(pp_meta)
+        d_y = Signal(data.ArrayLayout(signed(cfg.act_bits), C))
+        d_raw = Signal(data.ArrayLayout(signed(isa.BIAS_BITS), C))
+        d_beat = Signal(range(max(2, cfg.raw_beats)))
+        d_beats = Mux(d_meta.raw, cfg.raw_beats, 1)
+        d_leaving = d_valid & (~d_meta.to_stream | (self.o_ready & (d_beat == d_beats - 1)))
+        d_free = ~d_valid | d_leaving
+        m.d.comb += pp_stall.eq(post.o_valid & ~d_free)
+        with m.If(d_free):
+            m.d.sync += [d_valid.eq(post.o_valid), d_meta.eq(post.o_meta), d_y.eq(post.y),
+                         d_raw.eq(post.raw), d_beat.eq(0)]
+        with m.Elif(d_meta.to_stream & self.o_ready):
+            m.d.sync += d_beat.eq(d_beat + 1)
+
+        m.d.comb += [self.act_we.eq(d_valid & ~d_meta.to_stream),
+                     self.act_waddr.eq(d_meta.dst_addr)]
+        with m.Switch(d_meta.group):
+            for g in range(cfg.groups):
+                with m.Case(g):
+                    for j in range(R):
+                        if g * R + j < C:
+                            m.d.comb += self.act_wdata[j].eq(d_y[g * R + j])
+
+        raw_bits = Cat(*(d_raw[c] for c in range(C)))
+        y_bits = Cat(*(d_y[c] for c in range(C)))
+        m.d.comb += self.o_valid.eq(d_valid & d_meta.to_stream)
+        with m.If(d_meta.raw):
+            with m.Switch(d_beat):
+                for k in range(cfg.raw_beats):
+                    with m.Case(k):
+                        m.d.comb += self.o_data.eq(raw_bits[k * cfg.stream_bits:
+                                                            (k + 1) * cfg.stream_bits])
+        with m.Else():
+            m.d.comb += self.o_data.eq(y_bits)
+
+        # -- status ----------------------------------------------------------------------
+        pipe_empty = ~issue_valid & ~d_valid & (pp_drain == 0) & (mm_drain == 0)
+        m.d.comb += [
+            self.idle.eq(~cur_valid & ~self.q_rdy & pipe_empty),
+            self.busy.eq(cur_valid | ~pipe_empty),
+            self.mac_issue.eq(mm_slot),
+            self.out_stall.eq(self.o_valid & ~self.o_ready),
+        ]
+        return m

@@ -1,0 +1,58 @@
+"""Write the core's Verilog and its configuration JSON: ``python -m hw.generate``."""
+
+import argparse
+import os
+import sys
+import tempfile
+
+from amaranth.back import verilog
+
+from .config import CoreConfig
+from .core import Core
+
+__all__ = ["generate", "main"]
+
+
+def generate(cfg, out_dir, name="core"):
+    """Write ``<name>.v`` and ``<name>.json`` for ``cfg`` into ``out_dir``.
+
+    Both files are written under temporary names and renamed, so an interrupted run
+    leaves no half-written Verilog. Returns the Verilog path.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    core = Core(cfg)
+    text = verilog.convert(core, name=name, emit_src=False)
+    paths = {}
+    for ext, body in (("v", text), ("json", cfg.to_json() + "\n")):
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")
+        with os.fdopen(fd, "w") as f:
+            f.write(body)
+        paths[ext] = os.path.join(out_dir, f"{name}.{ext}")
+        os.replace(tmp, paths[ext])
+    return paths["v"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hw.generate", description=__doc__)
+    parser.add_argument("--rows", type=int, default=CoreConfig.rows)
+    parser.add_argument("--cols", type=int, default=CoreConfig.cols)
+    parser.add_argument("--config", help="configuration JSON file (overrides --rows/--cols)")
+    parser.add_argument("-o", "--out", default=None, help="output directory (build/<tag>/rtl)")
+    args = parser.parse_args(argv)
+    try:
+        if args.config:
+            with open(args.config) as f:
+                cfg = CoreConfig.from_json(f.read())
+        else:
+            cfg = CoreConfig(rows=args.rows, cols=args.cols)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or os.path.join("build", cfg.tag, "rtl")
+    path = generate(cfg, out)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

