@@ -81,7 +81,7 @@ def rtl_sources(cfg):
     return [path]
 
 
-def build(cfg, kind="rtl", sim=None, sources=None, program_depth_log2=21):
+def build(cfg, kind="rtl", sim=None, sources=None, program_depth_log2=21, toplevel="tb_top"):
     """Build the harness around the core for ``cfg``; returns the build directory.
 
     ``kind`` names the netlist (``rtl``: the generated Verilog; other kinds pass
@@ -91,14 +91,17 @@ def build(cfg, kind="rtl", sim=None, sources=None, program_depth_log2=21):
     _tool_env(sim)
     bdir = build_dir(cfg, kind, sim)
     with _locked(bdir.parent / f".{kind}-{sim}.lock"):
-        srcs = list(sources if sources is not None else rtl_sources(cfg)) + [HARNESS]
+        srcs = list(sources if sources is not None else rtl_sources(cfg))
+        if toplevel == "tb_top":
+            srcs.append(HARNESS)
         args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style"] if sim == "verilator" \
             else ["-g2012"]
         runner = get_runner(sim)
         try:
             runner.build(
-                sources=[str(s) for s in srcs], hdl_toplevel="tb_top", build_dir=str(bdir),
-                parameters={"W": cfg.stream_bits, "DEPTH_LOG2": program_depth_log2},
+                sources=[str(s) for s in srcs], hdl_toplevel=toplevel, build_dir=str(bdir),
+                parameters={"W": cfg.stream_bits, "DEPTH_LOG2": program_depth_log2}
+                if toplevel == "tb_top" else {},
                 build_args=args, timescale=("1ns", "1ps"), always=False,
                 log_file=str(bdir.parent / f"{kind}-{sim}.build.log"))
         except Exception as exc:  # the runner raises bare exceptions on make failures
@@ -109,7 +112,8 @@ def build(cfg, kind="rtl", sim=None, sources=None, program_depth_log2=21):
 
 
 def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env=None,
-        plusargs=(), test_dir=None, sources=None, check=True, player_dir=None):
+        plusargs=(), test_dir=None, sources=None, check=True, player_dir=None,
+        toplevel="tb_top", test_filter=None):
     """Run cocotb ``testcase`` (a name or a list; all when None) of ``module``.
 
     The bench's player files (and anything a bench writes for its caller) live in
@@ -118,7 +122,7 @@ def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env
     with ``check`` a failed test raises :class:`SimError`.
     """
     sim = simulator(sim)
-    bdir = build(cfg, kind, sim, sources)
+    bdir = build(cfg, kind, sim, sources, toplevel=toplevel)
     test_dir = pathlib.Path(test_dir or bdir / "runs")
     test_dir.mkdir(parents=True, exist_ok=True)
     own_dir = player_dir is None
@@ -131,12 +135,12 @@ def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env
     name = testcase if isinstance(testcase, str) else "all"
     xml = test_dir / f"results-{name}-{os.getpid()}.xml"
     runner = get_runner(sim)
-    runner.test(test_module=module, hdl_toplevel="tb_top", hdl_toplevel_lang="verilog",
+    runner.test(test_module=module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                 testcase=testcase,
                 build_dir=str(bdir), test_dir=str(test_dir), extra_env=extra_env,
                 plusargs=list(plusargs), results_xml=str(xml),
                 log_file=str(test_dir / f"{name}-{os.getpid()}.log"),
-                timescale=("1ns", "1ps"))
+                timescale=("1ns", "1ps"), test_filter=test_filter)
     tests, failed = get_results(xml)
     if own_dir:
         shutil.rmtree(player_dir, ignore_errors=True)
@@ -146,7 +150,80 @@ def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env
     return tests, failed
 
 
+UNITS = ("pe", "array", "postproc")
+
+
+def unit_sources(cfg, unit):
+    """Verilog of one component on its own, for the unit benches."""
+    from amaranth.back import verilog
+
+    from hw.array import SystolicArray
+    from hw.pe import ProcessingElement
+    from hw.postproc import PostProcessor
+
+    make = {"pe": lambda: ProcessingElement(cfg), "array": lambda: SystolicArray(cfg),
+            "postproc": lambda: PostProcessor(cfg, 1)}
+    if unit not in make:
+        raise SimError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
+    path = ROOT / "build" / cfg.tag / f"unit-{unit}" / f"{unit}.v"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(verilog.convert(make[unit](), name=unit, emit_src=False))
+        tmp.replace(path)
+    return [path]
+
+
+def run_unit(cfg, unit, sim=None, check=True):
+    """Run the cocotb unit benches of ``unit`` (``sim/test_units.py``, tests ``<unit>_*``)."""
+    return run(cfg, None, module="sim.test_units", kind=f"unit-{unit}", sim=sim,
+               sources=unit_sources(cfg, unit), toplevel=unit, check=check,
+               test_filter=rf"\.{unit}_")
+
+
 def config_from_env():
     """The configuration a bench runs with (``CORE_CONFIG``), for use inside cocotb."""
     text = os.environ.get("CORE_CONFIG")
     return CoreConfig.from_json(text) if text else CoreConfig()
+
+
+def stream_program(cfg, beats, *, kind="rtl", sim=None, sources=None, gap=0.0, stall=0.0,
+                   seed=1):
+    """Stream program ``beats`` (uint8 [n, stream_bytes]) through the simulated core.
+
+    The on-chip player feeds the AXI4-Stream input (a beat a cycle unless ``gap``)
+    and records every result beat (backpressure with probability ``stall``), so the
+    simulator runs on its own until the status packet. Returns ``(result beats,
+    report)`` where the report has ``sim_cycles`` and ``sim_seconds`` (the simulated
+    run alone) and ``wall_seconds`` (including simulator start-up).
+    """
+    import json
+    import time
+
+    import numpy as np
+
+    beats = np.ascontiguousarray(beats, dtype=np.uint8)
+    if beats.ndim != 2 or beats.shape[1] != cfg.stream_bytes:
+        raise ValueError(f"program beats must be [n, {cfg.stream_bytes}] bytes for "
+                         f"{cfg.tag}, not {list(beats.shape)}")
+    depth_log2 = 21
+    if len(beats) > (1 << depth_log2):
+        raise ValueError(f"program of {len(beats)} beats exceeds the player's "
+                         f"{1 << depth_log2}; stream it in parts")
+    build(cfg, kind, sim, sources)  # outside the timing below
+    start = time.perf_counter()
+    work = ROOT / "build" / cfg.tag / "runs"
+    work.mkdir(parents=True, exist_ok=True)
+    player_dir = pathlib.Path(tempfile.mkdtemp(prefix="program-", dir=work))
+    try:
+        np.save(player_dir / "program.npy", beats)
+        run(cfg, "run_program", kind=kind, sim=sim, sources=sources, test_dir=player_dir,
+            player_dir=player_dir,
+            env={"PROGRAM_NPY": str(player_dir / "program.npy"), "PLAYER_GAP": str(gap),
+                 "PLAYER_STALL": str(stall), "PLAYER_SEED": str(seed)})
+        out = np.load(player_dir / "results.npy")
+        report = json.loads((player_dir / "report.json").read_text())
+    finally:
+        shutil.rmtree(player_dir, ignore_errors=True)
+    report["wall_seconds"] = time.perf_counter() - start
+    return out, report

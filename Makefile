@@ -1,0 +1,59 @@
+# Thin wrappers: every target calls one Python entry point inside .venv, which is
+# created and filled from pyproject.toml on first use (and again when it changes).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ROWS   ?= 8
+COLS   ?= 8
+ARGS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv rtl sim test test-all train quantize infer demo synth bench bench-core clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+venv: $(STAMP)  ## create .venv and install the pinned dependencies
+
+rtl: $(STAMP)  ## write Verilog + config JSON for ROWS x COLS to build/<tag>/rtl
+	$(PY) -m hw.generate --rows $(ROWS) --cols $(COLS) $(ARGS)
+
+sim: $(STAMP)  ## cocotb benches (units and whole core) on Verilator for 4x4, 8x8, 3x5
+	$(PY) -m pytest tests/test_sim.py -v $(ARGS)
+
+test: $(STAMP)  ## the whole default test suite (what CI runs)
+	$(PY) -m pytest -n 2 $(ARGS)
+
+test-all: $(STAMP)  ## the suite including slow sweeps
+	$(PY) -m pytest -n 2 -m "" $(ARGS)
+
+train: $(STAMP)  ## train the MNIST MLP, save models/mlp.pt
+	$(PY) -m host.train $(ARGS)
+
+quantize: $(STAMP)  ## int8-quantize the checkpoint, report vs PyTorch
+	$(PY) -m host.quantize --json build/quantize.json $(ARGS)
+
+infer: $(STAMP)  ## MNIST through the RTL core (and the model backend), checked vs PyTorch
+	$(PY) -m host.infer --demo $(ARGS)
+
+demo: infer
+
+synth: $(STAMP)  ## Yosys/nextpnr for ECP5-85F and iCE40 UP5K; build/synth/report.md
+	$(PY) -m hw.synth $(ARGS)
+
+bench: $(STAMP)  ## full benchmark: array sizes x batch, RTL samples, PyTorch CPU
+	$(PY) -m host.bench $(ARGS)
+
+bench-core: $(STAMP)  ## 64x784 by 784x128 through the 8x8 RTL: utilization, sim speed
+	$(PY) -m sim.bench_core $(ARGS)
+
+clean:  ## remove build/ (keeps .venv)
+	rm -rf build

@@ -1,0 +1,18 @@
+"""Shared pytest fixtures and helpers."""
+
+import pytest
+
+from hw.config import CoreConfig
+
+#: Configurations the benches run on: square, the default, and non-square. Buffers are
+#: kept small so that the simulator builds stay quick.
+SIM_CONFIGS = {
+    "4x4": CoreConfig(rows=4, cols=4, act_kib=16, weight_kib=16, acc_kib=8),
+    "8x8": CoreConfig(rows=8, cols=8, act_kib=16, weight_kib=16, acc_kib=8),
+    "3x5": CoreConfig(rows=3, cols=5, act_kib=16, weight_kib=16, acc_kib=8),
+}
+
+
+@pytest.fixture(params=sorted(SIM_CONFIGS), ids=str)
+def sim_config(request):
+    return SIM_CONFIGS[request.param]

@@ -1,0 +1,18 @@
+"""Launch the cocotb benches (sim/) on Verilator from pytest."""
+
+import pytest
+
+from sim import runner
+
+
+def test_core_benches(sim_config):
+    """Every whole-core bench passes: random matmuls, corners, errors, reset, player."""
+    tests, failed = runner.run(sim_config, module="sim.test_core", check=False)
+    assert tests >= 8 and failed == 0, f"{failed} of {tests} core benches failed"
+
+
+@pytest.mark.parametrize("unit", ["pe", "array", "postproc"])
+def test_unit_benches(sim_config, unit):
+    """The PE, the array and post-processing against numpy, randomized."""
+    tests, failed = runner.run_unit(sim_config, unit, check=False)
+    assert tests >= 1 and failed == 0, f"{failed} of {tests} {unit} benches failed"
