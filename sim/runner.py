@@ -94,7 +94,8 @@ def build(cfg, kind="rtl", sim=None, sources=None, program_depth_log2=21, toplev
         srcs = list(sources if sources is not None else rtl_sources(cfg))
         if toplevel == "tb_top":
             srcs.append(HARNESS)
-        args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style"] if sim == "verilator" \
+        args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+                "--x-initial", "fast", "--noassert"] if sim == "verilator" \
             else ["-g2012"]
         runner = get_runner(sim)
         try:
