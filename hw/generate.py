@@ -28,6 +28,7 @@ def generate(cfg, out_dir, name="core"):
         with os.fdopen(fd, "w") as f:
             f.write(body)
         paths[ext] = os.path.join(out_dir, f"{name}.{ext}")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, paths[ext])
     return paths["v"]
 

@@ -1,0 +1,1 @@
+"""The host side: data, training, quantization, golden model, compiler, backends, CLI."""

@@ -1,0 +1,55 @@
+"""The integer golden model against PyTorch's quantized Linear and hand-worked cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from host import golden
+from host.quantize import quantize_model
+from host.train import Mlp
+
+
+def test_requantize_rounds_half_up():
+    # acc * mult / 2**shift with mult=1, shift=1: x / 2
+    acc = np.array([[5, -5, 3, -3, 1, -1, 0]])
+    got = golden.requantize(acc, np.ones(7), np.ones(7), 0, False)
+    np.testing.assert_array_equal(got, [[3, -2, 2, -1, 1, 0, 0]])  # 2.5->3, -2.5->-2
+
+
+def test_requantize_saturates_zero_point_and_relu():
+    acc = np.array([[10**6, -10**6, 4, -4]])
+    got = golden.requantize(acc, np.ones(4), np.zeros(4), 5, False)
+    np.testing.assert_array_equal(got, [[127, -128, 9, 1]])
+    got = golden.requantize(acc, np.ones(4), np.zeros(4), 5, True)
+    np.testing.assert_array_equal(got, [[127, 5, 9, 5]])
+    with pytest.raises(ValueError, match="mult must be"):
+        golden.requantize(acc, np.full(4, 1 << 31), np.zeros(4), 0, False)
+
+
+def test_matmul_wraps_int32_and_uses_zero_point():
+    x = np.full((1, 3), -128, np.int8)
+    w = np.full((2, 3), -128, np.int8)
+    np.testing.assert_array_equal(golden.matmul_i8(x, w), [[3 * 16384, 3 * 16384]])
+    np.testing.assert_array_equal(golden.matmul_i8(x, w, x_zero_point=-128), [[0, 0]])
+    assert golden.wrap_int32(np.int64(2**31)) == -2**31
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_golden_matches_torch_quantized_linear(seed):
+    """Random layers: golden within 1 LSB of PyTorch's int8 model (fbgemm)."""
+    torch.manual_seed(seed)
+    k, n = [(37, 11), (64, 16), (100, 3), (8, 40)][seed]
+    model = Mlp((k, n, 7))
+    for lin in model.linears():
+        torch.nn.init.uniform_(lin.bias, -0.3, 0.3)
+    images = np.random.default_rng(seed).integers(0, 256, (200, k)).astype(np.uint8)
+    qmodel, tq = quantize_model(model, images)
+    from host.quantize import torch_int8_logits
+    x = qmodel.quantize_input(images)
+    hidden = golden.run_layers(qmodel, x)[0]
+    with torch.no_grad():
+        t_hidden = tq.net[0](tq.quant(torch.from_numpy(images.astype(np.float32) / 255)))
+    diff = np.abs(hidden.astype(int) - (t_hidden.int_repr().numpy().astype(int) - 128))
+    assert diff.max() <= 1 and np.mean(diff == 0) > 0.98
+    assert np.abs(golden.run(qmodel, x).astype(int)
+                  - torch_int8_logits(tq, images).astype(int)).max() <= 2
