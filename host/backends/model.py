@@ -1,0 +1,133 @@
+"""The ``model`` backend: a numpy interpreter of the program stream.
+
+It decodes the same beats the core receives (``host.cycles.walk`` does the front
+end's checks), executes each instruction with numpy integer arithmetic, produces the
+same result beats byte for byte, and takes the status packet's counters from the
+exact cycle model. It shares no code with the hardware description.
+"""
+
+import time
+
+import numpy as np
+
+from hw import isa
+from hw.isa import ErrorCode, Opcode, Target
+
+from ..cycles import walk
+from .base import Result
+
+__all__ = ["ModelBackend", "Machine"]
+
+_SCALE_FIELDS = {name: (field.offset, field.width) for name, field in isa.SCALE_WORD}
+
+
+def _wrap(x, bits=32):
+    return ((x + (1 << (bits - 1))) & ((1 << bits) - 1)) - (1 << (bits - 1))
+
+
+class Machine:
+    """Buffers and execution of one core configuration."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        R, C = cfg.rows, cfg.cols
+        self.act = np.zeros((cfg.act_depth, R), np.int64)
+        self.weights = np.zeros((cfg.weight_depth * R, C), np.int64)
+        self.acc = np.zeros((cfg.acc_depth, C), np.int64)
+        self.bias = np.zeros(cfg.param_depth * C, np.int64)
+        self.scale = {k: np.zeros(cfg.param_depth * C, np.int64) for k in _SCALE_FIELDS}
+        self.out = []
+
+    def execute(self, beats, op, f, pos):
+        cfg = self.cfg
+        R, C, sb = cfg.rows, cfg.cols, cfg.stream_bytes
+        if op is Opcode.LOAD:
+            data = beats[pos + 1:pos + 1 + f["count"]]
+            a, n = f["addr"], f["count"]
+            t = Target(f["target"])
+            if t is Target.ACT:
+                self.act[a:a + n] = data[:, :R].view(np.int8)
+            elif t is Target.WEIGHT:
+                self.weights[a * R:a * R + n] = data[:, :C].view(np.int8)
+            else:
+                words = np.ascontiguousarray(data[:, :8]).view("<u8")[:, 0].astype(np.int64)
+                lo = a * C
+                if t is Target.BIAS:
+                    self.bias[lo:lo + n] = _wrap(words & 0xFFFFFFFF)
+                else:
+                    for name, (off, width) in _SCALE_FIELDS.items():
+                        v = (words >> off) & ((1 << width) - 1)
+                        if name == "zero_point":
+                            v = _wrap(v, width)
+                        self.scale[name][lo:lo + n] = v
+        elif op is Opcode.MATMUL:
+            m = f["m"]
+            x = self.act[f["act_addr"]:f["act_addr"] + m]
+            w = self.weights[f["weight_tile"] * R:(f["weight_tile"] + 1) * R]
+            acc = self.acc[f["acc_addr"]:f["acc_addr"] + m]
+            res = x @ w + (acc if f["accumulate"] else 0)
+            self.acc[f["acc_addr"]:f["acc_addr"] + m] = _wrap(res, cfg.acc_bits)
+        elif op is Opcode.POSTPROC:
+            m, p = f["m"], f["param_addr"]
+            lanes = slice(p * C, (p + 1) * C)
+            a = _wrap(self.acc[f["acc_addr"]:f["acc_addr"] + m] + self.bias[lanes])
+            if f["raw"]:
+                raw = np.zeros((m, cfg.raw_beats * sb), np.uint8)
+                raw[:, :4 * C] = a.astype("<i4").view(np.uint8)
+                self.out.append(raw.reshape(m * cfg.raw_beats, sb))
+                return
+            mult, shift = self.scale["mult"][lanes], self.scale["shift"][lanes]
+            zp, relu = self.scale["zero_point"][lanes], self.scale["relu"][lanes]
+            half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
+            y = ((a * mult + half) >> shift) + zp
+            lo = np.where(relu == 1, zp, cfg.act_min)
+            y = np.clip(np.maximum(y, lo), cfg.act_min, cfg.act_max)
+            if f["to_stream"]:
+                beat = np.zeros((m, sb), np.uint8)
+                beat[:, :C] = y.astype(np.int8).view(np.uint8)
+                self.out.append(beat)
+            else:
+                g = f["group"]
+                word = np.zeros((m, R), np.int64)
+                lanes_g = y[:, g * R:(g + 1) * R]
+                word[:, :lanes_g.shape[1]] = lanes_g
+                self.act[f["dst_addr"]:f["dst_addr"] + m] = word
+
+    def run(self, beats):
+        """Run a whole program; returns ``(result beats, status dict)``."""
+        self.out = []
+        tl, err = walk(self.cfg, beats, lambda op, f, pos: self.execute(beats, op, f, pos))
+        status = tl.status(err)
+        words = np.array([status[name] & 0xFFFFFFFF for name in isa.STATUS_FIELDS], np.uint64)
+        packet = np.zeros((len(words), self.cfg.stream_bytes), np.uint8)
+        packet[:, :8] = words.astype("<u8").view(np.uint8).reshape(-1, 8)
+        self.out.append(packet)
+        return np.concatenate(self.out), status
+
+
+class ModelBackend:
+    """Bit-accurate, cycle-predicting numpy backend."""
+
+    name = "model"
+
+    def __init__(self, config):
+        self.config = config
+
+    def prepare(self):
+        pass
+
+    def stream(self, beats):
+        start = time.perf_counter()
+        out, _ = Machine(self.config).run(np.asarray(beats, np.uint8))
+        return out, {"sim_cycles": 0, "sim_seconds": 0.0,
+                     "wall_seconds": time.perf_counter() - start}
+
+    def run(self, program, inputs):
+        program.check_config(self.config)
+        start = time.perf_counter()
+        beats = program.beats(inputs)
+        out, status = Machine(self.config).run(beats)
+        outputs, status = program.parse_output(out, len(inputs))
+        return Result(outputs=outputs, status=status, cycles=status["cycles"],
+                      predicted_cycles=status["cycles"], wall_seconds=time.perf_counter() - start,
+                      out_beats=out)
