@@ -42,7 +42,7 @@ class Timeline:
     last_kind: object = None
     last_drain: int = 0
     busy: list = dataclasses.field(default_factory=list)  #: merged [lo, hi] intervals
-    mac_cycles: int = 0
+    mac_rows: list = dataclasses.field(default_factory=list)  #: MATMUL [first, last] rows
     final: int = None       #: the last counted cycle, once the program has ended
 
     def _latency(self, kind):
@@ -73,7 +73,7 @@ class Timeline:
         else:
             self.busy.append([lo, hi])
         if kind is Opcode.MATMUL:
-            self.mac_cycles += m
+            self.mac_rows.append((pop + 1, end))
         self.pops.append(pop)
         self.last_end, self.last_kind = end, kind
         return pop
@@ -101,8 +101,9 @@ class Timeline:
         """The status packet's fields (``STATUS_FIELDS``) for a program that has ended."""
         last = self.final
         busy = sum(max(0, min(hi, last) - lo + 1) for lo, hi in self.busy)
+        macs = sum(max(0, min(hi, last) - lo + 1) for lo, hi in self.mac_rows)
         return {"error": int(error.value if isinstance(error, ErrorCode) else error),
-                "cycles": last + 1, "busy_cycles": busy, "mac_cycles": self.mac_cycles,
+                "cycles": last + 1, "busy_cycles": busy, "mac_cycles": macs,
                 "stall_in_cycles": 0, "stall_out_cycles": 0}
 
 

@@ -155,8 +155,12 @@ class Program:
         kind = s["kind"]
         segs = [self.preamble, self._load(Target.ACT, regions[0], words[0])]
         word_beats = {parity: _word_beats(s[parity], sb) for parity in ("even", "odd")}
+        tail = len(x) - (nb - 1) * B
         for b in range(nb):
-            wb = word_beats["even" if b % 2 == 0 else "odd"]
+            parity = "even" if b % 2 == 0 else "odd"
+            wb = word_beats[parity]
+            if b == nb - 1 and tail < B:   # a partial last batch computes only its rows
+                wb = _word_beats(self._with_rows(s[parity], tail), sb)
             run_start = 0
             for i in np.flatnonzero(kind != ITEM_WORD):
                 segs.append(wb[run_start:i])
@@ -170,6 +174,18 @@ class Program:
             segs.append(wb[run_start:])
         segs.append(_word_beats([isa.encode(Opcode.END)], sb))
         return np.concatenate(segs)
+
+    def _with_rows(self, words, m):
+        """Instruction words with every MATMUL/POSTPROC row count set to ``m``."""
+        out = np.array(words, np.uint64)
+        for i, w in enumerate(out):
+            try:
+                op, f = isa.decode(int(w))
+            except isa.InstructionError:
+                continue
+            if op in (Opcode.MATMUL, Opcode.POSTPROC) and f["m"] == self.batch:
+                out[i] = isa.encode(op, **{**f, "m": m})
+        return out
 
     def parse_output(self, out_beats, n_images):
         """Result beats -> ``(outputs [n, out_features], status dict)``.
@@ -187,21 +203,23 @@ class Program:
                   for i, name in enumerate(isa.STATUS_FIELDS)}
         body = out[:len(out) - ns]
         cfg, B = self.config, self.batch
-        nb = -(-n_images // B)
         nt = self.header["out_tiles"]
         per_row = cfg.raw_beats if self.header["raw"] else 1
-        expected = nb * nt * B * per_row
         if status["error"] != 0:
             return None, status
-        if len(body) != expected:
-            raise ProgramError(f"{len(body)} result beats, expected {expected}")
-        if self.header["raw"]:
-            rows = body.reshape(nb, nt, B, per_row * cfg.stream_bytes)[..., :4 * cfg.cols]
-            vals = np.ascontiguousarray(rows).view("<i4")
-        else:
-            vals = body.reshape(nb, nt, B, cfg.stream_bytes)[..., :cfg.cols].view(np.int8)
-        vals = vals.transpose(0, 2, 1, 3).reshape(nb * B, nt * cfg.cols)
-        return vals[:n_images, :self.out_features].copy(), status
+        if len(body) != n_images * nt * per_row:
+            raise ProgramError(f"{len(body)} result beats, expected {n_images * nt * per_row}")
+        outs = []
+        for b0 in range(0, n_images, B):
+            rows = min(B, n_images - b0)
+            chunk, body = body[:nt * rows * per_row], body[nt * rows * per_row:]
+            if self.header["raw"]:
+                v = chunk.reshape(nt, rows, per_row * cfg.stream_bytes)[..., :4 * cfg.cols]
+                v = np.ascontiguousarray(v).view("<i4")
+            else:
+                v = chunk.reshape(nt, rows, cfg.stream_bytes)[..., :cfg.cols].view(np.int8)
+            outs.append(v.transpose(1, 0, 2).reshape(rows, nt * cfg.cols))
+        return np.concatenate(outs)[:, :self.out_features].copy(), status
 
     # -- files ----------------------------------------------------------------------
     def save(self, path):

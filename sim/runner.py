@@ -20,6 +20,11 @@ from hw.config import CoreConfig
 __all__ = ["ROOT", "SimError", "build", "run", "simulator", "build_dir", "rtl_sources"]
 
 log = logging.getLogger(__name__)
+# cocotb's runners log every step at INFO under their class names; keep them quiet
+# unless asked (SIM_VERBOSE=1); their logs also go to files under build/.
+for _name in ("Verilator", "Icarus"):
+    logging.getLogger(_name).setLevel(
+        logging.INFO if os.environ.get("SIM_VERBOSE") else logging.WARNING)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "sim" / "hdl" / "tb_top.sv"
@@ -188,43 +193,57 @@ def config_from_env():
     return CoreConfig.from_json(text) if text else CoreConfig()
 
 
-def stream_program(cfg, beats, *, kind="rtl", sim=None, sources=None, gap=0.0, stall=0.0,
-                   seed=1):
-    """Stream program ``beats`` (uint8 [n, stream_bytes]) through the simulated core.
+def stream_programs(cfg, programs, *, kind="rtl", sim=None, sources=None, gap=0.0,
+                    stall=0.0, seed=1):
+    """Stream each program (uint8 beats ``[n, stream_bytes]``) through the simulated core.
 
-    The on-chip player feeds the AXI4-Stream input (a beat a cycle unless ``gap``)
-    and records every result beat (backpressure with probability ``stall``), so the
-    simulator runs on its own until the status packet. Returns ``(result beats,
-    report)`` where the report has ``sim_cycles`` and ``sim_seconds`` (the simulated
-    run alone) and ``wall_seconds`` (including simulator start-up).
+    One simulator run streams them one after the other. The on-chip player feeds the
+    AXI4-Stream input (a beat a cycle unless ``gap``) and records every result beat
+    (backpressure with probability ``stall``), so the simulator runs on its own until
+    each status packet. Returns a list of ``(result beats, report)``; a report has
+    ``sim_cycles`` and ``sim_seconds`` (that program's simulated run alone) and
+    ``wall_seconds`` (the whole run, including simulator start-up).
     """
     import json
     import time
 
     import numpy as np
 
-    beats = np.ascontiguousarray(beats, dtype=np.uint8)
-    if beats.ndim != 2 or beats.shape[1] != cfg.stream_bytes:
-        raise ValueError(f"program beats must be [n, {cfg.stream_bytes}] bytes for "
-                         f"{cfg.tag}, not {list(beats.shape)}")
     depth_log2 = 21
-    if len(beats) > (1 << depth_log2):
-        raise ValueError(f"program of {len(beats)} beats exceeds the player's "
-                         f"{1 << depth_log2}; stream it in parts")
+    checked = []
+    for beats in programs:
+        beats = np.ascontiguousarray(beats, dtype=np.uint8)
+        if beats.ndim != 2 or beats.shape[1] != cfg.stream_bytes:
+            raise ValueError(f"program beats must be [n, {cfg.stream_bytes}] bytes for "
+                             f"{cfg.tag}, not {list(beats.shape)}")
+        if len(beats) > (1 << depth_log2):
+            raise ValueError(f"program of {len(beats)} beats exceeds the player's "
+                             f"{1 << depth_log2}; stream it in parts")
+        checked.append(beats)
     build(cfg, kind, sim, sources)  # outside the timing below
     start = time.perf_counter()
     work = ROOT / "build" / cfg.tag / "runs"
     work.mkdir(parents=True, exist_ok=True)
     player_dir = pathlib.Path(tempfile.mkdtemp(prefix="program-", dir=work))
     try:
-        np.save(player_dir / "program.npy", beats)
+        paths = []
+        for i, beats in enumerate(checked):
+            paths.append(player_dir / f"program_{i}.npy")
+            np.save(paths[-1], beats)
         run(cfg, "run_program", kind=kind, sim=sim, sources=sources, test_dir=player_dir,
             player_dir=player_dir,
-            env={"PROGRAM_NPY": str(player_dir / "program.npy"), "PLAYER_GAP": str(gap),
+            env={"PROGRAM_NPY": ",".join(map(str, paths)), "PLAYER_GAP": str(gap),
                  "PLAYER_STALL": str(stall), "PLAYER_SEED": str(seed)})
-        out = np.load(player_dir / "results.npy")
-        report = json.loads((player_dir / "report.json").read_text())
+        outs = [np.load(player_dir / f"results_{i}.npy") for i in range(len(checked))]
+        reports = json.loads((player_dir / "report.json").read_text())
     finally:
         shutil.rmtree(player_dir, ignore_errors=True)
-    report["wall_seconds"] = time.perf_counter() - start
-    return out, report
+    wall = time.perf_counter() - start
+    for r in reports:
+        r["wall_seconds"] = wall
+    return list(zip(outs, reports))
+
+
+def stream_program(cfg, beats, **options):
+    """:func:`stream_programs` for one program: ``(result beats, report)``."""
+    return stream_programs(cfg, [beats], **options)[0]

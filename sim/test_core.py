@@ -201,15 +201,19 @@ def AxiStreamFrame_from(beats):
 
 @cocotb.test(skip=os.environ.get("PROGRAM_NPY") is None)
 async def run_program(dut):
-    """Backend entry: stream PLAYER_DIR/PROGRAM_NPY with the player, save the results."""
+    """Backend entry: stream each program in PROGRAM_NPY (comma-separated .npy files)
+    with the player, one after the other, and save each one's result beats."""
     tb = TB(dut)
     await tb.reset()
-    beats = np.load(os.environ["PROGRAM_NPY"])
     gap = float(os.environ.get("PLAYER_GAP", 0))
     stall = float(os.environ.get("PLAYER_STALL", 0))
-    out, cycles, seconds = await tb.run_player(beats, gap=gap, stall=stall,
-                                               seed=int(os.environ.get("PLAYER_SEED", 1)))
+    seed = int(os.environ.get("PLAYER_SEED", 1))
     base = os.environ["PLAYER_DIR"]
-    np.save(os.path.join(base, "results.npy"), out)
+    report = []
+    for i, path in enumerate(os.environ["PROGRAM_NPY"].split(",")):
+        beats = np.load(path)
+        out, cycles, seconds = await tb.run_player(beats, gap=gap, stall=stall, seed=seed + i)
+        np.save(os.path.join(base, f"results_{i}.npy"), out)
+        report.append({"sim_cycles": cycles, "sim_seconds": seconds})
     with open(os.path.join(base, "report.json"), "w") as f:
-        json.dump({"sim_cycles": cycles, "sim_seconds": seconds}, f)
+        json.dump(report, f)

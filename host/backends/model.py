@@ -42,8 +42,8 @@ class Machine:
         cfg = self.cfg
         R, C, sb = cfg.rows, cfg.cols, cfg.stream_bytes
         if op is Opcode.LOAD:
-            data = beats[pos + 1:pos + 1 + f["count"]]
-            a, n = f["addr"], f["count"]
+            data = beats[pos + 1:pos + 1 + f["count"]]  # fewer if the stream ends early
+            a, n = f["addr"], len(data)
             t = Target(f["target"])
             if t is Target.ACT:
                 self.act[a:a + n] = data[:, :R].view(np.int8)

@@ -1,0 +1,58 @@
+"""The cycle model on hand-worked programs (the RTL comparison is in test_backends)."""
+
+import numpy as np
+
+from hw.config import CoreConfig
+from hw.isa import ErrorCode, Opcode, Target
+from host.cycles import predict
+from sim.programs import Builder
+
+
+def _prog(cfg, *steps):
+    b = Builder(cfg)
+    for op, fields, data in steps:
+        b.instr(op, **fields)
+        for _ in range(data):
+            b.word(0)
+    return b.array()
+
+
+MM = dict(act_addr=0, weight_tile=0, acc_addr=0, accumulate=0)
+PP = dict(acc_addr=0, param_addr=0, dst_addr=0, group=0, to_stream=1, raw=0)
+
+
+def test_load_matmul_end():
+    cfg = CoreConfig()
+    beats = _prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
+                  (Opcode.MATMUL, dict(MM, m=3), 0), (Opcode.END, {}, 0))
+    # header 0, data 1, MATMUL pushed 2, popped 3, rows 4..6, idle at 6 + L + 1
+    assert cfg.array_latency == 18
+    st = predict(cfg, beats)
+    assert st["cycles"] == 26 and st["mac_cycles"] == 3
+    assert st["busy_cycles"] == (6 + 18) - 4 + 1 and st["error"] == 0
+
+
+def test_kind_switch_and_queue_full():
+    cfg = CoreConfig(rows=4, cols=4, queue_depth=2)
+    beats = _prog(cfg, *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 4,
+                  (Opcode.POSTPROC, dict(PP, m=2), 0), (Opcode.END, {}, 0))
+    # L = 10 after a MATMUL, 6 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
+    # pops 1, 11, 21, 31 (each at the previous one's last row); MATMULs end at 41.
+    # POSTPROC pushed at 22 (after pop2), popped at 41 + 10 + 1 = 52, rows 53..54;
+    # END at 54 + 6 + 1 = 61 -> 62 cycles
+    assert (cfg.array_latency, cfg.postproc_latency) == (10, 6)
+    st = predict(cfg, beats)
+    assert st["cycles"] == 62 and st["mac_cycles"] == 40
+
+
+def test_errors_stop_counting_at_tlast():
+    cfg = CoreConfig()
+    beats = _prog(cfg, (Opcode.MATMUL, dict(MM, m=0), 0), (Opcode.SYNC, {}, 0),
+                  (Opcode.END, {}, 0))
+    st = predict(cfg, beats)
+    assert st["error"] == ErrorCode.ZERO_LENGTH.value and st["cycles"] == 3
+    st = predict(cfg, beats[:-1])
+    assert st["error"] == ErrorCode.ZERO_LENGTH.value and st["cycles"] == 2
+    ok = _prog(cfg, (Opcode.SYNC, {}, 0))
+    assert predict(cfg, ok)["error"] == ErrorCode.NO_END.value
+    assert predict(cfg, np.concatenate([ok, ok]))["cycles"] == 2

@@ -1,0 +1,59 @@
+"""The inference CLI: the report, and clear errors with no output on bad inputs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from host.infer import main
+
+
+def test_model_backend_report(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["--backend", "model", "--limit", "200", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["backend"] == "model" and r["images"] == 200 and r["mismatches"] == 0
+    assert r["cycles"] == r["predicted_cycles"] and r["argmax_agreement"] >= 0.999
+    assert abs(r["accuracy"] - r["float_accuracy"]) <= 0.005
+    assert r["utilization"] > 0.85 and r["images_per_second_at_clock"] > 0
+    for key in ("torch_int8_accuracy", "cycles_per_image", "wall_seconds", "clock_mhz",
+                "sim_cycles_per_second"):
+        assert key in r
+
+
+def test_rtl_backend_small_array(tmp_path):
+    out = tmp_path / "r.json"
+    assert main(["--backend", "rtl", "--rows", "4", "--cols", "4", "--limit", "24",
+                 "--batch", "8", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["mismatches"] == 0 and r["cycles_match"] and r["sim_cycles_per_second"] > 0
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "host.infer", *args], capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data-dir", "no/such/dir"], "no/such/dir: no such directory"),
+    (["--model", "no/such.pt"], "no/such.pt: no such checkpoint"),
+    (["--rows", "40"], "rows must be between 2 and 16, not 40"),
+    (["--batch", "2000"], "batch 2000 does not fit"),
+    (["--limit", "0"], "--limit must be positive, not 0"),
+])
+def test_bad_inputs(tmp_path, args, message):
+    out = tmp_path / "r.json"
+    res = _cli("--backend", "model", "--json", str(out), *args)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1] == f"error: {message}" or \
+        message in res.stderr.strip().splitlines()[-1]
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x80\x02garbage")
+    res = _cli("--backend", "model", "--model", str(bad), "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 2 and "bad.pt: not a readable checkpoint" in res.stderr
+    assert not (tmp_path / "r.json").exists()
