@@ -160,7 +160,8 @@ UNITS = ("pe", "array", "postproc")
 
 
 def unit_sources(cfg, unit):
-    """Verilog of one component on its own, for the unit benches."""
+    """Verilog of one component on its own (module ``unit_<name>``: a module named
+    ``array`` would collide with the C++ header of that name in Verilator's build)."""
     from amaranth.back import verilog
 
     from hw.array import SystolicArray
@@ -175,7 +176,7 @@ def unit_sources(cfg, unit):
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(verilog.convert(make[unit](), name=unit, emit_src=False))
+        tmp.write_text(verilog.convert(make[unit](), name=f"unit_{unit}", emit_src=False))
         tmp.replace(path)
     return [path]
 
@@ -183,7 +184,7 @@ def unit_sources(cfg, unit):
 def run_unit(cfg, unit, sim=None, check=True):
     """Run the cocotb unit benches of ``unit`` (``sim/test_units.py``, tests ``<unit>_*``)."""
     return run(cfg, None, module="sim.test_units", kind=f"unit-{unit}", sim=sim,
-               sources=unit_sources(cfg, unit), toplevel=unit, check=check,
+               sources=unit_sources(cfg, unit), toplevel=f"unit_{unit}", check=check,
                test_filter=rf"\.{unit}_")
 
 
