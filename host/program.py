@@ -138,6 +138,22 @@ class Program:
                                                        count=len(data))],
                                            self.config.stream_bytes), data])
 
+    def _load_input(self, base, words, start, count, rows):
+        """LOADs of input words ``[start, start + count)`` of a batch with ``rows`` images.
+
+        Words are laid out ``k_tile * batch + row``; a partial batch skips the rows it
+        does not have (one LOAD for each K tile's run), a full one is one LOAD.
+        """
+        B = self.batch
+        if rows == B:
+            return [self._load(Target.ACT, base + start, words[start:start + count])]
+        out = []
+        for kt in range(start // B, -(-(start + count) // B)):
+            lo, hi = max(start, kt * B), min(start + count, kt * B + rows)
+            if lo < hi:
+                out.append(self._load(Target.ACT, base + lo, words[lo:hi]))
+        return out
+
     def beats(self, inputs):
         """The complete program stream for ``inputs`` (int8 ``[n, in_features]``)."""
         x = np.asarray(inputs)
@@ -153,7 +169,9 @@ class Program:
         sb = self.config.stream_bytes
         s = self.schedule
         kind = s["kind"]
-        segs = [self.preamble, self._load(Target.ACT, regions[0], words[0])]
+        rows = [min(B, len(x) - b * B) for b in range(nb)]
+        segs = [self.preamble,
+                *self._load_input(regions[0], words[0], 0, len(words[0]), rows[0])]
         word_beats = {parity: _word_beats(s[parity], sb) for parity in ("even", "odd")}
         tail = len(x) - (nb - 1) * B
         for b in range(nb):
@@ -169,8 +187,8 @@ class Program:
                     segs.append(self.blocks[s["block"][i]])
                 elif b + 1 < nb:
                     start, count = int(s["start"][i]), int(s["count"][i])
-                    segs.append(self._load(Target.ACT, regions[(b + 1) % 2] + start,
-                                           words[b + 1][start:start + count]))
+                    segs.extend(self._load_input(regions[(b + 1) % 2], words[b + 1], start,
+                                                 count, rows[b + 1]))
             segs.append(wb[run_start:])
         segs.append(_word_beats([isa.encode(Opcode.END)], sb))
         return np.concatenate(segs)

