@@ -48,8 +48,8 @@ SIZES = {  # images in the model sweep, RTL sample images, sharded-run images, t
 
 def sweep_config(rows, cols):
     """Buffers as large as the address fields allow, so that batch 256 fits when it can."""
-    return CoreConfig(rows=rows, cols=cols, act_kib=min(4096, rows * 64),
-                      acc_kib=min(4096, cols * 64))
+    return CoreConfig(rows=rows, cols=cols, act_kib=min(4096, rows * 32),
+                      hidden_kib=min(4096, rows * 32), acc_kib=min(4096, cols * 64))
 
 
 def onchip_bytes(program):
@@ -57,7 +57,7 @@ def onchip_bytes(program):
     cfg, h = program.config, program.header
     R, C, B = cfg.rows, cfg.cols, program.batch
     weights = min(h["weight_tiles"], cfg.weight_depth) * R * C
-    act = 2 * h["in_tiles"] * B * R + sum(
+    act = 2 * h["in_tiles"] * B * R + sum(  # ping-pong inputs, then hidden layers
         -(-n // C) * cfg.groups * B * R for n in h["sizes"][1:-1])
     acc = max(-(-n // C) for n in h["sizes"][1:]) * B * C * 4
     params = sum(-(-n // C) for n in h["sizes"][1:]) * C * 12

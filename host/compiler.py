@@ -68,9 +68,9 @@ def _plan(layers, cfg, batch, hint=True):
             kt.append(nt[i] * G)
     in_words = kt[0] * batch
     hidden = [nt[i] * G * batch for i in range(len(layers) - 1)]
-    act_needed = 2 * in_words + sum(hidden)
     acc_needed = max(nt) * batch
-    for what, needed, depth in (("activation", act_needed, cfg.act_depth),
+    for what, needed, depth in (("input", 2 * in_words, cfg.act_depth),
+                                ("hidden-activation", sum(hidden), cfg.hidden_depth),
                                 ("accumulator", acc_needed, cfg.acc_depth)):
         if needed > depth:
             msg = f"batch {batch} needs {needed} {what} words, the buffer has {depth}"
@@ -79,7 +79,7 @@ def _plan(layers, cfg, batch, hint=True):
             raise CompileError(msg)
     if sum(nt) > cfg.param_depth:
         raise CompileError(f"{sum(nt)} parameter words needed, the buffer has {cfg.param_depth}")
-    bases = [2 * in_words]
+    bases = [cfg.act_depth]
     for h in hidden[:-1]:
         bases.append(bases[-1] + h)
     return kt, nt, [0, in_words], bases

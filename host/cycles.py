@@ -123,7 +123,7 @@ def check_instruction(cfg, op, f):
     elif op is Opcode.MATMUL:
         if f["m"] == 0:
             return ErrorCode.ZERO_LENGTH
-        if f["act_addr"] + f["m"] > cfg.act_depth:
+        if f["act_addr"] + f["m"] > cfg.act_space:
             return ErrorCode.ACT_RANGE
         if f["weight_tile"] >= cfg.weight_depth:
             return ErrorCode.WEIGHT_RANGE
@@ -138,7 +138,8 @@ def check_instruction(cfg, op, f):
             return ErrorCode.PARAM_RANGE
         if f["group"] >= cfg.groups or (f["raw"] and not f["to_stream"]):
             return ErrorCode.BAD_GROUP
-        if not f["to_stream"] and not f["raw"] and f["dst_addr"] + f["m"] > cfg.act_depth:
+        if not f["to_stream"] and not f["raw"] and (
+                f["dst_addr"] < cfg.act_depth or f["dst_addr"] + f["m"] > cfg.act_space):
             return ErrorCode.ACT_RANGE
     return ErrorCode.NONE
 

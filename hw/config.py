@@ -41,8 +41,12 @@ class CoreConfig:
     acc_bits : int
         Accumulator width in bits (two's complement, wraps on overflow); 16..32.
     act_kib : int
-        Activation buffer size in KiB (words of ``rows`` bytes). Each derived depth is
-        capped at what its instruction address field can reach.
+        Input buffer size in KiB (words of ``rows`` bytes): what LOAD writes and
+        MATMUL reads. Each derived depth is capped at what its instruction address
+        field can reach.
+    hidden_kib : int
+        Hidden-activation buffer size in KiB: what POSTPROC writes and MATMUL reads.
+        Both buffers share one activation address space, inputs first.
     weight_kib : int
         Weight buffer size in KiB (whole ``rows`` x ``cols`` tiles).
     acc_kib : int
@@ -64,6 +68,7 @@ class CoreConfig:
     weight_bits: int = 8
     acc_bits: int = 32
     act_kib: int = 128
+    hidden_kib: int = 32
     weight_kib: int = 128
     acc_kib: int = 64
     param_depth: int = 128
@@ -76,11 +81,12 @@ class CoreConfig:
         _check_int("weight_bits", self.weight_bits, 2, 8)
         _check_int("acc_bits", self.acc_bits, 16, 32)
         _check_int("act_kib", self.act_kib, 1, 4096)
+        _check_int("hidden_kib", self.hidden_kib, 1, 4096)
         _check_int("weight_kib", self.weight_kib, 1, 4096)
         _check_int("acc_kib", self.acc_kib, 1, 4096)
         _check_int("param_depth", self.param_depth, 1, 1 << ADDR_BITS["param_depth"])
         _check_int("queue_depth", self.queue_depth, 2, 64)
-        for name in ("act_depth", "weight_depth", "acc_depth"):
+        for name in ("act_depth", "hidden_depth", "weight_depth", "acc_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 word; the buffer is too small "
                                  f"for a {self.rows}x{self.cols} array")
@@ -88,8 +94,18 @@ class CoreConfig:
     # -- derived values -------------------------------------------------------------
     @property
     def act_depth(self):
-        """Activation buffer words (each ``rows`` elements)."""
-        return min(self.act_kib * 1024 // self.rows, 1 << ADDR_BITS["act_depth"])
+        """Input buffer words (each ``rows`` elements): activation addresses 0 .. act_depth-1."""
+        return min(self.act_kib * 1024 // self.rows, 1 << (ADDR_BITS["act_depth"] - 1))
+
+    @property
+    def hidden_depth(self):
+        """Hidden buffer words: activation addresses act_depth .. act_space-1."""
+        return min(self.hidden_kib * 1024 // self.rows, 1 << (ADDR_BITS["act_depth"] - 1))
+
+    @property
+    def act_space(self):
+        """Activation addresses: the input buffer, then the hidden buffer."""
+        return self.act_depth + self.hidden_depth
 
     @property
     def weight_depth(self):

@@ -1,6 +1,6 @@
 """The top level: buffers, front end, engine, and the AXI4-Stream ports."""
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -44,8 +44,9 @@ class Core(wiring.Component):
         m.submodules.queue = queue = fifo.SyncFIFO(width=isa.INSTR_BITS, depth=cfg.queue_depth)
         m.submodules.weights = wbuf = WeightBuffer(cfg)
 
-        act = memory.Memory(shape=data.ArrayLayout(signed(cfg.act_bits), R),
-                            depth=cfg.act_depth, init=[])
+        word = data.ArrayLayout(signed(cfg.act_bits), R)
+        act = memory.Memory(shape=word, depth=cfg.act_depth, init=[])
+        hidden = memory.Memory(shape=word, depth=cfg.hidden_depth, init=[])
         acc = memory.Memory(shape=data.ArrayLayout(signed(cfg.acc_bits), C),
                             depth=cfg.acc_depth, init=[])
         bias = memory.Memory(shape=data.ArrayLayout(signed(isa.BIAS_BITS), C),
@@ -53,21 +54,28 @@ class Core(wiring.Component):
         scale = memory.Memory(shape=data.ArrayLayout(isa.SCALE_WORD, C),
                               depth=cfg.param_depth, init=[])
         m.submodules.act_buffer = act
+        m.submodules.hidden_buffer = hidden
         m.submodules.acc_buffer = acc
         m.submodules.bias_buffer = bias
         m.submodules.scale_buffer = scale
 
-        # Activation buffer: the front end writes LOAD data; the engine reads it for
-        # MATMUL and writes POSTPROC results (never in the same cycle as it reads).
+        # Activations: the input buffer (written by LOAD) and the hidden buffer (written
+        # by POSTPROC) share the engine's read address space; each is a simple dual-port
+        # memory (one writer, one reader), so it maps to block RAM.
         act_load = act.write_port()
         act_rd = act.read_port()
-        act_pp = act.write_port()
+        hid_pp = hidden.write_port()
+        hid_rd = hidden.read_port()
+        in_hidden = Signal()
+        m.d.sync += in_hidden.eq(eng.act_raddr >= cfg.act_depth)
         m.d.comb += [
             act_load.en.eq(fe.act_we), act_load.addr.eq(fe.act_waddr),
             act_load.data.eq(fe.act_wdata),
-            act_rd.addr.eq(eng.act_raddr), eng.act_rdata.eq(act_rd.data),
-            act_pp.en.eq(eng.act_we), act_pp.addr.eq(eng.act_waddr),
-            act_pp.data.eq(eng.act_wdata),
+            act_rd.addr.eq(eng.act_raddr),
+            hid_rd.addr.eq(eng.act_raddr - cfg.act_depth),
+            eng.act_rdata.eq(Mux(in_hidden, hid_rd.data, act_rd.data)),
+            hid_pp.en.eq(eng.act_we), hid_pp.addr.eq(eng.hidden_waddr),
+            hid_pp.data.eq(eng.act_wdata),
         ]
         # Accumulators: read-modify-write by MATMUL, read by POSTPROC; the read is
         # transparent so back-to-back updates of one word see each other.

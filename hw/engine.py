@@ -35,9 +35,11 @@ class Engine(wiring.Component):
         super().__init__({
             # queue
             "q_data": In(isa.INSTR_BITS), "q_rdy": In(1), "q_en": Out(1),
-            # activation buffer: read for MATMUL, written by POSTPROC
-            "act_raddr": Out(range(cfg.act_depth)), "act_rdata": In(act_word),
-            "act_we": Out(1), "act_waddr": Out(range(cfg.act_depth)), "act_wdata": Out(act_word),
+            # activation address space (input buffer, then hidden buffer): read for MATMUL;
+            # the hidden buffer is written by POSTPROC (hidden_waddr counts from its start)
+            "act_raddr": Out(range(cfg.act_space)), "act_rdata": In(act_word),
+            "act_we": Out(1), "hidden_waddr": Out(range(cfg.hidden_depth)),
+            "act_wdata": Out(act_word),
             # weights
             "read_tile": Out(range(cfg.weight_depth)),
             "weights": In(data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), C), R)),
@@ -62,7 +64,7 @@ class Engine(wiring.Component):
         m = Module()
         m.submodules.array = array = SystolicArray(cfg)
         pp_meta = data.StructLayout({
-            "dst_addr": range(cfg.act_depth), "group": 3, "to_stream": 1, "raw": 1})
+            "dst_addr": range(cfg.act_space), "group": 3, "to_stream": 1, "raw": 1})
         m.submodules.post = post = PostProcessor(cfg, pp_meta)
 
         # -- instruction sequencing ------------------------------------------------------
@@ -178,7 +180,7 @@ class Engine(wiring.Component):
             m.d.sync += d_beat.eq(d_beat + 1)
 
         m.d.comb += [self.act_we.eq(d_valid & ~d_meta.to_stream),
-                     self.act_waddr.eq(d_meta.dst_addr)]
+                     self.hidden_waddr.eq(d_meta.dst_addr - cfg.act_depth)]
         with m.Switch(d_meta.group):
             for g in range(cfg.groups):
                 with m.Case(g):

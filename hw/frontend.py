@@ -68,7 +68,7 @@ class FrontEnd(wiring.Component):
             with m.Case(Opcode.MATMUL):
                 with m.If(mm.m == 0):
                     m.d.comb += err.eq(ErrorCode.ZERO_LENGTH)
-                with m.Elif(mm.act_addr + mm.m > cfg.act_depth):
+                with m.Elif(mm.act_addr + mm.m > cfg.act_space):
                     m.d.comb += err.eq(ErrorCode.ACT_RANGE)
                 with m.Elif(mm.weight_tile >= cfg.weight_depth):
                     m.d.comb += err.eq(ErrorCode.WEIGHT_RANGE)
@@ -83,7 +83,8 @@ class FrontEnd(wiring.Component):
                     m.d.comb += err.eq(ErrorCode.PARAM_RANGE)
                 with m.Elif((pp.group >= cfg.groups) | (pp.raw & ~pp.to_stream)):
                     m.d.comb += err.eq(ErrorCode.BAD_GROUP)
-                with m.Elif(~pp.to_stream & (pp.dst_addr + pp.m > cfg.act_depth)):
+                with m.Elif(~pp.to_stream & ~pp.raw & ((pp.dst_addr < cfg.act_depth) |
+                                                       (pp.dst_addr + pp.m > cfg.act_space))):
                     m.d.comb += err.eq(ErrorCode.ACT_RANGE)
             with m.Case(Opcode.SYNC, Opcode.END):
                 pass

@@ -75,14 +75,26 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def hw_hash():
+    """Hash of the hardware description's source, so edits regenerate cached Verilog."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "hw").glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def rtl_sources(cfg):
-    """The generated Verilog of the core (written once per configuration)."""
+    """The generated Verilog of the core (regenerated when hw/ changes)."""
     from hw.generate import generate
 
     out = ROOT / "build" / cfg.tag / "rtl"
-    path = out / "core.v"
-    if not path.exists():
-        generate(cfg, str(out))
+    path, stamp = out / "core.v", out / "hw.hash"
+    with _locked(ROOT / "build" / cfg.tag / ".rtl.lock"):
+        if not path.exists() or not stamp.exists() or stamp.read_text() != hw_hash():
+            generate(cfg, str(out))
+            stamp.write_text(hw_hash())
     return [path]
 
 
@@ -173,11 +185,13 @@ def unit_sources(cfg, unit):
     if unit not in make:
         raise SimError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
     path = ROOT / "build" / cfg.tag / f"unit-{unit}" / f"{unit}.v"
-    if not path.exists():
+    stamp = path.with_suffix(".hash")
+    if not path.exists() or not stamp.exists() or stamp.read_text() != hw_hash():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(verilog.convert(make[unit](), name=f"unit_{unit}", emit_src=False))
         tmp.replace(path)
+        stamp.write_text(hw_hash())
     return [path]
 
 

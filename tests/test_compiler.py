@@ -59,7 +59,7 @@ def test_batch_limits():
     limit = max_batch(q, cfg)
     assert 0 < limit < 64
     compile(q, cfg, limit)
-    with pytest.raises(CompileError, match=rf"batch {limit + 1} needs .* activation words, the "
+    with pytest.raises(CompileError, match=rf"batch {limit + 1} needs .* input words, the "
                                            rf"buffer has 4096; use a batch of at most {limit}"):
         compile(q, cfg, limit + 1)
     with pytest.raises(CompileError, match="batch must be between 1 and 1023, not 0"):

@@ -31,7 +31,7 @@ class Machine:
     def __init__(self, cfg):
         self.cfg = cfg
         R, C = cfg.rows, cfg.cols
-        self.act = np.zeros((cfg.act_depth, R), np.int64)
+        self.act = np.zeros((cfg.act_space, R), np.int64)  # input, then hidden buffer
         self.weights = np.zeros((cfg.weight_depth * R, C), np.int64)
         self.acc = np.zeros((cfg.acc_depth, C), np.int64)
         self.bias = np.zeros(cfg.param_depth * C, np.int64)
