@@ -152,12 +152,13 @@ class CoreConfig:
     # -- pipeline latencies (the hardware is built to these; the cycle model uses them)
     @property
     def array_latency(self):
-        """Cycles from issuing a matmul row to its accumulator write.
+        """Drain time after the last MATMUL row, before a POSTPROC may read.
 
-        1 (buffer read) + rows (skew and the column of PEs) + (cols - 1) (the last
-        column, then deskew) + 1 (accumulator read) + 1 (add and write).
+        The row's accumulator write is ``rows + cols + 2`` cycles after its issue:
+        2 (buffer read, output register) + ``rows + cols`` (the array, see
+        ``hw.array.array_output_delay``); one cycle of margin on top.
         """
-        return 1 + self.rows + (self.cols - 1) + 2
+        return self.rows + self.cols + 3
 
     @property
     def postproc_latency(self):

@@ -68,12 +68,16 @@ class Core(wiring.Component):
         hid_rd = hidden.read_port()
         in_hidden = Signal()
         m.d.sync += in_hidden.eq(eng.act_raddr >= cfg.act_depth)
+        # registered once more, like the weights (see WeightBuffer)
+        act_q, act_q_reg = Signal(word), Signal(word)
+        m.d.sync += act_q_reg.eq(act_q)
         m.d.comb += [
             act_load.en.eq(fe.act_we), act_load.addr.eq(fe.act_waddr),
             act_load.data.eq(fe.act_wdata),
             act_rd.addr.eq(eng.act_raddr),
             hid_rd.addr.eq(eng.act_raddr - cfg.act_depth),
-            eng.act_rdata.eq(Mux(in_hidden, hid_rd.data, act_rd.data)),
+            act_q.eq(Mux(in_hidden, hid_rd.data, act_rd.data)),
+            eng.act_rdata.eq(act_q_reg),
             hid_pp.en.eq(eng.act_we), hid_pp.addr.eq(eng.hidden_waddr),
             hid_pp.data.eq(eng.act_wdata),
         ]

@@ -15,7 +15,7 @@ class Engine(wiring.Component):
     """Pops instructions from the queue and issues one row per cycle.
 
     MATMUL row ``i`` reads activation word ``act_addr + i``, selects ``weight_tile``
-    and, ``rows + cols + 1`` cycles later, adds the array's result row into (or writes
+    and, ``rows + cols + 2`` cycles later, adds the array's result row into (or writes
     it over) accumulator word ``acc_addr + i``. POSTPROC row ``i`` reads accumulator
     word ``acc_addr + i`` and parameter word ``param_addr`` and, five cycles later,
     writes the requantized row to the activation buffer or sends it on the result
@@ -124,7 +124,9 @@ class Engine(wiring.Component):
         # (valid, acc_addr, accumulate) travel beside the data: the accumulator read is
         # issued one cycle before the array's result row appears, the write with it.
         mm_meta = Cat(mm_slot, mm.acc_addr + row, mm.accumulate)
-        for i in range(1 + array_output_delay(cfg) - 1):
+        # buffer read + output register, then the array, less one: the read is issued
+        # the cycle before the result row appears
+        for i in range(2 + array_output_delay(cfg) - 1):
             nxt = Signal.like(mm_meta, name=f"mm_meta_{i + 1}")
             m.d.sync += nxt.eq(mm_meta)
             mm_meta = nxt

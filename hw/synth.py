@@ -78,6 +78,18 @@ class SynthTop(wiring.Component):
         return m
 
 
+def _hw_hash():
+    import hashlib
+
+    h = hashlib.sha256()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()[:16]
+
+
 def _tool(name):
     """A yowasp tool: beside this interpreter (the venv), else on PATH."""
     here = os.path.join(os.path.dirname(sys.executable), name)
@@ -131,9 +143,12 @@ def synthesize(family, cfg, force=False, threads=1):
     device, pnr_opts, synth_cmd, target_mhz = TARGETS[family]
     work = os.path.join("build", cfg.tag, f"synth-{family}")
     entry_path = os.path.join(work, "entry.json")
+    source = _hw_hash()
     if not force and os.path.exists(entry_path):
         with open(entry_path) as f:
-            return json.load(f)
+            entry = json.load(f)
+        if entry.get("hw_hash") == source:
+            return entry
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     with open(os.path.join(work, "config.json"), "w") as f:
@@ -146,7 +161,7 @@ def synthesize(family, cfg, force=False, threads=1):
     entry = {"family": family, "device": device, "rows": cfg.rows, "cols": cfg.cols,
              "config": cfg.tag, "act_kib": cfg.act_kib, "weight_kib": cfg.weight_kib,
              "acc_kib": cfg.acc_kib, "param_depth": cfg.param_depth,
-             "target_mhz": target_mhz}
+             "target_mhz": target_mhz, "hw_hash": source}
     if rc != 0:
         entry.update(luts=None, ffs=None, dsps=None, brams=None, fmax_mhz=None, fits=False,
                      note=f"yosys failed (see {work}/yosys.log)")

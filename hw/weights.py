@@ -26,7 +26,9 @@ class WeightBuffer(wiring.Component):
     read_tile : In(range(weight_depth))
         Tile used by the activation word whose buffer read is issued this cycle.
     weights : Out(ArrayLayout(ArrayLayout(signed(weight_bits), cols), rows))
-        ``weights[r][c]`` of tile ``read_tile`` from ``r + c + 1`` cycles ago.
+        ``weights[r][c]`` of tile ``read_tile`` from ``r + c + 2`` cycles ago (the bank's
+        read register, then an output register that keeps the block RAM's slow
+        clock-to-output off the multiplier's path).
     write_en, write_tile, write_row, write_data : In
         Write row ``write_row`` of tile ``write_tile`` (``cols`` weights).
     """
@@ -55,10 +57,11 @@ class WeightBuffer(wiring.Component):
             rd = bank.read_port()
             wr = bank.write_port(granularity=1)
             m.d.comb += rd.addr.eq(addr)
+            out = Signal.like(rd.data, name=f"bank_{d}_q")
+            m.d.sync += out.eq(rd.data)
             for p, (r, c) in enumerate(lanes):
                 m.d.comb += [
-                    rd.addr.eq(addr),
-                    self.weights[r][c].eq(rd.data[p]),
+                    self.weights[r][c].eq(out[p]),
                     wr.data[p].eq(self.write_data[c]),
                     wr.en[p].eq(self.write_en & (self.write_row == r)),
                 ]

