@@ -32,6 +32,7 @@ from . import golden
 from .backends import get_backend
 from .compiler import compile, max_batch
 from .data import load_mnist
+from .files import atomic_write
 from .infer import clock_for, run_images
 from .quantize import quantize_checkpoint
 from .train import DEFAULT_CHECKPOINT, load_checkpoint, to_input, train
@@ -332,10 +333,9 @@ def bench(size="quick", workers=2, out_dir=os.path.join("build", "bench"), clock
     result["plots"] = plots(result, out_dir, labels)
     for e in result["sweep"]:
         e.pop("predictions", None)
-    with open(os.path.join(out_dir, "bench.json.tmp"), "w") as f:
+    with atomic_write(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(result, f, indent=2)
-    os.replace(os.path.join(out_dir, "bench.json.tmp"), os.path.join(out_dir, "bench.json"))
-    with open(os.path.join(out_dir, "REPORT.md"), "w") as f:
+    with atomic_write(os.path.join(out_dir, "REPORT.md"), "w") as f:
         f.write(report_md(result))
     return result
 

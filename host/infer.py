@@ -24,6 +24,7 @@ from . import golden
 from .backends import BACKENDS, BackendError, get_backend
 from .compiler import CompileError, compile, max_batch
 from .data import DataError, load_mnist
+from .files import atomic_write
 from .program import ProgramError
 from .quantize import quantize_checkpoint, torch_int8_logits
 from .train import DEFAULT_CHECKPOINT, CheckpointError, to_input
@@ -135,11 +136,8 @@ def _print(report):
 
 
 def _write_json(path, data):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -150,7 +148,8 @@ def main(argv=None):
     p.add_argument("--config", help="CoreConfig JSON file (overrides --rows/--cols)")
     p.add_argument("--limit", type=int, default=None, help="test images (default: all; "
                    "256 for rtl/gate)")
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=None,
+                   help="images per batch (default: 64, or the most the buffers hold)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded)")
     p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="float checkpoint")
     p.add_argument("--json", default=None, help="write the report here")
@@ -166,6 +165,9 @@ def main(argv=None):
         if args.config:
             with open(args.config) as f:
                 cfg = CoreConfig.from_json(f.read())
+        elif args.backend == "gate":
+            from sim.gate import gate_config   # small buffers for the netlist
+            cfg = gate_config(args.rows, args.cols)
         else:
             cfg = CoreConfig(rows=args.rows, cols=args.cols)
         if args.limit is not None and args.limit < 1:
@@ -174,6 +176,8 @@ def main(argv=None):
             raise ValueError(f"--workers must be positive, not {args.workers}")
         data = load_mnist(args.data_dir)
         qmodel, tq_model, float_model = quantize_checkpoint(args.model, data)
+        if args.batch is None:
+            args.batch = min(64, max_batch(qmodel, cfg))
         if args.batch > max_batch(qmodel, cfg):
             raise CompileError(f"batch {args.batch} does not fit the {cfg.rows}x{cfg.cols} "
                                f"buffers; use --batch {max_batch(qmodel, cfg)} or less")

@@ -13,15 +13,15 @@ then an ``.npz`` archive with the preamble beats and the schedule arrays.
 
 import io
 import json
-import os
 import struct
-import tempfile
 
 import numpy as np
 
 from hw import isa
 from hw.config import CoreConfig
 from hw.isa import Opcode, Target
+
+from .files import atomic_write
 
 __all__ = ["Program", "ProgramError", "MAGIC", "VERSION", "ITEM_WORD", "ITEM_NEXT_INPUT",
            "ITEM_BLOCK"]
@@ -251,17 +251,8 @@ class Program:
             arrays[f"block_{i}"] = b
         np.savez(buf, **arrays)
         blob = MAGIC + struct.pack("<HI", VERSION, len(hjson)) + hjson + buf.getvalue()
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            f.write(blob)
 
     @classmethod
     def load(cls, path, config=None):

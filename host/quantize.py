@@ -17,7 +17,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
@@ -26,6 +25,7 @@ from torch import nn
 
 from . import golden
 from .data import DataError, load_mnist
+from .files import atomic_write
 from .train import DEFAULT_CHECKPOINT, CheckpointError, Mlp, load_checkpoint, to_input
 
 __all__ = ["QuantLayer", "QuantizedModel", "QuantError", "quantize_checkpoint",
@@ -102,17 +102,8 @@ class QuantizedModel:
                 "input_zero_point", "output_zero_point", "relu", "input_scale", "output_scale")})
         header = {"format": FORMAT, "version": VERSION, "layers": layers_meta, "meta": self.meta}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_write(path) as f:
+            np.savez_compressed(f, **arrays)
 
     @classmethod
     def load(cls, path):
@@ -324,11 +315,8 @@ def main(argv=None):
     qmodel = QuantizedModel(qmodel.layers, {**qmodel.meta, "report": res})
     qmodel.save(args.out)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
+        with atomic_write(args.json, "w") as f:
             json.dump(res, f, indent=2)
-        os.replace(tmp, args.json)
     print(f"quantized {args.model} -> {args.out} ({data.describe()})")
     for key, value in res.items():
         print(f"{key:22s} {value:.4f}" if isinstance(value, float) else f"{key:22s} {value}")

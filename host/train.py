@@ -8,7 +8,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -17,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import DataError, load_mnist
+from .files import atomic_write
 
 __all__ = ["Mlp", "CheckpointError", "train", "save_checkpoint", "load_checkpoint",
            "DEFAULT_CHECKPOINT", "to_input"]
@@ -107,17 +107,9 @@ def _train(data, hidden, epochs, seed, lr, batch_size, progress):
 
 def save_checkpoint(model, meta, path):
     """Write to a temporary name, then rename."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_write(path) as f:
         torch.save({"format": "systolic-mnist-mlp", "state_dict": model.state_dict(),
-                    "meta": meta}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+                    "meta": meta}, f)
 
 
 def load_checkpoint(path, sizes=None):

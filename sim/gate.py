@@ -16,12 +16,24 @@ import sys
 
 from sim.runner import ROOT, SimError, _locked, hw_hash, rtl_sources
 
-__all__ = ["gate_sources", "SCRIPT"]
+__all__ = ["gate_sources", "gate_config", "GATE_BUFFERS", "SCRIPT"]
+
+#: Buffer sizes of the gate-level configurations. Yosys and Verilator handle large
+#: memory arrays (and their initial values) slowly, so the gate-level core keeps small
+#: buffers; the compiler then streams the weights tile by tile and uses small batches.
+GATE_BUFFERS = dict(act_kib=8, hidden_kib=1, weight_kib=1, acc_kib=2, param_depth=64)
 
 SCRIPT = ("read_verilog core.v; hierarchy -top core; proc; flatten; opt; memory -nomap; opt; "
           "wreduce; alumacc; opt; techmap; opt -fast; "
           "abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean; "
           "stat; write_verilog -noattr gate.v")
+
+
+def gate_config(rows, cols):
+    """The configuration the gate-level backend uses for a ``rows x cols`` array."""
+    from hw.config import CoreConfig
+
+    return CoreConfig(rows=rows, cols=cols, **GATE_BUFFERS)
 
 
 def _yosys():
