@@ -35,6 +35,11 @@ class SimError(RuntimeError):
     """A simulator could not be found, a build failed, or a bench failed."""
 
 
+def _quiet(runner):
+    runner.log.setLevel(logging.INFO if os.environ.get("SIM_VERBOSE") else logging.WARNING)
+    return runner
+
+
 def simulator(name=None):
     """The simulator to use: ``name``, else ``$SIM``, else Verilator."""
     name = name or os.environ.get("SIM", "verilator")
@@ -114,7 +119,7 @@ def build(cfg, kind="rtl", sim=None, sources=None, program_depth_log2=21, toplev
         args = ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                 "--x-initial", "fast", "--noassert"] if sim == "verilator" \
             else ["-g2012"]
-        runner = get_runner(sim)
+        runner = _quiet(get_runner(sim))
         try:
             runner.build(
                 sources=[str(s) for s in srcs], hdl_toplevel=toplevel, build_dir=str(bdir),
@@ -152,7 +157,7 @@ def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env
                 f"+results={player_dir / 'results.hex'}", *plusargs]
     name = testcase if isinstance(testcase, str) else "all"
     xml = test_dir / f"results-{name}-{os.getpid()}.xml"
-    runner = get_runner(sim)
+    runner = _quiet(get_runner(sim))
     runner.test(test_module=module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                 testcase=testcase,
                 build_dir=str(bdir), test_dir=str(test_dir), extra_env=extra_env,
