@@ -201,6 +201,9 @@ def plots(result, out_dir, labels):
             ax.plot(*zip(*pts), marker="o", label=f"{r}x{c}")
     ax.set(xscale="log", xlabel="batch", ylabel="utilization (useful MACs / array capacity)",
            ylim=(0, 1.05), title="Array utilization, MNIST 784-128-10")
+    batches = sorted({e["batch"] for e in result["sweep"]})
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
     ax.axhline(0.9, color="grey", ls=":", lw=1)
     ax.legend()
     files["utilization"] = os.path.join(out_dir, "utilization.png")
