@@ -162,8 +162,13 @@ class CoreConfig:
 
     @property
     def postproc_latency(self):
-        """Cycles from issuing a post-processing row to its result (no backpressure)."""
-        return 6
+        """Cycles from issuing a post-processing row to its result (no backpressure).
+
+        Buffer read, issue register, ``hw.postproc.POSTPROC_STAGES``, output register.
+        """
+        from .postproc import POSTPROC_STAGES   # the pipeline is defined there
+
+        return POSTPROC_STAGES + 3
 
     # -- identity ----------------------------------------------------------------------
     def to_dict(self):

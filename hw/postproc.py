@@ -1,6 +1,6 @@
 """Post-processing of accumulator rows: bias, requantization, zero point, ReLU, clamp."""
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -8,18 +8,29 @@ from .isa import BIAS_BITS, SCALE_WORD
 
 __all__ = ["PostProcessor", "POSTPROC_STAGES"]
 
-#: Register stages inside :class:`PostProcessor` (bias add, multiply, round and shift).
-POSTPROC_STAGES = 3
+#: Register stages inside :class:`PostProcessor`: input, bias add, partial products,
+#: two sums, two shifts, saturation.
+POSTPROC_STAGES = 8
 
-
+#: ``q = p >> (shift - 1)`` is saturated to this many bits before the final round, add
+#: and clamp: wide enough that every saturated value still clamps to the same int8.
+_Q_BITS = 12
 class PostProcessor(wiring.Component):
-    """Three-stage pipeline from one accumulator row to one int8 row, ``cols`` lanes.
+    """Pipeline from one accumulator row to one int8 row, ``cols`` lanes.
 
     Per lane: ``a = acc + bias`` (wrapping to 32 bits), ``p = a * mult`` (64 bits),
     ``r = (p + 2**(shift-1)) >> shift`` (round half up; ``r = p`` when ``shift == 0``),
-    ``y = clamp(r + zero_point, relu ? zero_point : act_min, act_max)``. The clamp is
-    combinational after the last register, so ``y`` is valid :data:`POSTPROC_STAGES`
-    cycles after the inputs.
+    ``y = clamp(r + zero_point, relu ? zero_point : act_min, act_max)``.
+
+    Every stage is short enough for 100 MHz on an ECP5: the inputs (block-RAM outputs)
+    are registered first; the 32x32 product is four unsigned 16x16 partial products
+    (one DSP each, of ``a + 2**31``), summed over two stages; the rounding shift is
+    done as
+    ``q = (2 * p) >> shift`` (coarse then fine, so ``q = p >> (shift - 1)``), ``q``
+    saturated to a few bits, and ``r = (q + 1) >> 1`` (``(q + 0) >> 1 = p`` when
+    ``shift == 0``), which equals the round-half-up shift. The small final add and clamp
+    are combinational after the last register, so ``y`` is valid
+    :data:`POSTPROC_STAGES` cycles after the inputs.
 
     Members
     -------
@@ -72,23 +83,50 @@ class PostProcessor(wiring.Component):
         m.d.comb += [self.o_valid.eq(valid), self.o_meta.eq(meta)]
 
         for c in range(cfg.cols):
-            sc = self.scale[c]
-            # stage 1: bias
-            a = stage((self.acc[c] + self.bias[c])[:BIAS_BITS].as_signed(), f"a_{c}")
-            sc1 = stage(sc, f"scale1_{c}")
-            # stage 2: multiply
-            p = stage((a * sc1.mult)[:64].as_signed(), f"p_{c}")
-            a2, sc2 = stage(a, f"a2_{c}"), stage(sc1, f"scale2_{c}")
-            # stage 3: round half up and shift
-            half = (Const(1, 65) << sc2.shift)[1:65]   # 2**(shift-1), 0 when shift == 0
-            r = stage(((p + half) >> sc2.shift), f"r_{c}")
-            a3, sc3 = stage(a2, f"a3_{c}"), stage(sc2, f"scale3_{c}")
-            # clamp (combinational)
-            y = Signal(signed(len(r) + 1), name=f"yz_{c}")
-            lo = Mux(sc3.relu, sc3.zero_point, cfg.act_min)
-            m.d.comb += y.eq(r + sc3.zero_point)
+            # stage 1: register the block-RAM outputs
+            acc, bias = stage(self.acc[c], f"acc_{c}"), stage(self.bias[c], f"bias_{c}")
+            sc = stage(self.scale[c], f"scale_{c}")
+            mult, shift, zp, relu = sc.mult, sc.shift, sc.zero_point, sc.relu
+
+            def carry(s, **values):     # the fields later stages still need
+                return [stage(v, f"{k}{s}_{c}") for k, v in values.items()]
+
+            # stage 2: bias
+            a = stage((acc + bias)[:BIAS_BITS].as_signed(), f"a_{c}")
+            mult, shift, zp, relu = carry(2, mult=mult, shift=shift, zp=zp, relu=relu)
+            # stage 3: four unsigned 16x16 partial products of (a + 2**31) * mult (an
+            # unsigned 16x16 multiply fits both the ECP5 and the iCE40 DSP blocks)
+            au = Cat(a[:31], ~a[31])
+            ll, lh = stage(au[:16] * mult[:16], f"ll_{c}"), stage(au[:16] * mult[16:], f"lh_{c}")
+            hl, hh = stage(au[16:] * mult[:16], f"hl_{c}"), stage(au[16:] * mult[16:], f"hh_{c}")
+            a_keep, mult, shift, zp, relu = carry(3, a=a, mult=mult, shift=shift, zp=zp, relu=relu)
+            # stage 4: ll and hh << 32 do not overlap; take off 2**31 * mult; the
+            # middle terms are summed (all modulo 2**64: the product fits 64 bits)
+            base = stage((Cat(ll, hh) - (mult << 31))[:64], f"base_{c}")
+            mid = stage(lh + hl, f"mid_{c}")
+            a_keep, shift, zp, relu = carry(4, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
+            # stage 5: the 64-bit product a * mult
+            p = stage((base + (mid << 16))[:64].as_signed(), f"p_{c}")
+            a_keep, shift, zp, relu = carry(5, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
+            # stages 6 and 7: q = (2 * p) >> shift, by multiples of 8, then the rest
+            p2 = Cat(Const(0, 1), p).as_signed()
+            q8 = stage(p2 >> Cat(Const(0, 3), shift[3:]), f"q8_{c}")
+            a_keep, shift, zp, relu = carry(6, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
+            q = stage(q8 >> shift[:3], f"q_{c}")
+            a_keep, shift, zp, relu = carry(7, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
+            # stage 8: saturate q (any value beyond saturates y the same way)
+            q_max, q_min = (1 << (_Q_BITS - 1)) - 1, -(1 << (_Q_BITS - 1))
+            qs = stage(Mux(q > q_max, q_max, Mux(q < q_min, q_min, q[:_Q_BITS].as_signed())),
+                       f"qs_{c}")
+            rnd = stage(shift != 0, f"rnd_{c}")
+            a_keep, zp, relu = carry(8, a_keep=a_keep, zp=zp, relu=relu)
+            # round, zero point, clamp (combinational)
+            r = (qs + rnd) >> 1
+            y = Signal(signed(_Q_BITS + 1), name=f"yz_{c}")
+            lo = Mux(relu, zp, cfg.act_min)
+            m.d.comb += y.eq(r + zp)
             m.d.comb += [
                 self.y[c].eq(Mux(y < lo, lo, Mux(y > cfg.act_max, cfg.act_max, y))),
-                self.raw[c].eq(a3),
+                self.raw[c].eq(a_keep),
             ]
         return m

@@ -12,6 +12,7 @@ read back from nextpnr's JSON report. Results are cached by configuration hash u
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -34,8 +35,11 @@ __all__ = ["SynthTop", "TARGETS", "synthesize", "parse_report", "main"]
 TARGETS = {
     "ecp5": ("LFE5U-85F-6BG381C", ["--85k", "--package", "CABGA381", "--speed", "6"],
              "synth_ecp5 -abc9 -top top", 100),
-    # the UP5K has 8 DSPs: fewer than the requantization multipliers need, so LUTs
-    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"], "synth_ice40 -top top", 30),
+    # The UP5K has 8 DSPs: they go to the requantization's 16x16 partial products (four
+    # a lane); the PE's 8x8 products are turned into logic before synth_ice40 sees them.
+    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"],
+              "hierarchy -top top; proc; flatten; opt; wreduce; "
+              "techmap t:$mul r:Y_WIDTH<=16 %i; synth_ice40 -dsp -top top", 30),
 }
 
 #: configurations synthesized by default: (family, rows, cols, buffer sizes)
@@ -83,8 +87,6 @@ class SynthTop(wiring.Component):
 
 
 def _hw_hash():
-    import hashlib
-
     h = hashlib.sha256()
     here = os.path.dirname(os.path.abspath(__file__))
     for name in sorted(os.listdir(here)):
@@ -136,7 +138,8 @@ def synthesize(family, cfg, force=False, threads=1):
     device, pnr_opts, synth_cmd, target_mhz = TARGETS[family]
     work = os.path.join("build", cfg.tag, f"synth-{family}")
     entry_path = os.path.join(work, "entry.json")
-    source = _hw_hash()
+    # the hardware and this family's tool settings
+    source = _hw_hash() + "-" + hashlib.sha256(repr(TARGETS[family]).encode()).hexdigest()[:8]
     if not force and os.path.exists(entry_path):
         with open(entry_path) as f:
             entry = json.load(f)

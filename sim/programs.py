@@ -118,9 +118,10 @@ def reference_matmul(a, w, bias, requant=None, act_min=-128, act_max=127):
         return acc.astype(np.int32)
     mult, shift, zp, relu = (np.broadcast_to(np.asarray(x, np.int64), acc.shape[1:])
                              for x in requant)
-    p = acc * mult
+    # Python integers: acc * mult + half can pass 2**63 when mult uses all 32 bits
+    p = acc.astype(object) * mult.astype(object)
     half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-    r = (p + half) >> shift
+    r = ((p + half.astype(object)) >> shift.astype(object)).astype(np.int64)
     y = r + zp
     lo = np.where(relu.astype(bool), np.maximum(zp, act_min), act_min)
     return np.clip(np.maximum(y, lo), act_min, act_max).astype(np.int8)

@@ -103,14 +103,21 @@ async def postproc_random(dut):
     C = cfg.cols
     rng = await _start(dut)
     from hw import isa
+    from hw.postproc import POSTPROC_STAGES as N
 
     inputs = []
     for t in range(300):
-        acc = rng.integers(-(1 << 31), 1 << 31, C)
-        acc[0] = -(1 << 31)
-        bias = rng.integers(-(1 << 31), 1 << 31, C)
-        mult = rng.integers(0, 1 << 31, C)
-        shift = rng.integers(0, 64, C)
+        if t % 2:   # anywhere in range
+            acc = rng.integers(-(1 << 31), 1 << 31, C)
+            acc[0] = -(1 << 31)
+            bias = rng.integers(-(1 << 31), 1 << 31, C)
+            mult = rng.integers(0, 1 << 32, C)
+            shift = rng.integers(0, 64, C)
+        else:       # typical layers: results in and near the int8 range
+            acc = rng.integers(-(1 << 14), 1 << 14, C)
+            bias = rng.integers(-(1 << 10), 1 << 10, C)
+            mult = rng.integers(1 << 29, 1 << 31, C)
+            shift = rng.integers(30, 42, C)
         shift[1 % C] = 0
         zp = rng.integers(-128, 128, C)
         relu = rng.integers(0, 2, C)
@@ -123,9 +130,9 @@ async def postproc_random(dut):
         dut.scale.value = _pack([isa.encode_scale(int(mult[c]), int(shift[c]), int(zp[c]),
                                                   bool(relu[c])) for c in range(C)],
                                 isa.SCALE_WORD.size)
-        # The output now shows the row that entered at the third-last enabled cycle.
-        if len(inputs) >= 3:
-            a, b, req = inputs[-3]
+        # The output now shows the row that entered N enabled cycles ago.
+        if len(inputs) >= N:
+            a, b, req = inputs[-N]
             raw = ((a + b + (1 << 31)) % (1 << 32)) - (1 << 31)
             want = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8),
                                     raw, req)[0]

@@ -36,13 +36,13 @@ def test_kind_switch_and_queue_full():
     cfg = CoreConfig(rows=4, cols=4, queue_depth=2)
     beats = _prog(cfg, *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 4,
                   (Opcode.POSTPROC, dict(PP, m=2), 0), (Opcode.END, {}, 0))
-    # L = 11 after a MATMUL, 6 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
+    # L = 11 after a MATMUL, 11 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
     # pops 1, 11, 21, 31 (each at the previous one's last row); MATMULs end at 41.
     # POSTPROC pushed at 22 (after pop2), popped at 41 + 11 + 1 = 53, rows 54..55;
-    # END at 55 + 6 + 1 = 62 -> 63 cycles
-    assert (cfg.array_latency, cfg.postproc_latency) == (11, 6)
+    # END at 55 + 11 + 1 = 67 -> 68 cycles
+    assert (cfg.array_latency, cfg.postproc_latency) == (11, 11)
     st = predict(cfg, beats)
-    assert st["cycles"] == 63 and st["mac_cycles"] == 40
+    assert st["cycles"] == 68 and st["mac_cycles"] == 40
 
 
 def test_errors_stop_counting_at_tlast():

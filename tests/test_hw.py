@@ -112,10 +112,19 @@ def test_postproc_matches_reference():
     dut = PostProcessor(cfg, 1)
     rng = np.random.default_rng(2)
     rows = []
-    for _ in range(30):
+    for _ in range(30):     # anywhere in range: mostly saturating
         rows.append((rng.integers(-(1 << 31), 1 << 31, 3), rng.integers(-(1 << 20), 1 << 20, 3),
-                     (rng.integers(0, 1 << 31, 3), rng.integers(0, 64, 3),
+                     (rng.integers(0, 1 << 32, 3), rng.integers(0, 64, 3),
                       rng.integers(-128, 128, 3), rng.integers(0, 2, 3))))
+    for _ in range(30):     # typical layers: results in and near the int8 range
+        rows.append((rng.integers(-(1 << 14), 1 << 14, 3), rng.integers(-(1 << 10), 1 << 10, 3),
+                     (rng.integers(1 << 29, 1 << 31, 3), rng.integers(30, 42, 3),
+                      rng.integers(-128, 128, 3), rng.integers(0, 2, 3))))
+    edge = [-(1 << 31), (1 << 31) - 1, -1]
+    for mult, shift in ((0xFFFFFFFF, 0), (0xFFFFFFFF, 63), (1, 0), (1, 1), (3, 1), (0x80000000, 32)):
+        rows.append((np.array(edge), np.zeros(3, np.int64),
+                     (np.full(3, mult), np.full(3, shift), np.array([0, -128, 127]),
+                      np.array([0, 1, 0]))))
 
     async def bench(ctx):
         ctx.set(dut.en, 1)
