@@ -55,6 +55,13 @@ class CoreConfig:
         Post-processing parameter words (``cols`` output channels each).
     queue_depth : int
         Depth of the queue between the instruction front end and the execute engine.
+    deep_pipeline : bool
+        Pipeline for the clock (100 MHz and more on an ECP5): every step of
+        post-processing registered (8 stages), a two-cycle accumulator read-modify-write,
+        a buffered program input. False: 4 post-processing stages, a one-cycle
+        read-modify-write, no input buffer: far fewer flip-flops, for small FPGAs such as
+        the iCE40 UP5K, at a lower clock. Of the timing, only ``postproc_latency``
+        differs.
 
     Raises
     ------
@@ -73,6 +80,7 @@ class CoreConfig:
     acc_kib: int = 64
     param_depth: int = 128
     queue_depth: int = 4
+    deep_pipeline: bool = True
 
     def __post_init__(self):
         _check_int("rows", self.rows, 2, 16)
@@ -86,6 +94,8 @@ class CoreConfig:
         _check_int("acc_kib", self.acc_kib, 1, 4096)
         _check_int("param_depth", self.param_depth, 1, 1 << ADDR_BITS["param_depth"])
         _check_int("queue_depth", self.queue_depth, 2, 64)
+        if not isinstance(self.deep_pipeline, bool):
+            raise TypeError(f"deep_pipeline must be true or false, not {self.deep_pipeline!r}")
         for name in ("act_depth", "hidden_depth", "weight_depth", "acc_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 word; the buffer is too small "
@@ -161,14 +171,17 @@ class CoreConfig:
         return self.rows + self.cols + 3
 
     @property
+    def postproc_stages(self):
+        """Register stages of ``hw.postproc.PostProcessor``."""
+        return 8 if self.deep_pipeline else 4
+
+    @property
     def postproc_latency(self):
         """Cycles from issuing a post-processing row to its result (no backpressure).
 
-        Buffer read, issue register, ``hw.postproc.POSTPROC_STAGES``, output register.
+        Buffer read, issue register, :attr:`postproc_stages`, output register.
         """
-        from .postproc import POSTPROC_STAGES   # the pipeline is defined there
-
-        return POSTPROC_STAGES + 3
+        return self.postproc_stages + 3
 
     # -- identity ----------------------------------------------------------------------
     def to_dict(self):

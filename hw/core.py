@@ -81,10 +81,11 @@ class Core(wiring.Component):
             hid_pp.en.eq(eng.act_we), hid_pp.addr.eq(eng.hidden_waddr),
             hid_pp.data.eq(eng.act_wdata),
         ]
-        # Accumulators: read-modify-write by MATMUL (two cycles; the engine forwards
-        # the writes a read cannot see), read by POSTPROC.
+        # Accumulators: read-modify-write by MATMUL, read by POSTPROC. With the deep
+        # pipeline the engine forwards the writes a read cannot see; without it the read
+        # is transparent, so back-to-back updates of one word see each other.
         acc_wr = acc.write_port()
-        acc_rd = acc.read_port()
+        acc_rd = acc.read_port(transparent_for=() if cfg.deep_pipeline else (acc_wr,))
         m.d.comb += [
             acc_rd.addr.eq(eng.acc_raddr), acc_rd.en.eq(eng.acc_ren),
             eng.acc_rdata.eq(acc_rd.data),

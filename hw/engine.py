@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .array import SystolicArray, array_output_delay
-from .postproc import POSTPROC_STAGES, PostProcessor
+from .postproc import PostProcessor
 
 __all__ = ["Engine"]
 
@@ -121,47 +121,54 @@ class Engine(wiring.Component):
             array.act.eq(self.act_rdata),
             array.weights.eq(self.weights),
         ]
-        # (valid, acc_addr, accumulate) travel beside the data. The accumulator is a
-        # two-cycle read-modify-write, so that no path runs from the block RAM's output
-        # through the adder back into it: the read is issued two cycles before the
-        # array's result row appears, its data is registered, and the sum is written in
-        # the cycle the row appears. The two writes a read cannot see (the one in its
-        # own cycle and the one after) are forwarded from registers.
+        # (valid, acc_addr, accumulate) travel beside the data; the accumulator sum is
+        # written in the cycle the array's result row appears.
+        #  * deep pipeline: a two-cycle read-modify-write, so that no path runs from the
+        #    block RAM's output through the adder back into it. The read is issued two
+        #    cycles before, its data registered; the two writes the read cannot see (the
+        #    one in its own cycle and the one after) are forwarded from registers.
+        #  * shallow: the read is issued one cycle before and is transparent for the
+        #    write port (fewer flip-flops, a longer path).
+        deep = cfg.deep_pipeline
         mm_meta = Cat(mm_slot, mm.acc_addr + row, mm.accumulate)
-        # buffer read + output register, then the array, less two
-        for i in range(2 + array_output_delay(cfg) - 2):
+        # buffer read + output register, then the array, less the read-modify-write
+        for i in range(2 + array_output_delay(cfg) - (2 if deep else 1)):
             nxt = Signal.like(mm_meta, name=f"mm_meta_{i + 1}")
             m.d.sync += nxt.eq(mm_meta)
             mm_meta = nxt
         rd_valid, rd_addr, rd_acc = (mm_meta[0], mm_meta[1:-1], mm_meta[-1])
         acc_row = data.ArrayLayout(signed(cfg.acc_bits), C)
-        # stage D: the read data arrives; stage W: the write
-        d_valid, d_addr, d_acc = Signal(), Signal.like(self.acc_waddr), Signal()
         wr_valid, wr_addr, wr_acc = Signal(), Signal.like(self.acc_waddr), Signal()
-        m.d.sync += [d_valid.eq(rd_valid), d_addr.eq(rd_addr), d_acc.eq(rd_acc),
-                     wr_valid.eq(d_valid), wr_addr.eq(d_addr), wr_acc.eq(d_acc)]
-        acc_q = Signal(acc_row)             # registered read data, for the row in W
-        prev1 = Signal(acc_row)             # the write of the previous cycle
-        prev1_valid, prev1_addr = Signal(), Signal.like(self.acc_waddr)
-        prev2 = Signal(acc_row)             # and of the one before
-        fwd1, fwd2 = Signal(), Signal()     # the row in W takes prev1 / prev2
-        m.d.sync += [
-            acc_q.eq(self.acc_rdata),
-            prev1.eq(self.acc_wdata), prev1_valid.eq(wr_valid), prev1_addr.eq(wr_addr),
-            prev2.eq(prev1),
-            # decided in D: the write now (W) is prev1 in the next cycle, prev1 is prev2
-            fwd1.eq(wr_valid & (wr_addr == d_addr)),
-            fwd2.eq(prev1_valid & (prev1_addr == d_addr)),
-        ]
         base = Signal(acc_row)
-        with m.If(~wr_acc):
-            m.d.comb += base.eq(0)
-        with m.Elif(fwd1):
-            m.d.comb += base.eq(prev1)
-        with m.Elif(fwd2):
-            m.d.comb += base.eq(prev2)
-        with m.Else():
-            m.d.comb += base.eq(acc_q)
+        if deep:
+            # stage D: the read data arrives; stage W: the write
+            d_valid, d_addr, d_acc = Signal(), Signal.like(self.acc_waddr), Signal()
+            m.d.sync += [d_valid.eq(rd_valid), d_addr.eq(rd_addr), d_acc.eq(rd_acc),
+                         wr_valid.eq(d_valid), wr_addr.eq(d_addr), wr_acc.eq(d_acc)]
+            acc_q = Signal(acc_row)             # registered read data, for the row in W
+            prev1 = Signal(acc_row)             # the write of the previous cycle
+            prev1_valid, prev1_addr = Signal(), Signal.like(self.acc_waddr)
+            prev2 = Signal(acc_row)             # and of the one before
+            fwd1, fwd2 = Signal(), Signal()     # the row in W takes prev1 / prev2
+            m.d.sync += [
+                acc_q.eq(self.acc_rdata),
+                prev1.eq(self.acc_wdata), prev1_valid.eq(wr_valid), prev1_addr.eq(wr_addr),
+                prev2.eq(prev1),
+                # decided in D: the write now (W) is prev1 in the next cycle, prev1 is prev2
+                fwd1.eq(wr_valid & (wr_addr == d_addr)),
+                fwd2.eq(prev1_valid & (prev1_addr == d_addr)),
+            ]
+            with m.If(~wr_acc):
+                m.d.comb += base.eq(0)
+            with m.Elif(fwd1):
+                m.d.comb += base.eq(prev1)
+            with m.Elif(fwd2):
+                m.d.comb += base.eq(prev2)
+            with m.Else():
+                m.d.comb += base.eq(acc_q)
+        else:
+            m.d.sync += [wr_valid.eq(rd_valid), wr_addr.eq(rd_addr), wr_acc.eq(rd_acc)]
+            m.d.comb += base.eq(Mux(wr_acc, self.acc_rdata, 0))
         m.d.comb += [self.acc_we.eq(wr_valid), self.acc_waddr.eq(wr_addr)]
         for c in range(C):
             m.d.comb += self.acc_wdata[c].eq(base[c] + array.result[c])

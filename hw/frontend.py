@@ -1,7 +1,7 @@
 """The instruction front end: decodes the program stream, loads buffers, reports status."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, enum, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, enum, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
@@ -90,7 +90,7 @@ class FrontEnd(wiring.Component):
                 pass
             with m.Default():
                 m.d.comb += err.eq(ErrorCode.BAD_OPCODE)
-        return ld, err
+        return err
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -100,10 +100,33 @@ class FrontEnd(wiring.Component):
         error = Signal(ErrorCode)
         m.d.comb += self.error.eq(error)
 
-        beat = self.s_data[:isa.INSTR_BITS]
-        ld, err = self._check(m, beat)
+        # With the deep pipeline, the program stream enters through a small buffer
+        # (depth 3: the least that passes a beat every cycle) that also holds each beat's
+        # check result, computed as the beat arrives, so neither the check nor the port's
+        # tready sits on a path with the decisions below. Timing is counted from the
+        # buffer's output: a program's cycles are the same with it or without it.
+        err = Signal(ErrorCode)
+        s_ready = Signal()
+        if cfg.deep_pipeline:
+            m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
+                width=cfg.stream_bits + 1 + ErrorCode.as_shape().width, depth=3)
+            in_err = self._check(m, self.s_data[:isa.INSTR_BITS])
+            m.d.comb += [inbuf.w_data.eq(Cat(self.s_data, self.s_last, in_err)),
+                         inbuf.w_en.eq(self.s_valid), self.s_ready.eq(inbuf.w_rdy),
+                         inbuf.r_en.eq(s_ready)]
+            s_data = inbuf.r_data[:cfg.stream_bits]
+            s_last = inbuf.r_data[cfg.stream_bits]
+            m.d.comb += err.eq(inbuf.r_data[cfg.stream_bits + 1:])
+            s_valid = inbuf.r_rdy
+        else:
+            s_data, s_last, s_valid = self.s_data, self.s_last, self.s_valid
+            m.d.comb += [err.eq(self._check(m, s_data[:isa.INSTR_BITS])),
+                         self.s_ready.eq(s_ready)]
+
+        beat = s_data[:isa.INSTR_BITS]
+        ld = data.View(isa.LOAD, beat[:isa.LOAD.size])
         op = ld.op
-        fire = self.s_valid & self.s_ready
+        fire = s_valid & s_ready
 
         # LOAD state: where the next data beat goes.
         ld_target = Signal(Target)
@@ -118,26 +141,26 @@ class FrontEnd(wiring.Component):
 
         with m.Switch(state):
             with m.Case(_State.RUN):
-                reject = (err != ErrorCode.NONE) | (self.s_last & (op != Opcode.END))
+                reject = (err != ErrorCode.NONE) | (s_last & (op != Opcode.END))
                 with m.If(reject):
-                    m.d.comb += self.s_ready.eq(1)
+                    m.d.comb += s_ready.eq(1)
                 with m.Elif((op == Opcode.MATMUL) | (op == Opcode.POSTPROC)):
-                    m.d.comb += [self.s_ready.eq(self.q_rdy), self.q_en.eq(self.s_valid & self.q_rdy)]
+                    m.d.comb += [s_ready.eq(self.q_rdy), self.q_en.eq(s_valid & self.q_rdy)]
                 with m.Elif((op == Opcode.SYNC) | (op == Opcode.END)):
-                    m.d.comb += self.s_ready.eq(self.engine_idle)
+                    m.d.comb += s_ready.eq(self.engine_idle)
                 with m.Else():
-                    m.d.comb += self.s_ready.eq(1)
+                    m.d.comb += s_ready.eq(1)
                 with m.If(fire):
                     with m.If(reject):
                         set_error(Mux(err != ErrorCode.NONE, err, ErrorCode.NO_END))
-                        m.d.sync += state.eq(Mux(self.s_last, _State.STATUS, _State.DRAIN))
+                        m.d.sync += state.eq(Mux(s_last, _State.STATUS, _State.DRAIN))
                     with m.Elif(op == Opcode.LOAD):
                         m.d.sync += [state.eq(_State.DATA), ld_target.eq(ld.target),
                                      ld_addr.eq(ld.addr), ld_sub.eq(0), ld_left.eq(ld.count)]
                     with m.Elif(op == Opcode.END):
                         m.d.sync += state.eq(_State.STATUS)
             with m.Case(_State.DATA):
-                m.d.comb += self.s_ready.eq(1)
+                m.d.comb += s_ready.eq(1)
                 with m.If(fire):
                     m.d.sync += ld_left.eq(ld_left - 1)
                     with m.If(ld_target == Target.ACT):
@@ -146,14 +169,14 @@ class FrontEnd(wiring.Component):
                         m.d.sync += [ld_sub.eq(0), ld_addr.eq(ld_addr + 1)]
                     with m.Else():
                         m.d.sync += ld_sub.eq(ld_sub + 1)
-                    with m.If(self.s_last):
+                    with m.If(s_last):
                         set_error(ErrorCode.NO_END)
                         m.d.sync += state.eq(_State.STATUS)
                     with m.Elif(ld_left == 1):
                         m.d.sync += state.eq(_State.RUN)
             with m.Case(_State.DRAIN):
-                m.d.comb += self.s_ready.eq(1)
-                with m.If(fire & self.s_last):
+                m.d.comb += s_ready.eq(1)
+                with m.If(fire & s_last):
                     m.d.sync += state.eq(_State.STATUS)
 
         # Buffer writes from LOAD data beats (the range was checked on the header).
@@ -162,15 +185,15 @@ class FrontEnd(wiring.Component):
             self.q_data.eq(beat),
             self.act_we.eq(writing & (ld_target == Target.ACT)),
             self.act_waddr.eq(ld_addr),
-            self.act_wdata.eq(self.s_data[:cfg.rows * 8]),
+            self.act_wdata.eq(s_data[:cfg.rows * 8]),
             self.w_we.eq(writing & (ld_target == Target.WEIGHT)),
             self.w_tile.eq(ld_addr), self.w_row.eq(ld_sub),
-            self.w_data.eq(self.s_data[:cfg.cols * 8]),
+            self.w_data.eq(s_data[:cfg.cols * 8]),
             self.param_waddr.eq(ld_addr), self.param_lane.eq(ld_sub),
             self.bias_we.eq(writing & (ld_target == Target.BIAS)),
-            self.bias_wdata.eq(self.s_data[:isa.BIAS_BITS]),
+            self.bias_wdata.eq(s_data[:isa.BIAS_BITS]),
             self.scale_we.eq(writing & (ld_target == Target.SCALE)),
-            self.scale_wdata.eq(self.s_data[:isa.SCALE_WORD.size]),
+            self.scale_wdata.eq(s_data[:isa.SCALE_WORD.size]),
         ]
 
         # Counters, from the first beat of a program through the cycle END is taken.
@@ -183,7 +206,7 @@ class FrontEnd(wiring.Component):
                 counters["cycles"].eq(counters["cycles"] + 1),
                 counters["busy_cycles"].eq(counters["busy_cycles"] + self.engine_busy),
                 counters["mac_cycles"].eq(counters["mac_cycles"] + self.mac_issue),
-                counters["stall_in_cycles"].eq(counters["stall_in_cycles"] + ~self.s_valid),
+                counters["stall_in_cycles"].eq(counters["stall_in_cycles"] + ~s_valid),
                 counters["stall_out_cycles"].eq(counters["stall_out_cycles"] + self.out_stall),
             ]
 

@@ -1,6 +1,8 @@
 """Write the core's Verilog and its configuration JSON: ``python -m hw.generate``."""
 
 import argparse
+import functools
+import hashlib
 import os
 import sys
 import tempfile
@@ -10,7 +12,24 @@ from amaranth.back import verilog
 from .config import CoreConfig
 from .core import Core
 
-__all__ = ["generate", "main"]
+__all__ = ["generate", "source_hash", "main"]
+
+
+@functools.cache
+def source_hash():
+    """Hash of the hardware description's source (``hw/*.py`` but the synthesis flow).
+
+    Build caches (Verilog, simulators, netlists, synthesis results) are keyed by it.
+    Taken once per process, as the modules are loaded, so that what is generated and
+    the hash it is stored under always belong together even if files change meanwhile.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py") and name != "synth.py":
+            with open(os.path.join(here, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()[:16]
 
 
 def generate(cfg, out_dir, name="core"):

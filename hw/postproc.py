@@ -6,15 +6,16 @@ from amaranth.lib.wiring import In, Out
 
 from .isa import BIAS_BITS, SCALE_WORD
 
-__all__ = ["PostProcessor", "POSTPROC_STAGES"]
-
-#: Register stages inside :class:`PostProcessor`: input, bias add, partial products,
-#: two sums, two shifts, saturation.
-POSTPROC_STAGES = 8
+__all__ = ["PostProcessor"]
 
 #: ``q = p >> (shift - 1)`` is saturated to this many bits before the final round, add
 #: and clamp: wide enough that every saturated value still clamps to the same int8.
 _Q_BITS = 12
+
+#: The stages kept when ``cfg.deep_pipeline`` is false (numbered as below).
+_SHALLOW = (2, 3, 5, 8)
+
+
 class PostProcessor(wiring.Component):
     """Pipeline from one accumulator row to one int8 row, ``cols`` lanes.
 
@@ -22,15 +23,15 @@ class PostProcessor(wiring.Component):
     ``r = (p + 2**(shift-1)) >> shift`` (round half up; ``r = p`` when ``shift == 0``),
     ``y = clamp(r + zero_point, relu ? zero_point : act_min, act_max)``.
 
-    Every stage is short enough for 100 MHz on an ECP5: the inputs (block-RAM outputs)
-    are registered first; the 32x32 product is four unsigned 16x16 partial products
-    (one DSP each, of ``a + 2**31``), summed over two stages; the rounding shift is
-    done as
-    ``q = (2 * p) >> shift`` (coarse then fine, so ``q = p >> (shift - 1)``), ``q``
-    saturated to a few bits, and ``r = (q + 1) >> 1`` (``(q + 0) >> 1 = p`` when
-    ``shift == 0``), which equals the round-half-up shift. The small final add and clamp
+    With ``cfg.deep_pipeline`` every stage is short enough for 100 MHz on an ECP5: the
+    inputs (block-RAM outputs) are registered first; the 32x32 product is four unsigned
+    16x16 partial products (one DSP each, of ``a + 2**31``), summed over two stages;
+    the rounding shift is done as ``q = (2 * p) >> shift`` (coarse then fine, so
+    ``q = p >> (shift - 1)``), ``q`` saturated to a few bits, and ``r = (q + 1) >> 1``
+    (``(q + 0) >> 1 = p`` when ``shift == 0``), which equals the round-half-up shift.
+    Without it, only stages 2, 3, 5 and 8 are registers. The small final add and clamp
     are combinational after the last register, so ``y`` is valid
-    :data:`POSTPROC_STAGES` cycles after the inputs.
+    ``cfg.postproc_stages`` cycles after the inputs.
 
     Members
     -------
@@ -68,7 +69,13 @@ class PostProcessor(wiring.Component):
         cfg = self._cfg
         m = Module()
 
-        def stage(value, name):
+        kept = range(1, 9) if cfg.deep_pipeline else _SHALLOW
+        assert len(kept) == cfg.postproc_stages
+
+        def stage(value, name, s):
+            """``value`` through pipeline stage ``s``: a register, or a wire if not kept."""
+            if s not in kept:
+                return value
             if isinstance(value, data.View):
                 reg = Signal(value.shape(), name=name)
             else:
@@ -78,48 +85,47 @@ class PostProcessor(wiring.Component):
             return reg
 
         valid, meta = self.i_valid, self.i_meta
-        for s in range(POSTPROC_STAGES):
-            valid, meta = stage(valid, f"valid_{s + 1}"), stage(meta, f"meta_{s + 1}")
+        for s in range(1, 9):
+            valid, meta = stage(valid, f"valid_{s}", s), stage(meta, f"meta_{s}", s)
         m.d.comb += [self.o_valid.eq(valid), self.o_meta.eq(meta)]
 
         for c in range(cfg.cols):
-            # stage 1: register the block-RAM outputs
-            acc, bias = stage(self.acc[c], f"acc_{c}"), stage(self.bias[c], f"bias_{c}")
-            sc = stage(self.scale[c], f"scale_{c}")
-            mult, shift, zp, relu = sc.mult, sc.shift, sc.zero_point, sc.relu
-
             def carry(s, **values):     # the fields later stages still need
-                return [stage(v, f"{k}{s}_{c}") for k, v in values.items()]
+                return [stage(v, f"{k}{s}_{c}", s) for k, v in values.items()]
 
+            # stage 1: register the block-RAM outputs
+            acc, bias, sc = carry(1, acc=self.acc[c], bias=self.bias[c], scale=self.scale[c])
+            mult, shift, zp, relu = sc.mult, sc.shift, sc.zero_point, sc.relu
             # stage 2: bias
-            a = stage((acc + bias)[:BIAS_BITS].as_signed(), f"a_{c}")
+            a = stage((acc + bias)[:BIAS_BITS].as_signed(), f"a_{c}", 2)
             mult, shift, zp, relu = carry(2, mult=mult, shift=shift, zp=zp, relu=relu)
             # stage 3: four unsigned 16x16 partial products of (a + 2**31) * mult (an
             # unsigned 16x16 multiply fits both the ECP5 and the iCE40 DSP blocks)
             au = Cat(a[:31], ~a[31])
-            ll, lh = stage(au[:16] * mult[:16], f"ll_{c}"), stage(au[:16] * mult[16:], f"lh_{c}")
-            hl, hh = stage(au[16:] * mult[:16], f"hl_{c}"), stage(au[16:] * mult[16:], f"hh_{c}")
-            a_keep, mult, shift, zp, relu = carry(3, a=a, mult=mult, shift=shift, zp=zp, relu=relu)
+            ll, lh, hl, hh = carry(3, ll=au[:16] * mult[:16], lh=au[:16] * mult[16:],
+                                   hl=au[16:] * mult[:16], hh=au[16:] * mult[16:])
+            a_keep, mult, shift, zp, relu = carry(3, a=a, mult=mult, shift=shift, zp=zp,
+                                                  relu=relu)
             # stage 4: ll and hh << 32 do not overlap; take off 2**31 * mult; the
             # middle terms are summed (all modulo 2**64: the product fits 64 bits)
-            base = stage((Cat(ll, hh) - (mult << 31))[:64], f"base_{c}")
-            mid = stage(lh + hl, f"mid_{c}")
+            base, mid = carry(4, base=(Cat(ll, hh) - (mult << 31))[:64], mid=lh + hl)
             a_keep, shift, zp, relu = carry(4, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
             # stage 5: the 64-bit product a * mult
-            p = stage((base + (mid << 16))[:64].as_signed(), f"p_{c}")
+            p = stage((base + (mid << 16))[:64].as_signed(), f"p_{c}", 5)
             a_keep, shift, zp, relu = carry(5, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
             # stages 6 and 7: q = (2 * p) >> shift, by multiples of 8, then the rest
             p2 = Cat(Const(0, 1), p).as_signed()
-            q8 = stage(p2 >> Cat(Const(0, 3), shift[3:]), f"q8_{c}")
+            q8 = stage(p2 >> Cat(Const(0, 3), shift[3:]), f"q8_{c}", 6)
             a_keep, shift, zp, relu = carry(6, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
-            q = stage(q8 >> shift[:3], f"q_{c}")
+            q = stage(q8 >> shift[:3], f"q_{c}", 7)
             a_keep, shift, zp, relu = carry(7, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
             # stage 8: saturate q (any value beyond saturates y the same way)
             q_max, q_min = (1 << (_Q_BITS - 1)) - 1, -(1 << (_Q_BITS - 1))
-            qs = stage(Mux(q > q_max, q_max, Mux(q < q_min, q_min, q[:_Q_BITS].as_signed())),
-                       f"qs_{c}")
-            rnd = stage(shift != 0, f"rnd_{c}")
-            a_keep, zp, relu = carry(8, a_keep=a_keep, zp=zp, relu=relu)
+            top = q[_Q_BITS - 1:]      # q fits _Q_BITS bits when these are all equal
+            fits = (top == 0) | (top == (1 << len(top)) - 1)
+            qs, rnd, a_keep, zp, relu = carry(
+                8, qs=Mux(fits, q[:_Q_BITS].as_signed(), Mux(q[-1], q_min, q_max)),
+                rnd=shift != 0, a_keep=a_keep, zp=zp, relu=relu)
             # round, zero point, clamp (combinational)
             r = (qs + rnd) >> 1
             y = Signal(signed(_Q_BITS + 1), name=f"yz_{c}")

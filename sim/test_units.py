@@ -103,7 +103,7 @@ async def postproc_random(dut):
     C = cfg.cols
     rng = await _start(dut)
     from hw import isa
-    from hw.postproc import POSTPROC_STAGES as N
+    N = cfg.postproc_stages
 
     inputs = []
     for t in range(300):

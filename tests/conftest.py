@@ -9,7 +9,9 @@ from hw.config import CoreConfig
 SIM_CONFIGS = {
     "4x4": CoreConfig(rows=4, cols=4, act_kib=16, weight_kib=16, acc_kib=8),
     "8x8": CoreConfig(rows=8, cols=8, act_kib=16, weight_kib=16, acc_kib=8),
-    "3x5": CoreConfig(rows=3, cols=5, act_kib=16, weight_kib=16, acc_kib=8),
+    # non-square, and the shallow post-processing pipeline
+    "3x5": CoreConfig(rows=3, cols=5, act_kib=16, weight_kib=16, acc_kib=8,
+                      deep_pipeline=False),
 }
 
 

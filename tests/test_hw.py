@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from hw import isa
 from hw.config import CoreConfig
 from hw.pe import ProcessingElement
-from hw.postproc import POSTPROC_STAGES, PostProcessor
+from hw.postproc import PostProcessor
 from sim.programs import reference_matmul
 
 
@@ -28,6 +28,8 @@ def test_config_rejects_out_of_range(field, value, message):
 
 
 def test_config_rejects_wrong_type():
+    with pytest.raises(TypeError, match=r"deep_pipeline must be true or false, not 1"):
+        CoreConfig(deep_pipeline=1)
     with pytest.raises(TypeError, match=r"rows must be an integer, not '8'"):
         CoreConfig(rows="8")
 
@@ -107,8 +109,10 @@ def test_pe_multiply_accumulate():
     sim.run()
 
 
-def test_postproc_matches_reference():
-    cfg = CoreConfig(rows=2, cols=3)
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
+def test_postproc_matches_reference(deep):
+    cfg = CoreConfig(rows=2, cols=3, deep_pipeline=deep)
+    N = cfg.postproc_stages
     dut = PostProcessor(cfg, 1)
     rng = np.random.default_rng(2)
     rows = []
@@ -121,14 +125,15 @@ def test_postproc_matches_reference():
                      (rng.integers(1 << 29, 1 << 31, 3), rng.integers(30, 42, 3),
                       rng.integers(-128, 128, 3), rng.integers(0, 2, 3))))
     edge = [-(1 << 31), (1 << 31) - 1, -1]
-    for mult, shift in ((0xFFFFFFFF, 0), (0xFFFFFFFF, 63), (1, 0), (1, 1), (3, 1), (0x80000000, 32)):
+    for mult, shift in ((0xFFFFFFFF, 0), (0xFFFFFFFF, 63), (1, 0), (1, 1), (3, 1),
+                        (0x80000000, 32)):
         rows.append((np.array(edge), np.zeros(3, np.int64),
                      (np.full(3, mult), np.full(3, shift), np.array([0, -128, 127]),
                       np.array([0, 1, 0]))))
 
     async def bench(ctx):
         ctx.set(dut.en, 1)
-        for t in range(len(rows) + POSTPROC_STAGES):
+        for t in range(len(rows) + N):
             if t < len(rows):
                 acc, bias, (mult, shift, zp, relu) = rows[t]
                 ctx.set(dut.acc, [int(x) for x in acc])
@@ -136,8 +141,8 @@ def test_postproc_matches_reference():
                 ctx.set(dut.scale, [{"mult": int(mult[c]), "shift": int(shift[c]),
                                      "zero_point": int(zp[c]), "relu": int(relu[c])}
                                     for c in range(3)])
-            if t >= POSTPROC_STAGES:
-                acc, bias, req = rows[t - POSTPROC_STAGES]
+            if t >= N:
+                acc, bias, req = rows[t - N]
                 raw = (acc + bias + (1 << 31)) % (1 << 32) - (1 << 31)
                 want = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, 3), np.int8),
                                         raw, req)[0]

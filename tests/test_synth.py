@@ -7,7 +7,8 @@ import pytest
 from amaranth.back import verilog
 
 from hw.config import CoreConfig
-from hw.synth import SynthTop, parse_report, synthesize, table
+from hw.synth import (SynthTop, _stat_ffs, parse_log_utilization, parse_report, synthesize,
+                      table, yosys_script)
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -28,14 +29,33 @@ def test_parse_overfull_report():
     assert e["fits"] is False and e["luts"] == 6000 and e["fmax_mhz"] == 21.5
 
 
+def test_parse_stored_ice40_log_of_a_design_that_does_not_fit():
+    """nextpnr writes no report when placement fails: the log's utilization is used."""
+    log = (DATA / "nextpnr_ice40_overfull.log").read_text()
+    util = parse_log_utilization(log)
+    assert util["ICESTORM_LC"] == {"used": 6267, "available": 5280}
+    assert util["ICESTORM_DSP"] == {"used": 8, "available": 8}
+    e = parse_report({"utilization": util}, "ice40")
+    assert e["luts"] == 6267 and e["dsps"] == 8 and e["brams"] == 24 and e["fits"] is False
+    # flip-flops from Yosys's stat of the same run: SB_DFF + SB_DFFE + SB_DFFESR + SB_DFFSR
+    assert _stat_ffs(DATA / "yosys_ice40_stat.txt") == 184 + 328 + 2203 + 751
+
+
+def test_pe_products_go_to_logic_only_when_dsps_run_short():
+    assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))      # 96 <= 156
+    assert "booth" in yosys_script("ecp5", CoreConfig(rows=16, cols=16))       # 320 > 156
+    assert "booth" in yosys_script("ice40", CoreConfig(rows=2, cols=2))        # 12 > 8
+
+
 def test_shell_has_few_pins():
     text = verilog.convert(SynthTop(CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1,
                                                weight_kib=1, acc_kib=1)), name="top")
     header = text[text.index("module top("):text.index(");")]
     assert header.count(",") + 1 == 6   # clk, rst, 3 inputs, 1 folded output byte
-    table([{"family": "ecp5", "device": "d", "rows": 2, "cols": 2, "act_kib": 1,
-            "weight_kib": 1, "acc_kib": 1, "luts": 1, "ffs": 1, "dsps": 0, "brams": 0,
-            "fmax_mhz": 1.0, "fits": True}])
+    text = table([{"family": "ecp5", "device": "d", "rows": 2, "cols": 2, "act_kib": 1,
+                   "weight_kib": 1, "acc_kib": 1, "luts": 12345, "ffs": None, "dsps": 0,
+                   "brams": 0, "fmax_mhz": 1.0, "fits": False, "note": "too big"}])
+    assert "| 12,345 | - | 0 | 0 | 1.0 | no (too big) |" in text
 
 
 @pytest.mark.synth
