@@ -161,14 +161,20 @@ class CoreConfig:
 
     # -- pipeline latencies (the hardware is built to these; the cycle model uses them)
     @property
-    def array_latency(self):
-        """Drain time after the last MATMUL row, before a POSTPROC may read.
+    def mm_write_delay(self):
+        """Cycles from issuing a MATMUL row to writing its accumulator word.
 
-        The row's accumulator write is ``rows + cols + 2`` cycles after its issue:
-        2 (buffer read, output register) + ``rows + cols`` (the array, see
-        ``hw.array.array_output_delay``); one cycle of margin on top.
+        3 to read the activation (block RAM, a register at each buffer's output, a
+        register after the input/hidden select; the weights are read as late) +
+        ``rows + cols`` through the array (``hw.array.array_output_delay``).
         """
-        return self.rows + self.cols + 3
+        return 3 + self.rows + self.cols
+
+    @property
+    def array_latency(self):
+        """Drain time after the last MATMUL row, before a POSTPROC may read: the
+        accumulator write (:attr:`mm_write_delay`) and one cycle of margin."""
+        return self.mm_write_delay + 1
 
     @property
     def postproc_stages(self):

@@ -66,18 +66,20 @@ class Core(wiring.Component):
         act_rd = act.read_port()
         hid_pp = hidden.write_port()
         hid_rd = hidden.read_port()
-        in_hidden = Signal()
-        m.d.sync += in_hidden.eq(eng.act_raddr >= cfg.act_depth)
-        # registered once more, like the weights (see WeightBuffer)
-        act_q, act_q_reg = Signal(word), Signal(word)
-        m.d.sync += act_q_reg.eq(act_q)
+        # Each buffer's output is registered (the block RAM's clock-to-output is slow
+        # and the buffers are many RAMs deep), then the selected word once more, like
+        # the weights (see WeightBuffer): cfg.mm_write_delay counts these three cycles.
+        in_hidden, in_hidden_q = Signal(), Signal()
+        act_a, act_h, act_q = Signal(word), Signal(word), Signal(word)
+        m.d.sync += [in_hidden.eq(eng.act_raddr >= cfg.act_depth), in_hidden_q.eq(in_hidden),
+                     act_a.eq(act_rd.data), act_h.eq(hid_rd.data),
+                     act_q.eq(Mux(in_hidden_q, act_h, act_a))]
         m.d.comb += [
             act_load.en.eq(fe.act_we), act_load.addr.eq(fe.act_waddr),
             act_load.data.eq(fe.act_wdata),
             act_rd.addr.eq(eng.act_raddr),
             hid_rd.addr.eq(eng.act_raddr - cfg.act_depth),
-            act_q.eq(Mux(in_hidden, hid_rd.data, act_rd.data)),
-            eng.act_rdata.eq(act_q_reg),
+            eng.act_rdata.eq(act_q),
             hid_pp.en.eq(eng.act_we), hid_pp.addr.eq(eng.hidden_waddr),
             hid_pp.data.eq(eng.act_wdata),
         ]

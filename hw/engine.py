@@ -15,7 +15,7 @@ class Engine(wiring.Component):
     """Pops instructions from the queue and issues one row per cycle.
 
     MATMUL row ``i`` reads activation word ``act_addr + i``, selects ``weight_tile``
-    and, ``rows + cols + 2`` cycles later, adds the array's result row into (or writes
+    and, ``mm_write_delay`` cycles later, adds the array's result row into (or writes
     it over) accumulator word ``acc_addr + i``. POSTPROC row ``i`` reads accumulator
     word ``acc_addr + i`` and parameter word ``param_addr`` and, ``postproc_latency - 1``
     cycles later, writes the requantized row to the activation buffer or sends it on the result
@@ -115,9 +115,13 @@ class Engine(wiring.Component):
             m.d.sync += pp_drain.eq(pp_drain - 1)
 
         # -- MATMUL datapath -------------------------------------------------------------
+        # The weights are read one cycle after the activations, which take one cycle
+        # longer (see Core).
+        tile = Signal.like(mm.weight_tile)
+        m.d.sync += tile.eq(mm.weight_tile)
         m.d.comb += [
             self.act_raddr.eq(mm.act_addr + row),
-            self.read_tile.eq(mm.weight_tile),
+            self.read_tile.eq(tile),
             array.act.eq(self.act_rdata),
             array.weights.eq(self.weights),
         ]
@@ -131,8 +135,9 @@ class Engine(wiring.Component):
         #    write port (fewer flip-flops, a longer path).
         deep = cfg.deep_pipeline
         mm_meta = Cat(mm_slot, mm.acc_addr + row, mm.accumulate)
-        # buffer read + output register, then the array, less the read-modify-write
-        for i in range(2 + array_output_delay(cfg) - (2 if deep else 1)):
+        # buffer read and registers, then the array, less the read-modify-write
+        assert cfg.mm_write_delay == 3 + array_output_delay(cfg)
+        for i in range(cfg.mm_write_delay - (2 if deep else 1)):
             nxt = Signal.like(mm_meta, name=f"mm_meta_{i + 1}")
             m.d.sync += nxt.eq(mm_meta)
             mm_meta = nxt

@@ -26,23 +26,23 @@ def test_load_matmul_end():
     beats = _prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
                   (Opcode.MATMUL, dict(MM, m=3), 0), (Opcode.END, {}, 0))
     # header 0, data 1, MATMUL pushed 2, popped 3, rows 4..6, idle at 6 + L + 1
-    assert cfg.array_latency == 19
+    assert cfg.array_latency == 20
     st = predict(cfg, beats)
-    assert st["cycles"] == 27 and st["mac_cycles"] == 3
-    assert st["busy_cycles"] == (6 + 19) - 4 + 1 and st["error"] == 0
+    assert st["cycles"] == 28 and st["mac_cycles"] == 3
+    assert st["busy_cycles"] == (6 + 20) - 4 + 1 and st["error"] == 0
 
 
 def test_kind_switch_and_queue_full():
     cfg = CoreConfig(rows=4, cols=4, queue_depth=2)
     beats = _prog(cfg, *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 4,
                   (Opcode.POSTPROC, dict(PP, m=2), 0), (Opcode.END, {}, 0))
-    # L = 11 after a MATMUL, 11 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
+    # L = 12 after a MATMUL, 11 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
     # pops 1, 11, 21, 31 (each at the previous one's last row); MATMULs end at 41.
-    # POSTPROC pushed at 22 (after pop2), popped at 41 + 11 + 1 = 53, rows 54..55;
-    # END at 55 + 11 + 1 = 67 -> 68 cycles
-    assert (cfg.array_latency, cfg.postproc_latency) == (11, 11)
+    # POSTPROC pushed at 22 (after pop2), popped at 41 + 12 + 1 = 54, rows 55..56;
+    # END at 56 + 11 + 1 = 68 -> 69 cycles
+    assert (cfg.array_latency, cfg.postproc_latency) == (12, 11)
     st = predict(cfg, beats)
-    assert st["cycles"] == 68 and st["mac_cycles"] == 40
+    assert st["cycles"] == 69 and st["mac_cycles"] == 40
 
 
 def test_errors_stop_counting_at_tlast():
