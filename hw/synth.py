@@ -55,6 +55,15 @@ def yosys_script(family, cfg):
     return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"
 
 
+def nextpnr_extra(family, cfg):
+    """Extra nextpnr options: router2 for ECP5 arrays above 8x8, whose congestion the
+    default router did not resolve in 40 minutes here (router2 routes a 16x16 in
+    minutes)."""
+    if family == "ecp5" and cfg.rows * cfg.cols > 64:
+        return ["--router", "router2"]
+    return []
+
+
 #: configurations synthesized by default: (family, rows, cols, buffer sizes)
 DEFAULT_RUNS = [
     ("ecp5", CoreConfig(rows=4, cols=4, act_kib=64, weight_kib=64, acc_kib=32)),
@@ -163,7 +172,8 @@ def synthesize(family, cfg, force=False, threads=1):
     work = os.path.join("build", cfg.tag, f"synth-{family}")
     entry_path = os.path.join(work, "entry.json")
     # the hardware and this family's tool settings
-    tools = repr((TARGETS[family], script))
+    extra = nextpnr_extra(family, cfg)
+    tools = repr((TARGETS[family], script) + ((extra,) if extra else ()))
     source = source_hash() + "-" + hashlib.sha256(tools.encode()).hexdigest()[:8]
     if not force and os.path.exists(entry_path):
         with open(entry_path) as f:
@@ -190,7 +200,7 @@ def synthesize(family, cfg, force=False, threads=1):
     else:
         rc = _run([f"yowasp-nextpnr-{family}", *pnr_opts, "--json", "top.json",
                    "--freq", str(target_mhz), "--timing-allow-fail", "--threads", str(threads),
-                   "--report", "report.json", "--seed", "1"],
+                   "--report", "report.json", "--seed", "1", *extra],
                   os.path.join(work, "nextpnr.log"), work)
         report_file = os.path.join(work, "report.json")
         if os.path.exists(report_file):

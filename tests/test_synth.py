@@ -8,7 +8,7 @@ from amaranth.back import verilog
 
 from hw.config import CoreConfig
 from hw.synth import (SynthTop, _stat_ffs, parse_log_utilization, parse_report, synthesize,
-                      table, yosys_script)
+                      nextpnr_extra, table, yosys_script)
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -45,6 +45,12 @@ def test_pe_products_go_to_logic_only_when_dsps_run_short():
     assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))      # 96 <= 156
     assert "booth" in yosys_script("ecp5", CoreConfig(rows=16, cols=16))       # 320 > 156
     assert "booth" in yosys_script("ice40", CoreConfig(rows=2, cols=2))        # 12 > 8
+
+
+def test_router2_only_for_large_ecp5_arrays():
+    assert nextpnr_extra("ecp5", CoreConfig(rows=8, cols=8)) == []
+    assert nextpnr_extra("ecp5", CoreConfig(rows=16, cols=16)) == ["--router", "router2"]
+    assert nextpnr_extra("ice40", CoreConfig(rows=16, cols=16)) == []
 
 
 def test_shell_has_few_pins():
