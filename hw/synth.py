@@ -57,8 +57,8 @@ def yosys_script(family, cfg):
 
 def nextpnr_extra(family, cfg):
     """Extra nextpnr options: router2 for ECP5 arrays above 8x8, whose congestion the
-    default router did not resolve in 40 minutes here (router2 routes a 16x16 in
-    minutes)."""
+    default router did not resolve in 40 minutes here (router2 brought a 16x16's
+    overused wires from 94,000 to 7,400 in its first 11 iterations, about 10 minutes)."""
     if family == "ecp5" and cfg.rows * cfg.cols > 64:
         return ["--router", "router2"]
     return []
