@@ -219,8 +219,9 @@ def synthesize(family, cfg, force=False, threads=1):
         if family == "ice40":   # nextpnr counts logic cells, not flip-flops
             entry["ffs"] = _stat_ffs(os.path.join(work, "stat.txt"))
     entry["seconds"] = round(time.perf_counter() - start, 1)
-    with open(entry_path, "w") as f:
+    with open(entry_path + ".tmp", "w") as f:    # an interrupted run leaves no entry
         json.dump(entry, f, indent=2)
+    os.replace(entry_path + ".tmp", entry_path)
     return entry
 
 
