@@ -29,7 +29,7 @@ from .config import CoreConfig
 from .core import Core
 from .generate import source_hash
 
-__all__ = ["SynthTop", "TARGETS", "yosys_script", "synthesize", "parse_report", "main"]
+__all__ = ["SynthTop", "TARGETS", "booth_pes", "yosys_script", "synthesize", "parse_report", "main"]
 
 #: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
 TARGETS = {
@@ -40,18 +40,29 @@ TARGETS = {
 }
 
 
-def yosys_script(family, cfg):
-    """The Yosys commands for one configuration.
+def booth_pes(family, cfg):
+    """The PEs whose products are built in logic, as ``(row, col)``.
 
-    The post-processing needs four 16x16 DSP multiplies a column, each PE one 8x8. When
-    the device has too few DSP blocks for all of them (the UP5K has 8; the 85F has 156,
-    short of a 16x16 array's 320), the PE products are turned into logic before the
-    vendor synthesis sees them (Booth multipliers), and the DSPs go to post-processing.
+    The post-processing needs four 16x16 DSP multiplies a column and each PE one 8x8.
+    The post-processing gets its DSPs first; the PEs take the rest in row-major order
+    and the remainder (on the UP5K, which has 8 DSPs, all of them; on the 85F, which
+    has 156, the last 176 of a 16x16 array) become Booth multipliers in logic.
     """
-    _, _, dsps, synth_cmd, _ = TARGETS[family]
+    dsps = TARGETS[family][2]
+    budget = max(0, dsps - 4 * cfg.cols)
+    return [(r, c) for r in range(cfg.rows) for c in range(cfg.cols)
+            if r * cfg.cols + c >= budget]
+
+
+def yosys_script(family, cfg):
+    """The Yosys commands for one configuration: :func:`booth_pes` turned into logic
+    (before flattening, selected by module) before the vendor synthesis sees them."""
+    synth_cmd = TARGETS[family][3]
     pre = ""
-    if cfg.rows * cfg.cols + 4 * cfg.cols > dsps:
-        pre = "hierarchy -top top; proc; flatten; opt; wreduce; booth t:$mul r:Y_WIDTH<=16 %i; "
+    pes = booth_pes(family, cfg)
+    if pes:
+        sel = " ".join(f"top.core.engine.array.pe_{r}_{c}/t:$mul" for r, c in pes)
+        pre = f"hierarchy -top top; proc; booth {sel}; "
     return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"
 
 

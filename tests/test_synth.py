@@ -8,7 +8,7 @@ from amaranth.back import verilog
 
 from hw.config import CoreConfig
 from hw.synth import (SynthTop, _stat_ffs, parse_log_utilization, parse_report, synthesize,
-                      nextpnr_extra, table, yosys_script)
+                      booth_pes, nextpnr_extra, table, yosys_script)
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -42,9 +42,15 @@ def test_parse_stored_ice40_log_of_a_design_that_does_not_fit():
 
 
 def test_pe_products_go_to_logic_only_when_dsps_run_short():
-    assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))      # 96 <= 156
-    assert "booth" in yosys_script("ecp5", CoreConfig(rows=16, cols=16))       # 320 > 156
-    assert "booth" in yosys_script("ice40", CoreConfig(rows=2, cols=2))        # 12 > 8
+    assert booth_pes("ecp5", CoreConfig(rows=8, cols=8)) == []                  # 96 <= 156
+    assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))
+    # 16x16 on the 85F: 64 DSPs for post-processing, 92 for the first 92 PEs
+    pes = booth_pes("ecp5", CoreConfig(rows=16, cols=16))
+    assert len(pes) == 256 - 92 and pes[0] == (5, 12) and pes[-1] == (15, 15)
+    script = yosys_script("ecp5", CoreConfig(rows=16, cols=16))
+    assert "array.pe_5_12/t:$mul" in script and "array.pe_5_11/" not in script
+    # the UP5K's 8 DSPs all go to a 2x2's post-processing
+    assert booth_pes("ice40", CoreConfig(rows=2, cols=2)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_router2_only_for_large_ecp5_arrays():
@@ -58,6 +64,8 @@ def test_shell_has_few_pins():
                                                weight_kib=1, acc_kib=1)), name="top")
     header = text[text.index("module top("):text.index(");")]
     assert header.count(",") + 1 == 6   # clk, rst, 3 inputs, 1 folded output byte
+    # yosys_script selects PE multipliers by these module names
+    assert "module \\top.core.engine.array.pe_1_1 " in text
     text = table([{"family": "ecp5", "device": "d", "rows": 2, "cols": 2, "act_kib": 1,
                    "weight_kib": 1, "acc_kib": 1, "luts": 12345, "ffs": None, "dsps": 0,
                    "brams": 0, "fmax_mhz": 1.0, "fits": False, "note": "too big"}])
