@@ -2,6 +2,7 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from . import isa
@@ -26,6 +27,14 @@ class Engine(wiring.Component):
     ``postproc_latency`` cycles after its last row), which is what makes a POSTPROC
     see the accumulators its MATMULs wrote and a MATMUL see the activations its
     POSTPROCs wrote. The exact rules are in docs/ARCHITECTURE.md (timing model).
+
+    Result rows meet the stream's backpressure in one of two ways. With
+    ``cfg.deep_pipeline``, rows for the stream go into a small row FIFO and a POSTPROC
+    row for the stream is issued only while the FIFO has room for every such row in
+    flight (a credit count), so the post-processing pipeline and the accumulator read
+    never stall and ``o_ready`` drives no more than the FIFO's read side. Without it
+    (no FIFO, for small FPGAs) a row waiting at the output holds the whole pipeline.
+    With ``o_ready`` high the two behave the same, cycle for cycle.
     """
 
     def __init__(self, cfg):
@@ -80,9 +89,12 @@ class Engine(wiring.Component):
         mm_drain = Signal(range(cfg.array_latency + 1))
         pp_drain = Signal(range(cfg.postproc_latency + 1))
 
-        pp_stall = Signal()
+        deep = cfg.deep_pipeline
+        # issue_hold: no POSTPROC slot this cycle; pipe_hold: the post-processing
+        # pipeline and its accumulator/parameter reads stand still (shallow only)
+        issue_hold, pipe_hold = Signal(), Signal()
         mm_slot = cur_valid & ~cur_is_pp
-        pp_slot = cur_valid & cur_is_pp & ~pp_stall
+        pp_slot = cur_valid & cur_is_pp & ~issue_hold
         slots = Mux(pp.raw, cfg.raw_beats, 1)
         last_slot = slot == slots - 1
         m_rows = Mux(cur_is_pp, pp.m, mm.m)
@@ -111,7 +123,7 @@ class Engine(wiring.Component):
             m.d.sync += mm_drain.eq(mm_drain - 1)
         with m.If(pp_slot):
             m.d.sync += pp_drain.eq(cfg.postproc_latency)
-        with m.Elif((pp_drain != 0) & ~pp_stall):
+        with m.Elif((pp_drain != 0) & ~pipe_hold):
             m.d.sync += pp_drain.eq(pp_drain - 1)
 
         # -- MATMUL datapath -------------------------------------------------------------
@@ -133,7 +145,6 @@ class Engine(wiring.Component):
         #    one in its own cycle and the one after) are forwarded from registers.
         #  * shallow: the read is issued one cycle before and is transparent for the
         #    write port (fewer flip-flops, a longer path).
-        deep = cfg.deep_pipeline
         mm_meta = Cat(mm_slot, mm.acc_addr + row, mm.accumulate)
         # buffer read and registers, then the array, less the read-modify-write
         assert cfg.mm_write_delay == 3 + array_output_delay(cfg)
@@ -182,13 +193,13 @@ class Engine(wiring.Component):
         pp_issue = pp_slot & (slot == 0)
         m.d.comb += [
             self.acc_raddr.eq(Mux(pp_issue, pp.acc_addr + row, rd_addr)),
-            self.acc_ren.eq(~pp_stall),
+            self.acc_ren.eq(~pipe_hold),
             self.param_addr.eq(pp.param_addr),
-            self.param_ren.eq(~pp_stall),
+            self.param_ren.eq(~pipe_hold),
         ]
         issue_valid = Signal()
         issue_meta = Signal(pp_meta)
-        with m.If(~pp_stall):
+        with m.If(~pipe_hold):
             m.d.sync += [
                 issue_valid.eq(pp_issue),
                 issue_meta.dst_addr.eq(pp.dst_addr + row),
@@ -197,7 +208,7 @@ class Engine(wiring.Component):
                 issue_meta.raw.eq(pp.raw),
             ]
         m.d.comb += [
-            post.en.eq(~pp_stall),
+            post.en.eq(~pipe_hold),
             post.i_valid.eq(issue_valid),
             post.i_meta.eq(issue_meta),
             post.acc.eq(self.acc_rdata),
@@ -205,21 +216,48 @@ class Engine(wiring.Component):
             post.scale.eq(self.scale),
         ]
 
-        # Output stage: one row, to the activation buffer or out as 1 or raw_beats beats.
+        # Output stage: a row for the activation buffer is written there; a row for the
+        # stream goes out as 1 or raw_beats beats.
+        raw_bits = Cat(*(post.raw[c] for c in range(C)))
+        y_bits = Cat(*(post.y[c] for c in range(C)))
         d_valid = Signal()
         d_meta = Signal(pp_meta)
         d_y = Signal(data.ArrayLayout(signed(cfg.act_bits), C))
-        d_raw = Signal(data.ArrayLayout(signed(isa.BIAS_BITS), C))
-        d_beat = Signal(range(max(2, cfg.raw_beats)))
-        d_beats = Mux(d_meta.raw, cfg.raw_beats, 1)
-        d_leaving = d_valid & (~d_meta.to_stream | (self.o_ready & (d_beat == d_beats - 1)))
-        d_free = ~d_valid | d_leaving
-        m.d.comb += pp_stall.eq(post.o_valid & ~d_free)
-        with m.If(d_free):
-            m.d.sync += [d_valid.eq(post.o_valid), d_meta.eq(post.o_meta), d_y.eq(post.y),
-                         d_raw.eq(post.raw), d_beat.eq(0)]
-        with m.Elif(d_meta.to_stream & self.o_ready):
-            m.d.sync += d_beat.eq(d_beat + 1)
+        o_raw = Signal()                    # the row at the stream's head is raw
+        o_row = Signal(len(raw_bits))       # and its bits (y in the low bits if not raw)
+        o_rdy = Signal()                    # a row is at the stream's head
+        o_beat = Signal(range(max(2, cfg.raw_beats)))
+        o_last = o_beat == Mux(o_raw, cfg.raw_beats - 1, 0)
+        o_pop = o_rdy & self.o_ready & o_last
+        with m.If(o_rdy & self.o_ready):
+            m.d.sync += o_beat.eq(Mux(o_last, 0, o_beat + 1))
+        stream_row = pp.to_stream | pp.raw
+        if deep:
+            out_rows = 1 << (cfg.postproc_latency + 1).bit_length()
+            m.submodules.out_fifo = out_fifo = SyncFIFO(width=1 + len(raw_bits), depth=out_rows)
+            credits_used = Signal(range(out_rows + 1))     # stream rows issued, not popped
+            m.d.sync += credits_used.eq(credits_used + (pp_issue & stream_row) - o_pop)
+            m.d.comb += [
+                issue_hold.eq(stream_row & (credits_used == out_rows)),
+                pipe_hold.eq(0),
+                out_fifo.w_en.eq(post.o_valid & post.o_meta.to_stream),
+                out_fifo.w_data.eq(Cat(Mux(post.o_meta.raw, raw_bits, y_bits), post.o_meta.raw)),
+                Cat(o_row, o_raw).eq(out_fifo.r_data),
+                o_rdy.eq(out_fifo.r_rdy),
+                out_fifo.r_en.eq(o_pop),
+            ]
+            m.d.sync += [d_valid.eq(post.o_valid & ~post.o_meta.to_stream),
+                         d_meta.eq(post.o_meta), d_y.eq(post.y)]
+            out_busy = out_fifo.r_rdy
+        else:
+            # one row register for both; a stream row in it holds the pipeline
+            d_free = ~d_valid | ~d_meta.to_stream | o_pop
+            m.d.comb += [issue_hold.eq(pipe_hold), pipe_hold.eq(post.o_valid & ~d_free),
+                         o_rdy.eq(d_valid & d_meta.to_stream), o_raw.eq(d_meta.raw)]
+            with m.If(d_free):
+                m.d.sync += [d_valid.eq(post.o_valid), d_meta.eq(post.o_meta), d_y.eq(post.y),
+                             o_row.eq(Mux(post.o_meta.raw, raw_bits, y_bits))]
+            out_busy = 0
 
         m.d.comb += [self.act_we.eq(d_valid & ~d_meta.to_stream),
                      self.hidden_waddr.eq(d_meta.dst_addr - cfg.act_depth)]
@@ -230,20 +268,19 @@ class Engine(wiring.Component):
                         if g * R + j < C:
                             m.d.comb += self.act_wdata[j].eq(d_y[g * R + j])
 
-        raw_bits = Cat(*(d_raw[c] for c in range(C)))
-        y_bits = Cat(*(d_y[c] for c in range(C)))
-        m.d.comb += self.o_valid.eq(d_valid & d_meta.to_stream)
-        with m.If(d_meta.raw):
-            with m.Switch(d_beat):
+        m.d.comb += self.o_valid.eq(o_rdy)
+        with m.If(o_raw):
+            with m.Switch(o_beat):
                 for k in range(cfg.raw_beats):
                     with m.Case(k):
-                        m.d.comb += self.o_data.eq(raw_bits[k * cfg.stream_bits:
-                                                            (k + 1) * cfg.stream_bits])
+                        m.d.comb += self.o_data.eq(o_row[k * cfg.stream_bits:
+                                                         (k + 1) * cfg.stream_bits])
         with m.Else():
-            m.d.comb += self.o_data.eq(y_bits)
+            m.d.comb += self.o_data.eq(o_row[:len(y_bits)])
 
         # -- status ----------------------------------------------------------------------
-        pipe_empty = ~issue_valid & ~d_valid & (pp_drain == 0) & (mm_drain == 0)
+        pipe_empty = (~issue_valid & ~d_valid & ~out_busy & (pp_drain == 0) &
+                      (mm_drain == 0))
         m.d.comb += [
             self.idle.eq(~cur_valid & ~self.q_rdy & pipe_empty),
             self.busy.eq(cur_valid | ~pipe_empty),
