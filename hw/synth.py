@@ -30,7 +30,7 @@ from .config import CoreConfig
 from .core import Core
 from .generate import source_hash
 
-__all__ = ["SynthTop", "TARGETS", "booth_pes", "yosys_script", "synthesize", "parse_report", "main"]
+__all__ = ["SynthTop", "TARGETS", "booth_pes", "yosys_script", "synthesize", "parse_report", "critical_path", "main"]
 
 #: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
 TARGETS = {
@@ -168,7 +168,24 @@ def parse_report(report, family):
     fmax = report.get("fmax", {})
     achieved = [v.get("achieved") for v in fmax.values() if v.get("achieved")]
     return {"luts": luts, "ffs": ffs, "dsps": dsps, "brams": brams,
-            "fmax_mhz": round(min(achieved), 2) if achieved else None, "fits": fits}
+            "fmax_mhz": round(min(achieved), 2) if achieved else None, "fits": fits,
+            "critical_path": critical_path(report)}
+
+
+def critical_path(report):
+    """The worst clock-to-clock path in nextpnr's report: its first and last cell, its
+    delay and how much of it is routing (None if the report has no such path)."""
+    worst = None
+    for p in report.get("critical_paths", []):
+        if "<async>" in (p.get("from"), p.get("to")) or not p.get("path"):
+            continue
+        total = sum(step["delay"] for step in p["path"])
+        if worst is None or total > worst["ns"]:
+            routing = sum(step["delay"] for step in p["path"] if step["type"] == "routing")
+            worst = {"from": p["path"][0]["from"]["cell"], "to": p["path"][-1]["to"]["cell"],
+                     "ns": round(total, 2), "routing_ns": round(routing, 2),
+                     "steps": len(p["path"])}
+    return worst
 
 
 def parse_log_utilization(log):
@@ -217,6 +234,10 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
         stopped = entry.get("timeout_min")
         longer = stopped is not None and (timeout_min is None or timeout_min > stopped)
         if entry.get("hw_hash") == source and not longer:
+            report_file = os.path.join(work, "report.json")
+            if "critical_path" not in entry and os.path.exists(report_file):
+                with open(report_file) as f:      # an entry written before it was kept
+                    entry["critical_path"] = critical_path(json.load(f))
             return entry
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -287,7 +308,11 @@ def table(entries):
                     f"{e['act_kib']}/{e.get('hidden_kib', 32)}/{e['weight_kib']}/{e['acc_kib']} | "
                     f"{e.get('pipeline', 'deep')} | {num(e['luts'])} | {num(e['ffs'])} | "
                     f"{num(e['dsps'])} | {num(e['brams'])} | {num(e['fmax_mhz'])} | {fits} |")
-    return head + "\n".join(rows) + "\n"
+    paths = [f"- {e['family']} {e['rows']}x{e['cols']}: {p['ns']} ns ({p['routing_ns']} ns "
+             f"routing), `{p['from']}` -> `{p['to']}`"
+             for e in entries if (p := e.get("critical_path"))]
+    tail = "\nCritical paths:\n" + "\n".join(paths) + "\n" if paths else ""
+    return head + "\n".join(rows) + "\n" + tail
 
 
 def main(argv=None):

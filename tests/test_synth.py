@@ -18,7 +18,21 @@ def test_parse_stored_ecp5_report():
     e = parse_report(report, "ecp5")
     # the figures nextpnr wrote for the 4x4 core on the LFE5U-85F
     assert e == {"luts": 9452, "ffs": 3342, "dsps": 32, "brams": 105, "fmax_mhz": 62.53,
-                 "fits": True}
+                 "fits": True, "critical_path": None}
+
+
+def test_critical_path_from_a_stored_ecp5_report():
+    """The worst register-to-register path of a 4x4 run: its delay matches the Fmax."""
+    report = json.loads((DATA / "nextpnr_ecp5_4x4_paths_report.json").read_text())
+    e = parse_report(report, "ecp5")
+    p = e["critical_path"]
+    assert p["from"] == "core.engine.d_meta.raw_TRELLIS_FF_Q"
+    assert p["to"] == "core.acc_buffer.0.10_DOB2_TRELLIS_FF_Q"
+    assert abs(1000 / p["ns"] - e["fmax_mhz"]) < 0.1 and e["fmax_mhz"] == 75.83
+    assert 10 < p["routing_ns"] < p["ns"] and p["steps"] == 21
+    assert "13.19 ns (10.59 ns routing)" in table([{**e, "family": "ecp5", "device": "d",
+                                                   "rows": 4, "cols": 4, "act_kib": 1,
+                                                   "weight_kib": 1, "acc_kib": 1}])
 
 
 def test_parse_overfull_report():
