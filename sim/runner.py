@@ -155,12 +155,17 @@ def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env
     name = testcase if isinstance(testcase, str) else "all"
     xml = test_dir / f"results-{name}-{os.getpid()}.xml"
     runner = _quiet(get_runner(sim))
-    runner.test(test_module=module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                testcase=testcase,
-                build_dir=str(bdir), test_dir=str(test_dir), extra_env=extra_env,
-                plusargs=list(plusargs), results_xml=str(xml),
-                log_file=str(test_dir / f"{name}-{os.getpid()}.log"),
-                timescale=("1ns", "1ps"), test_filter=test_filter)
+    try:
+        runner.test(test_module=module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                    testcase=testcase,
+                    build_dir=str(bdir), test_dir=str(test_dir), extra_env=extra_env,
+                    plusargs=list(plusargs), results_xml=str(xml),
+                    log_file=str(test_dir / f"{name}-{os.getpid()}.log"),
+                    timescale=("1ns", "1ps"), test_filter=test_filter)
+    except SystemExit:      # cocotb's runner exits when a test failed; the XML says which
+        if not xml.exists():
+            raise SimError(f"{sim} run of {module} for {cfg.tag} ended without results "
+                           f"(log: {test_dir}/{name}-{os.getpid()}.log)") from None
     tests, failed = get_results(xml)
     if own_dir:
         shutil.rmtree(player_dir, ignore_errors=True)
