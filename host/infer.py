@@ -36,18 +36,26 @@ DEFAULT_CLOCK_MHZ = 100.0
 SYNTH_REPORT = os.path.join("build", "synth", "report.json")
 
 
-def clock_for(cfg, override=None):
-    """(MHz, where it came from): the option, else the synthesized ECP5 Fmax, else 100."""
+def clock_for(cfg, override=None, report=SYNTH_REPORT):
+    """(MHz, where it came from): the option, else the synthesized ECP5 Fmax of this array
+    size and pipeline (the entry of this exact configuration if there is one), else 100."""
     if override:
         return float(override), "--clock-mhz"
     try:
-        with open(SYNTH_REPORT) as f:
+        with open(report) as f:
             entries = json.load(f)
-        for e in entries:
-            if e.get("family") == "ecp5" and (e.get("rows"), e.get("cols")) == \
-                    (cfg.rows, cfg.cols) and e.get("fmax_mhz"):
-                return float(e["fmax_mhz"]), f"synthesized Fmax ({e.get('device')})"
-    except (OSError, ValueError, TypeError):
+        pipeline = "deep" if cfg.deep_pipeline else "shallow"
+        same = [e for e in entries if e.get("family") == "ecp5" and e.get("fmax_mhz")
+                and (e.get("rows"), e.get("cols"), e.get("pipeline", "deep")) ==
+                (cfg.rows, cfg.cols, pipeline)]
+        same.sort(key=lambda e: e.get("config") != cfg.tag)
+        if same:
+            e = same[0]
+            kib = "/".join(str(e.get(k)) for k in ("act_kib", "hidden_kib", "weight_kib",
+                                                   "acc_kib"))
+            return float(e["fmax_mhz"]), (f"synthesized Fmax ({e.get('device')}, "
+                                          f"{e['rows']}x{e['cols']}, buffers {kib} KiB)")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
     return DEFAULT_CLOCK_MHZ, "assumed (no synthesis report for this size)"
 

@@ -57,3 +57,28 @@ def test_corrupt_checkpoint(tmp_path):
     res = _cli("--backend", "model", "--model", str(bad), "--json", str(tmp_path / "r.json"))
     assert res.returncode == 2 and "bad.pt: not a readable checkpoint" in res.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_clock_from_the_synthesis_report(tmp_path):
+    from hw.config import CoreConfig
+    from host.infer import DEFAULT_CLOCK_MHZ, clock_for
+    cfg = CoreConfig(rows=8, cols=8)
+    base = {"family": "ecp5", "device": "LFE5U-85F-6BG381C", "rows": 8, "cols": 8,
+            "act_kib": 64, "hidden_kib": 32, "weight_kib": 96, "acc_kib": 32}
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps([
+        {**base, "family": "ice40", "fmax_mhz": 20.0},
+        {**base, "rows": 4, "cols": 4, "fmax_mhz": 90.0},
+        {**base, "pipeline": "shallow", "fmax_mhz": 60.0},
+        {**base, "config": "other", "pipeline": "deep", "fmax_mhz": 81.5},
+        {**base, "config": cfg.tag, "pipeline": "deep", "fmax_mhz": 77.25},
+        {**base, "rows": 16, "cols": 16, "fmax_mhz": None}]))
+    mhz, source = clock_for(cfg, report=report)
+    assert mhz == 77.25 and "LFE5U-85F" in source and "64/32/96/32" in source
+    other = CoreConfig(rows=8, cols=8, act_kib=16)                 # same size, other buffers
+    assert clock_for(other, report=report)[0] == 81.5
+    assert clock_for(CoreConfig(rows=8, cols=8, deep_pipeline=False), report=report)[0] == 60.0
+    assert clock_for(CoreConfig(rows=16, cols=16), report=report)[0] == DEFAULT_CLOCK_MHZ
+    assert clock_for(cfg, override="123", report=report) == (123.0, "--clock-mhz")
+    report.write_text("[{")                                         # unreadable: assumed
+    assert clock_for(cfg, report=report)[0] == DEFAULT_CLOCK_MHZ
