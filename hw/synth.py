@@ -50,7 +50,7 @@ def booth_pes(family, cfg):
     multipliers in logic. Giving the DSPs to as many PEs as they cover (92 of a 16x16's
     256 on the 85F) was tried and routed worse: those PEs are tied to the DSP sites
     spread over the die, and router2 stalled at about 15,000 overused wires where the
-    all-logic array got down to 7,400 in the same 11 iterations.
+    all-logic array (before the output row FIFO) got down to 7,400 in 11 iterations.
     """
     dsps = TARGETS[family][2]
     if cfg.rows * cfg.cols + 4 * cfg.cols <= dsps:
