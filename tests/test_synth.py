@@ -68,7 +68,8 @@ def test_pe_products_go_to_logic_only_when_dsps_run_short():
 
 
 def test_router2_only_for_large_ecp5_arrays():
-    assert nextpnr_extra("ecp5", CoreConfig(rows=8, cols=8)) == []
+    assert nextpnr_extra("ecp5", CoreConfig(rows=4, cols=4)) == []
+    assert nextpnr_extra("ecp5", CoreConfig(rows=8, cols=8)) == ["--router", "router2"]
     assert nextpnr_extra("ecp5", CoreConfig(rows=16, cols=16)) == ["--router", "router2"]
     assert nextpnr_extra("ice40", CoreConfig(rows=16, cols=16)) == []
 
