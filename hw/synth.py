@@ -49,7 +49,7 @@ def booth_pes(family, cfg):
     8 DSPs; the 85F 156, short of a 16x16's 320), all PE products become Booth
     multipliers in logic. Giving the DSPs to as many PEs as they cover (92 of a 16x16's
     256 on the 85F) was tried and routed worse: those PEs are tied to the DSP sites
-    spread over the die, and router2 stalled at 15,000 to 16,000 overused wires (its
+    spread over the die, and router2 stayed between 15,188 and 16,221 overused wires (its
     iterations 8 to 11) where the all-logic array went from 11,427 to 8,922 (8 to 10).
     """
     dsps = TARGETS[family][2]
