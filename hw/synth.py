@@ -30,7 +30,8 @@ from .config import CoreConfig
 from .core import Core
 from .generate import source_hash
 
-__all__ = ["SynthTop", "TARGETS", "booth_pes", "yosys_script", "synthesize", "parse_report", "critical_path", "main"]
+__all__ = ["SynthTop", "TARGETS", "pe_products_in_logic", "yosys_script", "synthesize",
+           "parse_report", "critical_path", "main"]
 
 #: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
 TARGETS = {
@@ -41,32 +42,27 @@ TARGETS = {
 }
 
 
-def booth_pes(family, cfg):
-    """The PEs whose products are built in logic, as ``(row, col)``: none, or all.
+def pe_products_in_logic(family, cfg):
+    """Whether the PE products are built in logic (Booth multipliers) rather than DSPs.
 
     The post-processing needs four 16x16 DSP multiplies a column and each PE one 8x8.
     When the DSP blocks left after post-processing do not cover every PE (the UP5K has
-    8 DSPs; the 85F 156, short of a 16x16's 320), all PE products become Booth
-    multipliers in logic. Giving the DSPs to as many PEs as they cover (92 of a 16x16's
-    256 on the 85F) was tried and routed worse: those PEs are tied to the DSP sites
-    spread over the die, and router2 stayed between 15,188 and 16,221 overused wires (its
-    iterations 8 to 11) where the all-logic array went from 11,427 to 8,922 (8 to 10).
+    8 DSPs; the 85F 156, short of a 16x16's 320), all PE products go to logic. Giving
+    the DSPs to as many PEs as they cover (92 of a 16x16's 256 on the 85F) was tried
+    and routed worse: those PEs are tied to the DSP sites spread over the die, and
+    router2 stayed between 15,188 and 16,221 overused wires (its iterations 8 to 11)
+    where the all-logic array went from 11,427 to 8,922 (8 to 10).
     """
-    dsps = TARGETS[family][2]
-    if cfg.rows * cfg.cols + 4 * cfg.cols <= dsps:
-        return []
-    return [(r, c) for r in range(cfg.rows) for c in range(cfg.cols)]
+    return cfg.rows * cfg.cols + 4 * cfg.cols > TARGETS[family][2]
 
 
 def yosys_script(family, cfg):
-    """The Yosys commands for one configuration: :func:`booth_pes` turned into logic
-    (before flattening, selected by module) before the vendor synthesis sees them."""
+    """The Yosys commands for one configuration: the PE multipliers (selected by module,
+    before flattening) become Booth multipliers when :func:`pe_products_in_logic`."""
     synth_cmd = TARGETS[family][3]
     pre = ""
-    pes = booth_pes(family, cfg)
-    if pes:
-        sel = " ".join(f"top.core.engine.array.pe_{r}_{c}/t:$mul" for r, c in pes)
-        pre = f"hierarchy -top top; proc; booth {sel}; "
+    if pe_products_in_logic(family, cfg):
+        pre = "hierarchy -top top; proc; booth top.core.engine.array.pe_*/t:$mul; "
     return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"
 
 
@@ -330,6 +326,8 @@ def main(argv=None):
                    metavar="MIN", help="stop nextpnr after this many minutes and report "
                    f"the configuration as unrouted (default {DEFAULT_TIMEOUT_MIN})")
     args = p.parse_args(argv)
+    if args.jobs < 1 or args.route_timeout <= 0:
+        p.error("--jobs must be at least 1 and --route-timeout above 0")
     runs = [(fam, cfg) for fam, cfg in DEFAULT_RUNS if args.family in ("all", fam)]
     if args.sizes:
         try:

@@ -8,7 +8,7 @@ from amaranth.back import verilog
 
 from hw.config import CoreConfig
 from hw.synth import (SynthTop, _stat_ffs, parse_log_utilization, parse_report, synthesize,
-                      booth_pes, nextpnr_extra, table, yosys_script)
+                      pe_products_in_logic, nextpnr_extra, table, yosys_script)
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -56,15 +56,14 @@ def test_parse_stored_ice40_log_of_a_design_that_does_not_fit():
 
 
 def test_pe_products_go_to_logic_only_when_dsps_run_short():
-    assert booth_pes("ecp5", CoreConfig(rows=8, cols=8)) == []                  # 96 <= 156
+    assert not pe_products_in_logic("ecp5", CoreConfig(rows=8, cols=8))        # 96 <= 156
     assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))
     # 16x16 on the 85F: 64 DSPs for post-processing, 92 left, short of 256 PEs
-    pes = booth_pes("ecp5", CoreConfig(rows=16, cols=16))
-    assert len(pes) == 256 and pes[0] == (0, 0) and pes[-1] == (15, 15)
-    script = yosys_script("ecp5", CoreConfig(rows=16, cols=16))
-    assert "array.pe_0_0/t:$mul" in script and "array.pe_15_15/t:$mul" in script
-    # the UP5K's 8 DSPs all go to a 2x2's post-processing
-    assert booth_pes("ice40", CoreConfig(rows=2, cols=2)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert pe_products_in_logic("ecp5", CoreConfig(rows=16, cols=16))
+    assert "booth top.core.engine.array.pe_*/t:$mul;" in yosys_script(
+        "ecp5", CoreConfig(rows=16, cols=16))
+    # the UP5K's 8 DSPs all go to a 2x2's post-processing (8 + 4 > 8)
+    assert pe_products_in_logic("ice40", CoreConfig(rows=2, cols=2))
 
 
 def test_router2_only_for_large_ecp5_arrays():
