@@ -188,7 +188,11 @@ DEFAULT_TIMEOUT_MIN = 120
 DEFAULT_RUNS = [
     ("ecp5", CoreConfig(rows=4, cols=4, act_kib=64, weight_kib=64, acc_kib=32)),
     ("ecp5", CoreConfig(rows=8, cols=8, act_kib=64, weight_kib=96, acc_kib=32)),
-    ("ecp5", CoreConfig(rows=16, cols=16, act_kib=32, weight_kib=96, acc_kib=32)),
+    # 16x16: smaller activation buffers and 16 parameter words (LUT RAM), so 107 block
+    # RAMs instead of 161; with 161, router2 got down to 641 overused wires and then
+    # diverged, with 107 it routes
+    ("ecp5", CoreConfig(rows=16, cols=16, act_kib=16, hidden_kib=16, weight_kib=96,
+                        acc_kib=32, param_depth=16)),
     # the UP5K has 30 block RAMs of 4 Kbit and 5,280 logic cells: the buffers shrink to
     # a few KiB and post-processing takes the shallow pipeline
     ("ice40", CoreConfig(rows=2, cols=2, act_kib=2, hidden_kib=1, weight_kib=2, acc_kib=1,
