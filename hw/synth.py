@@ -32,8 +32,8 @@ from .core import Core
 from .generate import source_hash
 
 __all__ = ["SynthTop", "TARGETS", "pe_products_in_logic", "ecp5_mul_techmap", "ecp5_mul_commands",
-           "yosys_files",
-           "yosys_script", "synthesize", "parse_report", "critical_path", "main"]
+           "yosys_files", "yosys_script", "synthesize", "parse_report", "critical_path",
+           "main"]
 
 #: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
 TARGETS = {
@@ -166,7 +166,7 @@ def yosys_script(family, cfg):
     synth_cmd = TARGETS[family][3]
     pre = ""
     if pe_products_in_logic(family, cfg):
-        if "pe_mul.v" in yosys_files(family, cfg):
+        if family == "ecp5":        # the map from yosys_files
             pre = f"hierarchy -top top; proc; {ecp5_mul_commands(PE_MULS)}"
         else:
             pre = f"hierarchy -top top; proc; booth {PE_MULS}; "

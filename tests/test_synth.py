@@ -72,6 +72,8 @@ def test_pe_products_go_to_logic_only_when_dsps_run_short():
     assert "booth top.core.engine.array.pe_*/t:$mul;" in yosys_script(
         "ice40", CoreConfig(rows=2, cols=2))
     assert yosys_files("ice40", CoreConfig(rows=2, cols=2)) == {}
+    # a signed 8x8 product in 35 carry cells: 9 bits a row, one LUT a bit
+    assert ecp5_mul_techmap(8, 8).count("CCU2C #(") == 35
 
 
 def _prove_mul_map(tmp_path, n, m):
@@ -102,8 +104,6 @@ def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
     (8x8 is the PEs'; the others cover the two-row and odd-width cases)."""
     rc, log = _prove_mul_map(tmp_path, n, m)
     assert rc == 0 and "SAT proof finished - no model found: SUCCESS!" in log, log[-2000:]
-    # a signed 8x8 product in 35 carry cells (one LUT a bit)
-    assert ecp5_mul_techmap(8, 8).count("CCU2C #(") == 35
 
 
 def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
