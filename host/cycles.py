@@ -17,7 +17,9 @@ The rules, which the RTL (hw/frontend.py, hw/engine.py) is built to:
   ``end_last + L_last + 1``. The status packet's ``cycles`` counts cycle 0 through
   the cycle END is accepted; ``busy_cycles`` counts cycles in some
   ``[pop_j + 1, end_j + L_j]``; ``mac_cycles`` the MATMUL rows.
-* After an error (or a tlast before END) the front end discards beats up to and
+* A frame (the beats up to and including the one with tlast) is exactly one program:
+  ``END`` must be its last beat. After an error (a malformed instruction, a tlast
+  before ``END``, or ``END`` without tlast) the front end discards beats up to and
   including the one with tlast; counting stops after that beat.
 """
 
@@ -164,6 +166,8 @@ def walk(cfg, beats, on_instruction=None):
             op, f, err = None, None, ErrorCode.BAD_OPCODE
         if err is ErrorCode.NONE and last and op is not Opcode.END:
             err = ErrorCode.NO_END
+        if err is ErrorCode.NONE and op is Opcode.END and not last:
+            err = ErrorCode.END_NOT_LAST
         if err is not ErrorCode.NONE:
             tl.abort(n - 1 - pos)
             return tl, err
@@ -171,7 +175,7 @@ def walk(cfg, beats, on_instruction=None):
             on_instruction(op, f, pos)
         if op is Opcode.LOAD:
             count = f["count"]
-            if pos + count > n - 1:  # the data runs into tlast
+            if pos + count >= n - 1:  # the data runs into (or ends with) tlast
                 tl.beats(1)
                 tl.abort(n - 1 - pos - 1)
                 return tl, ErrorCode.NO_END

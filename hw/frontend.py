@@ -48,8 +48,9 @@ class FrontEnd(wiring.Component):
             "error": Out(ErrorCode),
         })
 
-    def _check(self, m, beat):
-        """The error code of the instruction in ``beat`` (NONE if it is valid)."""
+    def _check(self, m, beat, last):
+        """The error code of the instruction in ``beat`` (NONE if it is valid); ``last`` is
+        the beat's tlast (``END`` must carry it: a frame is exactly one program)."""
         cfg = self._cfg
         ld, mm, pp = (data.View(layout, beat[:layout.size]) for layout in (isa.LOAD, isa.MATMUL, isa.POSTPROC))
         err = Signal(ErrorCode)
@@ -86,7 +87,10 @@ class FrontEnd(wiring.Component):
                 with m.Elif(~pp.to_stream & ~pp.raw & ((pp.dst_addr < cfg.act_depth) |
                                                        (pp.dst_addr + pp.m > cfg.act_space))):
                     m.d.comb += err.eq(ErrorCode.ACT_RANGE)
-            with m.Case(Opcode.SYNC, Opcode.END):
+            with m.Case(Opcode.END):
+                with m.If(~last):
+                    m.d.comb += err.eq(ErrorCode.END_NOT_LAST)
+            with m.Case(Opcode.SYNC):
                 pass
             with m.Default():
                 m.d.comb += err.eq(ErrorCode.BAD_OPCODE)
@@ -110,7 +114,7 @@ class FrontEnd(wiring.Component):
         if cfg.deep_pipeline:
             m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
                 width=cfg.stream_bits + 1 + ErrorCode.as_shape().width, depth=3)
-            in_err = self._check(m, self.s_data[:isa.INSTR_BITS])
+            in_err = self._check(m, self.s_data[:isa.INSTR_BITS], self.s_last)
             m.d.comb += [inbuf.w_data.eq(Cat(self.s_data, self.s_last, in_err)),
                          inbuf.w_en.eq(self.s_valid), self.s_ready.eq(inbuf.w_rdy),
                          inbuf.r_en.eq(s_ready)]
@@ -120,7 +124,7 @@ class FrontEnd(wiring.Component):
             s_valid = inbuf.r_rdy
         else:
             s_data, s_last, s_valid = self.s_data, self.s_last, self.s_valid
-            m.d.comb += [err.eq(self._check(m, s_data[:isa.INSTR_BITS])),
+            m.d.comb += [err.eq(self._check(m, s_data[:isa.INSTR_BITS], s_last)),
                          self.s_ready.eq(s_ready)]
 
         beat = s_data[:isa.INSTR_BITS]

@@ -65,6 +65,7 @@ class ErrorCode(hdl_enum.Enum, shape=8):
     ZERO_LENGTH = 6    #: ``count`` or ``m`` is zero
     BAD_GROUP = 7      #: output group beyond ``ceil(cols / rows)``, or raw without to_stream
     NO_END = 8         #: the stream's last beat (tlast) came before ``END``
+    END_NOT_LAST = 9   #: ``END`` without tlast: a frame is one program and ends with ``END``
 
 
 #: Order of the words in the status packet that ``END`` sends (one per beat, low bits).

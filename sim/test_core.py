@@ -150,6 +150,7 @@ def _bad_programs(cfg):
                                            "m": 2})), ErrorCode.ACT_RANGE),
         ("pp_input", prog((Opcode.POSTPROC, {**pp, "to_stream": 0, "dst_addr": 0})),
          ErrorCode.ACT_RANGE),
+        ("end_not_last", prog((Opcode.END, {}), (Opcode.SYNC, {})), ErrorCode.END_NOT_LAST),
         ("no_end", prog((Opcode.SYNC, {}), end=False), ErrorCode.NO_END),
         ("short_load", prog((Opcode.LOAD, dict(target=Target.ACT, addr=0, count=5)), end=False),
          ErrorCode.NO_END),

@@ -56,3 +56,24 @@ def test_errors_stop_counting_at_tlast():
     ok = _prog(cfg, (Opcode.SYNC, {}, 0))
     assert predict(cfg, ok)["error"] == ErrorCode.NO_END.value
     assert predict(cfg, np.concatenate([ok, ok]))["cycles"] == 2
+
+
+def test_framing_end_must_carry_tlast():
+    """A frame is one program: END before the frame's last beat is an error, and the
+    beats after it (even a whole valid program) are discarded up to tlast."""
+    cfg = CoreConfig()
+    good = _prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
+                 (Opcode.MATMUL, dict(MM, m=3), 0), (Opcode.END, {}, 0))
+    st = predict(cfg, np.concatenate([good, good]))
+    # the first END is taken at once (beat 4 of 8 at cycle 3), the 4 beats after it are
+    # discarded one a cycle: counting stops at cycle 3 + 4
+    assert st["error"] == ErrorCode.END_NOT_LAST.value and st["cycles"] == 8
+    assert st["mac_cycles"] == 3
+
+
+def test_load_data_ending_with_tlast_is_no_end():
+    """A LOAD whose last data beat carries tlast: NO_END (the frame has no END)."""
+    cfg = CoreConfig()
+    beats = _prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=2), 2))
+    st = predict(cfg, beats)
+    assert st["error"] == ErrorCode.NO_END.value and st["cycles"] == 3
