@@ -17,6 +17,7 @@ __all__ = ["CoreConfig"]
 # that this module stays standard-library only and isa.py derives its layouts from it.
 ADDR_BITS = {"act_depth": 16, "weight_depth": 14, "acc_depth": 14, "param_depth": 10}
 MAX_ROWS_PER_OP = 1023
+ACT_BITS, WEIGHT_BITS, ACC_BITS = 8, 8, 32
 
 
 def _check_int(name, value, lo, hi):
@@ -36,10 +37,6 @@ class CoreConfig:
         Array rows, the reduction (K) dimension of one weight tile; 2..16.
     cols : int
         Array columns, the output-channel (N) dimension of one weight tile; 2..16.
-    act_bits, weight_bits : int
-        Signed operand widths in bits; 2..8 (each element travels as one byte).
-    acc_bits : int
-        Accumulator width in bits (two's complement, wraps on overflow); 16..32.
     act_kib : int
         Input buffer size in KiB (words of ``rows`` bytes): what LOAD writes and
         MATMUL reads. Each derived depth is capped at what its instruction address
@@ -71,9 +68,6 @@ class CoreConfig:
 
     rows: int = 8
     cols: int = 8
-    act_bits: int = 8
-    weight_bits: int = 8
-    acc_bits: int = 32
     act_kib: int = 128
     hidden_kib: int = 32
     weight_kib: int = 128
@@ -85,9 +79,6 @@ class CoreConfig:
     def __post_init__(self):
         _check_int("rows", self.rows, 2, 16)
         _check_int("cols", self.cols, 2, 16)
-        _check_int("act_bits", self.act_bits, 2, 8)
-        _check_int("weight_bits", self.weight_bits, 2, 8)
-        _check_int("acc_bits", self.acc_bits, 16, 32)
         _check_int("act_kib", self.act_kib, 1, 4096)
         _check_int("hidden_kib", self.hidden_kib, 1, 4096)
         _check_int("weight_kib", self.weight_kib, 1, 4096)
@@ -100,6 +91,24 @@ class CoreConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 word; the buffer is too small "
                                  f"for a {self.rows}x{self.cols} array")
+
+    # -- fixed widths -----------------------------------------------------------------
+    # The operands are int8 and the accumulators int32, not configurable: every lane of a
+    # stream beat, a buffer word and the host's data layout is one byte an operand.
+    @property
+    def act_bits(self):
+        """Activation width in bits: signed int8."""
+        return ACT_BITS
+
+    @property
+    def weight_bits(self):
+        """Weight width in bits: signed int8."""
+        return WEIGHT_BITS
+
+    @property
+    def acc_bits(self):
+        """Accumulator width in bits (two's complement, wraps on overflow): int32."""
+        return ACC_BITS
 
     # -- derived values -------------------------------------------------------------
     @property

@@ -19,12 +19,22 @@ from sim.programs import reference_matmul
 @pytest.mark.parametrize("field, value, message", [
     ("rows", 40, "rows must be between 2 and 16, not 40"),
     ("cols", 1, "cols must be between 2 and 16, not 1"),
-    ("acc_bits", 64, "acc_bits must be between 16 and 32, not 64"),
     ("queue_depth", 1, "queue_depth must be between 2 and 64, not 1"),
 ])
 def test_config_rejects_out_of_range(field, value, message):
     with pytest.raises(ValueError, match=message):
         CoreConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["act_bits", "weight_bits", "acc_bits"])
+def test_config_widths_are_fixed(field):
+    """Operands are int8 and accumulators int32 throughout; no width can be asked for
+    that the hardware and the host would not honour."""
+    with pytest.raises(ValueError, match=f"unknown configuration field\\(s\\): {field}"):
+        CoreConfig.from_dict({field: 4})
+    with pytest.raises(TypeError, match=field):
+        CoreConfig(**{field: 4})
+    assert getattr(CoreConfig(), field) == (32 if field == "acc_bits" else 8)
 
 
 def test_config_rejects_wrong_type():
