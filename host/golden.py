@@ -31,19 +31,26 @@ def matmul_i8(x, w, x_zero_point=0):
     return wrap_int32(x @ np.asarray(w, np.int64).T)
 
 
-def requantize(acc, mult, shift, zero_point, relu, lo=INT8_MIN, hi=INT8_MAX):
-    """int32 accumulators -> int8: multiply, round half up, shift, zero point, clamp.
+def requantize(acc, mult, shift, zero_point, relu, lo=INT8_MIN, hi=INT8_MAX,
+               round_even=False):
+    """int32 accumulators -> int8: ``acc * mult / 2**shift`` rounded, zero point, clamp.
 
-    ``mult`` (< 2**31) and ``shift`` (0..63) are per output channel (last axis).
+    ``mult`` (unsigned 32-bit, 0..2**32-1) and ``shift`` (0..63) are per output channel
+    (last axis). The product is computed with Python integers, so nothing can overflow.
+    A remainder of exactly one half rounds up, or with ``round_even`` to the even
+    quotient (as ``numpy.rint`` and PyTorch's int8 kernels do).
     """
     acc = np.asarray(acc, np.int64)
     mult = np.asarray(mult, np.int64)
     shift = np.asarray(shift, np.int64)
-    if np.any((mult < 0) | (mult >= 1 << 31)) or np.any((shift < 0) | (shift > 63)):
-        raise ValueError("requantize: mult must be in [0, 2**31) and shift in [0, 63]")
-    p = acc * mult  # |acc| <= 2**31 and mult < 2**31: exact in int64
-    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    r = np.right_shift(p + half, shift)
+    if np.any((mult < 0) | (mult >= 1 << 32)) or np.any((shift < 0) | (shift > 63)):
+        raise ValueError("requantize: mult must be in [0, 2**32) and shift in [0, 63]")
+    p = acc.astype(object) * mult.astype(object)           # Python integers: exact
+    d = np.left_shift(np.ones_like(shift, dtype=object), shift.astype(object))
+    quotient, remainder = p // d, p % d                      # floor division, 0 <= rem < d
+    twice = 2 * remainder
+    up = (twice > d) | ((twice == d) & (shift > 0) & ((quotient % 2 == 1) | (not round_even)))
+    r = (quotient + up.astype(np.int64)).astype(np.int64)
     y = r + int(zero_point)
     floor = max(int(zero_point), lo) if relu else lo
     return np.clip(y, floor, hi).astype(np.int8)
@@ -53,7 +60,8 @@ def linear(x, layer):
     """One quantized Linear layer (a ``host.quantize.QuantLayer``) on int8 ``x``."""
     acc = wrap_int32(matmul_i8(x, layer.weight, layer.input_zero_point) +
                      np.asarray(layer.bias, np.int64))
-    return requantize(acc, layer.mult, layer.shift, layer.output_zero_point, layer.relu)
+    return requantize(acc, layer.mult, layer.shift, layer.output_zero_point, layer.relu,
+                      round_even=bool(getattr(layer, "round_even", False)))
 
 
 def run_layers(qmodel, x):

@@ -101,13 +101,17 @@ POSTPROC = data.StructLayout({
     "raw": 1,          #: send ``acc + bias`` as int32 lanes (``raw_beats`` beats a row)
 })
 
-#: One output channel's requantization: ``y = clamp(((acc + bias) * mult + round) >> shift
-#: + zero_point)``, floored at ``zero_point`` when ``relu`` is set.
+#: One output channel's requantization: ``y = clamp(round((acc + bias) * mult / 2**shift)
+#: + zero_point)``, floored at ``zero_point`` when ``relu`` is set. ``mult`` is unsigned and
+#: every value of its 32 bits is computed exactly; ``round_even`` picks how a tie (a
+#: fraction of exactly one half) rounds: up (0) or to the even neighbour (1, as PyTorch's
+#: int8 kernels and ONNX do).
 SCALE_WORD = data.StructLayout({
     "mult": 32,
     "shift": 6,
     "zero_point": signed(8),
     "relu": 1,
+    "round_even": 1,
 })
 
 LAYOUTS = {Opcode.LOAD: LOAD, Opcode.MATMUL: MATMUL, Opcode.POSTPROC: POSTPROC,
@@ -178,7 +182,15 @@ def decode(word):
     return op, out
 
 
-def encode_scale(mult, shift, zero_point, relu):
-    """Encode one channel's :data:`SCALE_WORD`."""
+def encode_scale(mult, shift, zero_point, relu, round_even=False):
+    """Encode one channel's :data:`SCALE_WORD`.
+
+    Raises
+    ------
+    InstructionError
+        When a value does not fit its field (``mult`` 0..2**32-1, ``shift`` 0..63,
+        ``zero_point`` -128..127).
+    """
     return _pack(SCALE_WORD, {"mult": mult, "shift": shift, "zero_point": zero_point,
-                              "relu": int(relu)}, "SCALE_WORD")
+                              "relu": int(relu), "round_even": int(round_even)},
+                 "SCALE_WORD")

@@ -19,8 +19,10 @@ _SHALLOW = (2, 3, 5, 8)
 class PostProcessor(wiring.Component):
     """Pipeline from one accumulator row to one int8 row, ``cols`` lanes.
 
-    Per lane: ``a = acc + bias`` (wrapping to 32 bits), ``p = a * mult`` (64 bits),
-    ``r = (p + 2**(shift-1)) >> shift`` (round half up; ``r = p`` when ``shift == 0``),
+    Per lane: ``a = acc + bias`` (wrapping to 32 bits), ``p = a * mult`` (64 bits, exact
+    for every unsigned 32-bit ``mult``), ``r = (p + 2**(shift-1)) >> shift`` (round half
+    up; ``r = p`` when ``shift == 0``; with ``round_even`` a tie rounds to the even
+    neighbour instead),
     ``y = clamp(r + zero_point, relu ? zero_point : act_min, act_max)``.
 
     With ``cfg.deep_pipeline`` every stage is short enough for 100 MHz on an ECP5: the
@@ -28,7 +30,9 @@ class PostProcessor(wiring.Component):
     16x16 partial products (one DSP each, of ``a + 2**31``), summed over two stages;
     the rounding shift is done as ``q = (2 * p) >> shift`` (coarse then fine, so
     ``q = p >> (shift - 1)``), ``q`` saturated to a few bits, and ``r = (q + 1) >> 1``
-    (``(q + 0) >> 1 = p`` when ``shift == 0``), which equals the round-half-up shift.
+    (``(q + 0) >> 1 = p`` when ``shift == 0``), which equals the round-half-up shift. A
+    tie is ``q`` odd with every bit of ``p`` below the half bit zero (computed beside the
+    shift); rounding it to even adds 0 instead of 1 when ``q >> 1`` is even.
     Without it, only stages 2, 3, 5 and 8 are registers. The small final add and clamp
     are combinational after the last register, so ``y`` is valid
     ``cfg.postproc_stages`` cycles after the inputs.
@@ -96,36 +100,48 @@ class PostProcessor(wiring.Component):
             # stage 1: register the block-RAM outputs
             acc, bias, sc = carry(1, acc=self.acc[c], bias=self.bias[c], scale=self.scale[c])
             mult, shift, zp, relu = sc.mult, sc.shift, sc.zero_point, sc.relu
+            even = sc.round_even
             # stage 2: bias
             a = stage((acc + bias)[:BIAS_BITS].as_signed(), f"a_{c}", 2)
-            mult, shift, zp, relu = carry(2, mult=mult, shift=shift, zp=zp, relu=relu)
+            mult, shift, zp, relu, even = carry(2, mult=mult, shift=shift, zp=zp, relu=relu,
+                                                even=even)
             # stage 3: four unsigned 16x16 partial products of (a + 2**31) * mult (an
             # unsigned 16x16 multiply fits both the ECP5 and the iCE40 DSP blocks)
             au = Cat(a[:31], ~a[31])
             ll, lh, hl, hh = carry(3, ll=au[:16] * mult[:16], lh=au[:16] * mult[16:],
                                    hl=au[16:] * mult[:16], hh=au[16:] * mult[16:])
-            a_keep, mult, shift, zp, relu = carry(3, a=a, mult=mult, shift=shift, zp=zp,
-                                                  relu=relu)
+            a_keep, mult, shift, zp, relu, even = carry(3, a=a, mult=mult, shift=shift, zp=zp,
+                                                        relu=relu, even=even)
             # stage 4: ll and hh << 32 do not overlap; take off 2**31 * mult; the
             # middle terms are summed (all modulo 2**64: the product fits 64 bits)
             base, mid = carry(4, base=(Cat(ll, hh) - (mult << 31))[:64], mid=lh + hl)
-            a_keep, shift, zp, relu = carry(4, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
+            a_keep, shift, zp, relu, even = carry(4, a_keep=a_keep, shift=shift, zp=zp,
+                                                  relu=relu, even=even)
             # stage 5: the 64-bit product a * mult
             p = stage((base + (mid << 16))[:64].as_signed(), f"p_{c}", 5)
-            a_keep, shift, zp, relu = carry(5, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
-            # stages 6 and 7: q = (2 * p) >> shift, by multiples of 8, then the rest
+            a_keep, shift, zp, relu, even = carry(5, a_keep=a_keep, shift=shift, zp=zp,
+                                                  relu=relu, even=even)
+            # stages 6 and 7: q = (2 * p) >> shift, by multiples of 8, then the rest; and
+            # whether the bits of p below the half bit are all zero (for ties)
             p2 = Cat(Const(0, 1), p).as_signed()
             q8 = stage(p2 >> Cat(Const(0, 3), shift[3:]), f"q8_{c}", 6)
-            a_keep, shift, zp, relu = carry(6, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
+            below = stage(~Cat(*(p[j] & (shift > j + 1) for j in range(63))).any(),
+                          f"below_{c}", 6)
+            a_keep, shift, zp, relu, even = carry(6, a_keep=a_keep, shift=shift, zp=zp,
+                                                  relu=relu, even=even)
             q = stage(q8 >> shift[:3], f"q_{c}", 7)
-            a_keep, shift, zp, relu = carry(7, a_keep=a_keep, shift=shift, zp=zp, relu=relu)
-            # stage 8: saturate q (any value beyond saturates y the same way)
+            a_keep, shift, zp, relu, even, below = carry(7, a_keep=a_keep, shift=shift, zp=zp,
+                                                         relu=relu, even=even, below=below)
+            # stage 8: saturate q (any value beyond saturates y the same way); the round
+            # bit: 1 unless a tie (q odd, nothing below) goes down to the even neighbour
+            # ((q >> 1) even)
             q_max, q_min = (1 << (_Q_BITS - 1)) - 1, -(1 << (_Q_BITS - 1))
             top = q[_Q_BITS - 1:]      # q fits _Q_BITS bits when these are all equal
             fits = (top == 0) | (top == (1 << len(top)) - 1)
+            to_even = even & below & q[0] & ~q[1]
             qs, rnd, a_keep, zp, relu = carry(
                 8, qs=Mux(fits, q[:_Q_BITS].as_signed(), Mux(q[-1], q_min, q_max)),
-                rnd=shift != 0, a_keep=a_keep, zp=zp, relu=relu)
+                rnd=(shift != 0) & ~to_even, a_keep=a_keep, zp=zp, relu=relu)
             # round, zero point, clamp (combinational)
             r = (qs + rnd) >> 1
             y = Signal(signed(_Q_BITS + 1), name=f"yz_{c}")

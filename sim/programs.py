@@ -51,7 +51,8 @@ def matmul_program(cfg, a, w, bias, requant=None, chunk=None):
     a : int8 [M, K]
     w : int8 [K, N]
     bias : int32 [N]
-    requant : (mult, shift, zero_point, relu) arrays of length N, or None for raw output.
+    requant : (mult, shift, zero_point, relu[, round_even]) arrays of length N, or None
+        for raw output.
     chunk : int, optional
         Rows per MATMUL/POSTPROC (default: all of M, at most 1023).
     """
@@ -71,9 +72,11 @@ def matmul_program(cfg, a, w, bias, requant=None, chunk=None):
     b.load(Target.WEIGHT, 0, rows)
     b.load(Target.BIAS, 0, [int(x) & 0xFFFFFFFF for x in bp])
     if requant is not None:
-        mult, shift, zp, relu = (np.resize(np.asarray(x), nt * C) for x in requant)
+        mult, shift, zp, relu, even = (np.resize(np.asarray(x), nt * C)
+                                       for x in (*requant, 0)[:5])
         b.load(Target.SCALE, 0, [isa.encode_scale(int(mult[i]), int(shift[i]), int(zp[i]),
-                                                  bool(relu[i])) for i in range(nt * C)])
+                                                  bool(relu[i]), bool(even[i]))
+                                 for i in range(nt * C)])
     b.load(Target.ACT, 0, [ap[i, k * R:(k + 1) * R].tobytes() for k in range(kt) for i in range(M)])
     chunk = min(chunk or M, MAX_ROWS_PER_OP)
     for n in range(nt):
@@ -116,12 +119,16 @@ def reference_matmul(a, w, bias, requant=None, act_min=-128, act_max=127):
     acc = (acc + 2**31) % 2**32 - 2**31
     if requant is None:
         return acc.astype(np.int32)
-    mult, shift, zp, relu = (np.broadcast_to(np.asarray(x, np.int64), acc.shape[1:])
-                             for x in requant)
+    mult, shift, zp, relu, even = (np.broadcast_to(np.asarray(x, np.int64), acc.shape[1:])
+                                   for x in (*requant, 0)[:5])
     # Python integers: acc * mult + half can pass 2**63 when mult uses all 32 bits
     p = acc.astype(object) * mult.astype(object)
     half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
     r = ((p + half.astype(object)) >> shift.astype(object)).astype(np.int64)
+    # round half to even: a tie (p + half an exact multiple of 2**shift) that rounded up
+    # to an odd value goes back down by one
+    exact = ((p + half.astype(object)) % (1 << shift.astype(object))) == 0
+    r = r - ((even == 1) & (shift > 0) & exact.astype(bool) & (r % 2 == 1))
     y = r + zp
     lo = np.where(relu.astype(bool), np.maximum(zp, act_min), act_min)
     return np.clip(np.maximum(y, lo), act_min, act_max).astype(np.int8)

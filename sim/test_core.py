@@ -81,7 +81,8 @@ async def matmul_player(dut):
 
 @cocotb.test()
 async def corners(dut):
-    """-128 x -128 sums, saturation both ways, zero points, ReLU, shift 0."""
+    """-128 x -128 sums, saturation both ways, zero points, ReLU, shift 0, the whole
+    multiplier field, ties rounded to even."""
     tb = TB(dut)
     cfg = tb.cfg
     await tb.reset()
@@ -97,7 +98,13 @@ async def corners(dut):
              (np.full(n, 1), np.zeros(n), np.zeros(n), np.zeros(n)),            # saturate
              (np.full(n, (1 << 31) - 1), np.full(n, 40), np.full(n, -5), np.ones(n)),
              (np.full(n, 1 << 30), np.full(n, 62), np.full(n, 127), np.zeros(n)),
-             (np.full(n, 3), np.full(n, 1), np.full(n, -128), np.ones(n))]
+             (np.full(n, 3), np.full(n, 1), np.full(n, -128), np.ones(n)),
+             # the whole 32-bit multiplier: acc * mult + half passes 2**63
+             (np.full(n, (1 << 32) - 1), np.full(n, 62), np.zeros(n), np.zeros(n)),
+             (np.full(n, (1 << 32) - 1), np.full(n, 63), np.zeros(n), np.zeros(n), np.ones(n)),
+             # ties (acc / 2 and acc / 4) rounded to even
+             (np.full(n, 1), np.full(n, 1), np.zeros(n), np.zeros(n), np.ones(n)),
+             (np.full(n, 3), np.full(n, 2), np.full(n, 7), np.zeros(n), np.ones(n))]
     for requant in cases:
         beats = matmul_program(cfg, a, w, bias, requant)
         out = await tb.run_axis(beats)

@@ -98,7 +98,8 @@ async def array_tile_per_cycle(dut):
 
 @cocotb.test()
 async def postproc_random(dut):
-    """Bias, round-half-up shift, zero point, ReLU, saturation; with pipeline stalls."""
+    """Bias, rounding shift (half up and half to even), zero point, ReLU, saturation;
+    with pipeline stalls."""
     cfg = config_from_env()
     C = cfg.cols
     rng = await _start(dut)
@@ -107,7 +108,12 @@ async def postproc_random(dut):
 
     inputs = []
     for t in range(300):
-        if t % 2:   # anywhere in range
+        if t % 3 == 2:  # ties: small products and shifts (both rounding modes below)
+            acc = rng.integers(-600, 600, C)
+            bias = rng.integers(-4, 4, C)
+            mult = rng.integers(1, 4, C)
+            shift = rng.integers(1, 4, C)
+        elif t % 2:   # anywhere in range
             acc = rng.integers(-(1 << 31), 1 << 31, C)
             acc[0] = -(1 << 31)
             bias = rng.integers(-(1 << 31), 1 << 31, C)
@@ -121,6 +127,7 @@ async def postproc_random(dut):
         shift[1 % C] = 0
         zp = rng.integers(-128, 128, C)
         relu = rng.integers(0, 2, C)
+        even = rng.integers(0, 2, C)
         en = int(rng.random() < 0.7)
         await FallingEdge(dut.clk)
         dut.en.value = en
@@ -128,7 +135,8 @@ async def postproc_random(dut):
         dut.acc.value = _pack(acc, cfg.acc_bits)
         dut.bias.value = _pack(bias, 32)
         dut.scale.value = _pack([isa.encode_scale(int(mult[c]), int(shift[c]), int(zp[c]),
-                                                  bool(relu[c])) for c in range(C)],
+                                                  bool(relu[c]), bool(even[c]))
+                                 for c in range(C)],
                                 isa.SCALE_WORD.size)
         # The output now shows the row that entered N enabled cycles ago.
         if len(inputs) >= N:
@@ -140,4 +148,4 @@ async def postproc_random(dut):
             np.testing.assert_array_equal(got, want, err_msg=f"cycle {t}")
             np.testing.assert_array_equal(_unpack(dut.raw.value, 32, C), raw)
         if en:
-            inputs.append((acc, bias, (mult, shift, zp, relu)))
+            inputs.append((acc, bias, (mult, shift, zp, relu, even)))

@@ -16,6 +16,27 @@ def test_requantize_rounds_half_up():
     np.testing.assert_array_equal(got, [[3, -2, 2, -1, 1, 0, 0]])  # 2.5->3, -2.5->-2
 
 
+def test_requantize_rounds_half_to_even():
+    acc = np.array([[5, -5, 3, -3, 1, -1, 0, 7, 6]])
+    got = golden.requantize(acc, np.ones(9), np.ones(9), 0, False, round_even=True)
+    np.testing.assert_array_equal(got, [[2, -2, 2, -2, 0, 0, 0, 4, 3]])  # ties to even
+    # shift 2: quarters are not ties and round to nearest; 6/4 = 1.5 is a tie
+    got = golden.requantize(np.array([[5, 6, 7, -6, -7]]), np.ones(5), np.full(5, 2), 0,
+                            False, round_even=True)
+    np.testing.assert_array_equal(got, [[1, 2, 2, -2, -2]])
+
+
+def test_requantize_is_exact_over_the_whole_multiplier_field():
+    """mult uses all 32 bits: acc * mult + half passes 2**63, and still rounds exactly."""
+    acc = np.array([[(1 << 31) - 1, -(1 << 31), 1 << 30]])
+    mult = np.full(3, (1 << 32) - 1)
+    # (2**31 - 1) * (2**32 - 1) / 2**63 = 0.99999999930..., -2**31 * (2**32 - 1) / 2**63 =
+    # -0.99999999976..., 2**30 * (2**32 - 1) / 2**63 = 0.49999999988...
+    for shift, want in ((63, [1, -1, 0]), (62, [2, -2, 1]), (57, [64, -64, 32])):
+        got = golden.requantize(acc, mult, np.full(3, shift), 0, False)
+        np.testing.assert_array_equal(got, [want])
+
+
 def test_requantize_saturates_zero_point_and_relu():
     acc = np.array([[10**6, -10**6, 4, -4]])
     got = golden.requantize(acc, np.ones(4), np.zeros(4), 5, False)
@@ -23,7 +44,9 @@ def test_requantize_saturates_zero_point_and_relu():
     got = golden.requantize(acc, np.ones(4), np.zeros(4), 5, True)
     np.testing.assert_array_equal(got, [[127, 5, 9, 5]])
     with pytest.raises(ValueError, match="mult must be"):
-        golden.requantize(acc, np.full(4, 1 << 31), np.zeros(4), 0, False)
+        golden.requantize(acc, np.full(4, 1 << 32), np.zeros(4), 0, False)
+    with pytest.raises(ValueError, match="shift in"):
+        golden.requantize(acc, np.ones(4), np.full(4, 64), 0, False)
 
 
 def test_matmul_wraps_int32_and_uses_zero_point():

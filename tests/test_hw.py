@@ -134,22 +134,29 @@ def test_postproc_matches_reference(deep):
         rows.append((rng.integers(-(1 << 14), 1 << 14, 3), rng.integers(-(1 << 10), 1 << 10, 3),
                      (rng.integers(1 << 29, 1 << 31, 3), rng.integers(30, 42, 3),
                       rng.integers(-128, 128, 3), rng.integers(0, 2, 3))))
+    for _ in range(60):     # ties: small products, small shifts, both rounding modes
+        rows.append((rng.integers(-600, 600, 3), rng.integers(-4, 4, 3),
+                     (rng.integers(1, 4, 3), rng.integers(1, 4, 3),
+                      rng.integers(-8, 8, 3), rng.integers(0, 2, 3), rng.integers(0, 2, 3))))
     edge = [-(1 << 31), (1 << 31) - 1, -1]
-    for mult, shift in ((0xFFFFFFFF, 0), (0xFFFFFFFF, 63), (1, 0), (1, 1), (3, 1),
-                        (0x80000000, 32)):
-        rows.append((np.array(edge), np.zeros(3, np.int64),
-                     (np.full(3, mult), np.full(3, shift), np.array([0, -128, 127]),
-                      np.array([0, 1, 0]))))
+    for mult, shift in ((0xFFFFFFFF, 0), (0xFFFFFFFF, 63), (0xFFFFFFFF, 62), (1, 0), (1, 1),
+                        (3, 1), (0x80000000, 32)):
+        for even in (0, 1):
+            rows.append((np.array(edge), np.zeros(3, np.int64),
+                         (np.full(3, mult), np.full(3, shift), np.array([0, -128, 127]),
+                          np.array([0, 1, 0]), np.full(3, even))))
 
     async def bench(ctx):
         ctx.set(dut.en, 1)
         for t in range(len(rows) + N):
             if t < len(rows):
-                acc, bias, (mult, shift, zp, relu) = rows[t]
+                acc, bias, (mult, shift, zp, relu, *even) = rows[t]
+                even = even[0] if even else np.zeros(3, np.int64)
                 ctx.set(dut.acc, [int(x) for x in acc])
                 ctx.set(dut.bias, [int(x) for x in bias])
                 ctx.set(dut.scale, [{"mult": int(mult[c]), "shift": int(shift[c]),
-                                     "zero_point": int(zp[c]), "relu": int(relu[c])}
+                                     "zero_point": int(zp[c]), "relu": int(relu[c]),
+                                     "round_even": int(even[c])}
                                     for c in range(3)])
             if t >= N:
                 acc, bias, req = rows[t - N]

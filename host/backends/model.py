@@ -25,6 +25,22 @@ def _wrap(x, bits=32):
     return ((x + (1 << (bits - 1))) & ((1 << bits) - 1)) - (1 << (bits - 1))
 
 
+def _round_shift(p, shift, even):
+    """``p / 2**shift`` rounded to the nearest integer, exact over int64.
+
+    ``p`` is a product of an int32 and an unsigned 32-bit multiplier, so ``|p| < 2**63``;
+    adding the rounding half first could overflow, so the floor of ``p / 2**(shift-1)``
+    is taken before the half is added. A tie (remainder exactly one half) goes up, or to
+    the even neighbour where ``even`` is set.
+    """
+    s1 = np.maximum(shift - 1, 0)
+    q = p >> s1                                         # floor(p / 2**(shift-1))
+    below = (p & ((np.int64(1) << s1) - 1)) == 0        # nothing under the half bit
+    tie = (q & 1 == 1) & below
+    up = np.where((even == 1) & tie & ((q >> 1) & 1 == 0), 0, 1)
+    return np.where(shift > 0, (q + up) >> 1, p)
+
+
 class Machine:
     """Buffers and execution of one core configuration."""
 
@@ -78,8 +94,7 @@ class Machine:
                 return
             mult, shift = self.scale["mult"][lanes], self.scale["shift"][lanes]
             zp, relu = self.scale["zero_point"][lanes], self.scale["relu"][lanes]
-            half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-            y = ((a * mult + half) >> shift) + zp
+            y = _round_shift(a * mult, shift, self.scale["round_even"][lanes]) + zp
             lo = np.where(relu == 1, zp, cfg.act_min)
             y = np.clip(np.maximum(y, lo), cfg.act_min, cfg.act_max)
             if f["to_stream"]:
