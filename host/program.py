@@ -8,9 +8,15 @@ carrying the next batch's images in LOAD chunks between its MATMULs, then END.
 
 File format (``.prog``): the magic ``SYSTPROG``, a little-endian uint16 format
 version, a uint32 header length, the JSON header (configuration, shapes, layout),
-then an ``.npz`` archive with the preamble beats and the schedule arrays.
+an ``.npz`` archive with the preamble beats and the schedule arrays, and last the
+SHA-256 digest (32 bytes) of everything before it. The reader checks the digest
+before it parses anything, then :meth:`Program._validate` cross-checks every header
+field, array and instruction against the configuration, so a file altered behind a
+recomputed digest is refused too unless it is still a consistent program.
 """
 
+import functools
+import hashlib
 import io
 import json
 import struct
@@ -18,16 +24,17 @@ import struct
 import numpy as np
 
 from hw import isa
-from hw.config import CoreConfig
-from hw.isa import Opcode, Target
+from hw.config import MAX_ROWS_PER_OP, CoreConfig
+from hw.isa import ErrorCode, Opcode, Target
 
+from .cycles import check_instruction
 from .files import atomic_write
 
-__all__ = ["Program", "ProgramError", "MAGIC", "VERSION", "ITEM_WORD", "ITEM_NEXT_INPUT",
-           "ITEM_BLOCK"]
+__all__ = ["Program", "ProgramError", "MAGIC", "VERSION", "DIGEST_BYTES", "HEADER_FIELDS",
+           "SCHEDULE_ARRAYS", "ITEM_WORD", "ITEM_NEXT_INPUT", "ITEM_BLOCK"]
 
 MAGIC = b"SYSTPROG"
-VERSION = 1
+VERSION = 2
 ITEM_WORD, ITEM_NEXT_INPUT, ITEM_BLOCK = 0, 1, 2
 
 
@@ -42,6 +49,32 @@ def _word_beats(words, sb):
     return out
 
 
+#: Header fields, all required (the configuration travels beside them in the file).
+HEADER_FIELDS = ("batch", "in_features", "out_features", "in_tiles", "input_regions",
+                 "out_tiles", "raw", "useful_macs_per_row", "sizes", "weights_resident",
+                 "weight_tiles")
+SCHEDULE_ARRAYS = ("kind", "even", "odd", "start", "count", "block")
+DIGEST_BYTES = 32   #: SHA-256, at the end of the file
+_SCHEDULE_OPS = (Opcode.MATMUL, Opcode.POSTPROC, Opcode.SYNC)
+
+
+@functools.cache
+def _field_bits(op):
+    """The bits of ``op``'s instruction word that belong to one of its fields."""
+    return sum(((1 << field.width) - 1) << field.offset for _, field in isa.LAYOUTS[op])
+
+
+def _short(value, text=None):
+    """``repr(value)`` (or ``text``), cut short: a corrupt header may hold anything."""
+    text = repr(value) if text is None else text
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value):
+    """A JSON integer: a Python int, not a bool (nor a float that happens to be whole)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class Program:
     """A compiled network (or single matmul) for one :class:`CoreConfig`.
 
@@ -49,24 +82,37 @@ class Program:
     ----------
     config : CoreConfig
     header : dict
-        ``batch``, ``in_features``, ``out_features``, ``in_tiles`` (activation words a
-        row of input takes), ``input_regions`` (two base addresses), ``out_tiles``,
-        ``raw`` (int32 outputs), ``useful_macs_per_row``, ``sizes`` and notes.
+        ``batch`` (rows a batch, the ``m`` of every MATMUL and POSTPROC),
+        ``in_features``, ``out_features``, ``in_tiles`` (activation words a row of
+        input takes), ``input_regions`` (two base addresses of the ping-pong input
+        regions), ``out_tiles``, ``raw`` (int32 outputs), ``useful_macs_per_row``,
+        ``sizes`` (features of every layer boundary), ``weights_resident`` and
+        ``weight_tiles``. Python ints and bools, as in JSON.
     preamble : uint8 [n, stream_bytes]
-        Resident loads, streamed once.
-    schedule : dict of arrays
-        ``kind`` (ITEM_*), ``even``/``odd`` (instruction words for batches using input
-        region 0/1), ``start``/``count`` (next-input chunks), ``block`` (index into
-        ``blocks``, constant beats such as streamed weights).
+        Resident loads (weights, bias, scale), streamed once.
+    schedule : dict of 1-D integer arrays
+        ``kind`` (ITEM_*), ``even``/``odd`` (uint64 instruction words for batches using
+        input region 0/1), ``start``/``count`` (next-input chunks, in input words),
+        ``block`` (index into ``blocks``, constant beats such as streamed weights).
     blocks : list of uint8 [n, stream_bytes]
+
+    Raises
+    ------
+    ProgramError
+        When a field, array or instruction is inconsistent with the others or with
+        ``config`` (see :meth:`_validate`).
     """
 
     def __init__(self, config, header, preamble, schedule, blocks=()):
+        if not isinstance(config, CoreConfig):
+            raise ProgramError(f"config must be a CoreConfig, not {type(config).__name__}")
+        if not isinstance(header, dict):
+            raise ProgramError(f"header must be a dict, not {type(header).__name__}")
         self.config = config
         self.header = dict(header)
-        self.preamble = np.asarray(preamble, np.uint8).reshape(-1, config.stream_bytes)
-        self.schedule = {k: np.asarray(v) for k, v in schedule.items()}
-        self.blocks = [np.asarray(b, np.uint8).reshape(-1, config.stream_bytes) for b in blocks]
+        self.preamble = self._beat_array("preamble", preamble)
+        self.schedule = self._schedule_arrays(schedule)
+        self.blocks = [self._beat_array(f"block {i}", b) for i, b in enumerate(blocks)]
         self._validate()
 
     # -- properties -----------------------------------------------------------------
@@ -92,35 +138,255 @@ class Program:
                                f"({config.rows}x{config.cols})")
 
     # -- validation -----------------------------------------------------------------
-    def _validate(self):
-        s = self.schedule
-        n = len(s.get("kind", ()))
-        if any(len(s.get(k, ())) != n for k in ("even", "odd", "start", "count", "block")):
-            raise ProgramError("schedule arrays have different lengths")
-        words = np.concatenate([s["even"][s["kind"] == ITEM_WORD],
-                                s["odd"][s["kind"] == ITEM_WORD]]).astype(np.uint64)
-        for w in np.unique(words):
-            try:
-                isa.decode(int(w))
-            except isa.InstructionError as exc:
-                raise ProgramError(f"schedule: {exc}") from None
-        for beats in (self.preamble, *self.blocks):
-            self._check_stream(beats)
-        if np.any(s["block"][s["kind"] == ITEM_BLOCK] >= len(self.blocks)):
-            raise ProgramError("schedule refers to a missing block")
+    def _beat_array(self, name, beats):
+        beats = np.asarray(beats)
+        sb = self.config.stream_bytes
+        if beats.dtype != np.uint8 or beats.ndim != 2 or beats.shape[1] != sb:
+            raise ProgramError(f"{name} must be uint8 [n, {sb}] beats, not {beats.dtype} "
+                               f"{list(beats.shape)}")
+        return beats
 
-    def _check_stream(self, beats):
-        """Decode a LOAD-only beat stream (preamble or block) to catch bad opcodes."""
-        words = np.ascontiguousarray(beats[:, :8]).view("<u8")[:, 0] if len(beats) else []
+    @staticmethod
+    def _schedule_arrays(schedule):
+        if not isinstance(schedule, dict) or set(schedule) != set(SCHEDULE_ARRAYS):
+            found = sorted(map(str, schedule)) if isinstance(schedule, dict) else schedule
+            raise ProgramError(f"schedule has arrays {found}, expected "
+                               f"{', '.join(SCHEDULE_ARRAYS)}")
+        out = {}
+        for name in SCHEDULE_ARRAYS:
+            a = np.asarray(schedule[name])
+            want = "uint64" if name in ("even", "odd") else "integer"
+            if a.ndim != 1 or a.dtype.kind not in "iu" or (want == "uint64"
+                                                             and a.dtype != np.uint64):
+                raise ProgramError(f"schedule array {name} must be a 1-D {want} array, not "
+                                   f"{a.dtype} {list(a.shape)}")
+            if len(a) != len(schedule["kind"]):
+                raise ProgramError(f"schedule array {name} has {len(a)} items, expected "
+                                   f"{len(schedule['kind'])} (as kind)")
+            out[name] = a
+        return out
+
+    def _validate(self):
+        """Cross-check the header, the beats and the schedule against the configuration.
+
+        Every instruction word must decode with no stray bits, be one the core accepts
+        (:func:`host.cycles.check_instruction`) and fit the batch and the input regions;
+        the next-input chunks must load the next batch's input words once, in order. A
+        program that passes runs on the core without an error code.
+        """
+        self._validate_header()
+        h, R, C = self.header, self.config.rows, self.config.cols
+        loads = {}   # LOAD headers decoded so far: streamed weight blocks repeat them
+        pre = self._check_stream("preamble", self.preamble,
+                                 (Target.WEIGHT, Target.BIAS, Target.SCALE), loads)
+        params = sum(-(-n // C) for n in h["sizes"][1:]) * C
+        tiles, resident = h["weight_tiles"], h["weights_resident"]
+        for target, want, why in (
+                (Target.BIAS, params, f"{C}-channel parameter words for sizes {h['sizes']}"),
+                (Target.SCALE, params, f"{C}-channel parameter words for sizes {h['sizes']}"),
+                (Target.WEIGHT, tiles * R if resident else 0,
+                 f"weight_tiles {tiles} x rows {R}" if resident else "weights are streamed")):
+            if pre[target] != want:
+                raise ProgramError(f"preamble loads {pre[target]} {target.name} beats, "
+                                   f"expected {want} ({why})")
+        for i, block in enumerate(self.blocks):
+            rows = self._check_stream(f"block {i}", block, (Target.WEIGHT,), loads)[Target.WEIGHT]
+            if rows != R:
+                raise ProgramError(f"block {i} loads {rows} WEIGHT beats, expected {R} (one "
+                                   f"tile)")
+        self._validate_schedule()
+
+    def _validate_header(self):
+        h, cfg = self.header, self.config
+        missing = [name for name in HEADER_FIELDS if name not in h]
+        if missing:
+            raise ProgramError(f"header has no field(s) {', '.join(missing)}")
+        unknown = sorted(map(str, set(h) - set(HEADER_FIELDS)))
+        if unknown:
+            raise ProgramError(f"unknown header field(s): {_short(None, ', '.join(unknown))}")
+
+        def integer(name, lo, hi=None):
+            value = h[name]
+            if not _is_int(value):
+                raise ProgramError(f"header field {name} must be an integer, not {_short(value)}")
+            if value < lo or (hi is not None and value > hi):
+                expected = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+                raise ProgramError(f"header field {name} must be {expected}, not {value}")
+            return value
+
+        def boolean(name):
+            if not isinstance(h[name], bool):
+                raise ProgramError(f"header field {name} must be true or false, not "
+                                   f"{_short(h[name])}")
+            return h[name]
+
+        def derived(name, want, why):
+            value = integer(name, 1)
+            if value != want:
+                raise ProgramError(f"header field {name} is {value}, expected {want} ({why})")
+
+        B = integer("batch", 1, MAX_ROWS_PER_OP)
+        K = integer("in_features", 1)
+        N = integer("out_features", 1)
+        derived("in_tiles", -(-K // cfg.rows), f"ceil(in_features {K} / rows {cfg.rows})")
+        derived("out_tiles", -(-N // cfg.cols), f"ceil(out_features {N} / cols {cfg.cols})")
+        boolean("raw")
+        integer("useful_macs_per_row", 0)
+        sizes = h["sizes"]
+        if (not isinstance(sizes, list) or len(sizes) < 2
+                or not all(_is_int(n) and n >= 1 for n in sizes)):
+            raise ProgramError(f"header field sizes must be a list of at least two positive "
+                               f"integers, not {_short(sizes)}")
+        if sizes[0] != K or sizes[-1] != N:
+            raise ProgramError(f"header field sizes is {sizes}, expected in_features {K} "
+                               f"first and out_features {N} last")
+        resident = boolean("weights_resident")
+        tiles = integer("weight_tiles", 1)
+        if resident and tiles > cfg.weight_depth:
+            raise ProgramError(f"header field weight_tiles is {tiles}, expected at most "
+                               f"{cfg.weight_depth} (the weight buffer) with resident weights")
+        want_blocks = 0 if resident else tiles
+        if len(self.blocks) != want_blocks:
+            raise ProgramError(f"{len(self.blocks)} weight blocks, expected {want_blocks} "
+                               f"(weights_resident {str(resident).lower()}, weight_tiles "
+                               f"{tiles})")
+        regions = h["input_regions"]
+        if not isinstance(regions, list) or len(regions) != 2 or not all(map(_is_int, regions)):
+            raise ProgramError(f"header field input_regions must be a list of two integers, "
+                               f"not {_short(regions)}")
+        words = self._batch_words()
+        for base in regions:
+            if base < 0 or base + words > cfg.act_depth:
+                raise ProgramError(
+                    f"header field input_regions has {base}, expected a base address with "
+                    f"its {words} input words (in_tiles * batch) inside the input buffer "
+                    f"[0, {cfg.act_depth})")
+        if abs(regions[0] - regions[1]) < words:
+            raise ProgramError(f"header field input_regions {regions} overlap, expected "
+                               f"bases at least {words} words (in_tiles * batch) apart")
+
+    def _batch_words(self):
+        """Activation words one batch of inputs takes (``in_tiles * batch``)."""
+        return self.header["in_tiles"] * self.header["batch"]
+
+    def _decode(self, word, where, ops):
+        """Decode one instruction word; refuse stray bits, other opcodes, core errors."""
+        try:
+            op, f = isa.decode(word)
+        except isa.InstructionError as exc:
+            raise ProgramError(f"{where}: {exc}") from None
+        if op not in ops:
+            raise ProgramError(f"{where}: {op.name}, expected "
+                               f"{' or '.join(o.name for o in ops)}")
+        if word & ~_field_bits(op):
+            raise ProgramError(f"{where}: {op.name} word {word:#018x} has bits set outside "
+                               f"its fields")
+        err = check_instruction(self.config, op, f)
+        if err is not ErrorCode.NONE:
+            raise ProgramError(f"{where}: the core refuses this {op.name} ({err.name}): "
+                               f"{f}")
+        return op, f
+
+    def _check_stream(self, name, beats, targets, decoded):
+        """A LOAD-only beat stream (preamble or block): headers valid, data complete.
+
+        Returns the data beats loaded into each target.
+        """
+        words = np.ascontiguousarray(beats[:, :8]).view("<u8")[:, 0]
+        loaded = dict.fromkeys(Target, 0)
         pos = 0
         while pos < len(words):
-            try:
-                op, f = isa.decode(int(words[pos]))
-            except isa.InstructionError as exc:
-                raise ProgramError(f"beat {pos}: {exc}") from None
-            pos += 1 + (f["count"] if op is Opcode.LOAD else 0)
-        if pos != len(words):
-            raise ProgramError("a LOAD's data runs past the end of its block")
+            where = f"{name} beat {pos}"
+            word = int(words[pos])
+            if word not in decoded:
+                decoded[word] = self._decode(word, where, (Opcode.LOAD,))
+            _, f = decoded[word]
+            target = Target(f["target"])
+            if target not in targets:
+                raise ProgramError(f"{where}: LOAD to {target.name}, expected "
+                                   f"{' or '.join(t.name for t in targets)}")
+            if pos + 1 + f["count"] > len(words):
+                raise ProgramError(f"{where}: the LOAD's {f['count']} data beats run past the "
+                                   f"end of the {name} ({len(words) - pos - 1} left)")
+            loaded[target] += f["count"]
+            pos += 1 + f["count"]
+        return loaded
+
+    def _validate_schedule(self):
+        s, h, cfg = self.schedule, self.header, self.config
+        B, words = h["batch"], self._batch_words()
+        r0, r1 = h["input_regions"]
+        kinds = (ITEM_WORD, ITEM_NEXT_INPUT, ITEM_BLOCK)
+        bad = np.flatnonzero(~np.isin(s["kind"], kinds))
+        if len(bad):
+            i = int(bad[0])
+            raise ProgramError(f"schedule item {i}: kind {s['kind'][i]}, expected "
+                               f"{ITEM_WORD} (word), {ITEM_NEXT_INPUT} (next input) or "
+                               f"{ITEM_BLOCK} (block)")
+        decoded = {}
+        loaded = 0          # next-input words loaded so far, in order
+        stream_rows = 0     # POSTPROCs to the result stream
+        # A next-input chunk overwrites the region the previous batch read: it must wait
+        # until that batch's MATMULs have all issued, which pushing the (queue_depth + 2)th
+        # engine instruction of this batch guarantees (or a SYNC, which drains the engine).
+        engine, synced, distance = 0, False, cfg.queue_depth + 2
+        for i, kind in enumerate(s["kind"].tolist()):
+            if kind == ITEM_BLOCK:
+                block = int(s["block"][i])
+                if not 0 <= block < len(self.blocks):
+                    raise ProgramError(f"schedule item {i}: block {block}, expected an index "
+                                       f"below {len(self.blocks)} (the number of blocks)")
+            elif kind == ITEM_NEXT_INPUT:
+                start, count = int(s["start"][i]), int(s["count"][i])
+                if start < 0 or count < 1 or start + count > words:
+                    raise ProgramError(f"schedule item {i}: next-input chunk start {start} "
+                                       f"count {count}, expected a non-empty chunk inside "
+                                       f"input words [0, {words}] (in_tiles * batch)")
+                if engine < distance and not synced:
+                    raise ProgramError(f"schedule item {i}: next-input chunk after {engine} "
+                                       f"engine instructions, expected at least {distance} "
+                                       f"(queue_depth + 2) or a SYNC before it")
+                if start != loaded:
+                    raise ProgramError(f"schedule item {i}: next-input chunk starts at "
+                                       f"{start}, expected {loaded} (the chunks load input "
+                                       f"words 0..{words - 1} once, in order)")
+                loaded += count
+            else:
+                even, odd = int(s["even"][i]), int(s["odd"][i])
+                for word, parity in ((even, "even"), (odd, "odd")):
+                    if word not in decoded:
+                        decoded[word] = self._decode(word, f"schedule word {i} ({parity})",
+                                                     _SCHEDULE_OPS)
+                (op, f), (_, f_odd) = decoded[even], decoded[odd]
+                where = f"schedule word {i}"
+                engine += op is not Opcode.SYNC
+                synced |= op is Opcode.SYNC
+                if op is not Opcode.SYNC and f["m"] != B:
+                    raise ProgramError(f"{where}: {op.name} m is {f['m']}, expected the "
+                                       f"batch {B}")
+                odd_want = (op, f)
+                if op is Opcode.MATMUL and f["act_addr"] < cfg.act_depth:
+                    a = f["act_addr"]
+                    if a < r0 or a + B > r0 + words:
+                        raise ProgramError(f"{where}: MATMUL reads input words {a}.."
+                                           f"{a + B - 1}, expected inside input region 0 "
+                                           f"[{r0}, {r0 + words})")
+                    odd_want = (op, {**f, "act_addr": a - r0 + r1})
+                if decoded[odd] != odd_want:
+                    raise ProgramError(f"{where}: odd-batch word {decoded[odd][0].name} "
+                                       f"{f_odd}, expected {op.name} {odd_want[1]} (the even "
+                                       f"word with input region {r0} moved to {r1})")
+                if op is Opcode.POSTPROC and f["to_stream"]:
+                    stream_rows += 1
+                    if bool(f["raw"]) != h["raw"]:
+                        raise ProgramError(f"{where}: POSTPROC raw is {f['raw']}, expected "
+                                           f"{int(h['raw'])} (header field raw)")
+        if loaded != words:
+            raise ProgramError(f"the next-input chunks load {loaded} input words, expected "
+                               f"{words} (in_tiles * batch)")
+        if stream_rows != h["out_tiles"]:
+            raise ProgramError(f"schedule has {stream_rows} POSTPROCs to the result stream, "
+                               f"expected out_tiles {h['out_tiles']}")
 
     # -- the beat stream ------------------------------------------------------------
     def input_words(self, x):
@@ -241,7 +507,7 @@ class Program:
 
     # -- files ----------------------------------------------------------------------
     def save(self, path):
-        """Write the program (temporary name, then rename)."""
+        """Write the program (temporary name, then rename), its SHA-256 digest last."""
         header = {"config": self.config.to_dict(), **self.header}
         hjson = json.dumps(header, sort_keys=True).encode()
         buf = io.BytesIO()
@@ -250,13 +516,21 @@ class Program:
         for i, b in enumerate(self.blocks):
             arrays[f"block_{i}"] = b
         np.savez(buf, **arrays)
-        blob = MAGIC + struct.pack("<HI", VERSION, len(hjson)) + hjson + buf.getvalue()
+        body = MAGIC + struct.pack("<HI", VERSION, len(hjson)) + hjson + buf.getvalue()
         with atomic_write(path) as f:
-            f.write(blob)
+            f.write(body + hashlib.sha256(body).digest())
 
     @classmethod
     def load(cls, path, config=None):
-        """Read a program; refuse a truncated or foreign one, or one for another config."""
+        """Read a program; refuse a truncated, corrupt or foreign one, or one for another config.
+
+        Raises
+        ------
+        ProgramError
+            For every way the file can be wrong (and only ProgramError): unreadable,
+            bad magic number or version, checksum mismatch, malformed header or arrays,
+            or content inconsistent with its configuration.
+        """
         try:
             with open(path, "rb") as f:
                 blob = f.read()
@@ -271,18 +545,42 @@ class Program:
         if version != VERSION:
             raise ProgramError(f"{path}: format version {version}, this reader supports "
                                f"{VERSION}")
+        body, digest = blob[:-DIGEST_BYTES], blob[-DIGEST_BYTES:]
+        if len(blob) < fixed + DIGEST_BYTES or hashlib.sha256(body).digest() != digest:
+            raise ProgramError(f"{path}: truncated or corrupt (checksum mismatch)")
+        if fixed + hlen > len(body):
+            raise ProgramError(f"{path}: header length {hlen} runs past the end of the file "
+                               f"({len(body) - fixed} bytes)")
         try:
-            header = json.loads(blob[fixed:fixed + hlen])
+            header = json.loads(body[fixed:fixed + hlen])
+        except (ValueError, RecursionError) as exc:   # JSON and UTF-8 errors are ValueErrors
+            raise ProgramError(f"{path}: header is not valid JSON ({exc})") from None
+        if not isinstance(header, dict):
+            raise ProgramError(f"{path}: header must be a JSON object, not "
+                               f"{type(header).__name__}")
+        if "config" not in header:
+            raise ProgramError(f"{path}: header has no field config")
+        try:
             cfg = CoreConfig.from_dict(header.pop("config"))
-            with np.load(io.BytesIO(blob[fixed + hlen:]), allow_pickle=False) as z:
+        except (TypeError, ValueError) as exc:
+            raise ProgramError(f"{path}: header field config: {exc}") from None
+        try:
+            with np.load(io.BytesIO(body[fixed + hlen:]), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise ProgramError(f"{path}: truncated or corrupt ({type(exc).__name__})") from None
-        schedule = {k[len("schedule_"):]: v for k, v in arrays.items() if k.startswith("schedule_")}
-        blocks = [arrays[f"block_{i}"] for i in range(sum(k.startswith("block_") for k in arrays))]
+        except Exception as exc:  # zipfile and numpy's readers raise many types; all mean corrupt
+            raise ProgramError(f"{path}: the array archive is corrupt "
+                               f"({type(exc).__name__})") from None
+        n_blocks = sum(k.startswith("block_") for k in arrays)
+        expected = {"preamble", *(f"schedule_{k}" for k in SCHEDULE_ARRAYS),
+                    *(f"block_{i}" for i in range(n_blocks))}
+        if set(arrays) != expected:
+            raise ProgramError(f"{path}: arrays {sorted(arrays)}, expected "
+                               f"{sorted(expected)}")
+        schedule = {k: arrays[f"schedule_{k}"] for k in SCHEDULE_ARRAYS}
+        blocks = [arrays[f"block_{i}"] for i in range(n_blocks)]
         try:
             prog = cls(cfg, header, arrays["preamble"], schedule, blocks)
-        except (KeyError, ValueError) as exc:
+        except ProgramError as exc:
             raise ProgramError(f"{path}: {exc}") from None
         if config is not None:
             prog.check_config(config)
