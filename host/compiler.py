@@ -19,12 +19,16 @@ import dataclasses
 import numpy as np
 
 from hw import isa
-from hw.config import MAX_ROWS_PER_OP
+from hw.config import MAX_ROWS_PER_OP, CoreConfig
 from hw.isa import Opcode, Target
 
-from .program import ITEM_BLOCK, ITEM_NEXT_INPUT, ITEM_WORD, Program, ProgramError, _word_beats
+from .program import ITEM_BLOCK, ITEM_NEXT_INPUT, ITEM_WORD, Program, _word_beats
 
-__all__ = ["compile", "compile_matmul", "max_batch", "CompileError"]
+__all__ = ["compile", "compile_matmul", "max_batch", "CompileError", "ROUNDINGS"]
+
+#: Requantization rounding modes of :func:`compile_matmul`: a tie (exactly one half)
+#: goes up, or to the even neighbour.
+ROUNDINGS = ("half_up", "half_even")
 
 
 class CompileError(ValueError):
@@ -40,6 +44,7 @@ class _Layer:
     zero_point: int
     relu: bool
     raw: bool = False
+    round_even: bool = False
 
 
 def _layers_from_model(qmodel):
@@ -51,49 +56,71 @@ def _layers_from_model(qmodel):
             raise CompileError(f"layer {i}: bias with the input zero point folded in "
                                f"overflows int32")
         layers.append(_Layer(np.asarray(q.weight, np.int8), bias, np.asarray(q.mult),
-                             np.asarray(q.shift), int(q.output_zero_point), bool(q.relu)))
+                             np.asarray(q.shift), int(q.output_zero_point), bool(q.relu),
+                             round_even=bool(q.round_even)))
     return layers
+
+
+def _is_int(value):
+    """A Python or numpy integer, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _tiles(layers, cfg):
+    """K tiles of every layer (the first's from its inputs) and N tiles of every layer."""
+    kt = [-(-layers[0].weight.shape[1] // cfg.rows)]
+    nt = []
+    for i, layer in enumerate(layers):
+        nt.append(-(-layer.weight.shape[0] // cfg.cols))
+        if i + 1 < len(layers):
+            kt.append(nt[i] * cfg.groups)
+    return kt, nt
+
+
+def _per_row(kt, nt, cfg):
+    """``(buffer, words each row of a batch takes, words it has)`` of the buffers that
+    scale with the batch. Inputs take two regions: the next batch loads into the other."""
+    return (("input", 2 * kt[0], cfg.act_depth),
+            ("hidden-activation", sum(n * cfg.groups for n in nt[:-1]), cfg.hidden_depth),
+            ("accumulator", max(nt), cfg.acc_depth))
+
+
+def _ring_slots(cfg):
+    """Weight-tile slots of the ring that streamed weights go through: enough that a slot
+    is rewritten only after every MATMUL that reads it has left the queue and the array."""
+    return cfg.queue_depth + cfg.rows + cfg.cols + 2
 
 
 def _plan(layers, cfg, batch, hint=True):
     """Tile counts and buffer bases; raises CompileError when something does not fit."""
-    R, C, G = cfg.rows, cfg.cols, cfg.groups
-    if not 1 <= batch <= MAX_ROWS_PER_OP:
-        raise CompileError(f"batch must be between 1 and {MAX_ROWS_PER_OP}, not {batch}")
-    kt = [-(-layers[0].weight.shape[1] // R)]
-    nt = []
-    for i, layer in enumerate(layers):
-        nt.append(-(-layer.weight.shape[0] // C))
-        if i + 1 < len(layers):
-            kt.append(nt[i] * G)
-    in_words = kt[0] * batch
-    hidden = [nt[i] * G * batch for i in range(len(layers) - 1)]
-    acc_needed = max(nt) * batch
-    for what, needed, depth in (("input", 2 * in_words, cfg.act_depth),
-                                ("hidden-activation", sum(hidden), cfg.hidden_depth),
-                                ("accumulator", acc_needed, cfg.acc_depth)):
-        if needed > depth:
-            msg = f"batch {batch} needs {needed} {what} words, the buffer has {depth}"
-            if hint:
-                msg += f"; use a batch of at most {max_batch_for(layers, cfg)}"
-            raise CompileError(msg)
+    if not _is_int(batch) or not 1 <= batch <= MAX_ROWS_PER_OP:
+        raise CompileError(f"batch must be between 1 and {MAX_ROWS_PER_OP}, not {batch!r}")
+    batch = int(batch)
+    kt, nt = _tiles(layers, cfg)
     if sum(nt) > cfg.param_depth:
         raise CompileError(f"{sum(nt)} parameter words needed, the buffer has {cfg.param_depth}")
+    for what, per_row, depth in _per_row(kt, nt, cfg):
+        if per_row * batch > depth:
+            msg = f"batch {batch} needs {per_row * batch} {what} words, the buffer has {depth}"
+            if hint:
+                best = max_batch_for(layers, cfg)
+                msg += (f"; use a batch of at most {best}" if best else
+                        "; even a batch of 1 does not fit")
+            raise CompileError(msg)
+    in_words = kt[0] * batch
     bases = [cfg.act_depth]
-    for h in hidden[:-1]:
-        bases.append(bases[-1] + h)
+    for n in nt[:-2]:
+        bases.append(bases[-1] + n * cfg.groups * batch)
     return kt, nt, [0, in_words], bases
 
 
 def max_batch_for(layers, cfg):
-    lo = 0
-    for b in range(1, MAX_ROWS_PER_OP + 1):
-        try:
-            _plan(layers, cfg, b, hint=False)
-        except CompileError:
-            break
-        lo = b
-    return lo
+    """The largest batch :func:`_plan` accepts (0 if none)."""
+    kt, nt = _tiles(layers, cfg)
+    if sum(nt) > cfg.param_depth:
+        return 0
+    return min([MAX_ROWS_PER_OP] + [depth // per_row
+                                    for _, per_row, depth in _per_row(kt, nt, cfg) if per_row])
 
 
 def max_batch(qmodel, cfg):
@@ -139,7 +166,7 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
                 tiles.append(_tile(layer, l, k, n, cfg, prev_out))
         prev_out = layer.weight.shape[0]
     resident = len(tiles) <= cfg.weight_depth
-    slots = D + R + C + 2
+    slots = _ring_slots(cfg)
     if not resident and slots > cfg.weight_depth:
         raise CompileError(f"the weight buffer holds {cfg.weight_depth} tiles; streaming "
                            f"weights needs at least {slots}")
@@ -163,7 +190,11 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
         n = ly.weight.shape[0]
         for c in range(nt[l] * C):
             m_, s_ = (int(ly.mult[c]), int(ly.shift[c])) if c < n else (0, 0)
-            scale.append(isa.encode_scale(m_, s_, ly.zero_point, ly.relu))
+            try:
+                scale.append(isa.encode_scale(m_, s_, ly.zero_point, ly.relu,
+                                              round_even=ly.round_even))
+            except isa.InstructionError as exc:
+                raise CompileError(f"layer {l}, output channel {c}: {exc}") from None
     bias_rows = np.zeros((len(bias), sb), np.uint8)
     bias_rows[:, :4] = (bias & 0xFFFFFFFF).astype("<u4").view(np.uint8).reshape(-1, 4)
     pre.append(load_beats(Target.BIAS, 0, bias_rows))
@@ -268,38 +299,148 @@ def compile(qmodel, config, batch=64):
     return _compile_layers(layers, config, batch, sizes[0], macs)
 
 
-def compile_matmul(a_shape_or_k, b, bias, config, requant=None, batch=None):
+def _describe(value):
+    """A short description of an argument for an error message."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array {list(value.shape)}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _int_range(values):
+    """``(min, max)`` of an integer array as Python integers (exact for uint64 too)."""
+    return int(values.min()), int(values.max())
+
+
+def _channel_param(name, value, n, lo, hi):
+    """A requantization parameter: an integer, or an integer array of shape ``[n]``."""
+    if _is_int(value):
+        vmin = vmax = int(value)
+    elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu"
+          and value.shape in ((), (n,))):
+        vmin, vmax = _int_range(value)
+    else:
+        raise CompileError(f"requant {name} must be an integer or an integer array [{n}], "
+                           f"not {_describe(value)}")
+    if vmin < lo or vmax > hi:
+        raise CompileError(f"requant {name} must be in {lo}..{hi}, not "
+                           f"{vmin if vmin < lo else vmax}")
+    return np.broadcast_to(np.asarray(value).astype(np.int64), (n,)).copy()
+
+
+def _matmul_layer(K, b, bias, requant, rounding):
+    """Check every argument of :func:`compile_matmul` (never coercing one); the layer."""
+    if not isinstance(b, np.ndarray) or b.ndim != 2 or b.dtype != np.int8:
+        raise CompileError(f"b must be a 2-D int8 array [K, N], not {_describe(b)}")
+    if b.shape[0] != K:
+        raise CompileError(f"a has {K} columns but b has {b.shape[0]} rows")
+    N = b.shape[1]
+    if N == 0:
+        raise CompileError("b has no columns (N = 0)")
+    if bias is None:
+        bias = np.zeros(N, np.int64)
+    elif not (isinstance(bias, np.ndarray) and bias.dtype.kind in "iu" and bias.shape == (N,)):
+        raise CompileError(f"bias must be an integer array [{N}], not {_describe(bias)}")
+    else:
+        vmin, vmax = _int_range(bias)
+        if vmin < -2**31 or vmax >= 2**31:
+            raise CompileError(f"bias must fit int32 ({-2**31}..{2**31 - 1}), not "
+                               f"{vmin if vmin < -2**31 else vmax}")
+        bias = bias.astype(np.int64)
+    if not isinstance(rounding, str) or rounding not in ROUNDINGS:
+        found = repr(rounding) if isinstance(rounding, str) else _describe(rounding)
+        raise CompileError(f"rounding must be {' or '.join(map(repr, ROUNDINGS))}, not {found}")
+    if requant is None:
+        return _Layer(b.T.copy(), bias, np.zeros(N, np.int64), np.zeros(N, np.int64), 0, False,
+                      raw=True, round_even=rounding == "half_even")
+    if not isinstance(requant, (tuple, list)) or len(requant) != 4:
+        raise CompileError(f"requant must be (mult, shift, zero_point, relu) or None, not "
+                           f"{_describe(requant)}")
+    mult, shift, zero_point, relu = requant
+    mult = _channel_param("mult", mult, N, 0, 2**32 - 1)
+    shift = _channel_param("shift", shift, N, 0, 63)
+    if not _is_int(zero_point) or not -128 <= zero_point <= 127:
+        raise CompileError(f"requant zero_point must be an integer in -128..127, not "
+                           f"{_describe(zero_point)}")
+    if not isinstance(relu, (bool, np.bool_)):
+        raise CompileError(f"requant relu must be a bool, not {_describe(relu)}")
+    return _Layer(b.T.copy(), bias, mult, shift, int(zero_point), bool(relu),
+                  round_even=rounding == "half_even")
+
+
+def _check_fits(K, N, cfg):
+    """Refuse, in terms of K and N, a matmul that does not fit even one row at a time."""
+    R, C = cfg.rows, cfg.cols
+    kt, nt = -(-K // R), -(-N // C)
+    core = f"the {R}x{C} core's"
+    if 2 * kt > cfg.act_depth:
+        raise CompileError(
+            f"K = {K} needs {kt} input words per row, twice that ({2 * kt}) with the next "
+            f"batch's inputs loading beside them; {core} input buffer holds "
+            f"{cfg.act_depth} words (K up to {cfg.act_depth // 2 * R})")
+    for what, depth, per in (("accumulator", cfg.acc_depth, " per row"),
+                             ("parameter", cfg.param_depth, "")):
+        if nt > depth:
+            raise CompileError(f"N = {N} needs {nt} {what} words{per}; {core} {what} "
+                               f"buffer holds {depth} words (N up to {depth * C})")
+    slots = _ring_slots(cfg)
+    if kt * nt > cfg.weight_depth and slots > cfg.weight_depth:
+        raise CompileError(f"K x N = {K} x {N} takes {kt * nt} weight tiles; {core} weight "
+                           f"buffer holds {cfg.weight_depth}, too few to stream them (at "
+                           f"least {slots})")
+
+
+def compile_matmul(a_shape_or_k, b, bias, config, requant=None, batch=None, *,
+                   rounding="half_up"):
     """Program for ``A @ b + bias`` with ``A`` int8 ``[M, K]`` streamed as inputs.
+
+    Arguments are checked, never converted: a float bias, a fractional zero point or a
+    string for ``relu`` is refused.
 
     Parameters
     ----------
-    a_shape_or_k : int
-        K, the inner dimension (the rows of A are the program's inputs).
-    b : int8 [K, N]
-    bias : int32 [N]
+    a_shape_or_k : int or (int, int)
+        K, the inner dimension (the rows of A are the program's inputs), or the shape
+        ``(M, K)`` of A, which caps the default batch at M.
+    b : int8 ndarray [K, N]
+    bias : integer ndarray [N] with int32 values, or None
+        Added to the int32 accumulators, which wrap (two's complement) on overflow.
+    config : CoreConfig
     requant : (mult, shift, zero_point, relu) or None
-        Per-column requantization to int8; None returns the int32 accumulators.
+        Per-column requantization to int8 (``mult`` 0..2**32-1 and ``shift`` 0..63,
+        each an integer or an integer array [N]; ``zero_point`` an integer in
+        -128..127; ``relu`` a bool); None returns the int32 accumulators.
     batch : int, optional
-        Rows per batch (default: as many as fit, at most 1023).
+        Rows per batch (default: as many as fit the buffers, at most M when the shape
+        is given, at most 1023).
+    rounding : ``"half_up"`` or ``"half_even"``
+        How requantization rounds a tie (exactly one half).
+
+    Raises
+    ------
+    CompileError
+        On an argument of the wrong type, shape or range, or matrices that do not fit
+        the buffers even one row at a time.
     """
-    b = np.asarray(b)
-    K, N = b.shape
-    if K != int(a_shape_or_k):
-        raise CompileError(f"A has {a_shape_or_k} columns but B has {K} rows")
-    if b.dtype != np.int8:
-        raise CompileError(f"B must be int8, not {b.dtype}")
-    bias = np.zeros(N, np.int64) if bias is None else np.asarray(bias, np.int64)
-    if bias.shape != (N,) or np.any((bias < -2**31) | (bias >= 2**31)):
-        raise CompileError(f"bias must be int32 [{N}]")
-    if requant is None:
-        mult, shift, zp, relu = np.zeros(N, np.int64), np.zeros(N, np.int64), 0, False
+    if not isinstance(config, CoreConfig):
+        raise CompileError(f"config must be a CoreConfig, not {_describe(config)}")
+    if _is_int(a_shape_or_k):
+        M, K = None, int(a_shape_or_k)
+    elif (isinstance(a_shape_or_k, tuple) and len(a_shape_or_k) == 2
+          and all(map(_is_int, a_shape_or_k))):
+        M, K = map(int, a_shape_or_k)
     else:
-        mult, shift, zp, relu = requant
-        mult, shift = np.broadcast_to(mult, N), np.broadcast_to(shift, N)
-    layer = _Layer(b.T.copy(), bias, np.asarray(mult), np.asarray(shift), int(zp), bool(relu),
-                   raw=requant is None)
+        raise CompileError(f"a_shape_or_k must be K or the shape (M, K) of a, not "
+                           f"{_describe(a_shape_or_k)}")
+    if M is not None and M < 1:
+        raise CompileError(f"a has no rows (M = {M})")
+    if K < 1:
+        raise CompileError(f"a has no columns (K = {K})")
+    layer = _matmul_layer(K, b, bias, requant, rounding)
+    N = layer.weight.shape[0]
+    _check_fits(K, N, config)
     if batch is None:
         batch = max_batch_for([layer], config)
-        if batch == 0:
-            raise CompileError("the matrices do not fit the buffers")
+        if M is not None:
+            batch = min(batch, M)
     return _compile_layers([layer], config, batch, K, K * N)

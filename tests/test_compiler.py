@@ -1,5 +1,6 @@
 """The compiler on odd shapes, deep networks and small buffers, through the model backend."""
 
+import dataclasses
 import doctest
 
 import numpy as np
@@ -78,10 +79,127 @@ def test_matmul_api(name):
     mult, shift = rng.integers(1 << 29, 1 << 31, 17), rng.integers(20, 30, 17)
     got = matmul(a, b, bias, config=cfg, requant=(mult, shift, 3, True))
     np.testing.assert_array_equal(got, golden.requantize(want, mult, shift, 3, True))
-    with pytest.raises(CompileError, match="A has 5 columns but B has 29 rows"):
+    with pytest.raises(CompileError, match="a has 5 columns but b has 29 rows"):
         compile_matmul(5, b, bias, cfg)
     with pytest.raises(CompileError, match="a must be a 2-D int8 array"):
         matmul(a.astype(np.int16), b, config=cfg)
+
+
+def test_matmul_any_m_picks_a_batch_that_fits():
+    """M beyond what one batch can hold: the API picks the largest batch that fits."""
+    cfg = CoreConfig(rows=4, cols=4, act_kib=1, acc_kib=1)   # 256 input, 64 acc words
+    rng = np.random.default_rng(1)
+    b = rng.integers(-128, 128, (100, 20), dtype=np.int8)
+    assert compile_matmul((1000, 100), b, None, cfg).batch == 5     # 2 * 25 words a row
+    assert compile_matmul((3, 100), b, None, cfg).batch == 3
+    for m in (1, 5, 6, 23):
+        a = rng.integers(-128, 128, (m, 100), dtype=np.int8)
+        want = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+        np.testing.assert_array_equal(matmul(a, b, config=cfg), want, strict=True)
+    # the case that used to force batch = M and advise a batch the API could not take
+    a = rng.integers(-128, 128, (100, 1000), dtype=np.int8)
+    b = rng.integers(-128, 128, (1000, 257), dtype=np.int8)
+    want = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+    np.testing.assert_array_equal(matmul(a, b), want, strict=True)
+    assert compile_matmul(a.shape, b, None, CoreConfig()).batch == 62
+
+
+_A = np.zeros((2, 3), np.int8)
+_B = np.zeros((3, 4), np.int8)
+_RQ = (1, 1, 0, False)
+
+#: (keyword arguments of matmul, message): every refusal names the argument.
+MATMUL_REFUSALS = [
+    (dict(a=[[1, 2, 3]]), r"a must be a 2-D int8 array, not list"),
+    (dict(a=np.zeros((2, 3), np.int16)), r"a must be a 2-D int8 array, not int16 \[2, 3\]"),
+    (dict(a=np.zeros(3, np.int8)), r"a must be a 2-D int8 array, not int8 \[3\]"),
+    (dict(a=np.zeros((0, 3), np.int8)), r"a has no rows \(M = 0\)"),
+    (dict(a=np.zeros((2, 0), np.int8), b=np.zeros((0, 4), np.int8)),
+     r"a has no columns \(K = 0\)"),
+    (dict(b=np.zeros((3, 0), np.int8)), r"b has no columns \(N = 0\)"),
+    (dict(b=np.zeros(3, np.int8)), r"b must be a 2-D int8 array \[K, N\], not int8 array \[3\]"),
+    (dict(b=np.zeros((3, 4, 1), np.int8)), r"b must be a 2-D int8 array \[K, N\], not int8 "
+                                            r"array \[3, 4, 1\]"),
+    (dict(b=np.zeros((3, 4), np.uint8)), r"b must be a 2-D int8 array"),
+    (dict(b=np.zeros((5, 4), np.int8)), r"a has 3 columns but b has 5 rows"),
+    (dict(bias=np.array([1.0, 2, 3, 4])), r"bias must be an integer array \[4\], not float64"),
+    (dict(bias=[1, 2, 3, 4]), r"bias must be an integer array \[4\], not list"),
+    (dict(bias=np.zeros(3, np.int32)), r"bias must be an integer array \[4\], not int32 array"),
+    (dict(bias=np.array([True] * 4)), r"bias must be an integer array \[4\], not bool"),
+    (dict(bias=np.array([2**31, 0, 0, 0], np.uint64)),
+     r"bias must fit int32 \(-2147483648\.\.2147483647\), not 2147483648"),
+    (dict(bias=np.array([-2**31 - 1, 0, 0, 0])), r"bias must fit int32 .*, not -2147483649"),
+    (dict(requant=(1, 1, 0)), r"requant must be \(mult, shift, zero_point, relu\) or None, "
+                              r"not tuple"),
+    (dict(requant="x"), r"requant must be \(mult, shift, zero_point, relu\) or None"),
+    (dict(requant=(0.5, 1, 0, False)), r"requant mult must be an integer or an integer array "
+                                       r"\[4\], not float 0\.5"),
+    (dict(requant=(np.ones(3, np.int64), 1, 0, False)), r"requant mult must be .*not int64 "
+                                                         r"array \[3\]"),
+    (dict(requant=(True, 1, 0, False)), r"requant mult must be an integer .*not bool True"),
+    (dict(requant=(2**32, 1, 0, False)), r"requant mult must be in 0\.\.4294967295, not "
+                                         r"4294967296"),
+    (dict(requant=(-1, 1, 0, False)), r"requant mult must be in 0\.\.4294967295, not -1"),
+    (dict(requant=(1, 64, 0, False)), r"requant shift must be in 0\.\.63, not 64"),
+    (dict(requant=(1, np.array([1, 2, 3, -1]), 0, False)), r"requant shift must be in "
+                                                            r"0\.\.63, not -1"),
+    (dict(requant=(1, 1.0, 0, False)), r"requant shift must be an integer"),
+    (dict(requant=(1, 1, 2.7, False)), r"requant zero_point must be an integer in -128\.\.127, "
+                                       r"not float 2\.7"),
+    (dict(requant=(1, 1, 128, False)), r"requant zero_point must be an integer in -128\.\.127, "
+                                       r"not int 128"),
+    (dict(requant=(1, 1, np.zeros(4, np.int8), False)), r"requant zero_point must be an "
+                                                         r"integer"),
+    (dict(requant=(1, 1, 0, "no")), r"requant relu must be a bool, not str 'no'"),
+    (dict(requant=(1, 1, 0, 1)), r"requant relu must be a bool, not int 1"),
+    (dict(requant=_RQ, rounding="nearest"), r"rounding must be 'half_up' or 'half_even', "
+                                             r"not 'nearest'"),
+    (dict(rounding=None), r"rounding must be 'half_up' or 'half_even', not NoneType None"),
+    (dict(backend="fpga"), r"backend must be one of model, rtl, gate, not 'fpga'"),
+    (dict(config={"rows": 4}), r"config must be a CoreConfig, not dict"),
+    (dict(a=np.zeros((2, 70000), np.int8), b=np.zeros((70000, 3), np.int8)),
+     r"K = 70000 needs 8750 input words per row, twice that \(17500\) with the next batch's "
+     r"inputs loading beside them; the 8x8 core's input buffer holds 16384 words \(K up to "
+     r"65536\)"),
+    (dict(b=np.zeros((3, 2000), np.int8)), r"N = 2000 needs 250 parameter words; the 8x8 "
+                                           r"core's parameter buffer holds 128 words \(N up to "
+                                           r"1024\)"),
+    (dict(b=np.zeros((3, 20000), np.int8), config=CoreConfig(param_depth=1024)),
+     r"N = 20000 needs 2500 accumulator words per row; the 8x8 core's accumulator buffer "
+     r"holds 2048 words \(N up to 16384\)"),
+    (dict(a=np.zeros((1, 300), np.int8), b=np.zeros((300, 300), np.int8),
+          config=CoreConfig(rows=4, cols=4, weight_kib=1, queue_depth=64)),
+     r"K x N = 300 x 300 takes 5625 weight tiles; the 4x4 core's weight buffer holds 64, too "
+     r"few to stream them \(at least 74\)"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", MATMUL_REFUSALS,
+                         ids=[m[:40] for _, m in MATMUL_REFUSALS])
+def test_matmul_refusals(kwargs, message):
+    args = {"a": _A, "b": _B, **kwargs}
+    with pytest.raises(CompileError, match=message):
+        matmul(args.pop("a"), args.pop("b"), **args)
+
+
+def test_compile_matmul_refusals():
+    with pytest.raises(CompileError, match=r"a_shape_or_k must be K or the shape \(M, K\) of "
+                                           r"a, not float 3\.0"):
+        compile_matmul(3.0, _B, None, CoreConfig())
+    with pytest.raises(CompileError, match=r"config must be a CoreConfig, not NoneType"):
+        compile_matmul(3, _B, None, None)
+    with pytest.raises(CompileError, match=r"batch must be between 1 and 1023, not 2\.0"):
+        compile_matmul(3, _B, None, CoreConfig(), batch=2.0)
+
+
+def test_round_even_network():
+    """A network whose layers round half to even, against the golden model."""
+    q = random_quantized_model((37, 19, 5), seed=4)
+    q = dataclasses.replace(q, layers=tuple(dataclasses.replace(ly, round_even=True)
+                                            for ly in q.layers))
+    x = np.random.default_rng(4).integers(-128, 128, (11, 37)).astype(np.int8)
+    res = get_backend("model", CoreConfig()).run(compile(q, CoreConfig(), 4), x)
+    np.testing.assert_array_equal(res.outputs, golden.run(q, x), strict=True)
 
 
 def test_matmul_doctest():
