@@ -2,7 +2,9 @@
 
 Builds go to ``build/<config tag>/<kind>-<simulator>/`` and are reused while their
 sources are unchanged, so a rerun does not rebuild. The configuration reaches the
-bench as JSON in the ``CORE_CONFIG`` environment variable.
+bench as JSON in the ``CORE_CONFIG`` environment variable. The simulator log of a
+failed run is kept in ``build/<config tag>/failed/`` (a run's own directory may be
+temporary), and the :class:`SimError` names that copy.
 """
 
 import contextlib
@@ -12,12 +14,14 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 from cocotb_tools.runner import get_results, get_runner
 
 from hw.config import CoreConfig
 
-__all__ = ["ROOT", "SimError", "build", "run", "simulator", "build_dir", "rtl_sources"]
+__all__ = ["ROOT", "SimError", "build", "run", "simulator", "build_dir", "rtl_sources",
+           "keep_log"]
 
 log = logging.getLogger(__name__)
 # cocotb's runners log every step at INFO under their class names; keep them quiet
@@ -154,25 +158,50 @@ def run(cfg, testcase=None, *, module="sim.test_core", kind="rtl", sim=None, env
                 f"+results={player_dir / 'results.hex'}", *plusargs]
     name = testcase if isinstance(testcase, str) else "all"
     xml = test_dir / f"results-{name}-{os.getpid()}.xml"
+    log_path = test_dir / f"{name}-{os.getpid()}.log"
     runner = _quiet(get_runner(sim))
     try:
-        runner.test(test_module=module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                    testcase=testcase,
-                    build_dir=str(bdir), test_dir=str(test_dir), extra_env=extra_env,
-                    plusargs=list(plusargs), results_xml=str(xml),
-                    log_file=str(test_dir / f"{name}-{os.getpid()}.log"),
-                    timescale=("1ns", "1ps"), test_filter=test_filter)
-    except SystemExit:      # cocotb's runner exits when a test failed; the XML says which
-        if not xml.exists():
-            raise SimError(f"{sim} run of {module} for {cfg.tag} ended without results "
-                           f"(log: {test_dir}/{name}-{os.getpid()}.log)") from None
-    tests, failed = get_results(xml)
-    if own_dir:
-        shutil.rmtree(player_dir, ignore_errors=True)
+        try:
+            runner.test(test_module=module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                        testcase=testcase,
+                        build_dir=str(bdir), test_dir=str(test_dir), extra_env=extra_env,
+                        plusargs=list(plusargs), results_xml=str(xml),
+                        log_file=str(log_path), timescale=("1ns", "1ps"),
+                        test_filter=test_filter)
+        except SystemExit:  # cocotb's runner exits when a test failed; the XML says which
+            if not xml.exists():
+                raise SimError(f"{sim} run of {module} for {cfg.tag} ended without results "
+                               f"(log: {keep_log(cfg, log_path, kind, sim)})") from None
+        tests, failed = get_results(xml)
+    finally:
+        if own_dir:
+            shutil.rmtree(player_dir, ignore_errors=True)
     if check and (failed or tests == 0):
         raise SimError(f"{failed} of {tests} cocotb test(s) failed in {module} for {cfg.tag} "
-                       f"(log: {test_dir}/{name}-{os.getpid()}.log)")
+                       f"(log: {keep_log(cfg, log_path, kind, sim)})")
     return tests, failed
+
+
+def keep_log(cfg, log, kind="rtl", sim="verilator"):
+    """Copy the log of a failed run to ``build/<tag>/failed/`` and return the copy's path.
+
+    A run's directory can be temporary (``stream_programs`` removes its own), so the
+    log a :class:`SimError` names must be one that stays.
+    """
+    log = pathlib.Path(log)
+    if not log.exists():
+        return f"{log} (not written)"
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{sim}-{log.stem}"
+    try:
+        failed = ROOT / "build" / cfg.tag / "failed"
+        failed.mkdir(parents=True, exist_ok=True)
+        fd, kept = tempfile.mkstemp(prefix=stem + "-", suffix=".log", dir=failed)
+        with os.fdopen(fd, "wb") as out, open(log, "rb") as src:
+            shutil.copyfileobj(src, out)
+        os.chmod(kept, 0o644)
+    except OSError as exc:
+        return f"{log} (could not be kept: {exc.strerror or type(exc).__name__})"
+    return kept
 
 
 UNITS = ("pe", "array", "postproc")

@@ -48,14 +48,28 @@ class Result:
 
 
 def get_backend(name, config, **options):
-    """An instance of backend ``name`` for ``config``; never silently another one."""
+    """An instance of backend ``name`` for ``config``; never silently another one.
+
+    ``options`` go to the backend's constructor: none for ``model``; ``sim``, ``gap``,
+    ``stall`` and ``seed`` for ``rtl`` and ``gate`` (see ``RtlBackend``).
+
+    Raises
+    ------
+    BackendError
+        An unknown backend, an option the backend does not take (by name), or an
+        option value it refuses.
+    """
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     if name == "model":
-        from .model import ModelBackend
-        return ModelBackend(config)
-    if name == "rtl":
-        from .rtl import RtlBackend
-        return RtlBackend(config, **options)
-    if name == "gate":
-        from .rtl import GateBackend
-        return GateBackend(config, **options)
-    raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+        from .model import ModelBackend as cls
+    elif name == "rtl":
+        from .rtl import RtlBackend as cls
+    else:
+        from .rtl import GateBackend as cls
+    allowed = getattr(cls, "options", ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        takes = f"takes only {', '.join(allowed)}" if allowed else "takes no options"
+        raise BackendError(f"the {name} backend {takes}; not {', '.join(unknown)}")
+    return cls(config, **options)

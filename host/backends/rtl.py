@@ -6,6 +6,8 @@ result beat is recorded; the status packet carries the core's counters and error
 code. ``gate`` does the same on the post-synthesis netlist.
 """
 
+import math
+import numbers
 import time
 
 import numpy as np
@@ -13,8 +15,19 @@ import numpy as np
 from sim import runner
 
 from ..cycles import predict
+from .base import BackendError
 
-__all__ = ["RtlBackend", "GateBackend"]
+__all__ = ["RtlBackend", "GateBackend", "MAX_PAUSE_PROBABILITY"]
+
+#: The largest ``gap``/``stall`` accepted. The harness turns a probability ``p`` into an
+#: 8-bit level ``int(p * 256)`` (an input or output cycle is blocked when a pseudo-random
+#: byte is below it), so a beat takes ``256 / (256 - level)`` cycles on average, and the
+#: bench allows a program 10,000 + 40 cycles a beat before it calls a timeout. At 0.9 a
+#: beat takes 10 cycles (gap and stall both at 0.9: about 20 for a beat in and one out),
+#: well inside the limit. Above it the margin goes quickly: 0.97 is 32 cycles a beat,
+#: 0.977 is 43 (past the limit on a long input-bound program), 0.99 is 85, and 1.0 gives
+#: the level 256, which does not fit the 8-bit field.
+MAX_PAUSE_PROBABILITY = 0.9
 
 
 class RtlBackend:
@@ -26,34 +39,57 @@ class RtlBackend:
     sim : str, optional
         ``verilator`` (default) or ``icarus``.
     gap, stall : float
-        Probability of an idle input cycle / a blocked output cycle (0: none, which is
-        what the cycle model predicts).
-    max_beats : int
-        Programs longer than this are streamed in several simulator runs, split
-        after a whole batch (see ``Program.split``), each with the resident preamble.
+        Probability of an idle input cycle / a blocked output cycle, in
+        ``[0, MAX_PAUSE_PROBABILITY]`` (0: none, which is what the cycle model predicts).
+    seed : int
+        Seed of the harness's pseudo-random pauses, in ``[0, 2**32)``.
+
+    Raises
+    ------
+    BackendError
+        An unknown simulator, or ``gap``/``stall``/``seed`` not a number in range.
     """
 
     name = "rtl"
     kind = "rtl"
+    options = ("sim", "gap", "stall", "seed")
 
     def __init__(self, config, sim=None, gap=0.0, stall=0.0, seed=1):
         self.config = config
-        self.sim = runner.simulator(sim)
-        self.gap, self.stall, self.seed = gap, stall, seed
+        try:
+            self.sim = runner.simulator(sim)
+        except runner.SimError as exc:
+            raise BackendError(str(exc)) from None
+        for name, p in (("gap", gap), ("stall", stall)):
+            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) \
+                    or not 0 <= p <= MAX_PAUSE_PROBABILITY:
+                raise BackendError(f"{self.name} backend: {name} must be a probability in "
+                                   f"[0, {MAX_PAUSE_PROBABILITY}], not {p!r}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
+                not 0 <= seed < 1 << 32:
+            raise BackendError(f"{self.name} backend: seed must be an integer in [0, 2**32), "
+                               f"not {seed!r}")
+        self.gap, self.stall, self.seed = float(gap), float(stall), int(seed)
 
     def sources(self):
         return None
 
     def prepare(self):
         """Build the simulator (cached by configuration hash)."""
-        runner.build(self.config, self.kind, self.sim, self.sources())
+        try:
+            runner.build(self.config, self.kind, self.sim, self.sources())
+        except runner.SimError as exc:
+            raise BackendError(str(exc)) from None
 
     def stream(self, beats):
         """Run raw program beats; returns ``(result beats, report)``."""
         self.prepare()
-        return runner.stream_program(self.config, beats, kind=self.kind, sim=self.sim,
-                                     sources=self.sources(), gap=self.gap, stall=self.stall,
-                                     seed=self.seed)
+        try:
+            return runner.stream_program(self.config, beats, kind=self.kind, sim=self.sim,
+                                         sources=self.sources(), gap=self.gap,
+                                         stall=self.stall, seed=self.seed)
+        except runner.SimError as exc:
+            raise BackendError(str(exc)) from None
 
     def run(self, program, inputs):
         from .base import Result

@@ -1,0 +1,67 @@
+"""A failed simulator run keeps its log, and the error names the kept copy.
+
+The simulator is replaced by a stand-in that writes a log and fails, so no Verilator
+build is needed; what is tested is the runner's handling of the run's directories.
+"""
+
+import logging
+import pathlib
+
+import numpy as np
+import pytest
+
+from hw.config import CoreConfig
+from sim import runner
+
+
+class _FailingSimulator:
+    log = logging.getLogger("test_runner_logs")
+
+    def __init__(self, write_results):
+        self.write_results = write_results
+
+    def test(self, **kw):
+        pathlib.Path(kw["log_file"]).write_text("ERROR  run_program failed: timed out\n")
+        if self.write_results:
+            pathlib.Path(kw["results_xml"]).write_text(
+                '<testsuites><testsuite tests="1" failures="1"/></testsuites>')
+        raise SystemExit(1)
+
+
+@pytest.fixture
+def fake_sim(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.setattr(runner, "build", lambda cfg, *a, **k: tmp_path / "bdir")
+    return lambda write_results: monkeypatch.setattr(
+        runner, "get_runner", lambda sim: _FailingSimulator(write_results))
+
+
+@pytest.mark.parametrize("write_results, message", [
+    (True, r"1 of 1 cocotb test\(s\) failed in sim.test_core"),
+    (False, "verilator run of sim.test_core for .* ended without results")])
+def test_failed_stream_keeps_its_log(tmp_path, fake_sim, write_results, message):
+    fake_sim(write_results)
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    beats = np.zeros((3, cfg.stream_bytes), np.uint8)
+    with pytest.raises(runner.SimError, match=message) as err:
+        runner.stream_programs(cfg, [beats], sim="verilator")
+    kept = pathlib.Path(str(err.value).rsplit("(log: ", 1)[1].rstrip(")"))
+    assert kept.parent == tmp_path / "build" / cfg.tag / "failed"
+    assert kept.read_text() == "ERROR  run_program failed: timed out\n"
+    assert not list((tmp_path / "build" / cfg.tag / "runs").iterdir())  # player dir removed
+
+
+def test_failed_run_with_its_own_player_dir(tmp_path, fake_sim):
+    fake_sim(True)
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    with pytest.raises(runner.SimError) as err:
+        runner.run(cfg, "no_such_test", sim="verilator")
+    kept = pathlib.Path(str(err.value).rsplit("(log: ", 1)[1].rstrip(")"))
+    assert kept.exists() and kept.parent.name == "failed"
+    assert not list((tmp_path / "bdir" / "runs").glob("player-*"))
+
+
+def test_keep_log_of_a_log_never_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    missing = tmp_path / "gone" / "x.log"
+    assert runner.keep_log(CoreConfig(), missing) == f"{missing} (not written)"
