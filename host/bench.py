@@ -33,9 +33,9 @@ from .backends import get_backend
 from .compiler import compile, max_batch
 from .data import load_mnist
 from .files import atomic_write
-from .infer import clock_for, run_images
+from .infer import check_clock_mhz, clock_for, run_images
 from .quantize import quantize_checkpoint
-from .train import DEFAULT_CHECKPOINT, load_checkpoint, to_input, train
+from .train import DEFAULT_CHECKPOINT, check_output_path, load_checkpoint, to_input, train
 
 __all__ = ["bench", "main", "SIZES"]
 
@@ -350,8 +350,16 @@ def main(argv=None):
     p.add_argument("--clock-mhz", type=float, default=None)
     p.add_argument("--out", default=os.path.join("build", "bench"))
     args = p.parse_args(argv)
-    if args.workers < 1:
-        print(f"error: --workers must be positive, not {args.workers}", file=sys.stderr)
+    try:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be positive, not {args.workers}")
+        if args.clock_mhz is not None:
+            check_clock_mhz(args.clock_mhz)
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out}: is not a directory")
+        check_output_path(os.path.join(args.out, "bench.json"), "--out")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     result = bench(args.size, args.workers, args.out, args.clock_mhz)
     print(report_md(result))

@@ -60,12 +60,13 @@ def _open(path):
 def read_idx(path, magic):
     """Read one IDX file (raw or ``.gz``) and check its magic number and size.
 
-    Returns a uint8 array: ``[N, rows * cols]`` for images, ``[N]`` for labels.
+    Returns a uint8 array: ``[N, rows * cols]`` for images, ``[N]`` for labels, with
+    ``N >= 1``.
 
     Raises
     ------
     DataError
-        Naming the file and what is wrong.
+        Naming the file and what is wrong (including a file that holds no images).
     """
     name, raw = _open(path)
     ndim = 3 if magic == IMAGE_MAGIC else 1
@@ -76,6 +77,9 @@ def read_idx(path, magic):
     if found != magic:
         raise DataError(f"{name}: bad magic number {found}, expected {magic}")
     dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    if dims[0] == 0:
+        raise DataError(f"{name}: holds no {'images' if ndim == 3 else 'labels'} "
+                        f"(its count is 0)")
     if ndim == 3 and dims[1:] != [28, 28]:
         raise DataError(f"{name}: images are {dims[1]}x{dims[2]}, expected 28x28")
     size = int(np.prod(dims))

@@ -1,6 +1,9 @@
 """MNIST inference on the core: ``python -m host.infer`` (``make infer``).
 
-Quantizes the checkpoint (calibration is deterministic), compiles the network for the
+Takes a float checkpoint (``.pt``, quantized here; calibration is deterministic) or a
+quantized model written by ``python -m host.quantize`` (``.qnpz``, recognized by its
+content; its float checkpoint, named and hashed inside it, is loaded for the PyTorch
+comparison and must quantize to exactly the same layers), compiles the network for the
 chosen array, streams the test images through a backend, and checks every output
 byte against the integer golden model and every prediction against PyTorch (float and
 its own int8 model). Exits non-zero after the report if any output differs from the
@@ -10,6 +13,7 @@ golden model or the core reports an error.
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -26,21 +30,38 @@ from .compiler import CompileError, compile, max_batch
 from .data import DataError, load_mnist
 from .files import atomic_write
 from .program import ProgramError
-from .quantize import quantize_checkpoint, torch_int8_logits
-from .train import DEFAULT_CHECKPOINT, CheckpointError, to_input
+from .quantize import load_for_inference, torch_int8_logits
+from .train import DEFAULT_CHECKPOINT, CheckpointError, check_output_path, to_input
 
-__all__ = ["infer", "run_images", "clock_for", "main", "DEFAULT_CLOCK_MHZ"]
+__all__ = ["infer", "run_images", "clock_for", "check_clock_mhz", "main", "DEFAULT_CLOCK_MHZ"]
 
 log = logging.getLogger(__name__)
 DEFAULT_CLOCK_MHZ = 100.0
 SYNTH_REPORT = os.path.join("build", "synth", "report.json")
 
 
+def check_clock_mhz(mhz, option="--clock-mhz"):
+    """``mhz`` as a float if it is a positive finite number, else a ValueError."""
+    try:
+        value = float(mhz)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option} must be a number of MHz, not {mhz!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{option} must be a positive finite number of MHz, not {mhz}")
+    return value
+
+
 def clock_for(cfg, override=None, report=SYNTH_REPORT):
     """(MHz, where it came from): the option, else the synthesized ECP5 Fmax of this array
-    size and pipeline (the entry of this exact configuration if there is one), else 100."""
-    if override:
-        return float(override), "--clock-mhz"
+    size and pipeline (the entry of this exact configuration if there is one), else 100.
+
+    Raises
+    ------
+    ValueError
+        ``override`` is given but not a positive finite number.
+    """
+    if override is not None:
+        return check_clock_mhz(override), "--clock-mhz"
     try:
         with open(report) as f:
             entries = json.load(f)
@@ -67,6 +88,10 @@ def run_images(backend, program, x, shard=None, workers=1, progress=True):
     so shards can run in parallel (``workers`` processes, see ``host.parallel``).
     """
     B = program.batch
+    for name, value in (("shard", shard), ("workers", workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
     shard = len(x) if shard is None else max(B, (shard // B) * B)
     pieces = [x[i:i + shard] for i in range(0, len(x), shard)]
     start = time.perf_counter()
@@ -159,7 +184,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=None,
                    help="images per batch (default: 64, or the most the buffers hold)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded)")
-    p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="float checkpoint")
+    p.add_argument("--model", default=DEFAULT_CHECKPOINT,
+                   help="float checkpoint (.pt) or quantized model (.qnpz)")
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--clock-mhz", type=float, default=None)
     p.add_argument("--shard", type=int, default=None, help="images per backend run")
@@ -170,6 +196,14 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     try:
+        for name in ("limit", "batch", "shard", "workers"):
+            value = getattr(args, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be positive, not {value}")
+        if args.clock_mhz is not None:
+            check_clock_mhz(args.clock_mhz)
+        if args.json:
+            check_output_path(args.json, "--json")
         if args.config:
             with open(args.config) as f:
                 cfg = CoreConfig.from_json(f.read())
@@ -178,12 +212,8 @@ def main(argv=None):
             cfg = gate_config(args.rows, args.cols)
         else:
             cfg = CoreConfig(rows=args.rows, cols=args.cols)
-        if args.limit is not None and args.limit < 1:
-            raise ValueError(f"--limit must be positive, not {args.limit}")
-        if args.workers < 1:
-            raise ValueError(f"--workers must be positive, not {args.workers}")
         data = load_mnist(args.data_dir)
-        qmodel, tq_model, float_model = quantize_checkpoint(args.model, data)
+        qmodel, tq_model, float_model = load_for_inference(args.model, data)
         if args.batch is None:
             args.batch = min(64, max_batch(qmodel, cfg))
         if args.batch > max_batch(qmodel, cfg):
@@ -198,14 +228,15 @@ def main(argv=None):
                               tq_model, float_model, args.batch, args.clock_mhz, args.shard,
                               args.workers)
             report["data"] = data.source
+            report["model"] = args.model
             reports.append(report)
             _print(report)
+        if args.json:
+            _write_json(args.json, reports[0] if len(reports) == 1 else {"runs": reports})
     except (OSError, ValueError, TypeError, DataError, CheckpointError, CompileError,
             ProgramError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        _write_json(args.json, reports[0] if len(reports) == 1 else {"runs": reports})
     bad = [r for r in reports if r["mismatches"] or r["error"]]
     for r in bad:
         print(f"error: {r['backend']}: {r['mismatches']} output bytes differ from the golden "

@@ -1,13 +1,17 @@
 """Train the MNIST MLP in PyTorch: ``python -m host.train`` (``make train``).
 
 Seeded and deterministic; the input is ``pixel / 255`` so that the int8 input
-quantization (scale 1/255) is exact. Saves ``models/mlp.pt`` with its metadata.
+quantization (scale 1/255) is exact. Saves ``models/mlp.pt`` with its metadata, which
+records a sha256 of the weights that :func:`load_checkpoint` checks.
 """
 
 import argparse
+import hashlib
 import logging
+import math
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -15,11 +19,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .data import DataError, load_mnist
+from .data import load_mnist
 from .files import atomic_write
 
 __all__ = ["Mlp", "CheckpointError", "train", "save_checkpoint", "load_checkpoint",
-           "DEFAULT_CHECKPOINT", "to_input"]
+           "weights_sha256", "check_output_path", "DEFAULT_CHECKPOINT", "to_input"]
 
 log = logging.getLogger(__name__)
 DEFAULT_CHECKPOINT = os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -105,11 +109,36 @@ def _train(data, hidden, epochs, seed, lr, batch_size, progress):
     return model, meta
 
 
+def weights_sha256(state_dict):
+    """sha256 (hex) of a state dict: for each tensor, in sorted name order, its name, dtype,
+    shape and raw bytes (native byte order, C order), so any changed weight changes it."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"state dict entry {name!r} is a {type(t).__name__}, "
+                                  f"not a tensor")
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_checkpoint(model, meta, path):
-    """Write to a temporary name, then rename."""
+    """Write to a temporary name, then rename; the metadata gets ``weights_sha256``."""
+    state = model.state_dict()
+    meta = {**meta, "weights_sha256": weights_sha256(state)}
     with atomic_write(path) as f:
-        torch.save({"format": "systolic-mnist-mlp", "state_dict": model.state_dict(),
-                    "meta": meta}, f)
+        torch.save({"format": "systolic-mnist-mlp", "state_dict": state, "meta": meta}, f)
+
+
+def _sizes(path, meta):
+    found = meta.get("sizes") if isinstance(meta, dict) else None
+    if not isinstance(found, (list, tuple)) or len(found) < 2 or \
+            not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in found):
+        raise CheckpointError(f"{path}: metadata 'sizes' must list at least two positive "
+                              f"layer widths, not {found!r}")
+    return tuple(found)
 
 
 def load_checkpoint(path, sizes=None):
@@ -118,7 +147,9 @@ def load_checkpoint(path, sizes=None):
     Raises
     ------
     CheckpointError
-        The file is missing, not a checkpoint, or (with ``sizes``) of another shape.
+        The file is missing, not a checkpoint, has no recorded weights hash or weights
+        that do not match it (an altered or damaged file), or (with ``sizes``) is of
+        another shape.
     """
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -130,18 +161,66 @@ def load_checkpoint(path, sizes=None):
     if not isinstance(blob, dict) or blob.get("format") != "systolic-mnist-mlp":
         raise CheckpointError(f"{path}: not a systolic-mnist MLP checkpoint")
     meta = blob.get("meta", {})
-    found = tuple(meta.get("sizes", ()))
+    found = _sizes(path, meta)
     if sizes is not None and tuple(sizes) != found:
         raise CheckpointError(f"{path}: architecture {list(found)} does not match the "
                               f"expected {list(sizes)}")
+    state = blob.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: no state dict")
+    recorded = meta.get("weights_sha256")
+    if not isinstance(recorded, str):
+        raise CheckpointError(f"{path}: no recorded weights hash (weights_sha256); save it "
+                              f"again with host.train.save_checkpoint or retrain (make train)")
+    try:
+        actual = weights_sha256(state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if actual != recorded:
+        raise CheckpointError(f"{path}: weights do not match their recorded hash (the file "
+                              f"was altered or damaged)")
     model = Mlp(found)
     try:
-        model.load_state_dict(blob["state_dict"])
+        model.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: weights do not match architecture {list(found)}: "
                               f"{str(exc).splitlines()[0]}") from None
     model.eval()
     return model, meta
+
+
+def check_output_path(path, option):
+    """Check, before any work, that ``path`` can be written (by ``atomic_write``).
+
+    Nothing is created: the file must not be a directory, and the nearest existing
+    directory above it must be a directory we can create files in (a probe file is
+    made there and removed).
+
+    Raises
+    ------
+    ValueError
+        Naming ``option`` and the path, with what is wrong.
+    """
+    if not path:
+        raise ValueError(f"{option}: empty path")
+    full = os.path.abspath(path)
+    if os.path.isdir(full):
+        raise ValueError(f"{option} {path}: is a directory")
+    parent = os.path.dirname(full)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path}: cannot create a directory under {parent}, "
+                         f"which is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot write in {parent} "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    if os.path.exists(full) and not os.access(full, os.W_OK):
+        raise ValueError(f"{option} {path}: file is not writable")
 
 
 def main(argv=None):
@@ -154,18 +233,24 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded subset)")
     p.add_argument("--out", default="models/mlp.pt")
     args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or any(h < 1 for h in args.hidden):
-        print("error: --epochs, --batch-size and --hidden must be positive", file=sys.stderr)
-        return 2
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     try:
+        for name in ("epochs", "batch_size"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, "
+                                 f"not {getattr(args, name)}")
+        if any(h < 1 for h in args.hidden):
+            raise ValueError(f"--hidden sizes must be positive, not {args.hidden}")
+        if not (math.isfinite(args.lr) and args.lr > 0):
+            raise ValueError(f"--lr must be a positive finite number, not {args.lr}")
+        check_output_path(args.out, "--out")
         data = load_mnist(args.data_dir)
-    except DataError as exc:
+        model, meta = train(data, tuple(args.hidden), args.epochs, args.seed, args.lr,
+                            args.batch_size)
+        save_checkpoint(model, meta, args.out)
+    except (OSError, ValueError) as exc:   # DataError and CheckpointError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    model, meta = train(data, tuple(args.hidden), args.epochs, args.seed, args.lr,
-                        args.batch_size)
-    save_checkpoint(model, meta, args.out)
     print(f"trained {'-'.join(map(str, meta['sizes']))} on {data.describe()}")
     print(f"epochs {meta['epochs']}, {meta['train_seconds']:.1f} s, "
           f"train accuracy {meta['train_accuracy']:.4f}, test accuracy "

@@ -28,7 +28,7 @@ def _write_set(d, n_train=6, n_test=4, gz=False, seed=0):
         lab = rng.integers(0, 10, n).astype(np.uint8)
         _idx(d / f"{split}-images-idx3-ubyte", 2051, [n, 28, 28], img.tobytes(), gz)
         _idx(d / f"{split}-labels-idx1-ubyte", 2049, [n], lab.tobytes(), gz)
-        sets[split] = (img.reshape(n, -1), lab)
+        sets[split] = (img.reshape(n, 28 * 28), lab)
     return sets
 
 
@@ -104,3 +104,31 @@ def test_cli_reports_bad_data_dir(tmp_path):
     assert res.returncode == 2
     assert "train-images-idx3-ubyte: no such file" in res.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("split, name", [("train", "train-images-idx3-ubyte"),
+                                         ("t10k", "t10k-images-idx3-ubyte")])
+def test_file_without_images(tmp_path, split, name):
+    _write_set(tmp_path, **{"n_train" if split == "train" else "n_test": 0})
+    with pytest.raises(DataError, match=f"{name}: holds no images \\(its count is 0\\)"):
+        load_mnist(str(tmp_path))
+
+
+def test_file_without_labels(tmp_path):
+    p = _idx(tmp_path / "lab", 2049, [0], b"")
+    with pytest.raises(DataError, match=r"lab: holds no labels"):
+        read_idx(str(p), 2049)
+
+
+@pytest.mark.parametrize("module", ["host.train", "host.quantize", "host.infer"])
+def test_clis_report_an_empty_split(tmp_path, module):
+    _write_set(tmp_path, n_test=0)
+    out = tmp_path / "out"
+    args = {"host.train": ["--out", str(out)], "host.quantize": ["--out", str(out)],
+            "host.infer": ["--backend", "model", "--json", str(out)]}[module]
+    res = subprocess.run([sys.executable, "-m", module, "--data-dir", str(tmp_path), *args],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [f"error: {tmp_path}/t10k-images-idx3-ubyte: holds no "
+                                       f"images (its count is 0)"]
+    assert not out.exists()

@@ -1,12 +1,18 @@
 """The inference CLI: the report, and clear errors with no output on bad inputs."""
 
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from host.infer import main
+from host.quantize import QuantizedModel
+from host.train import Mlp, load_checkpoint, save_checkpoint
 
 
 def test_model_backend_report(tmp_path, capsys):
@@ -82,3 +88,97 @@ def test_clock_from_the_synthesis_report(tmp_path):
     assert clock_for(cfg, override="123", report=report) == (123.0, "--clock-mhz")
     report.write_text("[{")                                         # unreadable: assumed
     assert clock_for(cfg, report=report)[0] == DEFAULT_CLOCK_MHZ
+
+
+# -- --model takes a quantized model too ------------------------------------------------
+
+def _run(capsys, *args):
+    code = main(["--backend", "model", "--limit", "64", *args])
+    return code, capsys.readouterr().err
+
+
+def test_quantized_model_is_used_directly(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code, err = _run(capsys, "--model", "models/mlp.qnpz", "--json", str(out))
+    assert code == 0, err
+    r = json.loads(out.read_text())
+    assert r["model"] == "models/mlp.qnpz" and r["mismatches"] == 0
+    assert r["argmax_agreement"] == 1.0
+
+
+def test_quantized_model_is_recognized_by_content(tmp_path, capsys):
+    shutil.copy("models/mlp.qnpz", tmp_path / "model.bin")
+    shutil.copy("models/mlp.pt", tmp_path / "mlp.pt")
+    code, err = _run(capsys, "--model", str(tmp_path / "model.bin"))
+    assert code == 0, err
+
+
+def _one_error(capsys, *args):
+    code, err = _run(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    return err[len("error: "):].rstrip("\n")
+
+
+def test_quantized_model_without_its_checkpoint(tmp_path, capsys):
+    shutil.copy("models/mlp.qnpz", tmp_path / "m.qnpz")
+    err = _one_error(capsys, "--model", str(tmp_path / "m.qnpz"))
+    assert err == f"{tmp_path}/m.qnpz: its float checkpoint {tmp_path}/mlp.pt does not exist"
+
+
+def test_quantized_model_with_a_changed_checkpoint(tmp_path, capsys):
+    shutil.copy("models/mlp.qnpz", tmp_path / "m.qnpz")
+    model, meta = load_checkpoint("models/mlp.pt")
+    with torch.no_grad():
+        model.net[0].bias[0] += 0.5
+    save_checkpoint(model, meta, str(tmp_path / "mlp.pt"))      # valid, but other weights
+    err = _one_error(capsys, "--model", str(tmp_path / "m.qnpz"))
+    assert err.startswith(f"{tmp_path}/mlp.pt: sha256 does not match the one recorded in "
+                          f"{tmp_path}/m.qnpz")
+
+
+def test_quantized_model_that_does_not_come_from_its_checkpoint(tmp_path, capsys):
+    q = QuantizedModel.load("models/mlp.qnpz")
+    layer = q.layers[1]
+    bias = layer.bias.copy()
+    bias[0] += 1
+    QuantizedModel((q.layers[0], dataclasses.replace(layer, bias=bias)), q.meta).save(
+        str(tmp_path / "m.qnpz"))
+    shutil.copy("models/mlp.pt", tmp_path / "mlp.pt")
+    err = _one_error(capsys, "--model", str(tmp_path / "m.qnpz"))
+    assert err.startswith(f"{tmp_path}/m.qnpz: the quantized model does not come from "
+                          f"{tmp_path}/mlp.pt with this quantizer")
+
+
+def test_altered_quantized_model(tmp_path, capsys):
+    with np.load("models/mlp.qnpz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["l1_weight"][0, 0] ^= 1
+    with open(tmp_path / "m.qnpz", "wb") as f:
+        np.savez(f, **arrays)
+    shutil.copy("models/mlp.pt", tmp_path / "mlp.pt")
+    err = _one_error(capsys, "--model", str(tmp_path / "m.qnpz"))
+    assert err == f"{tmp_path}/m.qnpz: content does not match its recorded hash (the file was " \
+                  f"altered or damaged)"
+
+
+def test_checkpoint_with_the_wrong_input_width(tmp_path, capsys):
+    save_checkpoint(Mlp((100, 16, 10)), {"sizes": [100, 16, 10]}, str(tmp_path / "m.pt"))
+    err = _one_error(capsys, "--model", str(tmp_path / "m.pt"))
+    assert err == f"{tmp_path}/m.pt: the network takes 100 inputs, expected 784 (28x28 MNIST " \
+                  f"images)"
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such quantized model"),
+    (b"PK\x03\x04garbage", "not a readable quantized model")])
+def test_missing_or_damaged_quantized_model(tmp_path, capsys, content, message):
+    path = tmp_path / "m.qnpz"
+    if content is not None:
+        path.write_bytes(content)
+    assert _one_error(capsys, "--model", str(path)).startswith(f"{path}: {message}")
+
+
+def test_checkpoint_named_like_a_quantized_model(tmp_path, capsys):
+    shutil.copy("models/mlp.pt", tmp_path / "weights.qnpz")
+    code, err = _run(capsys, "--model", str(tmp_path / "weights.qnpz"))
+    assert code == 0, err

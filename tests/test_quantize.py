@@ -1,18 +1,34 @@
 """Quantizer properties, the saved quantized model, and the report against PyTorch."""
 
+import dataclasses
+import json
+import re
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from hw.config import CoreConfig
 from host import golden
+from host.backends import get_backend
+from host.compiler import compile
 from host.data import load_mnist
-from host.quantize import (DEFAULT_QUANTIZED, QuantError, QuantizedModel, multiplier_shift,
-                           quantize_checkpoint, random_quantized_model, report)
+from host.quantize import (DEFAULT_QUANTIZED, QuantError, QuantizedModel, file_sha256,
+                           is_quantized_model_file, multiplier_shift, quantize_checkpoint,
+                           quantize_model, random_quantized_model, report, torch_int8_logits)
+from host.train import CheckpointError, Mlp, save_checkpoint
 
 
 @pytest.fixture(scope="module")
-def quantized():
-    data = load_mnist()
+def mnist():
+    return load_mnist()
+
+
+@pytest.fixture(scope="module")
+def quantized(mnist):
+    data = mnist
     qmodel, tq, fm = quantize_checkpoint("models/mlp.pt", data)
     return data, qmodel, tq, fm
 
@@ -54,10 +70,11 @@ def test_report_meets_the_aims(quantized):
     assert abs(res["golden_accuracy"] - res["float_accuracy"]) <= 0.005
     assert res["argmax_agreement"] >= 0.999
     assert res["max_lsb_diff"] <= 1
+    assert res["mismatches_at_ties"] + res["mismatches_not_at_ties"] == res["logit_mismatches"]
 
 
-def test_committed_quantized_model_reproduces_its_accuracy():
-    data = load_mnist()
+def test_committed_quantized_model_reproduces_its_accuracy(mnist):
+    data = mnist
     qmodel = QuantizedModel.load(DEFAULT_QUANTIZED)
     pred = golden.run(qmodel, qmodel.quantize_input(data.test_images)).argmax(1)
     assert np.mean(pred == data.test_labels) == qmodel.meta["report"]["golden_accuracy"]
@@ -79,3 +96,244 @@ def test_save_load_and_corrupt_files(tmp_path):
     with pytest.raises(QuantError, match="format 'x'"):
         QuantizedModel.load(str(tmp_path / "other.npz"))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+# -- which models the quantizer takes ------------------------------------------------------
+
+def _fit(model, data, steps=150, seed=0):
+    """A short seeded training run, so that the logits are far enough apart to compare
+    (one thread: much faster for so small a network on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_steps(model, data, steps, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_steps(model, data, steps, seed):
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    x = torch.from_numpy(data.train_images.astype(np.float32) / 255)
+    y = torch.from_numpy(data.train_labels)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(x), (64,), generator=gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return model.eval()
+
+
+def _seq(middle, first=None):
+    torch.manual_seed(0)
+    return nn.Sequential(first or nn.Linear(784, 16), middle, nn.Linear(16, 10))
+
+
+SUPPORTED = "the core runs Linear, ReLU, Flatten and Dropout"
+
+
+@pytest.mark.parametrize("model, message", [
+    (_seq(nn.GELU()), "unsupported layer GELU at position 1 (1)"),
+    (_seq(nn.Tanh()), "unsupported layer Tanh at position 1 (1)"),
+    (_seq(nn.Softmax(dim=1)), "unsupported layer Softmax at position 1 (1)"),
+    (_seq(nn.LayerNorm(16)), "unsupported layer LayerNorm at position 1 (1)"),
+    (_seq(nn.BatchNorm1d(16)), "unsupported layer BatchNorm1d at position 1 (1)"),
+    (_seq(nn.Sigmoid()), "unsupported layer Sigmoid at position 1 (1)"),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(2704, 10)),
+     "unsupported layer Conv2d at position 0 (0)"),
+    (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 8), nn.Tanh()),
+                   nn.Linear(8, 10)), "unsupported layer Tanh at position 3 (2.1)"),
+], ids=["gelu", "tanh", "softmax", "layernorm", "batchnorm", "sigmoid", "conv2d", "nested"])
+def test_unsupported_layers_are_refused(model, message):
+    images = np.zeros((4, 784), np.uint8)
+    with pytest.raises(QuantError, match=re.escape(f"{message}: {SUPPORTED}")):
+        quantize_model(model.eval(), images)
+
+
+def test_unsupported_layer_in_an_mlp_names_its_path():
+    model = Mlp((784, 16, 10))
+    model.net[1] = nn.GELU()
+    with pytest.raises(QuantError, match=re.escape(
+            f"unsupported layer GELU at position 1 (net.1): {SUPPORTED}")):
+        quantize_model(model, np.zeros((4, 784), np.uint8))
+
+
+@pytest.mark.parametrize("model, message", [
+    (nn.Sequential(nn.ReLU(), nn.Linear(784, 10)),
+     r"ReLU at position 0 \(0\) does not directly follow a Linear"),
+    (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.ReLU(), nn.Linear(16, 10)),
+     r"ReLU at position 2 \(2\) does not directly follow a Linear"),
+    (nn.Sequential(nn.Linear(784, 16), nn.Dropout(), nn.ReLU(), nn.Linear(16, 10)),
+     r"ReLU at position 2 \(2\) does not directly follow a Linear"),
+    (nn.Sequential(nn.Linear(784, 16), nn.Flatten(), nn.Linear(16, 10)),
+     r"Flatten at position 1 \(1\) comes after a Linear"),
+    (nn.Sequential(nn.Flatten(0), nn.Linear(784, 10)),
+     r"Flatten at position 0 \(0\) has start_dim=0, end_dim=-1"),
+    (nn.Sequential(nn.Flatten(), nn.Dropout()), "the model has no Linear layer"),
+    (nn.Sequential(), "the model has no Linear layer"),
+    (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(15, 10)),
+     r"Linear at position 2 \(2\) takes 15 inputs but the Linear before it \(0\) gives 16"),
+    (nn.Sequential(nn.Linear(100, 10)),
+     r"the first Linear \(0\) takes 100 inputs, but the calibration images have 784 values"),
+    (nn.Identity(), "cannot quantize a Identity: expected an Mlp or an nn.Sequential"),
+], ids=["relu-first", "relu-relu", "relu-after-dropout", "flatten-late", "flatten-dims",
+        "no-linear", "empty", "widths", "input-width", "not-sequential"])
+def test_malformed_models_are_refused(model, message):
+    with pytest.raises(QuantError, match=message):
+        quantize_model(model.eval(), np.zeros((4, 784), np.uint8))
+
+
+@pytest.mark.parametrize("param, value, what", [
+    ("weight", float("nan"), "weights"), ("bias", float("inf"), "bias")])
+def test_non_finite_parameters_are_refused(param, value, what):
+    model = Mlp((784, 16, 10))
+    with torch.no_grad():
+        getattr(model.net[2], param)[3] = value
+    with pytest.raises(QuantError, match=re.escape(
+            f"Linear at position 2 (net.2) has non-finite {what} (NaN or inf)")):
+        quantize_model(model, np.zeros((4, 784), np.uint8))
+
+
+def _sequentials():
+    torch.manual_seed(0)
+    return {
+        "bias": nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)),
+        "no-bias": nn.Sequential(nn.Linear(784, 32, bias=False), nn.ReLU(),
+                                 nn.Linear(32, 10, bias=False)),
+        "dropout-flatten": nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(784, 32),
+                                         nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10)),
+        "two-hidden-nested": nn.Sequential(nn.Linear(784, 32), nn.ReLU(),
+                                           nn.Sequential(nn.Linear(32, 24), nn.ReLU()),
+                                           nn.Linear(24, 10)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_sequentials()))
+def test_plain_sequentials_are_bit_exact(mnist, name):
+    data = mnist
+    model = _fit(_sequentials()[name], data)
+    qmodel, tq = quantize_model(model, data.train_images[:500])
+    n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
+    assert len(qmodel.layers) == n_linear and all(ly.round_even for ly in qmodel.layers)
+    assert [ly.relu for ly in qmodel.layers] == [True] * (n_linear - 1) + [False]
+    if name == "no-bias":
+        assert all(not ly.bias.any() for ly in qmodel.layers)
+    images, labels = data.test_images[:300], data.test_labels[:300]
+    res = report(qmodel, tq, model, images, labels)
+    assert res["argmax_agreement"] >= 0.99 and res["max_lsb_diff"] <= 1
+    assert res["mismatches_at_ties"] + res["mismatches_not_at_ties"] == res["logit_mismatches"]
+    cfg = CoreConfig(rows=4, cols=4)
+    x = qmodel.quantize_input(images[:40])
+    out = get_backend("model", cfg).run(compile(qmodel, cfg, 8), x).outputs
+    np.testing.assert_array_equal(out, golden.run(qmodel, x), strict=True)
+    assert np.mean(out.argmax(1) == torch_int8_logits(tq, images[:40]).argmax(1)) >= 0.95
+
+
+def test_quantizing_leaves_the_warning_filters_alone():
+    before = list(warnings.filters)
+    quantize_model(Mlp((20, 6, 3)), np.zeros((4, 20), np.uint8))
+    assert warnings.filters == before
+
+
+# -- the checkpoint --------------------------------------------------------------------
+
+def test_checkpoint_with_wrong_input_width(mnist, tmp_path):
+    torch.manual_seed(0)
+    model = Mlp((100, 16, 10))
+    save_checkpoint(model, {"sizes": [100, 16, 10]}, str(tmp_path / "m100.pt"))
+    with pytest.raises(CheckpointError, match=r"m100.pt: the network takes 100 inputs, "
+                                              r"expected 784 \(28x28 MNIST images\)"):
+        quantize_checkpoint(str(tmp_path / "m100.pt"), mnist)
+
+
+def test_checkpoint_with_nan_weights(mnist, tmp_path):
+    model = Mlp((784, 16, 10))
+    with torch.no_grad():
+        model.net[0].weight[0, 0] = float("nan")
+    save_checkpoint(model, {"sizes": [784, 16, 10]}, str(tmp_path / "nan.pt"))
+    with pytest.raises(QuantError, match=re.escape(
+            "nan.pt: Linear at position 0 (net.0) has non-finite weights (NaN or inf)")):
+        quantize_checkpoint(str(tmp_path / "nan.pt"), mnist)
+
+
+# -- the .qnpz file ----------------------------------------------------------------------
+
+def _rewrite(path, out, edit):
+    """Copy a .qnpz with ``edit(arrays, header)`` applied, keeping its recorded hash."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays.pop("header").tobytes())
+    edit(arrays, header)
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    with open(out, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_round_even_is_saved_and_checked(tmp_path):
+    qm = random_quantized_model((20, 9, 4), seed=1)
+    qm = QuantizedModel(tuple(dataclasses.replace(ly, round_even=bool(i))
+                              for i, ly in enumerate(qm.layers)), qm.meta)
+    qm.save(str(tmp_path / "q.qnpz"))
+    again = QuantizedModel.load(str(tmp_path / "q.qnpz"))
+    assert [ly.round_even for ly in again.layers] == [False, True]
+    bad = dataclasses.replace(qm.layers[0], round_even=1)
+    with pytest.raises(QuantError, match="layer 0 round_even must be a bool, not 1"):
+        QuantizedModel((bad, qm.layers[1]), {}).validate()
+
+
+def test_mult_may_use_all_32_bits():
+    qm = random_quantized_model((20, 9, 4), seed=1)
+    ly = qm.layers[0]
+    ok = dataclasses.replace(ly, mult=np.full(ly.out_features, 2**32 - 1, np.int64))
+    QuantizedModel((ok, qm.layers[1]), {}).validate()
+    over = dataclasses.replace(ly, mult=np.full(ly.out_features, 2**32, np.int64))
+    with pytest.raises(QuantError, match=r"layer 0 multiplier or shift out of range"):
+        QuantizedModel((over, qm.layers[1]), {}).validate()
+
+
+def test_version_1_files_are_refused(tmp_path):
+    qm = random_quantized_model((20, 9, 4), seed=1)
+    qm.save(str(tmp_path / "q.qnpz"))
+    _rewrite(tmp_path / "q.qnpz", tmp_path / "v1.qnpz",
+             lambda arrays, header: header.update(version=1))
+    with pytest.raises(QuantError, match=r"v1.qnpz: quantized-model format version 1 is out "
+                                         r"of date .* run `make quantize`"):
+        QuantizedModel.load(str(tmp_path / "v1.qnpz"))
+
+
+def _flip_weight(arrays, header):
+    arrays["l0_weight"][2, 3] ^= 1
+
+
+def _edit_zero_point(arrays, header):
+    header["layers"][1]["output_zero_point"] += 1
+
+
+def _edit_checkpoint_hash(arrays, header):
+    header["meta"]["checkpoint_sha256"] = "0" * 64
+
+
+@pytest.mark.parametrize("edit", [_flip_weight, _edit_zero_point, _edit_checkpoint_hash])
+def test_altered_quantized_model_is_refused(tmp_path, edit):
+    qm = random_quantized_model((20, 9, 4), seed=1)
+    qm.save(str(tmp_path / "q.qnpz"))
+    _rewrite(tmp_path / "q.qnpz", tmp_path / "bad.qnpz", edit)
+    with pytest.raises(QuantError, match=r"bad.qnpz: content does not match its recorded hash"):
+        QuantizedModel.load(str(tmp_path / "bad.qnpz"))
+
+
+def test_quantized_model_is_recognized_by_content(tmp_path):
+    qm = random_quantized_model((20, 9, 4), seed=1)
+    qm.save(str(tmp_path / "q.bin"))
+    assert is_quantized_model_file(str(tmp_path / "q.bin"))
+    assert not is_quantized_model_file("models/mlp.pt")
+    assert not is_quantized_model_file(str(tmp_path / "none"))
+
+
+def test_committed_quantized_model_records_its_checkpoint():
+    qmodel = QuantizedModel.load(DEFAULT_QUANTIZED)
+    assert qmodel.meta["checkpoint"] == "mlp.pt"
+    assert qmodel.meta["checkpoint_sha256"] == file_sha256("models/mlp.pt")
+    assert all(ly.round_even for ly in qmodel.layers)

@@ -1,0 +1,135 @@
+"""Every bad option or output path of the command-line tools: one ``error:`` line on
+stderr, exit status 2, and nothing written, found before any work is done."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from hw.config import CoreConfig
+from host import bench, infer, quantize
+from host.backends import get_backend
+from host.compiler import compile
+from host.quantize import random_quantized_model
+from host.train import Mlp, save_checkpoint
+
+#: a model path that would fail later: the option errors must come first
+MISSING_MODEL = "no/such/model.pt"
+
+
+def _error(capsys, main, args):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err[len("error: "):-1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shard", "0"], "--shard must be positive, not 0"),
+    (["--shard", "-64"], "--shard must be positive, not -64"),
+    (["--workers", "0"], "--workers must be positive, not 0"),
+    (["--batch", "0"], "--batch must be positive, not 0"),
+    (["--batch", "-8"], "--batch must be positive, not -8"),
+    (["--limit", "-1"], "--limit must be positive, not -1"),
+    (["--clock-mhz", "0"], "--clock-mhz must be a positive finite number of MHz, not 0.0"),
+    (["--clock-mhz", "-100"], "--clock-mhz must be a positive finite number of MHz, not -100.0"),
+    (["--clock-mhz", "nan"], "--clock-mhz must be a positive finite number of MHz, not nan"),
+    (["--clock-mhz", "inf"], "--clock-mhz must be a positive finite number of MHz, not inf"),
+])
+def test_infer_options(tmp_path, capsys, args, message):
+    out = tmp_path / "r.json"
+    err = _error(capsys, infer.main, ["--backend", "model", "--model", MISSING_MODEL,
+                                      "--json", str(out), *args])
+    assert err == message
+    assert not list(tmp_path.iterdir())
+
+
+def _json_cases(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    return [(tmp_path / "dir", f"{tmp_path}/dir: is a directory"),
+            (tmp_path / "file" / "r.json",
+             f"{tmp_path}/file/r.json: cannot create a directory under {tmp_path}/file, "
+             f"which is not a directory")]
+
+
+@pytest.mark.parametrize("case", [0, 1])
+def test_infer_json_is_checked_before_the_run(tmp_path, capsys, case):
+    path, message = _json_cases(tmp_path)[case]
+    err = _error(capsys, infer.main, ["--backend", "model", "--model", MISSING_MODEL,
+                                      "--json", str(path)])
+    assert err == f"--json {message}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in a read-only directory")
+def test_infer_json_in_a_read_only_directory(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    err = _error(capsys, infer.main, ["--backend", "model", "--model", MISSING_MODEL,
+                                      "--json", str(ro / "r.json")])
+    assert err.startswith(f"--json {ro}/r.json: cannot write in {ro}")
+
+
+@pytest.mark.parametrize("option", ["--json", "--out"])
+@pytest.mark.parametrize("case", [0, 1])
+def test_quantize_outputs_are_checked_before_the_run(tmp_path, capsys, option, case):
+    path, message = _json_cases(tmp_path)[case]
+    other = "--out" if option == "--json" else "--json"
+    err = _error(capsys, quantize.main, ["--model", MISSING_MODEL, option, str(path),
+                                         other, str(tmp_path / "other")])
+    assert err == f"{option} {message}"
+    assert not (tmp_path / "other").exists()
+
+
+def test_quantize_does_not_overwrite_its_checkpoint(tmp_path, capsys):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"checkpoint")
+    err = _error(capsys, quantize.main, ["--model", str(ckpt), "--out", str(ckpt)])
+    assert err == f"--out {ckpt} would overwrite the checkpoint it quantizes"
+    assert ckpt.read_bytes() == b"checkpoint"
+
+
+def test_quantize_refuses_nan_weights(tmp_path, capsys):
+    model = Mlp((784, 16, 10))
+    with torch.no_grad():
+        model.net[2].weight[1, 1] = float("inf")
+    save_checkpoint(model, {"sizes": [784, 16, 10]}, str(tmp_path / "inf.pt"))
+    err = _error(capsys, quantize.main, ["--model", str(tmp_path / "inf.pt"),
+                                         "--out", str(tmp_path / "q.qnpz"),
+                                         "--json", str(tmp_path / "r.json")])
+    assert err == f"{tmp_path}/inf.pt: Linear at position 2 (net.2) has non-finite weights " \
+                  f"(NaN or inf)"
+    assert sorted(os.listdir(tmp_path)) == ["inf.pt"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "--workers must be positive, not 0"),
+    (["--clock-mhz", "-77"], "--clock-mhz must be a positive finite number of MHz, not -77.0"),
+    (["--clock-mhz", "nan"], "--clock-mhz must be a positive finite number of MHz, not nan"),
+])
+def test_bench_options(tmp_path, capsys, args, message):
+    err = _error(capsys, bench.main, ["--size", "quick", "--out", str(tmp_path / "b"), *args])
+    assert err == message
+    assert not list(tmp_path.iterdir())
+
+
+def test_bench_output_directory_is_checked_before_the_run(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    err = _error(capsys, bench.main, ["--size", "quick", "--out", str(tmp_path / "file")])
+    assert err == f"--out {tmp_path}/file: is not a directory"
+
+
+def test_clock_for_refuses_a_bad_override():
+    for bad in (0, -1.0, float("nan"), float("inf"), "fast"):
+        with pytest.raises(ValueError, match="--clock-mhz must be a"):
+            infer.clock_for(CoreConfig(), bad)
+
+
+def test_run_images_refuses_a_bad_shard():
+    cfg = CoreConfig(rows=4, cols=4)
+    prog = compile(random_quantized_model((20, 6, 3)), cfg, 4)
+    x = np.zeros((8, 20), np.int8)
+    for shard in (0, -4, 2.5):
+        with pytest.raises(ValueError, match=f"shard must be a positive integer, not {shard}"):
+            infer.run_images(get_backend("model", cfg), prog, x, shard=shard, progress=False)
