@@ -10,7 +10,7 @@ COLS   ?= 8
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv rtl sim test test-all train quantize infer demo synth bench bench-core clean
+.PHONY: help venv rtl sim formal test test-all train quantize infer demo synth bench bench-core clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -28,6 +28,9 @@ rtl: $(STAMP)  ## write Verilog + config JSON for ROWS x COLS to build/<tag>/rtl
 
 sim: $(STAMP)  ## cocotb benches (units and whole core) on Verilator for 4x4, 8x8, 3x5
 	$(PY) -m pytest tests/test_sim.py -v $(ARGS)
+
+formal: $(STAMP)  ## SymbiYosys proofs of the stream contract (2x2, 3x2); build/formal/
+	$(PY) -m sim.formal $(ARGS)
 
 test: $(STAMP)  ## the whole default test suite (what CI runs)
 	$(PY) -m pytest -n 2 $(ARGS)

@@ -1,6 +1,6 @@
 """The instruction front end: decodes the program stream, loads buffers, reports status."""
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Assert, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,6 +10,9 @@ from .isa import ErrorCode, Opcode, Target
 __all__ = ["FrontEnd"]
 
 COUNTER_BITS = 32
+#: Program beats the input buffer holds (deep pipeline): the least that passes a beat
+#: every cycle.
+IN_BUFFER_DEPTH = 3
 
 
 class _State(enum.Enum, shape=2):
@@ -105,15 +108,15 @@ class FrontEnd(wiring.Component):
         m.d.comb += self.error.eq(error)
 
         # With the deep pipeline, the program stream enters through a small buffer
-        # (depth 3: the least that passes a beat every cycle) that also holds each beat's
-        # check result, computed as the beat arrives, so neither the check nor the port's
-        # tready sits on a path with the decisions below. Timing is counted from the
-        # buffer's output: a program's cycles are the same with it or without it.
+        # (IN_BUFFER_DEPTH beats) that also holds each beat's check result, computed as
+        # the beat arrives, so neither the check nor the port's tready sits on a path
+        # with the decisions below. Timing is counted from the buffer's output: a
+        # program's cycles are the same with it or without it.
         err = Signal(ErrorCode)
         s_ready = Signal()
         if cfg.deep_pipeline:
             m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
-                width=cfg.stream_bits + 1 + ErrorCode.as_shape().width, depth=3)
+                width=cfg.stream_bits + 1 + ErrorCode.as_shape().width, depth=IN_BUFFER_DEPTH)
             in_err = self._check(m, self.s_data[:isa.INSTR_BITS], self.s_last)
             m.d.comb += [inbuf.w_data.eq(Cat(self.s_data, self.s_last, in_err)),
                          inbuf.w_en.eq(self.s_valid), self.s_ready.eq(inbuf.w_rdy),
@@ -230,4 +233,11 @@ class FrontEnd(wiring.Component):
                 m.d.sync += [st_idx.eq(0), state.eq(_State.RUN), started.eq(0),
                              error.eq(ErrorCode.NONE)]
                 m.d.sync += [counter.eq(0) for counter in counters.values()]
+
+        if platform == "formal":
+            # An invariant the k-induction proofs (sim/formal.py) need and cannot find by
+            # themselves: an error is held only while the rest of its frame is discarded
+            # or its status packet waits, never while a frame is decoded or loaded.
+            m.d.comb += Assert((error == ErrorCode.NONE) | (state == _State.DRAIN) |
+                               (state == _State.STATUS), "error only in DRAIN or STATUS")
         return m
