@@ -10,7 +10,7 @@ COLS   ?= 8
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv rtl sim formal test test-all train quantize infer demo synth bench bench-core clean
+.PHONY: help venv rtl sim formal test test-fast test-all train quantize infer demo synth bench bench-core clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -32,11 +32,17 @@ sim: $(STAMP)  ## cocotb benches (units and whole core) on Verilator for 4x4, 8x
 formal: $(STAMP)  ## SymbiYosys proofs of the stream contract (2x2, 3x2); build/formal/
 	$(PY) -m sim.formal $(ARGS)
 
-test: $(STAMP)  ## the whole default test suite (what CI runs)
-	$(PY) -m pytest -n 2 $(ARGS)
+# Test tiers (markers, see pyproject.toml): unit < rtl < gate < synth < formal < slow.
+TIERS := unit or rtl or gate or synth or formal
 
-test-all: $(STAMP)  ## the suite including slow sweeps
-	$(PY) -m pytest -n 2 -m "" $(ARGS)
+test: $(STAMP)  ## every tier CI runs (all but slow), named explicitly
+	$(PY) -m pytest -n 2 -m "($(TIERS)) and not slow" $(ARGS)
+
+test-fast: $(STAMP)  ## the unit tier: Python, numpy and amaranth.sim (under 3 minutes)
+	$(PY) -m pytest -n 2 -m "unit and not slow" $(ARGS)
+
+test-all: $(STAMP)  ## every tier including the slow sweeps
+	$(PY) -m pytest -n 2 -m "$(TIERS) or slow" $(ARGS)
 
 train: $(STAMP)  ## train the MNIST MLP, save models/mlp.pt
 	$(PY) -m host.train $(ARGS)

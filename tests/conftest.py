@@ -18,3 +18,14 @@ SIM_CONFIGS = {
 @pytest.fixture(params=sorted(SIM_CONFIGS), ids=str)
 def sim_config(request):
     return SIM_CONFIGS[request.param]
+
+
+#: Test tiers (markers registered in pyproject.toml). A test without one of them is a
+#: ``unit`` test: Python and numpy only, or amaranth.sim, no external tool.
+TIERS = ("unit", "rtl", "gate", "synth", "formal", "slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.unit)

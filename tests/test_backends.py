@@ -36,6 +36,7 @@ def _programs(cfg):
     return progs
 
 
+@pytest.mark.rtl
 @pytest.mark.parametrize("name", ["4x4", "3x5"])
 def test_rtl_equals_model(name):
     cfg = SIM_CONFIGS[name]
@@ -50,6 +51,7 @@ def test_rtl_equals_model(name):
     assert int(results[3][0][-6, 0]) == 6 and int(results[4][0][-6, 0]) == 8  # errors
 
 
+@pytest.mark.rtl
 def test_rtl_mnist_default_config():
     """A handful of MNIST images through the default 8x8 core: outputs and cycles."""
     cfg = CoreConfig()
@@ -63,6 +65,7 @@ def test_rtl_mnist_default_config():
     assert rtl.cycles == rtl.predicted_cycles == model.cycles
 
 
+@pytest.mark.rtl
 def test_rtl_gaps_and_backpressure_keep_results():
     cfg = SIM_CONFIGS["4x4"]
     q = random_quantized_model((30, 11, 6), seed=3)

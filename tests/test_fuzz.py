@@ -47,6 +47,7 @@ def _compare(cfg, programs, kind="rtl", sources=None, seed=SEED):
     return errors
 
 
+@pytest.mark.rtl
 @pytest.mark.parametrize("name", sorted(FUZZ_CONFIGS))
 def test_random_programs_rtl_equals_model(name):
     cfg = FUZZ_CONFIGS[name]
@@ -58,6 +59,7 @@ def test_random_programs_rtl_equals_model(name):
     assert len(errors) >= 8, errors
 
 
+@pytest.mark.rtl
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(FUZZ_CONFIGS))
 def test_random_programs_rtl_equals_model_thousands(name):
@@ -66,6 +68,7 @@ def test_random_programs_rtl_equals_model_thousands(name):
         _compare(cfg, random_programs(cfg, seed, 400), seed=seed)
 
 
+@pytest.mark.gate
 def test_random_programs_gate_equals_model():
     from sim.gate import gate_config, gate_sources
 

@@ -1,6 +1,7 @@
 """The gate-level backend: the synthesized netlist runs the same benches and programs."""
 
 import numpy as np
+import pytest
 
 from host import golden
 from host.backends import get_backend
@@ -9,6 +10,8 @@ from host.data import load_mnist
 from host.quantize import DEFAULT_QUANTIZED, QuantizedModel
 from sim import runner
 from sim.gate import gate_config, gate_sources
+
+pytestmark = pytest.mark.gate
 
 
 def test_gate_netlist_is_gates():

@@ -28,6 +28,7 @@ def test_model_backend_report(tmp_path, capsys):
         assert key in r
 
 
+@pytest.mark.rtl
 def test_rtl_backend_small_array(tmp_path):
     out = tmp_path / "r.json"
     assert main(["--backend", "rtl", "--rows", "4", "--cols", "4", "--limit", "24",

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from hw.config import CoreConfig
 from host.backends import get_backend
@@ -21,6 +22,7 @@ def _setup(cfg):
     return compile(q, cfg, 8), x
 
 
+@pytest.mark.rtl
 def test_local_workers_identical():
     cfg = SIM_CONFIGS["4x4"]
     prog, x = _setup(cfg)
@@ -45,6 +47,7 @@ def test_dask_local_cluster_identical():
                                   model.run(prog, x).outputs, strict=True)
 
 
+@pytest.mark.rtl
 def test_quick_bench(tmp_path):
     res = bench("quick", workers=2, out_dir=str(tmp_path), arrays=[(4, 4)], batches=[1, 8])
     assert all(e["mismatches"] == 0 for e in res["sweep"])

@@ -160,7 +160,14 @@ def _edit(program, field, value):
     return _file(header, arrays)
 
 
-_DELETE = object()
+class _Delete:
+    """Marks a header field to remove (a stable repr, so test ids agree across workers)."""
+
+    def __repr__(self):
+        return "<deleted>"
+
+
+_DELETE = _Delete()
 
 #: (field, value, message): a header field changed behind a valid checksum.
 HEADER_CASES = [

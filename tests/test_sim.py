@@ -4,6 +4,8 @@ import pytest
 
 from sim import runner
 
+pytestmark = pytest.mark.rtl
+
 
 def test_core_benches(sim_config):
     """Every whole-core bench passes: random matmuls, corners, errors, reset, player."""

@@ -98,6 +98,7 @@ def _prove_mul_map(tmp_path, n, m):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+@pytest.mark.synth
 @pytest.mark.parametrize("n,m", [(8, 8), (2, 2), (3, 2), (2, 3), (5, 7), (8, 2)])
 def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
     """The PE multiplier map, proven equal to a signed n x m product for every input
@@ -106,6 +107,7 @@ def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
     assert rc == 0 and "SAT proof finished - no model found: SUCCESS!" in log, log[-2000:]
 
 
+@pytest.mark.synth
 def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
     """The proof can fail: with the sign row adding instead of subtracting it does."""
     import hw.synth
