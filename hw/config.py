@@ -199,6 +199,21 @@ class CoreConfig:
         return self.postproc_stages + 3
 
     # -- identity ----------------------------------------------------------------------
+    # -- scheduling rules that programs follow (the compiler and the program checker)
+    @property
+    def weight_ring_slots(self):
+        """Weight-tile slots that streamed weights go through: enough that a slot is
+        rewritten only after every MATMUL that reads it has left the queue
+        (``queue_depth``), the engine and the array (``rows + cols``), with 2 of margin."""
+        return self.queue_depth + self.rows + self.cols + 2
+
+    @property
+    def input_reload_distance(self):
+        """Engine instructions of a batch after which the next batch's inputs may be
+        loaded over the region the previous batch read: once this many are pushed, every
+        MATMUL of the previous batch has left the queue (``queue_depth``) and the engine."""
+        return self.queue_depth + 2
+
     def to_dict(self):
         return dataclasses.asdict(self)
 

@@ -29,7 +29,8 @@ from .config import ADDR_BITS, MAX_ROWS_PER_OP
 __all__ = [
     "INSTR_BITS", "Opcode", "Target", "ErrorCode", "STATUS_FIELDS",
     "LOAD", "MATMUL", "POSTPROC", "BARE", "LAYOUTS", "SCALE_WORD", "BIAS_BITS",
-    "encode", "decode", "encode_scale", "InstructionError",
+    "encode", "decode", "encode_scale", "InstructionError", "INSTR_BYTES",
+    "STATUS_WORD_BITS", "STATUS_WORD_BYTES",
 ]
 
 INSTR_BITS = 64
@@ -194,3 +195,10 @@ def encode_scale(mult, shift, zero_point, relu, round_even=False):
     return _pack(SCALE_WORD, {"mult": mult, "shift": shift, "zero_point": zero_point,
                               "relu": int(relu), "round_even": int(round_even)},
                  "SCALE_WORD")
+
+
+#: Bytes of an instruction word, in the low bytes of its beat (little-endian).
+INSTR_BYTES = INSTR_BITS // 8
+#: Bits of a status-packet word (the error code or a counter), in the low bits of its beat.
+STATUS_WORD_BITS = 32
+STATUS_WORD_BYTES = STATUS_WORD_BITS // 8
