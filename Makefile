@@ -10,7 +10,7 @@ COLS   ?= 8
 ARGS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv rtl sim formal test test-fast test-all train quantize infer demo synth bench bench-core clean
+.PHONY: help venv lint rtl sim formal test test-fast test-all train quantize infer demo synth bench bench-core clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 venv: $(STAMP)  ## create .venv and install the pinned dependencies
+
+lint: $(STAMP)  ## ruff check and ruff format --check (also a unit test)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 rtl: $(STAMP)  ## write Verilog + config JSON for ROWS x COLS to build/<tag>/rtl
 	$(PY) -m hw.generate --rows $(ROWS) --cols $(COLS) $(ARGS)
@@ -45,13 +49,13 @@ test-all: $(STAMP)  ## every tier including the slow sweeps
 	$(PY) -m pytest -n 2 -m "$(TIERS) or slow" $(ARGS)
 
 train: $(STAMP)  ## train the MNIST MLP, save models/mlp.pt
-	$(PY) -m host.train $(ARGS)
+	$(PY) -m host train $(ARGS)
 
 quantize: $(STAMP)  ## int8-quantize the checkpoint, report vs PyTorch
-	$(PY) -m host.quantize --json build/quantize.json $(ARGS)
+	$(PY) -m host quantize --json build/quantize.json $(ARGS)
 
 infer: $(STAMP)  ## MNIST through the RTL core (and the model backend), checked vs PyTorch
-	$(PY) -m host.infer --demo $(ARGS)
+	$(PY) -m host infer --demo $(ARGS)
 
 demo: infer
 
@@ -59,10 +63,10 @@ synth: $(STAMP)  ## Yosys/nextpnr for ECP5-85F and iCE40 UP5K; build/synth/repor
 	$(PY) -m hw.synth $(ARGS)
 
 bench: $(STAMP)  ## full benchmark: array sizes x batch, RTL samples, PyTorch CPU
-	$(PY) -m host.bench $(ARGS)
+	$(PY) -m host bench $(ARGS)
 
 bench-core: $(STAMP)  ## 64x784 by 784x128 through the 8x8 RTL: utilization, sim speed
-	$(PY) -m sim.bench_core $(ARGS)
+	$(PY) -m host bench-core $(ARGS)
 
 clean:  ## remove build/ (keeps .venv)
 	rm -rf build

@@ -15,12 +15,10 @@ Writes ``build/bench/bench.json``, ``build/bench/REPORT.md`` and PNG plots:
 ``--size quick`` runs a CI-sized version of the same measurements.
 """
 
-import argparse
 import json
 import multiprocessing
 import os
 import resource
-import sys
 import time
 
 import numpy as np
@@ -28,16 +26,17 @@ import torch
 
 from hw.config import CoreConfig
 
-from . import golden
+from . import golden, metrics
 from .backends import get_backend
-from .compiler import compile, max_batch
-from .data import load_mnist
+from .compile import compile_matmul, compile_model, max_batch
 from .files import atomic_write
-from .infer import check_clock_mhz, clock_for, run_images
-from .quantize import quantize_checkpoint
-from .train import DEFAULT_CHECKPOINT, check_output_path, load_checkpoint, to_input, train
+from .nn.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, to_input
+from .nn.data import load_mnist
+from .nn.quantize import quantize_checkpoint
+from .nn.train import train
+from .run import clock_for, run_images
 
-__all__ = ["bench", "main", "SIZES"]
+__all__ = ["bench", "bench_core", "report_md", "SIZES"]
 
 ARRAYS = [(4, 4), (8, 8), (16, 16)]
 BATCHES = [1, 8, 64, 256]
@@ -118,19 +117,17 @@ def sweep(qmodel, x, labels, arrays, batches, clock_override=None):
         mhz, source = clock_for(CoreConfig(rows=r, cols=c), clock_override)
         for b in batches:
             eff = min(b, limit)
-            prog = compile(qmodel, cfg, eff)
+            prog = compile_model(qmodel, cfg, eff)
             res = get_backend("model", cfg).run(prog, x)
             gold = golden.run(qmodel, x)
-            cpi = res.cycles / len(x)
+            figures = metrics.run_figures(cfg, prog.useful_macs(len(x)), res.status, len(x), mhz)
+            cpi = figures["cycles_per_image"]
             rows.append({
                 "rows": r, "cols": c, "batch": b, "batch_run": eff, "images": len(x),
-                "cycles": res.cycles, "cycles_per_image": cpi,
-                "utilization": prog.useful_macs(len(x)) / (r * c * res.cycles),
+                **figures,
                 "mismatches": int(np.count_nonzero(res.outputs != gold)),
                 "accuracy": float(np.mean(res.outputs.argmax(1) == labels)),
-                "clock_mhz": mhz, "clock_source": source,
-                "images_per_second_at_clock": mhz * 1e6 / cpi,
-                "latency_us_at_clock": cpi / mhz,
+                "clock_source": source,
                 "onchip_bytes": onchip_bytes(prog),
                 "predictions": res.outputs.argmax(1).tolist(),
             })
@@ -143,7 +140,7 @@ def rtl_samples(qmodel, x, arrays):
     out = []
     for r, c in arrays:
         cfg = CoreConfig(rows=r, cols=c)
-        prog = compile(qmodel, cfg, min(64, len(x)))
+        prog = compile_model(qmodel, cfg, min(64, len(x)))
         rtl = get_backend("rtl", cfg)
         rtl.prepare()
         a = rtl.run(prog, x)
@@ -151,7 +148,7 @@ def rtl_samples(qmodel, x, arrays):
         out.append({"rows": r, "cols": c, "images": len(x), "cycles": a.cycles,
                     "model_cycles": m.cycles, "cycles_equal": a.cycles == m.cycles,
                     "outputs_equal": bool(np.array_equal(a.out_beats, m.out_beats)),
-                    "sim_cycles_per_second": a.sim_cycles / a.sim_seconds})
+                    "sim_cycles_per_second": metrics.sim_speed(a.sim_cycles, a.sim_seconds)})
         print(f"  rtl {r}x{c}: {a.cycles} cycles (model {m.cycles}), outputs equal "
               f"{out[-1]['outputs_equal']}, {out[-1]['sim_cycles_per_second']:.0f} cycles/s",
               flush=True)
@@ -162,7 +159,7 @@ def sharded(qmodel, x, shard, workers):
     from .parallel import local_client, run_shards_dask
 
     cfg = CoreConfig()
-    prog = compile(qmodel, cfg, 64)
+    prog = compile_model(qmodel, cfg, 64)
     backend = get_backend("rtl", cfg)
     backend.prepare()
     res = {}
@@ -252,7 +249,7 @@ def plots(result, out_dir, labels):
     return files
 
 
-def report_md(result):
+def report_md(result: dict) -> str:
     t = result["torch"]
     lines = ["# Benchmark report", "",
              f"Data: {result['data']}; {result['sweep'][0]['images']} test images in the sweep. "
@@ -312,8 +309,8 @@ def report_md(result):
     return "\n".join(lines)
 
 
-def bench(size="quick", workers=2, out_dir=os.path.join("build", "bench"), clock_mhz=None,
-          arrays=ARRAYS, batches=BATCHES):
+def bench(size: str = "quick", workers: int = 2, out_dir: str = os.path.join("build", "bench"),
+          clock_mhz: float | None = None, arrays=ARRAYS, batches=BATCHES) -> dict:
     s = SIZES[size]
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = load_mnist()
@@ -343,34 +340,34 @@ def bench(size="quick", workers=2, out_dir=os.path.join("build", "bench"), clock
     return result
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host.bench", description=__doc__)
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--clock-mhz", type=float, default=None)
-    p.add_argument("--out", default=os.path.join("build", "bench"))
-    args = p.parse_args(argv)
-    try:
-        if args.workers < 1:
-            raise ValueError(f"--workers must be positive, not {args.workers}")
-        if args.clock_mhz is not None:
-            check_clock_mhz(args.clock_mhz)
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise ValueError(f"--out {args.out}: is not a directory")
-        check_output_path(os.path.join(args.out, "bench.json"), "--out")
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    result = bench(args.size, args.workers, args.out, args.clock_mhz)
-    print(report_md(result))
-    bad = [e for e in result["sweep"] if e["mismatches"]] + \
-        [s for s in result["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])]
-    if bad:
-        print("error: a backend disagreed with the golden model or the cycle model",
-              file=sys.stderr)
-        return 1
-    return 0
+def bench_core(cfg: CoreConfig, M: int = 64, K: int = 784, N: int = 128, seed: int = 0) -> dict:
+    """One ``M x K`` by ``K x N`` int8 matmul (default: the MNIST first layer at batch 64)
+    through the compiler and the rtl backend, checked against the golden model.
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    Returns the counters and :func:`host.metrics.run_figures`, the outputs' mismatches
+    against numpy (-1 after a core error), and the simulation speed.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-128, 128, (M, K), dtype=np.int8)
+    w = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    bias = rng.integers(-1000, 1000, N)
+    mult, shift = 1 << 30, 40
+    program = compile_matmul(K, w, bias, cfg, requant=(mult, shift, 0, False), batch=M)
+    backend = get_backend("rtl", cfg)
+    t0 = time.perf_counter()
+    backend.prepare()
+    build_s = time.perf_counter() - t0
+    res = backend.run(program, a)
+    acc = golden.wrap_int32(golden.matmul_i8(a, w.T) + bias)
+    want = golden.requantize(acc, np.full(N, mult), np.full(N, shift), 0, False)
+    mismatches = -1 if res.outputs is None else int(np.count_nonzero(res.outputs != want))
+    return {
+        "rows": cfg.rows, "cols": cfg.cols, "M": M, "K": K, "N": N, "config": cfg.tag,
+        "error": res.error, "mismatches": mismatches,
+        "predicted_cycles": res.predicted_cycles,
+        **metrics.run_figures(cfg, M * K * N, res.status, M),
+        "program_beats": int(len(program.beats(a))),
+        "sim_cycles": res.sim_cycles,
+        "sim_cycles_per_second": metrics.sim_speed(res.sim_cycles, res.sim_seconds),
+        "build_seconds": build_s, "wall_seconds": res.wall_seconds,
+    }

@@ -13,13 +13,13 @@ __all__ = ["wrap_int32", "matmul_i8", "requantize", "linear", "run_layers", "run
 INT8_MIN, INT8_MAX = -128, 127
 
 
-def wrap_int32(x):
+def wrap_int32(x: np.ndarray) -> np.ndarray:
     """Two's-complement wrap of int64 values to int32."""
     x = np.asarray(x, np.int64)
     return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
-def matmul_i8(x, w, x_zero_point=0):
+def matmul_i8(x: np.ndarray, w: np.ndarray, x_zero_point: int = 0) -> np.ndarray:
     """``sum_k (x[m, k] - zx) * w[n, k]`` as wrapping int32 (returned as int64).
 
     Parameters
@@ -31,8 +31,9 @@ def matmul_i8(x, w, x_zero_point=0):
     return wrap_int32(x @ np.asarray(w, np.int64).T)
 
 
-def requantize(acc, mult, shift, zero_point, relu, lo=INT8_MIN, hi=INT8_MAX,
-               round_even=False):
+def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, zero_point: int,
+               relu: bool, lo: int = INT8_MIN, hi: int = INT8_MAX,
+               round_even: bool = False) -> np.ndarray:
     """int32 accumulators -> int8: ``acc * mult / 2**shift`` rounded, zero point, clamp.
 
     ``mult`` (unsigned 32-bit, 0..2**32-1) and ``shift`` (0..63) are per output channel
@@ -56,15 +57,15 @@ def requantize(acc, mult, shift, zero_point, relu, lo=INT8_MIN, hi=INT8_MAX,
     return np.clip(y, floor, hi).astype(np.int8)
 
 
-def linear(x, layer):
-    """One quantized Linear layer (a ``host.quantize.QuantLayer``) on int8 ``x``."""
+def linear(x: np.ndarray, layer) -> np.ndarray:
+    """One quantized Linear layer (a ``host.nn.qmodel.QuantLayer``) on int8 ``x``."""
     acc = wrap_int32(matmul_i8(x, layer.weight, layer.input_zero_point) +
                      np.asarray(layer.bias, np.int64))
     return requantize(acc, layer.mult, layer.shift, layer.output_zero_point, layer.relu,
                       round_even=bool(getattr(layer, "round_even", False)))
 
 
-def run_layers(qmodel, x):
+def run_layers(qmodel, x: np.ndarray) -> list[np.ndarray]:
     """Every layer's int8 output, first to last."""
     outs = []
     for layer in qmodel.layers:
@@ -73,6 +74,6 @@ def run_layers(qmodel, x):
     return outs
 
 
-def run(qmodel, x):
+def run(qmodel, x: np.ndarray) -> np.ndarray:
     """The network's int8 logits ``[B, out_features]``."""
     return run_layers(qmodel, x)[-1]

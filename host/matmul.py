@@ -22,13 +22,14 @@ import numpy as np
 from hw.config import CoreConfig
 
 from .backends import BACKENDS, get_backend
-from .compiler import CompileError, compile_matmul
+from .compile import CompileError, compile_matmul
 
 __all__ = ["matmul"]
 
 
-def matmul(a, b, bias=None, *, backend="model", config=None, requant=None,
-           rounding="half_up"):
+def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, *,
+           backend: str = "model", config: CoreConfig | None = None,
+           requant: tuple | None = None, rounding: str = "half_up") -> np.ndarray:
     """``a @ b + bias`` on the core (or its model), int32 or requantized to int8.
 
     The accumulator is int32 and wraps (two's complement) on overflow, in ``a @ b`` and

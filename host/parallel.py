@@ -24,7 +24,7 @@ def _run_one(args):
     return backend.run(program, piece)
 
 
-def run_shards(backend, program, pieces, workers, progress=True):
+def run_shards(backend, program, pieces: list, workers: int, progress: bool = True) -> list:
     """Run each shard in its own process, ``workers`` at a time; results in order.
 
     Workers are forked (no re-import of torch and numpy per worker); each backend
@@ -48,7 +48,7 @@ def local_client(workers):
     return Client(cluster)
 
 
-def run_shards_dask(backend, program, pieces, client):
+def run_shards_dask(backend, program, pieces: list, client) -> list:
     """Run the shards as Dask tasks on ``client``'s cluster; results in order."""
     futures = client.map(_run_one, [(backend, program, p) for p in pieces], pure=False)
     return client.gather(futures)

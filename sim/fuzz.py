@@ -128,7 +128,7 @@ class _Writer:
         self.pending.append(("param", param * cfg.cols, (param + 1) * cfg.cols))
 
     def bad_instruction(self):
-        """One instruction the front end must refuse (each check of ``host.cycles``)."""
+        """One instruction the front end must refuse (each check of ``host.compile.checks``)."""
         cfg, rng = self.cfg, self.rng
         R, C = cfg.rows, cfg.cols
         mm = dict(act_addr=0, weight_tile=0, acc_addr=0, m=1, accumulate=0)

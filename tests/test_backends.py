@@ -8,10 +8,10 @@ from hw.isa import Opcode, Target
 from host import golden
 from host.backends import BackendError, get_backend
 from host.backends.model import Machine
-from host.compiler import compile
-from host.cycles import predict
-from host.data import load_mnist
-from host.quantize import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_model
+from host.compile import compile_model
+from host.backends.model.cycles import predict
+from host.nn.data import load_mnist
+from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_model
 from sim import runner
 
 from .conftest import SIM_CONFIGS
@@ -24,7 +24,7 @@ def _programs(cfg):
     for sizes, n, batch in [((37, 19, 5), 11, 4), ((20, 9, 13, 7), 5, 1)]:
         q = random_quantized_model(sizes, seed=n)
         x = np.random.default_rng(n).integers(-128, 128, (n, sizes[0])).astype(np.int8)
-        progs.append(compile(q, cfg, batch).beats(x))
+        progs.append(compile_model(q, cfg, batch).beats(x))
     progs.append(_prog(cfg, *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 6,
                        (Opcode.POSTPROC, dict(PP, m=2), 0),
                        (Opcode.POSTPROC, dict(PP, m=3, raw=1), 0), (Opcode.SYNC, {}, 0),
@@ -57,7 +57,7 @@ def test_rtl_mnist_default_config():
     cfg = CoreConfig()
     q = QuantizedModel.load(DEFAULT_QUANTIZED)
     x = q.quantize_input(load_mnist().test_images[:20])
-    prog = compile(q, cfg, 8)
+    prog = compile_model(q, cfg, 8)
     rtl = get_backend("rtl", cfg).run(prog, x)
     model = get_backend("model", cfg).run(prog, x)
     np.testing.assert_array_equal(rtl.outputs, golden.run(q, x), strict=True)
@@ -70,7 +70,7 @@ def test_rtl_gaps_and_backpressure_keep_results():
     cfg = SIM_CONFIGS["4x4"]
     q = random_quantized_model((30, 11, 6), seed=3)
     x = np.random.default_rng(3).integers(-128, 128, (10, 30)).astype(np.int8)
-    prog = compile(q, cfg, 4)
+    prog = compile_model(q, cfg, 4)
     res = get_backend("rtl", cfg, gap=0.3, stall=0.5, seed=7).run(prog, x)
     np.testing.assert_array_equal(res.outputs, golden.run(q, x), strict=True)
     assert res.status["stall_in_cycles"] > 0 and res.status["stall_out_cycles"] > 0

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from hw.config import CoreConfig
-from host import bench, infer, quantize
+from host import run
 from host.backends import get_backend
-from host.compiler import compile
-from host.quantize import random_quantized_model
-from host.train import Mlp, save_checkpoint
+from host.cli import bench, infer, quantize
+from host.compile import compile_model
+from host.nn.qmodel import random_quantized_model
+from host.nn.checkpoint import Mlp, save_checkpoint
 
 #: a model path that would fail later: the option errors must come first
 MISSING_MODEL = "no/such/model.pt"
@@ -123,13 +124,13 @@ def test_bench_output_directory_is_checked_before_the_run(tmp_path, capsys):
 def test_clock_for_refuses_a_bad_override():
     for bad in (0, -1.0, float("nan"), float("inf"), "fast"):
         with pytest.raises(ValueError, match="--clock-mhz must be a"):
-            infer.clock_for(CoreConfig(), bad)
+            run.clock_for(CoreConfig(), bad)
 
 
 def test_run_images_refuses_a_bad_shard():
     cfg = CoreConfig(rows=4, cols=4)
-    prog = compile(random_quantized_model((20, 6, 3)), cfg, 4)
+    prog = compile_model(random_quantized_model((20, 6, 3)), cfg, 4)
     x = np.zeros((8, 20), np.int8)
     for shard in (0, -4, 2.5):
         with pytest.raises(ValueError, match=f"shard must be a positive integer, not {shard}"):
-            infer.run_images(get_backend("model", cfg), prog, x, shard=shard, progress=False)
+            run.run_images(get_backend("model", cfg), prog, x, shard=shard, progress=False)

@@ -10,9 +10,9 @@ import host.matmul
 from hw.config import CoreConfig
 from host import golden
 from host.backends import get_backend
-from host.compiler import CompileError, compile, compile_matmul, max_batch
+from host.compile import CompileError, compile_matmul, compile_model, max_batch
 from host.matmul import matmul
-from host.quantize import random_quantized_model
+from host.nn.qmodel import random_quantized_model
 
 CONFIGS = {
     "8x8": CoreConfig(), "4x4": CoreConfig(rows=4, cols=4), "3x5": CoreConfig(rows=3, cols=5),
@@ -24,7 +24,7 @@ CONFIGS = {
 def _check(cfg, sizes, n, batch, seed=0):
     q = random_quantized_model(sizes, seed=seed)
     x = np.random.default_rng(seed).integers(-128, 128, (n, sizes[0])).astype(np.int8)
-    prog = compile(q, cfg, batch)
+    prog = compile_model(q, cfg, batch)
     res = get_backend("model", cfg).run(prog, x)
     assert res.error == 0
     want = golden.run(q, x)
@@ -59,12 +59,12 @@ def test_batch_limits():
     cfg = CoreConfig(rows=4, cols=4, act_kib=16)
     limit = max_batch(q, cfg)
     assert 0 < limit < 64
-    compile(q, cfg, limit)
+    compile_model(q, cfg, limit)
     with pytest.raises(CompileError, match=rf"batch {limit + 1} needs .* input words, the "
                                            rf"buffer has 4096; use a batch of at most {limit}"):
-        compile(q, cfg, limit + 1)
+        compile_model(q, cfg, limit + 1)
     with pytest.raises(CompileError, match="batch must be between 1 and 1023, not 0"):
-        compile(q, cfg, 0)
+        compile_model(q, cfg, 0)
 
 
 @pytest.mark.parametrize("name", ["8x8", "3x5"])
@@ -198,7 +198,7 @@ def test_round_even_network():
     q = dataclasses.replace(q, layers=tuple(dataclasses.replace(ly, round_even=True)
                                             for ly in q.layers))
     x = np.random.default_rng(4).integers(-128, 128, (11, 37)).astype(np.int8)
-    res = get_backend("model", CoreConfig()).run(compile(q, CoreConfig(), 4), x)
+    res = get_backend("model", CoreConfig()).run(compile_model(q, CoreConfig(), 4), x)
     np.testing.assert_array_equal(res.outputs, golden.run(q, x), strict=True)
 
 

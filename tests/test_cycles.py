@@ -4,7 +4,7 @@ import numpy as np
 
 from hw.config import CoreConfig
 from hw.isa import ErrorCode, Opcode, Target
-from host.cycles import predict
+from host.backends.model.cycles import predict
 from sim.programs import Builder
 
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from host.data import DataError, load_mnist, read_idx
+from host.nn.data import DataError, load_mnist, read_idx
 
 
 def _idx(path, magic, dims, payload, gz=False):
@@ -99,7 +99,7 @@ def test_embedded_split_is_balanced_and_deterministic():
 
 
 def test_cli_reports_bad_data_dir(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "host.train", "--data-dir", str(tmp_path),
+    res = subprocess.run([sys.executable, "-m", "host", "train", "--data-dir", str(tmp_path),
                           "--out", str(tmp_path / "m.pt")], capture_output=True, text=True)
     assert res.returncode == 2
     assert "train-images-idx3-ubyte: no such file" in res.stderr
@@ -120,13 +120,14 @@ def test_file_without_labels(tmp_path):
         read_idx(str(p), 2049)
 
 
-@pytest.mark.parametrize("module", ["host.train", "host.quantize", "host.infer"])
-def test_clis_report_an_empty_split(tmp_path, module):
+@pytest.mark.parametrize("command", ["train", "quantize", "infer"])
+def test_clis_report_an_empty_split(tmp_path, command):
     _write_set(tmp_path, n_test=0)
     out = tmp_path / "out"
-    args = {"host.train": ["--out", str(out)], "host.quantize": ["--out", str(out)],
-            "host.infer": ["--backend", "model", "--json", str(out)]}[module]
-    res = subprocess.run([sys.executable, "-m", module, "--data-dir", str(tmp_path), *args],
+    args = {"train": ["--out", str(out)], "quantize": ["--out", str(out)],
+            "infer": ["--backend", "model", "--json", str(out)]}[command]
+    res = subprocess.run([sys.executable, "-m", "host", command, "--data-dir", str(tmp_path),
+                          *args],
                          capture_output=True, text=True)
     assert res.returncode == 2
     assert res.stderr.splitlines() == [f"error: {tmp_path}/t10k-images-idx3-ubyte: holds no "

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from host.backends.model import Machine
-from host.cycles import predict
+from host.backends.model.cycles import predict
 from hw.isa import STATUS_FIELDS, ErrorCode
 from sim import runner
 from sim.fuzz import FAULTS, random_programs

@@ -5,9 +5,9 @@ import pytest
 
 from host import golden
 from host.backends import get_backend
-from host.compiler import compile, max_batch
-from host.data import load_mnist
-from host.quantize import DEFAULT_QUANTIZED, QuantizedModel
+from host.compile import compile_model, max_batch
+from host.nn.data import load_mnist
+from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
 from sim import runner
 from sim.gate import gate_config, gate_sources
 
@@ -32,7 +32,7 @@ def test_gate_mnist_matches_golden_and_rtl_cycles():
     cfg = gate_config(4, 4)
     q = QuantizedModel.load(DEFAULT_QUANTIZED)
     x = q.quantize_input(load_mnist().test_images[:6])
-    prog = compile(q, cfg, max_batch(q, cfg))
+    prog = compile_model(q, cfg, max_batch(q, cfg))
     assert not prog.header["weights_resident"]     # small buffers: weights streamed
     gate = get_backend("gate", cfg).run(prog, x)
     np.testing.assert_array_equal(gate.outputs, golden.run(q, x), strict=True)

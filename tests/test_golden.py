@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from host import golden
-from host.quantize import quantize_model
-from host.train import Mlp
+from host.nn.quantize import quantize_model
+from host.nn.checkpoint import Mlp
 
 
 def test_requantize_rounds_half_up():
@@ -67,7 +67,7 @@ def test_golden_matches_torch_quantized_linear(seed):
         torch.nn.init.uniform_(lin.bias, -0.3, 0.3)
     images = np.random.default_rng(seed).integers(0, 256, (200, k)).astype(np.uint8)
     qmodel, tq = quantize_model(model, images)
-    from host.quantize import torch_int8_logits
+    from host.nn.quantize import torch_int8_logits
     x = qmodel.quantize_input(images)
     hidden = golden.run_layers(qmodel, x)[0]
     with torch.no_grad():

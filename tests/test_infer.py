@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from host.infer import main
-from host.quantize import QuantizedModel
-from host.train import Mlp, load_checkpoint, save_checkpoint
+from host.cli.infer import main
+from host.nn.qmodel import QuantizedModel
+from host.nn.checkpoint import Mlp, load_checkpoint, save_checkpoint
 
 
 def test_model_backend_report(tmp_path, capsys):
@@ -38,7 +38,7 @@ def test_rtl_backend_small_array(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "host.infer", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "host", "infer", *args], capture_output=True,
                           text=True)
 
 
@@ -68,7 +68,7 @@ def test_corrupt_checkpoint(tmp_path):
 
 def test_clock_from_the_synthesis_report(tmp_path):
     from hw.config import CoreConfig
-    from host.infer import DEFAULT_CLOCK_MHZ, clock_for
+    from host.run import DEFAULT_CLOCK_MHZ, clock_for
     cfg = CoreConfig(rows=8, cols=8)
     base = {"family": "ecp5", "device": "LFE5U-85F-6BG381C", "rows": 8, "cols": 8,
             "act_kib": 64, "hidden_kib": 32, "weight_kib": 96, "acc_kib": 32}

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from hw.config import CoreConfig
-from host.compiler import CompileError
+from host.compile import CompileError
 from host.matmul import matmul
 
 CONFIGS = {

@@ -8,10 +8,10 @@ import pytest
 from hw.config import CoreConfig
 from host.backends import get_backend
 from host.bench import bench
-from host.compiler import compile
-from host.infer import run_images
+from host.compile import compile_model
+from host.run import run_images
 from host.parallel import local_client, run_shards_dask
-from host.quantize import random_quantized_model
+from host.nn.qmodel import random_quantized_model
 
 from .conftest import SIM_CONFIGS
 
@@ -19,7 +19,7 @@ from .conftest import SIM_CONFIGS
 def _setup(cfg):
     q = random_quantized_model((60, 21, 10), seed=4)
     x = np.random.default_rng(4).integers(-128, 128, (40, 60)).astype(np.int8)
-    return compile(q, cfg, 8), x
+    return compile_model(q, cfg, 8), x
 
 
 @pytest.mark.rtl

@@ -15,10 +15,10 @@ from hw.config import CoreConfig
 from hw.isa import Opcode
 from host import golden
 from host.backends import get_backend
-from host.compiler import compile
-from host.program import (DIGEST_BYTES, HEADER_FIELDS, ITEM_NEXT_INPUT, ITEM_WORD, MAGIC,
-                          VERSION, Program, ProgramError)
-from host.quantize import random_quantized_model
+from host.compile import compile_model
+from host.compile.program import (DIGEST_BYTES, HEADER_FIELDS, ITEM_NEXT_INPUT, ITEM_WORD, MAGIC,
+                                  VERSION, Program, ProgramError)
+from host.nn.qmodel import random_quantized_model
 
 CFG = CoreConfig(rows=4, cols=4)
 QMODEL = random_quantized_model((40, 12, 6), seed=2)
@@ -27,7 +27,7 @@ X = np.random.default_rng(0).integers(-128, 128, (19, 40)).astype(np.int8)
 
 @pytest.fixture(scope="module")
 def program():
-    return compile(QMODEL, CFG, 8)
+    return compile_model(QMODEL, CFG, 8)
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +347,7 @@ def test_rehashed_malformed_header_and_archive(program, tmp_path):
 
 def test_streamed_weight_blocks(tmp_path):
     cfg = CoreConfig(rows=4, cols=4, weight_kib=1)
-    prog = compile(random_quantized_model((100, 40, 10), seed=1), cfg, 4)
+    prog = compile_model(random_quantized_model((100, 40, 10), seed=1), cfg, 4)
     assert not prog.header["weights_resident"] and len(prog.blocks) == 280
     header, arrays = _parts(prog)
     prog.save(str(tmp_path / "ok.prog"))

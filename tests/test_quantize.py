@@ -13,12 +13,12 @@ from torch import nn
 from hw.config import CoreConfig
 from host import golden
 from host.backends import get_backend
-from host.compiler import compile
-from host.data import load_mnist
-from host.quantize import (DEFAULT_QUANTIZED, QuantError, QuantizedModel, file_sha256,
-                           is_quantized_model_file, multiplier_shift, quantize_checkpoint,
-                           quantize_model, random_quantized_model, report, torch_int8_logits)
-from host.train import CheckpointError, Mlp, save_checkpoint
+from host.compile import compile_model
+from host.nn.data import load_mnist
+from host.nn.qmodel import (DEFAULT_QUANTIZED, QuantError, QuantizedModel, file_sha256,
+                            is_quantized_model_file, multiplier_shift, random_quantized_model)
+from host.nn.quantize import quantize_checkpoint, quantize_model, report, torch_int8_logits
+from host.nn.checkpoint import CheckpointError, Mlp, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +226,7 @@ def test_plain_sequentials_are_bit_exact(mnist, name):
     assert res["mismatches_at_ties"] + res["mismatches_not_at_ties"] == res["logit_mismatches"]
     cfg = CoreConfig(rows=4, cols=4)
     x = qmodel.quantize_input(images[:40])
-    out = get_backend("model", cfg).run(compile(qmodel, cfg, 8), x).outputs
+    out = get_backend("model", cfg).run(compile_model(qmodel, cfg, 8), x).outputs
     np.testing.assert_array_equal(out, golden.run(qmodel, x), strict=True)
     assert np.mean(out.argmax(1) == torch_int8_logits(tq, images[:40]).argmax(1)) >= 0.95
 

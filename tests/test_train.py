@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from host.data import load_mnist
-from host.train import (CheckpointError, Mlp, load_checkpoint, save_checkpoint, train,
-                        weights_sha256)
+from host.nn.data import load_mnist
+from host.nn.checkpoint import (CheckpointError, Mlp, load_checkpoint, save_checkpoint,
+                                weights_sha256)
+from host.nn.train import train
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +111,14 @@ def test_checkpoint_with_bad_sizes_is_refused(tmp_path, sizes):
     (["--hidden", "0"], "--hidden sizes must be positive, not [0]"),
 ])
 def test_cli_refuses_bad_options(tmp_path, capsys, args, message):
-    from host.train import main
+    from host.cli.train import main
     assert main([*args, "--out", str(tmp_path / "m.pt")]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
     assert not list(tmp_path.iterdir())
 
 
 def test_cli_checks_the_output_before_training(tmp_path, capsys):
-    from host.train import main
+    from host.cli.train import main
     (tmp_path / "file").write_text("")
     assert main(["--out", str(tmp_path / "file" / "m.pt")]) == 2
     err = capsys.readouterr().err

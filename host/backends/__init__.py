@@ -4,6 +4,7 @@
 in Verilator) and ``gate`` (the post-synthesis netlist in Verilator).
 """
 
-from .base import BACKENDS, BackendError, Result, get_backend
+from .base import Backend, BackendError, Result
+from .registry import BACKENDS, default_config, get_backend
 
-__all__ = ["BACKENDS", "BackendError", "Result", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "Result", "default_config", "get_backend"]

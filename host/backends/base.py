@@ -1,12 +1,11 @@
 """The backend protocol and its result."""
 
 import dataclasses
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["Result", "BackendError", "BACKENDS", "get_backend"]
-
-BACKENDS = ("model", "rtl", "gate")
+__all__ = ["Backend", "Result", "BackendError"]
 
 
 class BackendError(RuntimeError):
@@ -47,29 +46,19 @@ class Result:
         return self.status["error"]
 
 
-def get_backend(name, config, **options):
-    """An instance of backend ``name`` for ``config``; never silently another one.
+class Backend(Protocol):
+    """What every backend is: built for one :class:`hw.config.CoreConfig`.
 
-    ``options`` go to the backend's constructor: none for ``model``; ``sim``, ``gap``,
-    ``stall`` and ``seed`` for ``rtl`` and ``gate`` (see ``RtlBackend``).
-
-    Raises
-    ------
-    BackendError
-        An unknown backend, an option the backend does not take (by name), or an
-        option value it refuses.
+    ``prepare()`` does the one-time work (a simulator build), ``run`` checks that the
+    program was compiled for this configuration, streams it with its inputs and parses
+    the output; ``stream`` runs raw program beats and returns the result beats.
     """
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
-    if name == "model":
-        from .model import ModelBackend as cls
-    elif name == "rtl":
-        from .rtl import RtlBackend as cls
-    else:
-        from .rtl import GateBackend as cls
-    allowed = getattr(cls, "options", ())
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        takes = f"takes only {', '.join(allowed)}" if allowed else "takes no options"
-        raise BackendError(f"the {name} backend {takes}; not {', '.join(unknown)}")
-    return cls(config, **options)
+
+    name: str
+    options: tuple
+
+    def prepare(self) -> None: ...
+
+    def run(self, program, inputs: np.ndarray) -> Result: ...
+
+    def stream(self, beats: np.ndarray) -> tuple: ...

@@ -14,7 +14,7 @@ import numpy as np
 
 from sim import runner
 
-from ..cycles import predict
+from .model.cycles import predict
 from .base import BackendError
 
 __all__ = ["RtlBackend", "GateBackend", "MAX_PAUSE_PROBABILITY"]

@@ -27,10 +27,15 @@ import dataclasses
 
 import numpy as np
 
-from hw import isa
-from hw.isa import ErrorCode, Opcode, Target
 
-__all__ = ["Timeline", "check_instruction", "predict"]
+from hw import isa
+from hw.config import CoreConfig
+from hw.isa import ErrorCode, Opcode
+
+from ...compile.checks import check_instruction
+from ...compile.program import beat_words
+
+__all__ = ["Timeline", "walk", "predict"]
 
 
 @dataclasses.dataclass
@@ -109,50 +114,13 @@ class Timeline:
                 "stall_in_cycles": 0, "stall_out_cycles": 0}
 
 
-def check_instruction(cfg, op, f):
-    """The hardware's validity checks, in its order: ErrorCode.NONE if the instruction is valid."""
-    R, C = cfg.rows, cfg.cols
-    if op is Opcode.LOAD:
-        if f["count"] == 0:
-            return ErrorCode.ZERO_LENGTH
-        t = Target(f["target"])
-        if t is Target.ACT and f["addr"] + f["count"] > cfg.act_depth:
-            return ErrorCode.ACT_RANGE
-        if t is Target.WEIGHT and f["addr"] * R + f["count"] > cfg.weight_depth * R:
-            return ErrorCode.WEIGHT_RANGE
-        if t in (Target.BIAS, Target.SCALE) and f["addr"] * C + f["count"] > cfg.param_depth * C:
-            return ErrorCode.PARAM_RANGE
-    elif op is Opcode.MATMUL:
-        if f["m"] == 0:
-            return ErrorCode.ZERO_LENGTH
-        if f["act_addr"] + f["m"] > cfg.act_space:
-            return ErrorCode.ACT_RANGE
-        if f["weight_tile"] >= cfg.weight_depth:
-            return ErrorCode.WEIGHT_RANGE
-        if f["acc_addr"] + f["m"] > cfg.acc_depth:
-            return ErrorCode.ACC_RANGE
-    elif op is Opcode.POSTPROC:
-        if f["m"] == 0:
-            return ErrorCode.ZERO_LENGTH
-        if f["acc_addr"] + f["m"] > cfg.acc_depth:
-            return ErrorCode.ACC_RANGE
-        if f["param_addr"] >= cfg.param_depth:
-            return ErrorCode.PARAM_RANGE
-        if f["group"] >= cfg.groups or (f["raw"] and not f["to_stream"]):
-            return ErrorCode.BAD_GROUP
-        if not f["to_stream"] and not f["raw"] and (
-                f["dst_addr"] < cfg.act_depth or f["dst_addr"] + f["m"] > cfg.act_space):
-            return ErrorCode.ACT_RANGE
-    return ErrorCode.NONE
-
-
-def walk(cfg, beats, on_instruction=None):
+def walk(cfg: CoreConfig, beats: np.ndarray, on_instruction=None) -> tuple[Timeline, ErrorCode]:
     """Decode a beat stream as the front end does, driving a :class:`Timeline`.
 
     ``on_instruction(op, fields, pos)`` is called for every valid instruction before
     it is timed (the model backend executes it there). Returns ``(timeline, error)``.
     """
-    words = np.ascontiguousarray(beats[:, :8]).view("<u8")[:, 0]
+    words = beat_words(beats)
     n = len(words)
     tl = Timeline(cfg)
     pos = 0
@@ -193,7 +161,7 @@ def walk(cfg, beats, on_instruction=None):
     raise ValueError("empty program")
 
 
-def predict(cfg, beats):
+def predict(cfg: CoreConfig, beats: np.ndarray) -> dict:
     """The status packet the core sends for ``beats`` (no gaps, no backpressure)."""
     tl, err = walk(cfg, beats)
     return tl.status(err)

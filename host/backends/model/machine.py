@@ -1,6 +1,6 @@
 """The ``model`` backend: a numpy interpreter of the program stream.
 
-It decodes the same beats the core receives (``host.cycles.walk`` does the front
+It decodes the same beats the core receives (``cycles.walk`` does the front
 end's checks), executes each instruction with numpy integer arithmetic, produces the
 same result beats byte for byte, and takes the status packet's counters from the
 exact cycle model. It shares no code with the hardware description.
@@ -11,10 +11,11 @@ import time
 import numpy as np
 
 from hw import isa
-from hw.isa import ErrorCode, Opcode, Target
+from hw.isa import Opcode, Target
 
-from ..cycles import walk
-from .base import Result
+from ...compile.program import beat_words, word_beats
+from .cycles import walk
+from ..base import Result
 
 __all__ = ["ModelBackend", "Machine"]
 
@@ -66,7 +67,7 @@ class Machine:
             elif t is Target.WEIGHT:
                 self.weights[a * R:a * R + n] = data[:, :C].view(np.int8)
             else:
-                words = np.ascontiguousarray(data[:, :8]).view("<u8")[:, 0].astype(np.int64)
+                words = beat_words(data).astype(np.int64)
                 lo = a * C
                 if t is Target.BIAS:
                     self.bias[lo:lo + n] = _wrap(words & 0xFFFFFFFF)
@@ -108,15 +109,14 @@ class Machine:
                 word[:, :lanes_g.shape[1]] = lanes_g
                 self.act[f["dst_addr"]:f["dst_addr"] + m] = word
 
-    def run(self, beats):
+    def run(self, beats: np.ndarray) -> tuple[np.ndarray, dict]:
         """Run a whole program; returns ``(result beats, status dict)``."""
         self.out = []
         tl, err = walk(self.cfg, beats, lambda op, f, pos: self.execute(beats, op, f, pos))
         status = tl.status(err)
-        words = np.array([status[name] & 0xFFFFFFFF for name in isa.STATUS_FIELDS], np.uint64)
-        packet = np.zeros((len(words), self.cfg.stream_bytes), np.uint8)
-        packet[:, :8] = words.astype("<u8").view(np.uint8).reshape(-1, 8)
-        self.out.append(packet)
+        mask = (1 << isa.STATUS_WORD_BITS) - 1
+        self.out.append(word_beats([status[name] & mask for name in isa.STATUS_FIELDS],
+                                   self.cfg.stream_bytes))
         return np.concatenate(self.out), status
 
 
@@ -124,20 +124,21 @@ class ModelBackend:
     """Bit-accurate, cycle-predicting numpy backend."""
 
     name = "model"
+    options = ()
 
     def __init__(self, config):
         self.config = config
 
-    def prepare(self):
+    def prepare(self) -> None:
         pass
 
-    def stream(self, beats):
+    def stream(self, beats: np.ndarray) -> tuple[np.ndarray, dict]:
         start = time.perf_counter()
         out, _ = Machine(self.config).run(np.asarray(beats, np.uint8))
         return out, {"sim_cycles": 0, "sim_seconds": 0.0,
                      "wall_seconds": time.perf_counter() - start}
 
-    def run(self, program, inputs):
+    def run(self, program, inputs: np.ndarray) -> Result:
         program.check_config(self.config)
         start = time.perf_counter()
         beats = program.beats(inputs)

@@ -1,4 +1,4 @@
-"""Compile a quantized network (or one matmul) into a :class:`~host.program.Program`.
+"""Compile a quantized network (or one matmul) into a :class:`~host.compile.program.Program`.
 
 Tiling: the reduction axis K by ``rows``, output channels N by ``cols``, images by the
 batch. Layer ``l``'s outputs (but the last's) stay on chip: each ``cols``-wide output
@@ -14,118 +14,21 @@ MATMUL's tile is streamed into a ring of ``queue_depth + rows + cols + 2`` slots
 before it (enough distance that a slot is never rewritten while still being read).
 """
 
-import dataclasses
 
 import numpy as np
 
 from hw import isa
-from hw.config import MAX_ROWS_PER_OP, CoreConfig
+from hw.config import CoreConfig
 from hw.isa import Opcode, Target
 
-from .program import ITEM_BLOCK, ITEM_NEXT_INPUT, ITEM_WORD, Program, _word_beats
+from .plan import CompileError, Layer, is_int, layers_from_model, max_batch_for, plan
+from .program import ITEM_BLOCK, ITEM_NEXT_INPUT, ITEM_WORD, Program, word_beats
 
-__all__ = ["compile", "compile_matmul", "max_batch", "CompileError", "ROUNDINGS"]
+__all__ = ["compile_model", "compile_matmul", "ROUNDINGS"]
 
 #: Requantization rounding modes of :func:`compile_matmul`: a tie (exactly one half)
 #: goes up, or to the even neighbour.
 ROUNDINGS = ("half_up", "half_even")
-
-
-class CompileError(ValueError):
-    """The network or matmul cannot be compiled for this configuration."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Layer:
-    weight: np.ndarray      # int8 [N, K]
-    bias: np.ndarray        # int64 [N], zero point already folded
-    mult: np.ndarray
-    shift: np.ndarray
-    zero_point: int
-    relu: bool
-    raw: bool = False
-    round_even: bool = False
-
-
-def _layers_from_model(qmodel):
-    layers = []
-    for i, q in enumerate(qmodel.layers):
-        w = np.asarray(q.weight, np.int64)
-        bias = np.asarray(q.bias, np.int64) - int(q.input_zero_point) * w.sum(axis=1)
-        if np.any((bias < -2**31) | (bias >= 2**31)):
-            raise CompileError(f"layer {i}: bias with the input zero point folded in "
-                               f"overflows int32")
-        layers.append(_Layer(np.asarray(q.weight, np.int8), bias, np.asarray(q.mult),
-                             np.asarray(q.shift), int(q.output_zero_point), bool(q.relu),
-                             round_even=bool(q.round_even)))
-    return layers
-
-
-def _is_int(value):
-    """A Python or numpy integer, not a bool."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _tiles(layers, cfg):
-    """K tiles of every layer (the first's from its inputs) and N tiles of every layer."""
-    kt = [-(-layers[0].weight.shape[1] // cfg.rows)]
-    nt = []
-    for i, layer in enumerate(layers):
-        nt.append(-(-layer.weight.shape[0] // cfg.cols))
-        if i + 1 < len(layers):
-            kt.append(nt[i] * cfg.groups)
-    return kt, nt
-
-
-def _per_row(kt, nt, cfg):
-    """``(buffer, words each row of a batch takes, words it has)`` of the buffers that
-    scale with the batch. Inputs take two regions: the next batch loads into the other."""
-    return (("input", 2 * kt[0], cfg.act_depth),
-            ("hidden-activation", sum(n * cfg.groups for n in nt[:-1]), cfg.hidden_depth),
-            ("accumulator", max(nt), cfg.acc_depth))
-
-
-def _ring_slots(cfg):
-    """Weight-tile slots of the ring that streamed weights go through: enough that a slot
-    is rewritten only after every MATMUL that reads it has left the queue and the array."""
-    return cfg.queue_depth + cfg.rows + cfg.cols + 2
-
-
-def _plan(layers, cfg, batch, hint=True):
-    """Tile counts and buffer bases; raises CompileError when something does not fit."""
-    if not _is_int(batch) or not 1 <= batch <= MAX_ROWS_PER_OP:
-        raise CompileError(f"batch must be between 1 and {MAX_ROWS_PER_OP}, not {batch!r}")
-    batch = int(batch)
-    kt, nt = _tiles(layers, cfg)
-    if sum(nt) > cfg.param_depth:
-        raise CompileError(f"{sum(nt)} parameter words needed, the buffer has {cfg.param_depth}")
-    for what, per_row, depth in _per_row(kt, nt, cfg):
-        if per_row * batch > depth:
-            msg = f"batch {batch} needs {per_row * batch} {what} words, the buffer has {depth}"
-            if hint:
-                best = max_batch_for(layers, cfg)
-                msg += (f"; use a batch of at most {best}" if best else
-                        "; even a batch of 1 does not fit")
-            raise CompileError(msg)
-    in_words = kt[0] * batch
-    bases = [cfg.act_depth]
-    for n in nt[:-2]:
-        bases.append(bases[-1] + n * cfg.groups * batch)
-    return kt, nt, [0, in_words], bases
-
-
-def max_batch_for(layers, cfg):
-    """The largest batch :func:`_plan` accepts (0 if none)."""
-    kt, nt = _tiles(layers, cfg)
-    if sum(nt) > cfg.param_depth:
-        return 0
-    return min([MAX_ROWS_PER_OP] + [depth // per_row
-                                    for _, per_row, depth in _per_row(kt, nt, cfg) if per_row])
-
-
-def max_batch(qmodel, cfg):
-    """The largest batch whose activations and accumulators fit the buffers."""
-    return max_batch_for(_layers_from_model(qmodel), cfg)
 
 
 def _tile(layer, l, kt_i, nt_i, cfg, prev_out):
@@ -153,8 +56,7 @@ def _tile(layer, l, kt_i, nt_i, cfg, prev_out):
 
 def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     R, C, G = cfg.rows, cfg.cols, cfg.groups
-    D = cfg.queue_depth
-    kt, nt, regions, hidden_bases = _plan(layers, cfg, batch)
+    kt, nt, regions, hidden_bases = plan(layers, cfg, batch)
     sb = cfg.stream_bytes
 
     # -- weight tiles, in MATMUL order ------------------------------------------------
@@ -166,13 +68,13 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
                 tiles.append(_tile(layer, l, k, n, cfg, prev_out))
         prev_out = layer.weight.shape[0]
     resident = len(tiles) <= cfg.weight_depth
-    slots = _ring_slots(cfg)
+    slots = cfg.weight_ring_slots
     if not resident and slots > cfg.weight_depth:
         raise CompileError(f"the weight buffer holds {cfg.weight_depth} tiles; streaming "
                            f"weights needs at least {slots}")
 
     def load_beats(target, addr, rows):
-        return np.concatenate([_word_beats([isa.encode(Opcode.LOAD, target=target, addr=addr,
+        return np.concatenate([word_beats([isa.encode(Opcode.LOAD, target=target, addr=addr,
                                                        count=len(rows))], sb), rows])
 
     def tile_rows(tile):
@@ -195,10 +97,8 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
                                               round_even=ly.round_even))
             except isa.InstructionError as exc:
                 raise CompileError(f"layer {l}, output channel {c}: {exc}") from None
-    bias_rows = np.zeros((len(bias), sb), np.uint8)
-    bias_rows[:, :4] = (bias & 0xFFFFFFFF).astype("<u4").view(np.uint8).reshape(-1, 4)
-    pre.append(load_beats(Target.BIAS, 0, bias_rows))
-    pre.append(load_beats(Target.SCALE, 0, _word_beats(scale, sb)))
+    pre.append(load_beats(Target.BIAS, 0, word_beats(bias & ((1 << isa.BIAS_BITS) - 1), sb)))
+    pre.append(load_beats(Target.SCALE, 0, word_beats(scale, sb)))
     if resident:
         pre.append(load_beats(Target.WEIGHT, 0, np.concatenate([tile_rows(t) for t in tiles])))
 
@@ -232,7 +132,7 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
                      m=batch, accumulate=int(k > 0))
                 engine_count += 1
                 tile_i += 1
-                if engine_count > D + 1:
+                if engine_count >= cfg.input_reload_distance:
                     matmul_slots.append(len(items))
         for n in range(nt[l]):
             for g in range(1 if last else G):
@@ -278,8 +178,8 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     return Program(cfg, header, np.concatenate(pre), schedule, blocks)
 
 
-def compile(qmodel, config, batch=64):
-    """Compile a :class:`~host.quantize.QuantizedModel` for ``config``.
+def compile_model(qmodel, config: CoreConfig, batch: int = 64) -> Program:
+    """Compile a :class:`~host.nn.qmodel.QuantizedModel` for ``config``.
 
     Parameters
     ----------
@@ -293,7 +193,7 @@ def compile(qmodel, config, batch=64):
     CompileError
         When the batch does not fit the buffers or a parameter is out of range.
     """
-    layers = _layers_from_model(qmodel)
+    layers = layers_from_model(qmodel)
     sizes = qmodel.sizes
     macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     return _compile_layers(layers, config, batch, sizes[0], macs)
@@ -314,7 +214,7 @@ def _int_range(values):
 
 def _channel_param(name, value, n, lo, hi):
     """A requantization parameter: an integer, or an integer array of shape ``[n]``."""
-    if _is_int(value):
+    if is_int(value):
         vmin = vmax = int(value)
     elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu"
           and value.shape in ((), (n,))):
@@ -351,7 +251,7 @@ def _matmul_layer(K, b, bias, requant, rounding):
         found = repr(rounding) if isinstance(rounding, str) else _describe(rounding)
         raise CompileError(f"rounding must be {' or '.join(map(repr, ROUNDINGS))}, not {found}")
     if requant is None:
-        return _Layer(b.T.copy(), bias, np.zeros(N, np.int64), np.zeros(N, np.int64), 0, False,
+        return Layer(b.T.copy(), bias, np.zeros(N, np.int64), np.zeros(N, np.int64), 0, False,
                       raw=True, round_even=rounding == "half_even")
     if not isinstance(requant, (tuple, list)) or len(requant) != 4:
         raise CompileError(f"requant must be (mult, shift, zero_point, relu) or None, not "
@@ -359,12 +259,12 @@ def _matmul_layer(K, b, bias, requant, rounding):
     mult, shift, zero_point, relu = requant
     mult = _channel_param("mult", mult, N, 0, 2**32 - 1)
     shift = _channel_param("shift", shift, N, 0, 63)
-    if not _is_int(zero_point) or not -128 <= zero_point <= 127:
+    if not is_int(zero_point) or not -128 <= zero_point <= 127:
         raise CompileError(f"requant zero_point must be an integer in -128..127, not "
                            f"{_describe(zero_point)}")
     if not isinstance(relu, (bool, np.bool_)):
         raise CompileError(f"requant relu must be a bool, not {_describe(relu)}")
-    return _Layer(b.T.copy(), bias, mult, shift, int(zero_point), bool(relu),
+    return Layer(b.T.copy(), bias, mult, shift, int(zero_point), bool(relu),
                   round_even=rounding == "half_even")
 
 
@@ -383,15 +283,16 @@ def _check_fits(K, N, cfg):
         if nt > depth:
             raise CompileError(f"N = {N} needs {nt} {what} words{per}; {core} {what} "
                                f"buffer holds {depth} words (N up to {depth * C})")
-    slots = _ring_slots(cfg)
+    slots = cfg.weight_ring_slots
     if kt * nt > cfg.weight_depth and slots > cfg.weight_depth:
         raise CompileError(f"K x N = {K} x {N} takes {kt * nt} weight tiles; {core} weight "
                            f"buffer holds {cfg.weight_depth}, too few to stream them (at "
                            f"least {slots})")
 
 
-def compile_matmul(a_shape_or_k, b, bias, config, requant=None, batch=None, *,
-                   rounding="half_up"):
+def compile_matmul(a_shape_or_k: int | tuple, b: np.ndarray, bias: np.ndarray | None,
+                   config: CoreConfig, requant: tuple | None = None, batch: int | None = None,
+                   *, rounding: str = "half_up") -> Program:
     """Program for ``A @ b + bias`` with ``A`` int8 ``[M, K]`` streamed as inputs.
 
     Arguments are checked, never converted: a float bias, a fractional zero point or a
@@ -424,10 +325,10 @@ def compile_matmul(a_shape_or_k, b, bias, config, requant=None, batch=None, *,
     """
     if not isinstance(config, CoreConfig):
         raise CompileError(f"config must be a CoreConfig, not {_describe(config)}")
-    if _is_int(a_shape_or_k):
+    if is_int(a_shape_or_k):
         M, K = None, int(a_shape_or_k)
     elif (isinstance(a_shape_or_k, tuple) and len(a_shape_or_k) == 2
-          and all(map(_is_int, a_shape_or_k))):
+          and all(map(is_int, a_shape_or_k))):
         M, K = map(int, a_shape_or_k)
     else:
         raise CompileError(f"a_shape_or_k must be K or the shape (M, K) of a, not "

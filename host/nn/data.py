@@ -57,7 +57,7 @@ def _open(path):
     raise DataError(f"{path}: no such file (nor {os.path.basename(path)}.gz)")
 
 
-def read_idx(path, magic):
+def read_idx(path: str, magic: int) -> np.ndarray:
     """Read one IDX file (raw or ``.gz``) and check its magic number and size.
 
     Returns a uint8 array: ``[N, rows * cols]`` for images, ``[N]`` for labels, with
@@ -128,6 +128,6 @@ def _load_embedded():
                             f"{EMBEDDED_SPLIT_SEED})")
 
 
-def load_mnist(data_dir=None):
+def load_mnist(data_dir: str | None = None) -> MnistData:
     """The IDX files in ``data_dir``, or the embedded subset when it is None."""
     return _load_embedded() if data_dir is None else _load_dir(data_dir)

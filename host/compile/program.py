@@ -27,11 +27,12 @@ from hw import isa
 from hw.config import MAX_ROWS_PER_OP, CoreConfig
 from hw.isa import ErrorCode, Opcode, Target
 
-from .cycles import check_instruction
-from .files import atomic_write
+from ..files import atomic_write
+from .checks import check_instruction
 
 __all__ = ["Program", "ProgramError", "MAGIC", "VERSION", "DIGEST_BYTES", "HEADER_FIELDS",
-           "SCHEDULE_ARRAYS", "ITEM_WORD", "ITEM_NEXT_INPUT", "ITEM_BLOCK"]
+           "SCHEDULE_ARRAYS", "ITEM_WORD", "ITEM_NEXT_INPUT", "ITEM_BLOCK", "word_beats",
+           "beat_words", "status_packet"]
 
 MAGIC = b"SYSTPROG"
 VERSION = 2
@@ -42,11 +43,30 @@ class ProgramError(ValueError):
     """A program that is malformed, truncated, or for another configuration."""
 
 
-def _word_beats(words, sb):
+_WORD = f"<u{isa.INSTR_BYTES}"          # an instruction (or LOAD data) word in a beat
+_STATUS = f"<u{isa.STATUS_WORD_BYTES}"  # a status-packet word in a beat
+
+
+def word_beats(words: np.ndarray, stream_bytes: int) -> np.ndarray:
+    """64-bit words -> beats (uint8 ``[n, stream_bytes]``), a word in each beat's low bytes."""
     words = np.asarray(words, np.uint64)
-    out = np.zeros((len(words), sb), np.uint8)
-    out[:, :8] = words.astype("<u8").view(np.uint8).reshape(-1, 8)
+    out = np.zeros((len(words), stream_bytes), np.uint8)
+    out[:, :isa.INSTR_BYTES] = words.astype(_WORD).view(np.uint8).reshape(-1, isa.INSTR_BYTES)
     return out
+
+
+def beat_words(beats: np.ndarray) -> np.ndarray:
+    """Beats -> the 64-bit word in each one's low bytes (uint64 ``[n]``)."""
+    return np.ascontiguousarray(np.asarray(beats, np.uint8)[:, :isa.INSTR_BYTES]).view(_WORD)[:, 0]
+
+
+def status_packet(beats: np.ndarray) -> dict:
+    """The status packet at the end of the result beats: ``{field: value}`` in
+    :data:`hw.isa.STATUS_FIELDS` order, one word in the low bytes of each beat."""
+    ns = len(isa.STATUS_FIELDS)
+    tail = np.ascontiguousarray(np.asarray(beats, np.uint8)[len(beats) - ns:,
+                                                            :isa.STATUS_WORD_BYTES])
+    return dict(zip(isa.STATUS_FIELDS, map(int, tail.view(_STATUS)[:, 0])))
 
 
 #: Header fields, all required (the configuration travels beside them in the file).
@@ -70,7 +90,7 @@ def _short(value, text=None):
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _is_int(value):
+def _is_json_int(value):
     """A JSON integer: a Python int, not a bool (nor a float that happens to be whole)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -128,10 +148,10 @@ class Program:
     def out_features(self):
         return self.header["out_features"]
 
-    def useful_macs(self, n_images):
+    def useful_macs(self, n_images: int) -> int:
         return self.header["useful_macs_per_row"] * n_images
 
-    def check_config(self, config):
+    def check_config(self, config: CoreConfig) -> None:
         if config != self.config:
             raise ProgramError(f"program was compiled for {self.config.tag} "
                                f"({self.config.rows}x{self.config.cols}), not for {config.tag} "
@@ -170,7 +190,7 @@ class Program:
         """Cross-check the header, the beats and the schedule against the configuration.
 
         Every instruction word must decode with no stray bits, be one the core accepts
-        (:func:`host.cycles.check_instruction`) and fit the batch and the input regions;
+        (:func:`host.compile.checks.check_instruction`) and fit the batch and the input regions;
         the next-input chunks must load the next batch's input words once, in order. A
         program that passes runs on the core without an error code.
         """
@@ -207,7 +227,7 @@ class Program:
 
         def integer(name, lo, hi=None):
             value = h[name]
-            if not _is_int(value):
+            if not _is_json_int(value):
                 raise ProgramError(f"header field {name} must be an integer, not {_short(value)}")
             if value < lo or (hi is not None and value > hi):
                 expected = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
@@ -225,7 +245,7 @@ class Program:
             if value != want:
                 raise ProgramError(f"header field {name} is {value}, expected {want} ({why})")
 
-        B = integer("batch", 1, MAX_ROWS_PER_OP)
+        integer("batch", 1, MAX_ROWS_PER_OP)
         K = integer("in_features", 1)
         N = integer("out_features", 1)
         derived("in_tiles", -(-K // cfg.rows), f"ceil(in_features {K} / rows {cfg.rows})")
@@ -234,7 +254,7 @@ class Program:
         integer("useful_macs_per_row", 0)
         sizes = h["sizes"]
         if (not isinstance(sizes, list) or len(sizes) < 2
-                or not all(_is_int(n) and n >= 1 for n in sizes)):
+                or not all(_is_json_int(n) and n >= 1 for n in sizes)):
             raise ProgramError(f"header field sizes must be a list of at least two positive "
                                f"integers, not {_short(sizes)}")
         if sizes[0] != K or sizes[-1] != N:
@@ -251,7 +271,7 @@ class Program:
                                f"(weights_resident {str(resident).lower()}, weight_tiles "
                                f"{tiles})")
         regions = h["input_regions"]
-        if not isinstance(regions, list) or len(regions) != 2 or not all(map(_is_int, regions)):
+        if not isinstance(regions, list) or len(regions) != 2 or not all(map(_is_json_int, regions)):
             raise ProgramError(f"header field input_regions must be a list of two integers, "
                                f"not {_short(regions)}")
         words = self._batch_words()
@@ -292,7 +312,7 @@ class Program:
 
         Returns the data beats loaded into each target.
         """
-        words = np.ascontiguousarray(beats[:, :8]).view("<u8")[:, 0]
+        words = beat_words(beats)
         loaded = dict.fromkeys(Target, 0)
         pos = 0
         while pos < len(words):
@@ -329,7 +349,7 @@ class Program:
         # A next-input chunk overwrites the region the previous batch read: it must wait
         # until that batch's MATMULs have all issued, which pushing the (queue_depth + 2)th
         # engine instruction of this batch guarantees (or a SYNC, which drains the engine).
-        engine, synced, distance = 0, False, cfg.queue_depth + 2
+        engine, synced, distance = 0, False, cfg.input_reload_distance
         for i, kind in enumerate(s["kind"].tolist()):
             if kind == ITEM_BLOCK:
                 block = int(s["block"][i])
@@ -389,7 +409,7 @@ class Program:
                                f"expected out_tiles {h['out_tiles']}")
 
     # -- the beat stream ------------------------------------------------------------
-    def input_words(self, x):
+    def input_words(self, x: np.ndarray) -> list:
         """One batch of int8 inputs ``[batch, in_features]`` as activation words."""
         R, B, kt = self.config.rows, self.batch, self.header["in_tiles"]
         xp = np.zeros((B, kt * R), np.int8)
@@ -400,7 +420,7 @@ class Program:
         return out
 
     def _load(self, target, addr, data):
-        return np.concatenate([_word_beats([isa.encode(Opcode.LOAD, target=target, addr=addr,
+        return np.concatenate([word_beats([isa.encode(Opcode.LOAD, target=target, addr=addr,
                                                        count=len(data))],
                                            self.config.stream_bytes), data])
 
@@ -420,7 +440,7 @@ class Program:
                 out.append(self._load(Target.ACT, base + lo, words[lo:hi]))
         return out
 
-    def beats(self, inputs):
+    def beats(self, inputs: np.ndarray) -> np.ndarray:
         """The complete program stream for ``inputs`` (int8 ``[n, in_features]``)."""
         x = np.asarray(inputs)
         if x.ndim != 2 or x.shape[1] != self.in_features or x.dtype != np.int8:
@@ -438,13 +458,13 @@ class Program:
         rows = [min(B, len(x) - b * B) for b in range(nb)]
         segs = [self.preamble,
                 *self._load_input(regions[0], words[0], 0, len(words[0]), rows[0])]
-        word_beats = {parity: _word_beats(s[parity], sb) for parity in ("even", "odd")}
+        parity_beats = {parity: word_beats(s[parity], sb) for parity in ("even", "odd")}
         tail = len(x) - (nb - 1) * B
         for b in range(nb):
             parity = "even" if b % 2 == 0 else "odd"
-            wb = word_beats[parity]
+            wb = parity_beats[parity]
             if b == nb - 1 and tail < B:   # a partial last batch computes only its rows
-                wb = _word_beats(self._with_rows(s[parity], tail), sb)
+                wb = word_beats(self._with_rows(s[parity], tail), sb)
             run_start = 0
             for i in np.flatnonzero(kind != ITEM_WORD):
                 segs.append(wb[run_start:i])
@@ -456,7 +476,7 @@ class Program:
                     segs.extend(self._load_input(regions[(b + 1) % 2], words[b + 1], start,
                                                  count, rows[b + 1]))
             segs.append(wb[run_start:])
-        segs.append(_word_beats([isa.encode(Opcode.END)], sb))
+        segs.append(word_beats([isa.encode(Opcode.END)], sb))
         return np.concatenate(segs)
 
     def _with_rows(self, words, m):
@@ -471,7 +491,8 @@ class Program:
                 out[i] = isa.encode(op, **{**f, "m": m})
         return out
 
-    def parse_output(self, out_beats, n_images):
+    def parse_output(self, out_beats: np.ndarray,
+                     n_images: int) -> tuple[np.ndarray | None, dict]:
         """Result beats -> ``(outputs [n, out_features], status dict)``.
 
         Raises
@@ -483,8 +504,7 @@ class Program:
         ns = len(isa.STATUS_FIELDS)
         if len(out) < ns:
             raise ProgramError(f"no status packet: only {len(out)} result beats")
-        status = {name: int(out[len(out) - ns + i, :4].copy().view("<u4")[0])
-                  for i, name in enumerate(isa.STATUS_FIELDS)}
+        status = status_packet(out)
         body = out[:len(out) - ns]
         cfg, B = self.config, self.batch
         nt = self.header["out_tiles"]
@@ -506,7 +526,7 @@ class Program:
         return np.concatenate(outs)[:, :self.out_features].copy(), status
 
     # -- files ----------------------------------------------------------------------
-    def save(self, path):
+    def save(self, path: str) -> None:
         """Write the program (temporary name, then rename), its SHA-256 digest last."""
         header = {"config": self.config.to_dict(), **self.header}
         hjson = json.dumps(header, sort_keys=True).encode()
@@ -521,7 +541,7 @@ class Program:
             f.write(body + hashlib.sha256(body).digest())
 
     @classmethod
-    def load(cls, path, config=None):
+    def load(cls, path: str, config: CoreConfig | None = None) -> "Program":
         """Read a program; refuse a truncated, corrupt or foreign one, or one for another config.
 
         Raises

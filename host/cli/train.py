@@ -1,0 +1,51 @@
+"""``python -m host train``: train the MNIST MLP and save its checkpoint."""
+
+import argparse
+import math
+import os
+import sys
+
+import torch
+
+from ..files import check_output_path
+from ..nn.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
+from ..nn.data import load_mnist
+from ..nn.train import train
+
+__all__ = ["main"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m host train",
+                                description="Train the MNIST MLP in PyTorch (seeded, deterministic).")
+    p.add_argument("--hidden", type=int, nargs="+", default=[128], help="hidden layer sizes")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded subset)")
+    p.add_argument("--out", default=DEFAULT_CHECKPOINT)
+    args = p.parse_args(argv)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    try:
+        for name in ("epochs", "batch_size"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, "
+                                 f"not {getattr(args, name)}")
+        if any(h < 1 for h in args.hidden):
+            raise ValueError(f"--hidden sizes must be positive, not {args.hidden}")
+        if not (math.isfinite(args.lr) and args.lr > 0):
+            raise ValueError(f"--lr must be a positive finite number, not {args.lr}")
+        check_output_path(args.out, "--out")
+        data = load_mnist(args.data_dir)
+        model, meta = train(data, tuple(args.hidden), args.epochs, args.seed, args.lr,
+                            args.batch_size)
+        save_checkpoint(model, meta, args.out)
+    except (OSError, ValueError) as exc:   # DataError and CheckpointError are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained {'-'.join(map(str, meta['sizes']))} on {data.describe()}")
+    print(f"epochs {meta['epochs']}, {meta['train_seconds']:.1f} s, "
+          f"train accuracy {meta['train_accuracy']:.4f}, test accuracy "
+          f"{meta['test_accuracy']:.4f} -> {args.out}")
+    return 0
