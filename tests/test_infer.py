@@ -20,9 +20,12 @@ def test_model_backend_report(tmp_path, capsys):
     assert main(["--backend", "model", "--limit", "200", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["backend"] == "model" and r["images"] == 200 and r["mismatches"] == 0
-    assert r["cycles"] == r["predicted_cycles"] and r["argmax_agreement"] >= 0.999
-    assert abs(r["accuracy"] - r["float_accuracy"]) <= 0.005
-    assert r["utilization"] > 0.85 and r["images_per_second_at_clock"] > 0
+    assert r["argmax_agreement"] >= 0.999 and abs(r["accuracy"] - r["float_accuracy"]) <= 0.005
+    # the counters are consistent: busy and MAC cycles within the program's cycles, and
+    # the two utilizations defined by host.metrics ordered accordingly
+    assert r["mac_cycles"] <= r["busy_cycles"] <= r["cycles"]
+    assert 0.85 < r["utilization"] <= r["busy_utilization"] <= 1
+    assert r["images_per_second_at_clock"] > 0
     for key in ("torch_int8_accuracy", "cycles_per_image", "wall_seconds", "clock_mhz",
                 "sim_cycles_per_second"):
         assert key in r
