@@ -195,7 +195,7 @@ def plots(result, out_dir, labels):
     for r, c in ARRAYS:
         pts = [(e["batch"], e["utilization"]) for e in result["sweep"] if (e["rows"], e["cols"]) == (r, c)]
         if pts:
-            ax.plot(*zip(*pts), marker="o", label=f"{r}x{c}")
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{r}x{c}")
     ax.set(xscale="log", xlabel="batch", ylabel="utilization (useful MACs / array capacity)",
            ylim=(0, 1.05), title="Array utilization, MNIST 784-128-10")
     batches = sorted({e["batch"] for e in result["sweep"]})
@@ -230,8 +230,8 @@ def plots(result, out_dir, labels):
                   result["sweep"][-1])
     pred = chosen["predictions"]
     cm = np.zeros((10, 10), int)
-    for p, l in zip(pred, labels):
-        cm[l, p] += 1
+    for p, y in zip(pred, labels, strict=True):
+        cm[y, p] += 1
     fig, ax = plt.subplots(figsize=(5, 4.5))
     im = ax.imshow(cm, cmap="Blues")
     for i in range(10):

@@ -14,8 +14,8 @@ import numpy as np
 
 from sim import runner
 
-from .model.cycles import predict
 from .base import BackendError
+from .model.cycles import predict
 
 __all__ = ["RtlBackend", "GateBackend", "MAX_PAUSE_PROBABILITY"]
 

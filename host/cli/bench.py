@@ -7,8 +7,8 @@ import sys
 
 from hw.config import CoreConfig
 
-from ..backends import BackendError
 from .. import bench as bench_module
+from ..backends import BackendError
 from ..bench import SIZES, bench, bench_core, report_md
 from ..files import atomic_write, check_output_path
 from ..run import check_clock_mhz

@@ -15,6 +15,8 @@ before it (enough distance that a slot is never rewritten while still being read
 """
 
 
+import itertools
+
 import numpy as np
 
 from hw import isa
@@ -31,13 +33,13 @@ __all__ = ["compile_model", "compile_matmul", "ROUNDINGS"]
 ROUNDINGS = ("half_up", "half_even")
 
 
-def _tile(layer, l, kt_i, nt_i, cfg, prev_out):
+def _tile(layer, li, kt_i, nt_i, cfg, prev_out):
     """The ``rows x cols`` weight tile (K tile ``kt_i``, N tile ``nt_i``) of a layer."""
     R, C, G = cfg.rows, cfg.cols, cfg.groups
     N, K = layer.weight.shape
     tile = np.zeros((R, C), np.int8)
     for r in range(R):
-        if l == 0:
+        if li == 0:
             k = kt_i * R + r
         else:  # K tile = (previous N tile, group); row r = lane g*R + r of that tile
             prev_nt, g = divmod(kt_i, G)
@@ -62,10 +64,10 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     # -- weight tiles, in MATMUL order ------------------------------------------------
     tiles = []
     prev_out = in_features
-    for l, layer in enumerate(layers):
-        for n in range(nt[l]):
-            for k in range(kt[l]):
-                tiles.append(_tile(layer, l, k, n, cfg, prev_out))
+    for li, layer in enumerate(layers):
+        for n in range(nt[li]):
+            for k in range(kt[li]):
+                tiles.append(_tile(layer, li, k, n, cfg, prev_out))
         prev_out = layer.weight.shape[0]
     resident = len(tiles) <= cfg.weight_depth
     slots = cfg.weight_ring_slots
@@ -85,18 +87,18 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     # -- preamble: parameters (and weights when resident) ---------------------------
     pre = []
     bias = np.zeros(sum(nt) * C, np.int64)
-    for l, ly in enumerate(layers):
-        bias[sum(nt[:l]) * C:][:len(ly.bias)] = ly.bias
+    for li, ly in enumerate(layers):
+        bias[sum(nt[:li]) * C:][:len(ly.bias)] = ly.bias
     scale = []
-    for l, ly in enumerate(layers):
+    for li, ly in enumerate(layers):
         n = ly.weight.shape[0]
-        for c in range(nt[l] * C):
+        for c in range(nt[li] * C):
             m_, s_ = (int(ly.mult[c]), int(ly.shift[c])) if c < n else (0, 0)
             try:
                 scale.append(isa.encode_scale(m_, s_, ly.zero_point, ly.relu,
                                               round_even=ly.round_even))
             except isa.InstructionError as exc:
-                raise CompileError(f"layer {l}, output channel {c}: {exc}") from None
+                raise CompileError(f"layer {li}, output channel {c}: {exc}") from None
     pre.append(load_beats(Target.BIAS, 0, word_beats(bias & ((1 << isa.BIAS_BITS) - 1), sb)))
     pre.append(load_beats(Target.SCALE, 0, word_beats(scale, sb)))
     if resident:
@@ -118,29 +120,29 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     matmul_slots = []     # item positions after which a next-input chunk may go
     tile_i = 0
     param = 0
-    for l, layer in enumerate(layers):
-        last = l == len(layers) - 1
-        in_base = regions[0] if l == 0 else hidden_bases[l - 1]
-        for n in range(nt[l]):
-            for k in range(kt[l]):
+    for li, layer in enumerate(layers):
+        last = li == len(layers) - 1
+        in_base = regions[0] if li == 0 else hidden_bases[li - 1]
+        for n in range(nt[li]):
+            for k in range(kt[li]):
                 slot = tile_i if resident else tile_i % slots
                 if not resident:
                     blocks.append(load_beats(Target.WEIGHT, slot, tile_rows(tiles[tile_i])))
                     items.append((ITEM_BLOCK, 0, 0, 0, 0, len(blocks) - 1))
-                word(Opcode.MATMUL, "act_addr" if l == 0 else None,
+                word(Opcode.MATMUL, "act_addr" if li == 0 else None,
                      act_addr=in_base + k * batch, weight_tile=slot, acc_addr=n * batch,
                      m=batch, accumulate=int(k > 0))
                 engine_count += 1
                 tile_i += 1
                 if engine_count >= cfg.input_reload_distance:
                     matmul_slots.append(len(items))
-        for n in range(nt[l]):
+        for n in range(nt[li]):
             for g in range(1 if last else G):
-                dst = 0 if last else hidden_bases[l] + (n * G + g) * batch
+                dst = 0 if last else hidden_bases[li] + (n * G + g) * batch
                 word(Opcode.POSTPROC, acc_addr=n * batch, m=batch, param_addr=param + n,
                      dst_addr=dst, group=g, to_stream=int(last), raw=int(layer.raw))
                 engine_count += 1
-        param += nt[l]
+        param += nt[li]
 
     # spread the next batch's input words over the MATMUL slots
     in_words = kt[0] * batch
@@ -195,7 +197,7 @@ def compile_model(qmodel, config: CoreConfig, batch: int = 64) -> Program:
     """
     layers = layers_from_model(qmodel)
     sizes = qmodel.sizes
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    macs = sum(a * b for a, b in itertools.pairwise(sizes))
     return _compile_layers(layers, config, batch, sizes[0], macs)
 
 

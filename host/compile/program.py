@@ -66,7 +66,7 @@ def status_packet(beats: np.ndarray) -> dict:
     ns = len(isa.STATUS_FIELDS)
     tail = np.ascontiguousarray(np.asarray(beats, np.uint8)[len(beats) - ns:,
                                                             :isa.STATUS_WORD_BYTES])
-    return dict(zip(isa.STATUS_FIELDS, map(int, tail.view(_STATUS)[:, 0])))
+    return dict(zip(isa.STATUS_FIELDS, map(int, tail.view(_STATUS)[:, 0]), strict=True))
 
 
 #: Header fields, all required (the configuration travels beside them in the file).

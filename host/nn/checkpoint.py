@@ -6,6 +6,7 @@ metadata records a sha256 of the weights (:func:`weights_sha256`) that
 """
 
 import hashlib
+import itertools
 import os
 
 import numpy as np
@@ -34,7 +35,7 @@ class Mlp(nn.Module):
         super().__init__()
         self.sizes = tuple(int(s) for s in sizes)
         layers = []
-        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(self.sizes)):
             layers.append(nn.Linear(a, b))
             if i < len(self.sizes) - 2:
                 layers.append(nn.ReLU())

@@ -15,6 +15,7 @@ to run ``make quantize`` again.
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -270,7 +271,7 @@ def random_quantized_model(sizes, seed: int = 0, relu_last: bool = False) -> "Qu
     rng = np.random.default_rng(seed)
     layers = []
     zp_in = int(rng.integers(-128, 128))
-    for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (k, n) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
         relu = bool(relu_last or not last)
         zp_out = int(rng.integers(-128, -100)) if relu else int(rng.integers(-20, 20))

@@ -22,8 +22,14 @@ from torch import nn
 
 from .. import golden
 from .checkpoint import CheckpointError, Mlp, load_checkpoint, to_input
-from .qmodel import (QuantError, QuantizedModel, QuantLayer, file_sha256,
-                     is_quantized_model_file, multiplier_shift)
+from .qmodel import (
+    QuantError,
+    QuantizedModel,
+    QuantLayer,
+    file_sha256,
+    is_quantized_model_file,
+    multiplier_shift,
+)
 
 __all__ = ["quantize_model", "quantize_checkpoint", "torch_int8_logits", "report",
            "load_for_inference"]
@@ -238,7 +244,7 @@ def quantize_checkpoint(checkpoint_path: str, data, calibration: int = 1000,
 def _same_layers(a, b):
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         for f in dataclasses.fields(QuantLayer):
             u, v = getattr(x, f.name), getattr(y, f.name)
             if isinstance(u, np.ndarray) or isinstance(v, np.ndarray):

@@ -7,7 +7,6 @@ quantization (scale 1/255) is exact.
 import time
 
 import numpy as np
-
 import torch
 from torch import nn
 from tqdm import tqdm

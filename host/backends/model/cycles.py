@@ -27,7 +27,6 @@ import dataclasses
 
 import numpy as np
 
-
 from hw import isa
 from hw.config import CoreConfig
 from hw.isa import ErrorCode, Opcode

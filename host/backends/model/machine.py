@@ -14,8 +14,8 @@ from hw import isa
 from hw.isa import Opcode, Target
 
 from ...compile.program import beat_words, word_beats
-from .cycles import walk
 from ..base import Result
+from .cycles import walk
 
 __all__ = ["ModelBackend", "Machine"]
 
