@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import re
 import warnings
 
@@ -60,8 +61,8 @@ def test_input_quantization_matches_torch(quantized):
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 256).repeat(4, 0)
     pixels = np.tile(pixels, (1, 4))[:, :784]
     ours = qmodel.quantize_input(pixels)
-    theirs = tq.quant(torch.from_numpy(pixels.astype(np.float32) / 255)).int_repr().numpy()
-    np.testing.assert_array_equal(ours.astype(int), theirs.astype(int) - 128)
+    theirs = tq.quantize_input(torch.from_numpy(pixels.astype(np.float32) / 255))
+    np.testing.assert_array_equal(ours, theirs, strict=True)
 
 
 def test_report_meets_the_aims(quantized):
@@ -131,21 +132,38 @@ def _seq(middle, first=None):
     return nn.Sequential(first or nn.Linear(784, 16), middle, nn.Linear(16, 10))
 
 
-SUPPORTED = "the core runs Linear, ReLU, Flatten and Dropout"
+SUPPORTED = "the core runs Linear, ReLU, BatchNorm1d after a Linear, Flatten and Dropout"
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(784, 784), nn.Linear(784, 10)
+
+    def forward(self, x):
+        return self.b(x + self.a(x))
+
+
+class _TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(784, 10)
+
+    def forward(self, x):
+        y = self.a(x)
+        return y, y
 
 
 @pytest.mark.parametrize("model, message", [
-    (_seq(nn.GELU()), "unsupported layer GELU at position 1 (1)"),
-    (_seq(nn.Tanh()), "unsupported layer Tanh at position 1 (1)"),
-    (_seq(nn.Softmax(dim=1)), "unsupported layer Softmax at position 1 (1)"),
-    (_seq(nn.LayerNorm(16)), "unsupported layer LayerNorm at position 1 (1)"),
-    (_seq(nn.BatchNorm1d(16)), "unsupported layer BatchNorm1d at position 1 (1)"),
-    (_seq(nn.Sigmoid()), "unsupported layer Sigmoid at position 1 (1)"),
-    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(2704, 10)),
-     "unsupported layer Conv2d at position 0 (0)"),
+    (_seq(nn.GELU()), "unsupported layer GELU at 1 (aten.gelu, graph node 1)"),
+    (_seq(nn.Tanh()), "unsupported layer Tanh at 1 (aten.tanh, graph node 1)"),
+    (_seq(nn.Softmax(dim=1)), "unsupported layer Softmax at 1 (aten.softmax.int, graph node 1)"),
+    (_seq(nn.LayerNorm(16)), "unsupported layer LayerNorm at 1 (aten.layer_norm, graph node 1)"),
+    (_seq(nn.Sigmoid()), "unsupported layer Sigmoid at 1 (aten.sigmoid, graph node 1)"),
     (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 8), nn.Tanh()),
-                   nn.Linear(8, 10)), "unsupported layer Tanh at position 3 (2.1)"),
-], ids=["gelu", "tanh", "softmax", "layernorm", "batchnorm", "sigmoid", "conv2d", "nested"])
+                   nn.Linear(8, 10)), "unsupported layer Tanh at 2.1 (aten.tanh, graph node 3)"),
+    (_Residual(), "unsupported aten.add.Tensor in the model's forward (graph node 1)"),
+], ids=["gelu", "tanh", "softmax", "layernorm", "sigmoid", "nested", "residual"])
 def test_unsupported_layers_are_refused(model, message):
     images = np.zeros((4, 784), np.uint8)
     with pytest.raises(QuantError, match=re.escape(f"{message}: {SUPPORTED}")):
@@ -156,33 +174,49 @@ def test_unsupported_layer_in_an_mlp_names_its_path():
     model = Mlp((784, 16, 10))
     model.net[1] = nn.GELU()
     with pytest.raises(QuantError, match=re.escape(
-            f"unsupported layer GELU at position 1 (net.1): {SUPPORTED}")):
+            f"unsupported layer GELU at net.1 (aten.gelu, graph node 1): {SUPPORTED}")):
         quantize_model(model, np.zeros((4, 784), np.uint8))
+
+
+_NOT_AFTER_LINEAR = "does not directly follow a Linear: the core applies ReLU only fused"
 
 
 @pytest.mark.parametrize("model, message", [
     (nn.Sequential(nn.ReLU(), nn.Linear(784, 10)),
-     r"ReLU at position 0 \(0\) does not directly follow a Linear"),
+     rf"layer ReLU at 0 \(aten.relu, graph node 0\) {_NOT_AFTER_LINEAR}"),
     (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.ReLU(), nn.Linear(16, 10)),
-     r"ReLU at position 2 \(2\) does not directly follow a Linear"),
+     rf"layer ReLU at 2 \(aten.relu, graph node 2\) {_NOT_AFTER_LINEAR}"),
     (nn.Sequential(nn.Linear(784, 16), nn.Dropout(), nn.ReLU(), nn.Linear(16, 10)),
-     r"ReLU at position 2 \(2\) does not directly follow a Linear"),
+     rf"layer ReLU at 2 \(aten.relu, graph node 2\) {_NOT_AFTER_LINEAR}"),
+    (nn.Sequential(nn.BatchNorm1d(784), nn.Linear(784, 10)),
+     r"layer BatchNorm1d at 0 \(aten.batch_norm, graph node 0\) does not directly follow a "
+     r"Linear: the core folds BatchNorm1d into the Linear before it"),
     (nn.Sequential(nn.Linear(784, 16), nn.Flatten(), nn.Linear(16, 10)),
-     r"Flatten at position 1 \(1\) comes after a Linear"),
-    (nn.Sequential(nn.Flatten(0), nn.Linear(784, 10)),
-     r"Flatten at position 0 \(0\) has start_dim=0, end_dim=-1"),
+     r"layer Flatten at 1 \(aten.flatten.using_ints, graph node 1\) comes after a Linear"),
     (nn.Sequential(nn.Flatten(), nn.Dropout()), "the model has no Linear layer"),
     (nn.Sequential(), "the model has no Linear layer"),
+    (nn.Identity(), "the model has no Linear layer"),
     (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(15, 10)),
-     r"Linear at position 2 \(2\) takes 15 inputs but the Linear before it \(0\) gives 16"),
-    (nn.Sequential(nn.Linear(100, 10)),
-     r"the first Linear \(0\) takes 100 inputs, but the calibration images have 784 values"),
-    (nn.Identity(), "cannot quantize a Identity: expected an Mlp or an nn.Sequential"),
-], ids=["relu-first", "relu-relu", "relu-after-dropout", "flatten-late", "flatten-dims",
-        "no-linear", "empty", "widths", "input-width", "not-sequential"])
+     r"torch.export cannot capture the model: a and b must have same reduction dim, but got "
+     r"\[2, 16\] X \[15, 10\]"),
+    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(2704, 10)),
+     r"torch.export cannot capture the model: Expected 3D \(unbatched\) or 4D"),
+    (_TwoOutputs(), "the model's output is not its last layer's"),
+], ids=["relu-first", "relu-relu", "relu-after-dropout", "batchnorm-first", "flatten-late",
+        "no-linear", "empty", "identity", "widths", "conv2d-on-flat-images", "two-outputs"])
 def test_malformed_models_are_refused(model, message):
     with pytest.raises(QuantError, match=message):
         quantize_model(model.eval(), np.zeros((4, 784), np.uint8))
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((0, 784), np.uint8), "no calibration images"),
+    (np.zeros((4, 784), np.float32), r"must be uint8 \[N, pixels\], not float32 \[4, 784\]"),
+    (np.zeros(784, np.uint8), r"must be uint8 \[N, pixels\], not uint8 \[784\]"),
+])
+def test_bad_calibration_images_are_refused(images, message):
+    with pytest.raises(QuantError, match=message):
+        quantize_model(Mlp((784, 16, 10)), images)
 
 
 @pytest.mark.parametrize("param, value, what", [
@@ -192,7 +226,8 @@ def test_non_finite_parameters_are_refused(param, value, what):
     with torch.no_grad():
         getattr(model.net[2], param)[3] = value
     with pytest.raises(QuantError, match=re.escape(
-            f"Linear at position 2 (net.2) has non-finite {what} (NaN or inf)")):
+            f"layer Linear at net.2 (aten.linear, graph node 2) has non-finite {what} "
+            f"(NaN or inf)")):
         quantize_model(model, np.zeros((4, 784), np.uint8))
 
 
@@ -204,6 +239,8 @@ def _sequentials():
                                  nn.Linear(32, 10, bias=False)),
         "dropout-flatten": nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(784, 32),
                                          nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10)),
+        "batchnorm": nn.Sequential(nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                                   nn.Linear(32, 10)),
         "two-hidden-nested": nn.Sequential(nn.Linear(784, 32), nn.ReLU(),
                                            nn.Sequential(nn.Linear(32, 24), nn.ReLU()),
                                            nn.Linear(24, 10)),
@@ -231,10 +268,14 @@ def test_plain_sequentials_are_bit_exact(mnist, name):
     assert np.mean(out.argmax(1) == torch_int8_logits(tq, images[:40]).argmax(1)) >= 0.95
 
 
-def test_quantizing_leaves_the_warning_filters_alone():
-    before = list(warnings.filters)
+def test_quantizing_leaves_the_warning_filters_and_log_levels_alone():
+    names = ("torchao", "torch.utils._pytree", "torch._subclasses.fake_tensor")
+    before = list(warnings.filters), [logging.getLogger(n).level for n in names]
     quantize_model(Mlp((20, 6, 3)), np.zeros((4, 20), np.uint8))
-    assert warnings.filters == before
+    with pytest.raises(QuantError):
+        quantize_model(nn.Sequential(nn.Linear(20, 5), nn.Linear(6, 2)),
+                       np.zeros((4, 20), np.uint8))
+    assert (list(warnings.filters), [logging.getLogger(n).level for n in names]) == before
 
 
 # -- the checkpoint --------------------------------------------------------------------
@@ -254,7 +295,8 @@ def test_checkpoint_with_nan_weights(mnist, tmp_path):
         model.net[0].weight[0, 0] = float("nan")
     save_checkpoint(model, {"sizes": [784, 16, 10]}, str(tmp_path / "nan.pt"))
     with pytest.raises(QuantError, match=re.escape(
-            "nan.pt: Linear at position 0 (net.0) has non-finite weights (NaN or inf)")):
+            "nan.pt: layer Linear at net.0 (aten.linear, graph node 0) has non-finite weights "
+            "(NaN or inf)")):
         quantize_checkpoint(str(tmp_path / "nan.pt"), mnist)
 
 

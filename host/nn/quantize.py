@@ -1,19 +1,13 @@
-"""Post-training int8 quantization in PyTorch, and PyTorch's own int8 model as the reference.
+"""MNIST networks to int8: quantize a checkpoint, load a model for inference, and compare
+the integer golden model with PyTorch's execution of the quantized model.
 
-:func:`quantize_model` quantizes a float network with ``torch.ao.quantization`` (eager
-mode: per-channel symmetric int8 weights, per-tensor affine activations calibrated with
-min/max observers on training images) and extracts the integer parameters into a
-:class:`~host.nn.qmodel.QuantizedModel` (the hardware's arithmetic: int32 bias,
-per-channel integer multiplier and right shift, round half to even like PyTorch's
-fbgemm kernels); :func:`report` compares the integer golden model with PyTorch's int8
-model.
+:func:`quantize_model` captures a float network with ``torch.export``
+(:mod:`.torch_frontend`) and quantizes it with PT2E to the core's arithmetic
+(:mod:`.pt2e`); :func:`report` compares the golden model with the converted graph.
 """
 
-import contextlib
-import copy
 import dataclasses
 import os
-import warnings
 import zipfile
 
 import numpy as np
@@ -21,192 +15,58 @@ import torch
 from torch import nn
 
 from .. import golden
-from .checkpoint import CheckpointError, Mlp, load_checkpoint, to_input
-from .qmodel import (
-    QuantError,
-    QuantizedModel,
-    QuantLayer,
-    file_sha256,
-    is_quantized_model_file,
-    multiplier_shift,
-)
+from .checkpoint import CheckpointError, load_checkpoint, to_input
+from .pt2e import TorchReference, quantize_dense
+from .qmodel import QuantError, QuantizedModel, QuantLayer, file_sha256, is_quantized_model_file
+from .torch_frontend import capture
 
 __all__ = ["quantize_model", "quantize_checkpoint", "torch_int8_logits", "report",
            "load_for_inference"]
 
-_SUPPORTED = "Linear, ReLU, Flatten and Dropout"
-
-
-class _Quantizable(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.quant = torch.ao.quantization.QuantStub()
-        self.net = net
-        self.dequant = torch.ao.quantization.DeQuantStub()
-
-    def forward(self, x):
-        return self.dequant(self.net(self.quant(x)))
-
-
-@contextlib.contextmanager
-def _eager_quantization():
-    """Silence the deprecation warnings of torch.ao's eager quantization (a move to PT2E
-    is planned) for the calls inside only; the warning filters are restored after."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated",
-                                category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=r".*quantize_per_(tensor|channel).*deprecated",
-                                category=UserWarning)
-        yield
-
-
-def _leaves(seq, prefix):
-    out = []
-    for name, m in seq.named_children():
-        if type(m) is nn.Sequential:
-            out += _leaves(m, f"{prefix}{name}.")
-        else:
-            out.append((f"{prefix}{name}", m))
-    return out
-
-
-def _layers(model):
-    """The model's layers, nested Sequentials flattened, as ``(position, name, module)``;
-    refuses every layer the core cannot run (see :func:`quantize_model`)."""
-    if isinstance(model, Mlp):
-        seq, prefix = model.net, "net."
-    elif type(model) is nn.Sequential:
-        seq, prefix = model, ""
-    else:
-        raise QuantError(f"cannot quantize a {type(model).__name__}: expected an Mlp or an "
-                         f"nn.Sequential of {_SUPPORTED} layers")
-    layers = [(pos, name, m) for pos, (name, m) in enumerate(_leaves(seq, prefix))]
-    last = None                     # the last Linear seen
-    for pos, name, m in layers:
-        kind, where = type(m), f"at position {pos} ({name})"
-        if kind is nn.Linear:
-            if last is not None and m.in_features != last[2].out_features:
-                raise QuantError(f"Linear {where} takes {m.in_features} inputs but the Linear "
-                                 f"before it ({last[1]}) gives {last[2].out_features}")
-            for what, p in (("weights", m.weight), ("bias", m.bias)):
-                if p is not None and not bool(torch.isfinite(p).all()):
-                    raise QuantError(f"Linear {where} has non-finite {what} (NaN or inf)")
-            last = (pos, name, m)
-        elif kind is nn.ReLU:
-            if pos == 0 or type(layers[pos - 1][2]) is not nn.Linear:
-                raise QuantError(f"ReLU {where} does not directly follow a Linear: the core "
-                                 f"applies ReLU only fused into the Linear before it")
-        elif kind is nn.Flatten:
-            if last is not None:
-                raise QuantError(f"Flatten {where} comes after a Linear: it is only allowed "
-                                 f"before the first Linear")
-            if (m.start_dim, m.end_dim) != (1, -1):
-                raise QuantError(f"Flatten {where} has start_dim={m.start_dim}, "
-                                 f"end_dim={m.end_dim}: only the default (1, -1) is supported")
-        elif kind is not nn.Dropout:
-            raise QuantError(f"unsupported layer {kind.__name__} {where}: the core runs "
-                             f"{_SUPPORTED}")
-    if last is None:
-        raise QuantError(f"the model has no Linear layer: the core runs {_SUPPORTED}")
-    return layers
-
-
 def quantize_model(model: nn.Module,
-                   calibration_images: np.ndarray) -> tuple[QuantizedModel, nn.Module]:
-    """PyTorch eager post-training quantization of an :class:`Mlp` or ``nn.Sequential``.
+                   calibration_images: np.ndarray) -> tuple[QuantizedModel, TorchReference]:
+    """PT2E post-training quantization of a float MNIST network (see :mod:`.pt2e`).
 
     Parameters
     ----------
-    model : Mlp or nn.Sequential
-        Made of ``nn.Linear`` (with or without bias; no bias is a zero bias), ``nn.ReLU``
-        directly after a Linear (fused into it), ``nn.Flatten`` (the default dimensions)
-        before the first Linear, and ``nn.Dropout`` anywhere: the identity in eval mode,
-        which is how the model is quantized and how PyTorch's int8 model runs. Nested
-        ``nn.Sequential`` are flattened.
+    model : nn.Module
+        Any module that ``torch.export`` captures as a chain of the supported layers
+        (:data:`host.nn.torch_frontend.SUPPORTED`); Dropout is the identity (eval mode)
+        and a BatchNorm1d is folded into the Linear before it.
     calibration_images : uint8 [N, in_features]
         Pixels, scaled by 1/255 as in training.
 
     Returns
     -------
-    (QuantizedModel, torch int8 module)
-        Both use the same scales and zero points, read back from the converted PyTorch
-        model. The layers requantize with round half to even, as fbgemm does.
+    (QuantizedModel, TorchReference)
+        The integer layers (round half to even) and PyTorch's execution of the converted
+        model, with the same scales and zero points.
 
     Raises
     ------
     QuantError
-        Before any work: an unsupported layer (its type and position), a ReLU that does
-        not directly follow a Linear, a Flatten after a Linear, no Linear, Linear widths
-        that do not chain, non-finite weights or biases, or images whose width is not the
-        first Linear's input width.
+        Before any quantization: an unsupported layer or op (its name and place), a ReLU
+        or BatchNorm not directly after a Linear, no Linear, widths that do not chain,
+        non-finite weights, or images whose width is not the first Linear's.
     """
-    from torch.ao import quantization as tq
-
-    layers = _layers(model)
-    first_name, first = next((name, m) for _, name, m in layers if type(m) is nn.Linear)
     images = np.asarray(calibration_images)
-    if images.ndim != 2 or images.shape[1] != first.in_features:
-        got = f"{images.shape[1]} values each" if images.ndim == 2 else \
-            f"the shape {list(images.shape)}"
-        raise QuantError(f"the first Linear ({first_name}) takes {first.in_features} inputs, "
-                         f"but the calibration images have {got}")
+    if images.ndim != 2 or images.dtype != np.uint8:
+        raise QuantError(f"the calibration images must be uint8 [N, pixels], not "
+                         f"{images.dtype} {list(images.shape)}")
     if len(images) == 0:
         raise QuantError("no calibration images")
-
-    torch.backends.quantized.engine = "fbgemm"
-    kept = [copy.deepcopy(m) for _, _, m in layers if type(m) in (nn.Linear, nn.ReLU)]
-    qm = _Quantizable(nn.Sequential(*kept)).eval()
-    fuse = [[str(i), str(i + 1)] for i, m in enumerate(kept)
-            if type(m) is nn.Linear and i + 1 < len(kept) and type(kept[i + 1]) is nn.ReLU]
-    with _eager_quantization():
-        if fuse:
-            qm.net = tq.fuse_modules(qm.net, fuse)
-        qm.qconfig = tq.QConfig(
-            activation=tq.MinMaxObserver.with_args(dtype=torch.quint8,
-                                                   qscheme=torch.per_tensor_affine),
-            weight=tq.PerChannelMinMaxObserver.with_args(dtype=torch.qint8,
-                                                         qscheme=torch.per_channel_symmetric))
-        tq.prepare(qm, inplace=True)
-        with torch.no_grad():
-            qm(to_input(images))
-        tq.convert(qm, inplace=True)
-
-    in_scale, in_zp = float(qm.quant.scale), int(qm.quant.zero_point)
-    out = []
-    linears = [m for m in qm.net if isinstance(m, torch.ao.nn.quantized.Linear)]
-    names = [name for _, name, m in layers if type(m) is nn.Linear]
-    for name, lin in zip(names, linears, strict=True):
-        wq = lin.weight()
-        w_scale = wq.q_per_channel_scales().double().numpy()
-        out_scale, out_zp = float(lin.scale), int(lin.zero_point)
-        qbias = lin.bias()
-        bias = np.zeros(len(w_scale)) if qbias is None else qbias.detach().double().numpy()
-        acc_scale = in_scale * w_scale
-        try:
-            mult, shift = multiplier_shift(acc_scale / out_scale)
-        except ValueError as exc:
-            raise QuantError(f"Linear {name}: {exc}") from None
-        out.append(QuantLayer(
-            weight=wq.int_repr().numpy().astype(np.int8),
-            bias=np.clip(np.rint(bias / acc_scale), -2**31, 2**31 - 1).astype(np.int32),
-            input_zero_point=in_zp - 128, mult=mult, shift=shift,
-            output_zero_point=out_zp - 128, relu="ReLU" in type(lin).__name__,
-            input_scale=in_scale, weight_scale=w_scale, output_scale=out_scale,
-            round_even=True))
-        in_scale, in_zp = out_scale, out_zp
-    return QuantizedModel(tuple(out), {}), qm
-
-
-def torch_int8_logits(torch_int8: nn.Module, images: np.ndarray) -> np.ndarray:
-    """PyTorch's int8 model on uint8 images: its final int8 outputs (signed domain)."""
     x = to_input(images)
-    with torch.no_grad(), _eager_quantization():
-        q = torch_int8.net(torch_int8.quant(x))
-    return (q.int_repr().numpy().astype(np.int16) - 128).astype(np.int8)
+    layers = capture(model, x[:2])
+    return quantize_dense(layers, x)
+
+
+def torch_int8_logits(reference: TorchReference, images: np.ndarray) -> np.ndarray:
+    """PyTorch's int8 output (the converted QDQ graph) on uint8 images."""
+    return reference.int8(to_input(images))
 
 
 def quantize_checkpoint(checkpoint_path: str, data, calibration: int = 1000,
-                        relative_to: str | None = None) -> tuple[QuantizedModel, nn.Module, nn.Module]:
+                        relative_to: str | None = None) -> tuple[QuantizedModel, TorchReference, nn.Module]:
     """Quantize a float checkpoint, calibrating on the first ``calibration`` training images.
 
     The metadata records the checkpoint's path (relative to the directory of the file
@@ -255,7 +115,7 @@ def _same_layers(a, b):
     return True
 
 
-def load_for_inference(path: str, data) -> tuple[QuantizedModel, nn.Module, nn.Module]:
+def load_for_inference(path: str, data) -> tuple[QuantizedModel, TorchReference, nn.Module]:
     """``(QuantizedModel, PyTorch int8 model, float model)`` from a float checkpoint
     (quantized here) or a quantized model (used as it is).
 
@@ -307,7 +167,7 @@ def _tie(layer, x):
     return (shift > 0) & ((p & mask) == half)
 
 
-def report(qmodel: QuantizedModel, tq_model: nn.Module, float_model: nn.Module,
+def report(qmodel: QuantizedModel, tq_model: TorchReference, float_model: nn.Module,
            images: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy of float, PyTorch int8 and golden; agreement golden vs PyTorch int8.
 
