@@ -1,3 +1,18 @@
-"""The host side, by data flow: ``nn`` (data, training, quantization, the quantized model)
--> ``compile`` (plan, compiler, program) -> ``backends`` (model, rtl, gate) -> ``run``
-and ``metrics`` -> ``bench`` and ``cli``; ``golden`` is the reference at every level."""
+"""The host side, by data flow: ``nn`` (data, training, the PyTorch front end, PT2E
+quantization, the quantized model) -> ``compile`` (plan, compiler, program) ->
+``backends`` (model, rtl, gate) -> ``run`` and ``metrics`` -> ``bench``, ``api`` and
+``cli``; ``golden`` is the reference at every level.
+
+``host.accelerate(model, calibration)`` is the one call for your own network (see
+:mod:`host.api`).
+"""
+
+__all__ = ["accelerate", "Accelerator"]
+
+
+def __getattr__(name):
+    # lazily, so that importing a light module (host.golden, host.cli) does not load torch
+    if name in __all__:
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'host' has no attribute {name!r}")

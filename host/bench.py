@@ -52,19 +52,6 @@ def sweep_config(rows, cols):
                       hidden_kib=min(4096, rows * 32), acc_kib=min(4096, cols * 64))
 
 
-def onchip_bytes(program):
-    """Bytes of on-chip buffer the program uses: weights, activations, accumulators, params."""
-    cfg, h = program.config, program.header
-    R, C, B = cfg.rows, cfg.cols, program.batch
-    weights = min(h["weight_tiles"], cfg.weight_depth) * R * C
-    act = 2 * h["in_tiles"] * B * R + sum(  # ping-pong inputs, then hidden layers
-        -(-n // C) * cfg.groups * B * R for n in h["sizes"][1:-1])
-    acc = max(-(-n // C) for n in h["sizes"][1:]) * B * C * 4
-    params = sum(-(-n // C) for n in h["sizes"][1:]) * C * 12
-    return {"weights": weights, "activations": act, "accumulators": acc, "params": params,
-            "total": weights + act + acc + params}
-
-
 def _torch_child(queue, images, repeat, sizes_train):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = load_mnist()
@@ -128,7 +115,7 @@ def sweep(qmodel, x, labels, arrays, batches, clock_override=None):
                 "mismatches": int(np.count_nonzero(res.outputs != gold)),
                 "accuracy": float(np.mean(res.outputs.argmax(1) == labels)),
                 "clock_source": source,
-                "onchip_bytes": onchip_bytes(prog),
+                "onchip_bytes": metrics.onchip_bytes(prog),
                 "predictions": res.outputs.argmax(1).tolist(),
             })
             print(f"  model {r}x{c} batch {b:4d} (run {eff}): {cpi:9.1f} cycles/image, "

@@ -16,9 +16,10 @@ Useful MACs are the multiply-accumulates the network needs (``K x N`` a row of a
 not the padded tiles the array runs.
 """
 
+from hw import isa
 from hw.config import CoreConfig
 
-__all__ = ["utilization", "busy_utilization", "run_figures", "sim_speed"]
+__all__ = ["utilization", "busy_utilization", "run_figures", "sim_speed", "onchip_bytes"]
 
 
 def utilization(useful_macs: int, cfg: CoreConfig, cycles: int) -> float:
@@ -65,3 +66,19 @@ def run_figures(cfg: CoreConfig, useful_macs: int, status: dict, images: int,
         out["images_per_second_at_clock"] = images * clock_mhz * 1e6 / cycles
         out["latency_us_at_clock"] = cycles / images / clock_mhz
     return out
+
+
+def onchip_bytes(program) -> dict:
+    """Bytes of on-chip buffer a compiled network uses: weight tiles (resident, or the
+    ring they stream through), activations (the input's two regions and the hidden
+    layers), accumulators and parameters (bias and scale word per output channel)."""
+    cfg, h = program.config, program.header
+    R, C, B = cfg.rows, cfg.cols, program.batch
+    weights = min(h["weight_tiles"], cfg.weight_depth) * R * C * cfg.weight_bits // 8
+    tiles = [-(-n // C) for n in h["sizes"][1:]]
+    act = (2 * h["in_tiles"] + sum(t * cfg.groups for t in tiles[:-1])) * B * R \
+        * cfg.act_bits // 8
+    acc = max(tiles) * B * C * cfg.acc_bits // 8
+    params = sum(tiles) * C * (isa.BIAS_BITS + isa.SCALE_WORD.size) // 8
+    return {"weights": weights, "activations": act, "accumulators": acc, "params": params,
+            "total": weights + act + acc + params}

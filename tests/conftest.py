@@ -3,6 +3,7 @@
 import pytest
 
 from hw.config import CoreConfig
+from host.nn.data import load_mnist
 
 #: Configurations the benches run on: square, the default, and non-square. Buffers are
 #: kept small so that the simulator builds stay quick.
@@ -29,3 +30,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The embedded MNIST subset (4,000 training and 1,000 test images)."""
+    return load_mnist()

@@ -20,7 +20,7 @@ HOST_LAYERS = [
     ("host.backends",),
     ("host.metrics", "host.parallel", "host.run"),
     ("host.matmul", "host.bench"),
-    ("host.cli", "host.__main__"),
+    ("host.api", "host.cli", "host.__main__"),
 ]
 #: the only modules that may import the simulation flow
 SIM_USERS = ("host.backends.rtl", "host.backends.registry")

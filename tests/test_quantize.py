@@ -15,16 +15,11 @@ from hw.config import CoreConfig
 from host import golden
 from host.backends import get_backend
 from host.compile import compile_model
-from host.nn.data import load_mnist
 from host.nn.qmodel import (DEFAULT_QUANTIZED, QuantError, QuantizedModel, file_sha256,
                             is_quantized_model_file, multiplier_shift, random_quantized_model)
 from host.nn.quantize import quantize_checkpoint, quantize_model, report, torch_int8_logits
 from host.nn.checkpoint import CheckpointError, Mlp, save_checkpoint
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist()
+from tests.nets import fit
 
 
 @pytest.fixture(scope="module")
@@ -100,32 +95,6 @@ def test_save_load_and_corrupt_files(tmp_path):
 
 
 # -- which models the quantizer takes ------------------------------------------------------
-
-def _fit(model, data, steps=150, seed=0):
-    """A short seeded training run, so that the logits are far enough apart to compare
-    (one thread: much faster for so small a network on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _fit_steps(model, data, steps, seed)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit_steps(model, data, steps, seed):
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    x = torch.from_numpy(data.train_images.astype(np.float32) / 255)
-    y = torch.from_numpy(data.train_labels)
-    gen = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(x), (64,), generator=gen)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-        opt.step()
-    return model.eval()
-
 
 def _seq(middle, first=None):
     torch.manual_seed(0)
@@ -250,7 +219,7 @@ def _sequentials():
 @pytest.mark.parametrize("name", list(_sequentials()))
 def test_plain_sequentials_are_bit_exact(mnist, name):
     data = mnist
-    model = _fit(_sequentials()[name], data)
+    model = fit(_sequentials()[name], data)
     qmodel, tq = quantize_model(model, data.train_images[:500])
     n_linear = sum(isinstance(m, nn.Linear) for m in model.modules())
     assert len(qmodel.layers) == n_linear and all(ly.round_even for ly in qmodel.layers)
