@@ -113,6 +113,17 @@ class QuantizedModel:
         q = np.rint(x / np.float32(first.input_scale)) + (first.input_zero_point + 128)
         return (np.clip(q, 0, 255) - 128).astype(np.int8)
 
+    def quantize_float(self, x: np.ndarray) -> np.ndarray:
+        """float inputs ``[N, in_features]`` -> int8 network input, as ONNX QuantizeLinear
+        does: ``x / input_scale`` in float32, rounded half to even, plus the zero point,
+        saturated (a uint8 quantization shifted by 128 gives the same int8 values)."""
+        x = np.asarray(x, np.float32)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"inputs must be [N, {self.in_features}], not {list(x.shape)}")
+        first = self.layers[0]
+        q = np.rint(x / np.float32(first.input_scale)) + first.input_zero_point
+        return np.clip(q, -128, 127).astype(np.int8)
+
     def save(self, path: str) -> None:
         """Write the model (format version 2, see the module's docstring) atomically."""
         self.validate()
