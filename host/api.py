@@ -91,14 +91,13 @@ class Accelerator:
     @classmethod
     def from_onnx(cls, path: str, config: CoreConfig | None = None,
                   batch: int | None = None) -> "Accelerator":
-        """An ONNX file in QDQ form (or with QLinearMatMul / MatMulInteger)."""
-        from .nn.onnx_frontend import load_onnx, quantize_input_like_ort
+        """A quantized ONNX file (QDQ, QLinearMatMul or MatMulInteger; see
+        :mod:`host.nn.onnx_frontend`); ONNX Runtime is its reference."""
+        from .nn.onnx_frontend import OnnxReference, load_onnx
 
         qmodel = load_onnx(path)
-        first = qmodel.layers[0]
         return cls(qmodel, config or CoreConfig(), batch,
-                   lambda x: quantize_input_like_ort(x, first.input_scale,
-                                                     first.input_zero_point))
+                   lambda x: qmodel.quantize_float(x.numpy()), OnnxReference(path, qmodel))
 
     @classmethod
     def load(cls, path: str, config: CoreConfig | None = None,

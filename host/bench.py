@@ -30,9 +30,9 @@ from . import golden, metrics
 from .backends import get_backend
 from .compile import compile_matmul, compile_model, max_batch
 from .files import atomic_write
-from .nn.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, to_input
+from .nn.checkpoint import DEFAULT_CHECKPOINT, to_input
 from .nn.data import load_mnist
-from .nn.quantize import quantize_checkpoint
+from .nn.quantize import load_for_inference
 from .nn.train import train
 from .run import clock_for, run_images
 
@@ -52,13 +52,13 @@ def sweep_config(rows, cols):
                       hidden_kib=min(4096, rows * 32), acc_kib=min(4096, cols * 64))
 
 
-def _torch_child(queue, images, repeat, sizes_train):
+def _torch_child(queue, model_path, images, repeat, sizes_train):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = load_mnist()
-    float_model, _ = load_checkpoint(DEFAULT_CHECKPOINT)
-    _, tq, _ = quantize_checkpoint(DEFAULT_CHECKPOINT, data)
+    _, tq, float_model = load_for_inference(model_path, data)
     out = {}
-    for name, model in (("float", float_model), ("int8", tq)):
+    # int8: PyTorch's execution of the PT2E-converted graph (QDQ, float32 arithmetic)
+    for name, model in (("float", float_model), ("int8", tq.module)):
         with torch.no_grad():
             x1 = to_input(images[:1])
             for _ in range(20):
@@ -84,11 +84,14 @@ def _torch_child(queue, images, repeat, sizes_train):
     queue.put(out)
 
 
-def measure_torch(images, repeat, epochs):
-    """PyTorch on the CPU, in a child process so that its peak memory is its own."""
+def measure_torch(model_path, images, repeat, epochs, hidden=(128,)):
+    """PyTorch on the CPU, in a child process so that its peak memory is its own: the float
+    model and the converted int8 graph of ``model_path``, and training an MLP of the same
+    hidden widths."""
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_torch_child, args=(q, images, repeat, {"epochs": epochs}))
+    p = ctx.Process(target=_torch_child, args=(q, model_path, images, repeat,
+                                               {"epochs": epochs, "hidden": hidden}))
     p.start()
     out = q.get()
     p.join()
@@ -202,10 +205,12 @@ def plots(result, out_dir, labels):
             names.append(f"core {e['rows']}x{e['cols']}\nb{e['batch']}")
             vals.append(e["images_per_second_at_clock"])
     t = result["torch"]
-    for kind in ("float", "int8"):
+    core = len(vals)
+    for kind in ("float", "int8") if t else ():
         names += [f"torch {kind}\nb1", f"torch {kind}\nb256"]
         vals += [t[kind]["images_per_second_batch1"], t[kind]["images_per_second_batch256"]]
-    ax.bar(range(len(vals)), vals, color=["tab:blue"] * (len(vals) - 4) + ["tab:orange"] * 4)
+    ax.bar(range(len(vals)), vals,
+           color=["tab:blue"] * core + ["tab:orange"] * (len(vals) - core))
     ax.set_xticks(range(len(vals)), names, fontsize=7)
     ax.set(yscale="log", ylabel="images / second", title="Throughput: core at its clock vs CPU")
     files["throughput"] = os.path.join(out_dir, "throughput.png")
@@ -238,9 +243,11 @@ def plots(result, out_dir, labels):
 
 def report_md(result: dict) -> str:
     t = result["torch"]
+    cpu = f"PyTorch {result['torch_version']} on {t['threads']} CPU threads." if t else \
+        "No PyTorch comparison: an ONNX model has no PyTorch float model."
     lines = ["# Benchmark report", "",
-             f"Data: {result['data']}; {result['sweep'][0]['images']} test images in the sweep. "
-             f"PyTorch {result['torch_version']} on {t['threads']} CPU threads.", "",
+             f"Model: {result['model']}. Data: {result['data']}; "
+             f"{result['sweep'][0]['images']} test images in the sweep. {cpu}", "",
              "## Core (model backend, exact cycles)", "",
              "| array | batch | run as | cycles/image | utilization | clock (MHz) | images/s | "
              "latency (us) | on-chip bytes |", "|---|---|---|---|---|---|---|---|---|"]
@@ -250,8 +257,33 @@ def report_md(result: dict) -> str:
                      f"{e['cycles_per_image']:.1f} | {e['utilization']:.3f} | {e['clock_mhz']:.0f} | "
                      f"{e['images_per_second_at_clock']:,.0f} | {lat} | "
                      f"{e['onchip_bytes']['total']:,} |")
-    lines += ["", f"Clock: {result['sweep'][0]['clock_source']}.", "",
-              "## PyTorch on this CPU", "",
+    lines += ["", f"Clock: {result['sweep'][0]['clock_source']}."]
+    if t:
+        lines += _torch_md(result)
+    lines += ["", "## RTL samples (Verilator)", "",
+              "| array | images | cycles | model cycles | outputs equal | sim cycles/s |",
+              "|---|---|---|---|---|---|"]
+    for s in result["rtl"]:
+        lines.append(f"| {s['rows']}x{s['cols']} | {s['images']} | {s['cycles']} | "
+                     f"{s['model_cycles']} | {s['outputs_equal']} | "
+                     f"{s['sim_cycles_per_second']:,.0f} |")
+    sh = result.get("sharded")
+    if sh:
+        w = sh["workers"]
+        lines += ["", "## Sharded RTL simulation", "",
+                  f"{sh['images']} images in shards of {sh['shard']}: 1 worker "
+                  f"{sh['one_worker_seconds']:.1f} s, {w} local workers "
+                  f"{sh[f'{w}_workers_seconds']:.1f} s (speed-up {sh['speedup']:.2f}), Dask "
+                  f"LocalCluster with {w} workers {sh['dask_seconds']:.1f} s; outputs identical: "
+                  f"{sh['identical'] and sh['dask_identical']}."]
+    lines += ["", "![utilization](utilization.png)", "![throughput](throughput.png)",
+              "![confusion](confusion.png)", ""]
+    return "\n".join(lines)
+
+
+def _torch_md(result):
+    t = result["torch"]
+    lines = ["", "## PyTorch on this CPU", "",
               "| model | latency batch 1 (us) | images/s batch 1 | images/s batch 256 |",
               "|---|---|---|---|"]
     for k in ("float", "int8"):
@@ -274,41 +306,31 @@ def report_md(result: dict) -> str:
                      f"{thr / t['int8']['images_per_second_batch256']:.3f} | {lat:.1f} | "
                      f"{t['float']['latency_us_batch1'] / lat:.2f}x faster | "
                      f"{t['int8']['latency_us_batch1'] / lat:.2f}x faster |")
-    lines += ["", "(\"x faster\" below 1 means the CPU is faster.)", "",
-              "## RTL samples (Verilator)", "",
-              "| array | images | cycles | model cycles | outputs equal | sim cycles/s |",
-              "|---|---|---|---|---|---|"]
-    for s in result["rtl"]:
-        lines.append(f"| {s['rows']}x{s['cols']} | {s['images']} | {s['cycles']} | "
-                     f"{s['model_cycles']} | {s['outputs_equal']} | "
-                     f"{s['sim_cycles_per_second']:,.0f} |")
-    sh = result.get("sharded")
-    if sh:
-        w = sh["workers"]
-        lines += ["", "## Sharded RTL simulation", "",
-                  f"{sh['images']} images in shards of {sh['shard']}: 1 worker "
-                  f"{sh['one_worker_seconds']:.1f} s, {w} local workers "
-                  f"{sh[f'{w}_workers_seconds']:.1f} s (speed-up {sh['speedup']:.2f}), Dask "
-                  f"LocalCluster with {w} workers {sh['dask_seconds']:.1f} s; outputs identical: "
-                  f"{sh['identical'] and sh['dask_identical']}."]
-    lines += ["", "![utilization](utilization.png)", "![throughput](throughput.png)",
-              "![confusion](confusion.png)", ""]
-    return "\n".join(lines)
+    lines += ["", "(\"x faster\" below 1 means the CPU is faster.)"]
+    return lines
 
 
 def bench(size: str = "quick", workers: int = 2, out_dir: str = os.path.join("build", "bench"),
-          clock_mhz: float | None = None, arrays=ARRAYS, batches=BATCHES) -> dict:
+          clock_mhz: float | None = None, arrays=ARRAYS, batches=BATCHES,
+          model: str = DEFAULT_CHECKPOINT) -> dict:
+    """Run the benchmark on ``model`` (a float checkpoint, a quantized model or a
+    quantized ONNX file, see :func:`host.nn.quantize.load_for_inference`)."""
     s = SIZES[size]
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = load_mnist()
-    qmodel, _, _ = quantize_checkpoint(DEFAULT_CHECKPOINT, data)
+    qmodel, _, float_model = load_for_inference(model, data)
     n = len(data.test_images) if s["sweep"] is None else s["sweep"]
     x = qmodel.quantize_input(data.test_images[:n])
     labels = data.test_labels[:n]
-    print("PyTorch on the CPU ...", flush=True)
-    result = {"size": size, "data": data.source, "torch_version": str(torch.__version__),
-              "torch": measure_torch(data.test_images[:256], s["repeat"],
-                                     epochs=10 if size == "full" else 2)}
+    result = {"size": size, "model": model, "data": data.source,
+              "torch_version": str(torch.__version__), "torch": None}
+    if float_model is None:
+        print("PyTorch on the CPU: skipped (an ONNX model has no PyTorch float model)")
+    else:
+        print("PyTorch on the CPU ...", flush=True)
+        result["torch"] = measure_torch(model, data.test_images[:256], s["repeat"],
+                                        epochs=10 if size == "full" else 2,
+                                        hidden=tuple(qmodel.sizes[1:-1]))
     print("model sweep ...", flush=True)
     result["sweep"] = sweep(qmodel, x, labels, arrays, batches, clock_mhz)
     print("rtl samples ...", flush=True)

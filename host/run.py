@@ -17,7 +17,6 @@ from .backends import get_backend
 from .compile import compile_model
 from .nn.checkpoint import to_input
 from .nn.qmodel import QuantizedModel
-from .nn.quantize import torch_int8_logits
 
 __all__ = ["evaluate", "run_images", "clock_for", "check_clock_mhz", "DEFAULT_CLOCK_MHZ",
            "SYNTH_REPORT"]
@@ -108,10 +107,11 @@ def run_images(backend, program, x: np.ndarray, shard: int | None = None, worker
 
 
 def evaluate(cfg: CoreConfig, backend_name: str, images: np.ndarray, labels: np.ndarray,
-             qmodel: QuantizedModel, tq_model, float_model, batch: int = 64,
+             qmodel: QuantizedModel, reference, float_model=None, batch: int = 64,
              clock_mhz: float | None = None, shard: int | None = None, workers: int = 1,
              progress: bool = True) -> tuple[dict, np.ndarray | None]:
-    """Run one backend on MNIST ``images`` and compare it with the golden model and PyTorch.
+    """Run one backend on MNIST ``images`` and compare it with the golden model and the
+    reference (PyTorch's converted graph, or ONNX Runtime), and the float model if any.
 
     Returns the report dictionary (accuracies, mismatches against the golden model, the
     counters and :func:`host.metrics.run_figures`) and the int8 logits (None after a
@@ -123,9 +123,10 @@ def evaluate(cfg: CoreConfig, backend_name: str, images: np.ndarray, labels: np.
     backend.prepare()
     run = run_images(backend, program, x, shard, workers, progress)
     gold = golden.run(qmodel, x)
-    torch_q = torch_int8_logits(tq_model, images)
-    with torch.no_grad():
-        float_pred = float_model(to_input(images)).argmax(1).numpy()
+    ref_q = reference.int8(to_input(images))
+    if float_model is not None:
+        with torch.no_grad():
+            float_pred = float_model(to_input(images)).argmax(1).numpy()
     out = run["outputs"]
     mhz, clock_source = clock_for(cfg, clock_mhz)
     useful = program.useful_macs(len(x))
@@ -135,9 +136,10 @@ def evaluate(cfg: CoreConfig, backend_name: str, images: np.ndarray, labels: np.
         "images": int(len(x)), "batch": batch, "shards": run["shards"], "workers": workers,
         "accuracy": float(np.mean(out.argmax(1) == labels)) if out is not None else None,
         "golden_accuracy": float(np.mean(gold.argmax(1) == labels)),
-        "float_accuracy": float(np.mean(float_pred == labels)),
-        "torch_int8_accuracy": float(np.mean(torch_q.argmax(1) == labels)),
-        "argmax_agreement": float(np.mean(out.argmax(1) == torch_q.argmax(1)))
+        "float_accuracy": float(np.mean(float_pred == labels))
+        if float_model is not None else None,
+        f"{reference.name}_int8_accuracy": float(np.mean(ref_q.argmax(1) == labels)),
+        "argmax_agreement": float(np.mean(out.argmax(1) == ref_q.argmax(1)))
         if out is not None else None,
         "mismatches": int(np.count_nonzero(out != gold)) if out is not None else int(gold.size),
         "error": run["status"]["error"],

@@ -5,6 +5,7 @@ PT2E and compiled; the model backend must equal the integer golden model byte fo
 and the golden model must agree with PyTorch's execution of the converted graph.
 """
 
+import json
 import re
 
 import numpy as np
@@ -156,3 +157,38 @@ def test_bad_arguments_are_refused(small):
         accelerate(model, torch.zeros(4, 20), config={"rows": 4})
     with pytest.raises(QuantError, match=r"unsupported layer GELU at 1 \(aten.gelu"):
         accelerate(nn.Sequential(nn.Linear(20, 5), nn.GELU()), torch.rand(4, 20))
+
+
+# -- ONNX ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def onnx_mlp(tmp_path_factory):
+    """A 784-37-10 MLP on image-shaped input, trained briefly, exported and quantized by
+    ONNX Runtime (QDQ, per-channel weights)."""
+    from tests.test_onnx_frontend import _data, _export_quantized, _mlp, _train
+
+    x = _data("mnist", 512, 784, 0)
+    model = _train(_mlp((784, 37, 10), True), x)
+    return _export_quantized(model, x, tmp_path_factory.mktemp("onnx") / "mlp.onnx")
+
+
+def test_an_onnx_file_through_the_api(onnx_mlp, images):
+    acc = accelerate(onnx_mlp, config=CoreConfig(rows=4, cols=4))
+    x = images[0].reshape(-1, 1, 28, 28)
+    pred = acc.predict(x)
+    np.testing.assert_array_equal(pred.outputs, acc.golden(x), strict=True)
+    theirs = acc.reference.int8(x)
+    assert np.abs(pred.outputs.astype(int) - theirs.astype(int)).max() <= 1
+    assert np.mean(pred.labels == theirs.argmax(1)) == 1.0
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript")
+def test_infer_cli_takes_an_onnx_file(onnx_mlp, tmp_path):
+    from host.cli.infer import main
+
+    out = tmp_path / "r.json"
+    assert main(["--backend", "model", "--model", onnx_mlp, "--limit", "100",
+                 "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["mismatches"] == 0 and r["float_accuracy"] is None
+    assert r["argmax_agreement"] == 1.0 and r["onnxruntime_int8_accuracy"] > 0.7   # 40 steps of training

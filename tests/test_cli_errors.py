@@ -99,8 +99,8 @@ def test_quantize_refuses_nan_weights(tmp_path, capsys):
     err = _error(capsys, quantize.main, ["--model", str(tmp_path / "inf.pt"),
                                          "--out", str(tmp_path / "q.qnpz"),
                                          "--json", str(tmp_path / "r.json")])
-    assert err == f"{tmp_path}/inf.pt: Linear at position 2 (net.2) has non-finite weights " \
-                  f"(NaN or inf)"
+    assert err == f"{tmp_path}/inf.pt: layer Linear at net.2 (aten.linear, graph node 2) has " \
+                  f"non-finite weights (NaN or inf)"
     assert sorted(os.listdir(tmp_path)) == ["inf.pt"]
 
 

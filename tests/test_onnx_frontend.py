@@ -99,10 +99,15 @@ def _export_quantized(model, x_calib, path, activation="QInt8", per_channel=True
     torch.onnx.export(model, (torch.as_tensor(x_calib[:2]),), float_path, dynamo=False,
                       input_names=["x"], output_names=["logits"],
                       dynamic_axes={"x": {0: "batch"}})
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's advice to pre-process
-    quantize_static(float_path, str(path), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=per_channel, activation_type=getattr(QuantType, activation),
-                    weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)        # the quantizer's advice to pre-process, for this call
+    try:
+        quantize_static(float_path, str(path), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=per_channel, activation_type=getattr(QuantType, activation),
+                        weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
     return str(path)
 
 

@@ -11,6 +11,7 @@ from .. import bench as bench_module
 from ..backends import BackendError
 from ..bench import SIZES, bench, bench_core, report_md
 from ..files import atomic_write, check_output_path
+from ..nn.checkpoint import DEFAULT_CHECKPOINT
 from ..run import check_clock_mhz
 
 __all__ = ["main", "main_core"]
@@ -23,6 +24,9 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--clock-mhz", type=float, default=None)
     p.add_argument("--out", default=os.path.join("build", "bench"))
+    p.add_argument("--model", default=DEFAULT_CHECKPOINT,
+                   help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file "
+                        "(.onnx)")
     args = p.parse_args(argv)
     try:
         if args.workers < 1:
@@ -32,10 +36,16 @@ def main(argv=None):
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out}: is not a directory")
         check_output_path(os.path.join(args.out, "bench.json"), "--out")
+        if not os.path.isfile(args.model):
+            raise ValueError(f"--model {args.model}: no such file")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result = bench(args.size, args.workers, args.out, args.clock_mhz)
+    try:
+        result = bench(args.size, args.workers, args.out, args.clock_mhz, model=args.model)
+    except (OSError, ValueError) as exc:      # CheckpointError, QuantError, OnnxError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(report_md(result))
     bad = [e for e in result["sweep"] if e["mismatches"]] + \
         [s for s in result["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])]

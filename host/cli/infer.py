@@ -57,7 +57,7 @@ def main(argv=None):
                    help="images per batch (default: 64, or the most the buffers hold)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded)")
     p.add_argument("--model", default=DEFAULT_CHECKPOINT,
-                   help="float checkpoint (.pt) or quantized model (.qnpz)")
+                   help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file (.onnx)")
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--clock-mhz", type=float, default=None)
     p.add_argument("--shard", type=int, default=None, help="images per backend run")

@@ -32,7 +32,7 @@ from onnx import numpy_helper
 
 from .qmodel import QuantError, QuantizedModel, QuantLayer, file_sha256, multiplier_shift
 
-__all__ = ["OnnxError", "load_onnx", "run_onnxruntime", "SUPPORTED_OPS"]
+__all__ = ["OnnxError", "OnnxReference", "load_onnx", "run_onnxruntime", "SUPPORTED_OPS"]
 
 #: Op types of the default domain that a graph may contain.
 SUPPORTED_OPS = ("QuantizeLinear", "DequantizeLinear", "MatMul", "Gemm", "Add", "Relu",
@@ -544,3 +544,25 @@ def run_onnxruntime(path: str, x: np.ndarray, qmodel: QuantizedModel | None = No
         y = np.rint(y / np.float32(last.output_scale)) + last.output_zero_point
         return np.clip(y, -128, 127).astype(np.int8)
     return (y.astype(np.int64) - _SHIFT[info["output_dtype"]]).astype(np.int8)
+
+
+@dataclasses.dataclass
+class OnnxReference:
+    """ONNX Runtime's execution of a quantized ONNX file, the reference its results are
+    checked against (as :class:`host.nn.pt2e.TorchReference` is for PyTorch models)."""
+    path: str
+    qmodel: QuantizedModel
+    #: how reports name it: ``onnxruntime_int8_accuracy``
+    name: str = "onnxruntime"
+
+    def int8(self, x) -> np.ndarray:
+        """ORT's int8 output for float inputs ``[N, ...]``, reshaped to the graph's input
+        shape when that is static but for the batch."""
+        x = np.asarray(x, np.float32)
+        graph_input = onnx.load(self.path, load_external_data=False).graph.input
+        name = self.qmodel.meta["onnx"]["input"]
+        dims = next(i for i in graph_input if i.name == name).type.tensor_type.shape.dim
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims[1:]]
+        if shape and all(shape):
+            x = x.reshape(len(x), *shape)
+        return run_onnxruntime(self.path, x, self.qmodel)

@@ -130,6 +130,8 @@ class TorchReference:
     input_zero_point: int
     output_scale: float
     output_zero_point: int
+    #: how reports name it: ``torch_int8_accuracy``
+    name: str = "torch"
 
     def quantize_input(self, x: torch.Tensor) -> np.ndarray:
         """Float input ``[N, in_features]`` -> int8, with the graph's own quantize op."""
@@ -139,9 +141,10 @@ class TorchReference:
         return q.numpy()
 
     def int8(self, x: torch.Tensor) -> np.ndarray:
-        """The int8 output of the graph for float input ``[N, in_features]``."""
+        """The int8 output of the graph for float input ``[N, ...]`` (flattened here)."""
+        x = torch.as_tensor(x, dtype=torch.float32)
         with torch.no_grad():
-            y = self.module(torch.as_tensor(x, dtype=torch.float32))
+            y = self.module(x.reshape(len(x), -1))
         q = torch.round(y / self.output_scale) + self.output_zero_point
         return q.clamp(-128, 127).to(torch.int8).numpy()
 

@@ -115,9 +115,10 @@ def _same_layers(a, b):
     return True
 
 
-def load_for_inference(path: str, data) -> tuple[QuantizedModel, TorchReference, nn.Module]:
-    """``(QuantizedModel, PyTorch int8 model, float model)`` from a float checkpoint
-    (quantized here) or a quantized model (used as it is).
+def load_for_inference(path: str, data) -> tuple[QuantizedModel, object, nn.Module | None]:
+    """``(QuantizedModel, reference, float model)`` from a float checkpoint (quantized
+    here), a quantized model (used as it is) or a quantized ONNX file (``.onnx``: the
+    reference is ONNX Runtime and there is no float model).
 
     A quantized model needs the float checkpoint it came from for the comparison with
     PyTorch: the file records its path (relative to the quantized model) and sha256.
@@ -129,6 +130,11 @@ def load_for_inference(path: str, data) -> tuple[QuantizedModel, TorchReference,
     QuantError, CheckpointError
         Naming the file and what does not match.
     """
+    if path.endswith(".onnx"):
+        from .onnx_frontend import OnnxReference, load_onnx
+
+        qmodel = load_onnx(path)
+        return qmodel, OnnxReference(path, qmodel), None
     if not is_quantized_model_file(path):
         if not (path.endswith(".qnpz") and not zipfile.is_zipfile(path)):
             return quantize_checkpoint(path, data)
