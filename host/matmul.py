@@ -15,6 +15,9 @@ array([[-6, -6, -6],
        [24, 27, 30]], dtype=int8)
 >>> matmul(a, b, bias=np.array([2**31 - 1, 0, 0]))[1]   # 47 + 2**31 - 1 wraps
 array([-2147483602,          54,          61], dtype=int32)
+>>> out, cycles = matmul(a, b, with_cycles=True)         # the core's cycles too
+>>> cycles > 0
+True
 """
 
 import numpy as np
@@ -29,7 +32,8 @@ __all__ = ["matmul"]
 
 def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, *,
            backend: str = "model", config: CoreConfig | None = None,
-           requant: tuple | None = None, rounding: str = "half_up") -> np.ndarray:
+           requant: tuple | None = None, rounding: str = "half_up",
+           with_cycles: bool = False) -> np.ndarray | tuple[np.ndarray, int]:
     """``a @ b + bias`` on the core (or its model), int32 or requantized to int8.
 
     The accumulator is int32 and wraps (two's complement) on overflow, in ``a @ b`` and
@@ -59,9 +63,13 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, *,
         How the requantization rounds a tie (exactly one half): up, or to the even
         neighbour (as PyTorch's int8 kernels do).
 
+    with_cycles : bool
+        Also return the core's cycles for the whole product (the status packet's count:
+        exact on every backend, equal to the cycle model's).
+
     Returns
     -------
-    int32 [M, N], or int8 [M, N] with ``requant``.
+    int32 [M, N], or int8 [M, N] with ``requant``; with ``with_cycles``, ``(that, cycles)``.
 
     Raises
     ------
@@ -70,6 +78,8 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, *,
         on matrices that do not fit the buffers even one row at a time (K or N too
         large for the configuration), or when the core reports an error.
     """
+    if not isinstance(with_cycles, bool):
+        raise CompileError(f"with_cycles must be a bool, not {with_cycles!r}")
     if config is None:
         config = CoreConfig()
     elif not isinstance(config, CoreConfig):
@@ -84,4 +94,4 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, *,
     result = get_backend(backend, config).run(program, a)
     if result.error:
         raise CompileError(f"the core reported error code {result.error}")
-    return result.outputs
+    return (result.outputs, result.cycles) if with_cycles else result.outputs

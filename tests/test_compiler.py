@@ -204,3 +204,16 @@ def test_round_even_network():
 
 def test_matmul_doctest():
     assert doctest.testmod(host.matmul).failed == 0
+
+
+def test_matmul_returns_the_cores_cycles():
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (13, 40)).astype(np.int8)
+    b = rng.integers(-128, 128, (40, 11)).astype(np.int8)
+    cfg = CoreConfig(rows=4, cols=4)
+    out, cycles = matmul(a, b, config=cfg, with_cycles=True)
+    np.testing.assert_array_equal(out, matmul(a, b, config=cfg), strict=True)
+    program = compile_matmul(a.shape, b, None, cfg)
+    assert cycles == get_backend("model", cfg).run(program, a).cycles > 0
+    with pytest.raises(CompileError, match="with_cycles must be a bool, not 1"):
+        matmul(a, b, with_cycles=1)
