@@ -28,9 +28,9 @@ def bench_core(cfg, M=64, K=784, N=128, seed=0):
     requant = (np.full(N, 1 << 30), np.full(N, 40), np.zeros(N), np.zeros(N))
     beats = matmul_program(cfg, a, w, bias, requant)
     t0 = time.perf_counter()
-    runner.build(cfg)
+    simulator = runner.build(cfg)
     build_s = time.perf_counter() - t0
-    out, report = runner.stream_program(cfg, beats)
+    out, report = simulator.stream([beats])[0]
     got, status = parse_output(cfg, out, M, N, raw=False)
     want = reference_matmul(a, w, bias, requant)
     mismatches = -1 if got is None else int(np.count_nonzero(got != want))

@@ -31,14 +31,15 @@ class _FailingSimulator:
 @pytest.fixture
 def fake_sim(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "ROOT", tmp_path)
-    monkeypatch.setattr(runner, "build", lambda cfg, *a, **k: tmp_path / "bdir")
+    monkeypatch.setattr(runner, "build", lambda cfg, *a, **k: runner.Simulator(
+        cfg, "rtl", "verilator", tmp_path / "bdir"))
     return lambda write_results: monkeypatch.setattr(
-        runner, "get_runner", lambda sim: _FailingSimulator(write_results))
+        runner, "_cocotb_runner", lambda sim: _FailingSimulator(write_results))
 
 
 @pytest.mark.parametrize("write_results, message", [
-    (True, r"1 of 1 cocotb test\(s\) failed in sim.test_core"),
-    (False, "verilator run of sim.test_core for .* ended without results")])
+    (True, r"1 of 1 cocotb test\(s\) failed in sim.player"),
+    (False, "verilator run of sim.player for .* ended without results")])
 def test_failed_stream_keeps_its_log(tmp_path, fake_sim, write_results, message):
     fake_sim(write_results)
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
