@@ -196,7 +196,9 @@ class Simulator:
                     test_dir=str(test_dir), extra_env=extra_env, plusargs=plusargs,
                     results_xml=str(xml), log_file=str(log_path), timescale=TIMESCALE,
                     test_filter=test_filter)
-            except SystemExit:  # cocotb's runner exits when a test failed; the XML says which
+            # cocotb's runner exits when a test failed (under pytest) and raises when the
+            # simulator's exit code is not 0; the XML, if written, says which test failed
+            except (SystemExit, RuntimeError):
                 if not xml.exists():
                     raise SimError(f"{sim} run of {module} for {cfg.tag} ended without results "
                                    f"(log: {self._keep(log_path)})") from None
