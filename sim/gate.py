@@ -5,8 +5,8 @@ Yosys' generic gate and flip-flop cells (``$_AND_``, ``$_MUX_``, ``$_DFF_P_`` ..
 simulated with Yosys' own cell library ``simcells.v``; the buffers stay memory
 arrays (``memory -nomap``), as they would stay block RAMs on an FPGA. Vendor netlists
 (``synth_ecp5``) are not used because their DSP primitives have no simulation model
-here. The netlist is cached under ``build/<tag>/gate/`` by configuration and by the
-hash of ``hw/``.
+here. The netlist is cached under ``build/<tag>/gate/`` by configuration, by the
+hash of ``hw/`` and by the Yosys script.
 """
 
 import os
@@ -14,9 +14,10 @@ import shutil
 import subprocess
 import sys
 
-from sim.runner import ROOT, SimError, _locked, hw_hash, rtl_sources
+from sim.build import ROOT, SimError, cached, files_hash, hw_hash
+from sim.runner import rtl_sources
 
-__all__ = ["gate_sources", "gate_config", "GATE_BUFFERS", "SCRIPT"]
+__all__ = ["GATE_BUFFERS", "SCRIPT", "gate_config", "gate_sources"]
 
 #: Buffer sizes of the gate-level configurations. Yosys and Verilator handle large
 #: memory arrays (and their initial values) slowly, so the gate-level core keeps small
@@ -51,16 +52,16 @@ def gate_sources(cfg):
     """``[gate.v, simcells.v]`` for ``cfg``, synthesizing the netlist if needed."""
     rtl = rtl_sources(cfg)[0]
     out = ROOT / "build" / cfg.tag / "gate"
-    netlist, stamp = out / "gate.v", out / "hw.hash"
-    with _locked(ROOT / "build" / cfg.tag / ".gate.lock"):
-        if not netlist.exists() or not stamp.exists() or stamp.read_text() != hw_hash():
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copy(rtl, out / "core.v")
-            with open(out / "yosys.log", "w") as log:
-                res = subprocess.run([_yosys(), "-q", "-p", SCRIPT, "-l", "yosys.log"],
-                                     cwd=out, stdout=log, stderr=subprocess.STDOUT)
-            if res.returncode != 0 or not netlist.exists():
-                raise SimError(f"gate-level synthesis of {cfg.tag} failed "
-                               f"(see build/{cfg.tag}/gate/yosys.log)")
-            stamp.write_text(hw_hash())
+
+    def synthesize():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(rtl, out / "core.v")
+        with open(out / "yosys.log", "w") as log:
+            res = subprocess.run([_yosys(), "-q", "-p", SCRIPT, "-l", "yosys.log"],
+                                 cwd=out, stdout=log, stderr=subprocess.STDOUT, check=False)
+        if res.returncode != 0 or not (out / "gate.v").exists():
+            raise SimError(f"gate-level synthesis of {cfg.tag} failed "
+                           f"(see build/{cfg.tag}/gate/yosys.log)")
+
+    netlist = cached(out / "gate.v", files_hash(hw_hash(), SCRIPT), synthesize)
     return [netlist, _simcells()]

@@ -3,16 +3,10 @@
 Each test prints its seed; rerun one with ``COCOTB_RANDOM_SEED=<seed>``.
 """
 
-import json
-import os
-import random
-
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw import isa
 from hw.isa import ErrorCode, Opcode, Target
 from sim.programs import Builder, matmul_program, parse_output, reference_matmul
 from sim.tb import TB
@@ -207,23 +201,3 @@ async def reset_mid_program(dut):
 def AxiStreamFrame_from(beats):
     from cocotbext.axi import AxiStreamFrame
     return AxiStreamFrame(beats.tobytes())
-
-
-@cocotb.test(skip=os.environ.get("PROGRAM_NPY") is None)
-async def run_program(dut):
-    """Backend entry: stream each program in PROGRAM_NPY (comma-separated .npy files)
-    with the player, one after the other, and save each one's result beats."""
-    tb = TB(dut)
-    await tb.reset()
-    gap = float(os.environ.get("PLAYER_GAP", 0))
-    stall = float(os.environ.get("PLAYER_STALL", 0))
-    seed = int(os.environ.get("PLAYER_SEED", 1))
-    base = os.environ["PLAYER_DIR"]
-    report = []
-    for i, path in enumerate(os.environ["PROGRAM_NPY"].split(",")):
-        beats = np.load(path)
-        out, cycles, seconds = await tb.run_player(beats, gap=gap, stall=stall, seed=seed + i)
-        np.save(os.path.join(base, f"results_{i}.npy"), out)
-        report.append({"sim_cycles": cycles, "sim_seconds": seconds})
-    with open(os.path.join(base, "report.json"), "w") as f:
-        json.dump(report, f)

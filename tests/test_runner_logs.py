@@ -17,30 +17,36 @@ from sim import runner
 class _FailingSimulator:
     log = logging.getLogger("test_runner_logs")
 
-    def __init__(self, write_results):
-        self.write_results = write_results
+    def __init__(self, write_results, exc):
+        self.write_results, self.exc = write_results, exc
 
     def test(self, **kw):
         pathlib.Path(kw["log_file"]).write_text("ERROR  run_program failed: timed out\n")
         if self.write_results:
             pathlib.Path(kw["results_xml"]).write_text(
                 '<testsuites><testsuite tests="1" failures="1"/></testsuites>')
-        raise SystemExit(1)
+        raise self.exc
 
 
 @pytest.fixture
 def fake_sim(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "ROOT", tmp_path)
-    monkeypatch.setattr(runner, "build", lambda cfg, *a, **k: tmp_path / "bdir")
-    return lambda write_results: monkeypatch.setattr(
-        runner, "get_runner", lambda sim: _FailingSimulator(write_results))
+    monkeypatch.setattr(runner, "build", lambda cfg, *a, **k: runner.Simulator(
+        cfg, "rtl", "verilator", tmp_path / "bdir"))
+    def fail_with(write_results, exc=None):
+        fake = _FailingSimulator(write_results, exc or SystemExit(1))
+        monkeypatch.setattr(runner, "_cocotb_runner", lambda sim: fake)
+
+    return fail_with
 
 
+@pytest.mark.parametrize("exc", [SystemExit(1), RuntimeError("Command failed")],
+                         ids=["exit", "exit-code"])
 @pytest.mark.parametrize("write_results, message", [
-    (True, r"1 of 1 cocotb test\(s\) failed in sim.test_core"),
-    (False, "verilator run of sim.test_core for .* ended without results")])
-def test_failed_stream_keeps_its_log(tmp_path, fake_sim, write_results, message):
-    fake_sim(write_results)
+    (True, r"1 of 1 cocotb test\(s\) failed in sim.player"),
+    (False, "verilator run of sim.player for .* ended without results")])
+def test_failed_stream_keeps_its_log(tmp_path, fake_sim, write_results, message, exc):
+    fake_sim(write_results, exc)
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
     beats = np.zeros((3, cfg.stream_bytes), np.uint8)
     with pytest.raises(runner.SimError, match=message) as err:

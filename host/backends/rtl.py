@@ -1,9 +1,12 @@
 """The ``rtl`` and ``gate`` backends: the program through the simulated core.
 
-The program's beats are streamed into the core's AXI4-Stream input by the on-chip
-player of the cocotb harness (``sim/hdl/tb_top.sv``), one beat a cycle, and every
-result beat is recorded; the status packet carries the core's counters and error
-code. ``gate`` does the same on the post-synthesis netlist.
+:meth:`RtlBackend.prepare` builds the simulator once (``sim.runner.build``: the
+cocotb harness ``sim/hdl/tb_top.sv`` around the generated Verilog, cached on disk);
+every :meth:`RtlBackend.run` then runs that simulator with the player
+(``sim/player.py``): the harness streams the program's beats into the core's
+AXI4-Stream input, one beat a cycle unless ``gap``, and records every result beat;
+the status packet carries the core's counters and error code. ``gate`` does the same
+on the post-synthesis netlist (``sim/gate.py``).
 """
 
 import math
@@ -33,6 +36,12 @@ MAX_PAUSE_PROBABILITY = 0.9
 class RtlBackend:
     """Run programs on the generated Verilog in Verilator (or ``sim="icarus"``).
 
+    A whole program runs in one simulator run, however long (up to the player's
+    ``2 ** sim.runner.PLAYER_DEPTH_LOG2`` beats); the simulator is built by
+    :meth:`prepare`, once for the instance, which :meth:`run` calls if need be. The
+    built simulator is plain data, so an instance pickles into worker processes
+    (``host.parallel``) ready to run.
+
     Parameters
     ----------
     config : CoreConfig
@@ -47,7 +56,8 @@ class RtlBackend:
     Raises
     ------
     BackendError
-        An unknown simulator, or ``gap``/``stall``/``seed`` not a number in range.
+        An unknown simulator, or ``gap``/``stall``/``seed`` not a number in range; from
+        :meth:`prepare` and :meth:`run`, a failed build or simulation.
     """
 
     name = "rtl"
@@ -70,24 +80,27 @@ class RtlBackend:
             raise BackendError(f"{self.name} backend: seed must be an integer in [0, 2**32), "
                                f"not {seed!r}")
         self.gap, self.stall, self.seed = float(gap), float(stall), int(seed)
+        self._simulator = None
 
     def sources(self):
+        """The netlist to simulate: None for the generated Verilog."""
         return None
 
     def prepare(self):
-        """Build the simulator (cached by configuration hash)."""
-        try:
-            runner.build(self.config, self.kind, self.sim, self.sources())
-        except runner.SimError as exc:
-            raise BackendError(str(exc)) from None
+        """Build the simulator (or find it built and up to date on disk), once for this
+        instance; returns it (a ``sim.runner.Simulator``)."""
+        if self._simulator is None:
+            try:
+                self._simulator = runner.build(self.config, self.kind, self.sim, self.sources())
+            except runner.SimError as exc:
+                raise BackendError(str(exc)) from None
+        return self._simulator
 
     def stream(self, beats):
         """Run raw program beats; returns ``(result beats, report)``."""
-        self.prepare()
+        simulator = self.prepare()
         try:
-            return runner.stream_program(self.config, beats, kind=self.kind, sim=self.sim,
-                                         sources=self.sources(), gap=self.gap,
-                                         stall=self.stall, seed=self.seed)
+            return simulator.stream([beats], gap=self.gap, stall=self.stall, seed=self.seed)[0]
         except runner.SimError as exc:
             raise BackendError(str(exc)) from None
 
@@ -114,6 +127,7 @@ class GateBackend(RtlBackend):
     kind = "gate"
 
     def sources(self):
+        """The gate-level netlist (synthesized by :meth:`prepare` if need be)."""
         from sim.gate import gate_sources
 
         return gate_sources(self.config)

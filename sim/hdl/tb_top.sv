@@ -8,9 +8,12 @@
 //    every m_axis beat to a file (with pseudo-random backpressure), so Python only
 //    waits for `player_done` and the simulator runs at full speed.
 `timescale 1ns/1ps
+//
+// The parameters have no defaults: the runner (sim/runner.py) sets both, the stream
+// width from the configuration and the player's depth from PLAYER_DEPTH_LOG2.
 module tb_top #(
-    parameter int W = 64,            // stream width in bits (CoreConfig.stream_bits)
-    parameter int DEPTH_LOG2 = 21    // program beats the player can hold
+    parameter int W,                 // stream width in bits (CoreConfig.stream_bits)
+    parameter int DEPTH_LOG2         // log2 of the program beats the player can hold
 ) (
     input  logic         clk,
     input  logic         rst,

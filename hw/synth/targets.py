@@ -1,0 +1,64 @@
+"""The devices, and what Yosys and nextpnr are told for each family and configuration."""
+
+from .techmap import ecp5_mul_commands, ecp5_mul_techmap
+
+__all__ = ["PE_MULS", "TARGETS", "nextpnr_extra", "pe_products_in_logic", "yosys_files",
+           "yosys_script"]
+
+#: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
+TARGETS = {
+    "ecp5": ("LFE5U-85F-6BG381C", ["--85k", "--package", "CABGA381", "--speed", "6"], 156,
+             "synth_ecp5 -abc9 -top top", 100),
+    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"], 8,
+              "synth_ice40 -dsp -top top", 30),
+}
+
+
+def pe_products_in_logic(family, cfg):
+    """Whether the PE products are built in logic rather than DSPs.
+
+    The post-processing needs four 16x16 DSP multiplies a column and each PE one 8x8.
+    When the DSP blocks left after post-processing do not cover every PE (the UP5K has
+    8 DSPs; the 85F 156, short of a 16x16's 320), all PE products go to logic: on the
+    ECP5 as rows of carry chains (:func:`ecp5_mul_techmap`), on the iCE40 as Yosys's
+    Booth multipliers. Giving the DSPs to as many PEs as they cover (92 of a 16x16's
+    256 on the 85F) was tried and routed worse: those PEs are tied to the DSP sites
+    spread over the die, and router2 stayed between 15,188 and 16,221 overused wires
+    (its iterations 8 to 11) where the all-logic array went from 11,427 to 8,922 (8 to
+    10).
+    """
+    return cfg.rows * cfg.cols + 4 * cfg.cols > TARGETS[family][2]
+
+
+#: the PE multipliers, selected by module before flattening
+PE_MULS = "top.core.engine.array.pe_*/t:$mul"
+
+
+def yosys_files(family, cfg):
+    """Files the Yosys script reads besides ``top.v``: ``{name: text}``."""
+    if family == "ecp5" and pe_products_in_logic(family, cfg):
+        return {"pe_mul.v": ecp5_mul_techmap(cfg.act_bits, cfg.weight_bits)}
+    return {}
+
+
+def yosys_script(family, cfg):
+    """The Yosys commands for one configuration. When :func:`pe_products_in_logic`, the
+    PE multipliers are mapped before flattening: on the ECP5 by ``pe_mul.v`` from
+    :func:`yosys_files` (and every one must be), on the iCE40 by ``booth``."""
+    synth_cmd = TARGETS[family][3]
+    pre = ""
+    if pe_products_in_logic(family, cfg):
+        if family == "ecp5":        # the map from yosys_files
+            pre = f"hierarchy -top top; proc; {ecp5_mul_commands(PE_MULS)}"
+        else:
+            pre = f"hierarchy -top top; proc; booth {PE_MULS}; "
+    return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"
+
+
+def nextpnr_extra(family, cfg):
+    """Extra nextpnr options: router2 for ECP5 arrays of 8x8 and above. On the 8x8 the
+    default router was still at about 1,000 overused wires after 62 minutes; router2,
+    on the same placement, finished in 131 seconds."""
+    if family == "ecp5" and cfg.rows * cfg.cols >= 64:
+        return ["--router", "router2"]
+    return []
