@@ -135,7 +135,8 @@ class CoreConfig:
     @property
     def acc_depth(self):
         """Accumulator buffer words (each ``cols`` lanes of 4 bytes)."""
-        return min(self.acc_kib * 1024 // (self.cols * 4), 1 << ADDR_BITS["acc_depth"])
+        return min(self.acc_kib * 1024 // (self.cols * self.acc_bits // 8),
+                   1 << ADDR_BITS["acc_depth"])
 
     @property
     def stream_bytes(self):
@@ -149,7 +150,7 @@ class CoreConfig:
     @property
     def raw_beats(self):
         """Result-stream beats that carry one raw row of ``cols`` int32 lanes."""
-        return -(-4 * self.cols // self.stream_bytes)
+        return -(-self.cols * self.acc_bits // 8 // self.stream_bytes)
 
     @property
     def groups(self):

@@ -1,15 +1,27 @@
 """The instruction front end: decodes the program stream, loads buffers, reports status."""
 
-from amaranth.hdl import Assert, Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, fifo, wiring
+from amaranth.hdl import Assert, Module, Mux, Shape, Signal
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .check import InstructionCheck
 from .isa import ErrorCode, Opcode, Target
+from .payloads import (
+    INSTRUCTION,
+    CheckedBeat,
+    EngineState,
+    ProgramBeat,
+    StatusWord,
+    WeightWrite,
+    WritePort,
+    act_word,
+    bias_row,
+    scale_row,
+)
 
-__all__ = ["FrontEnd"]
+__all__ = ["IN_BUFFER_DEPTH", "FrontEnd"]
 
-COUNTER_BITS = 32
 #: Program beats the input buffer holds (deep pipeline): the least that passes a beat
 #: every cycle.
 IN_BUFFER_DEPTH = 3
@@ -29,211 +41,57 @@ class FrontEnd(wiring.Component):
     writes LOAD data into the buffers, queues MATMUL and POSTPROC for the engine,
     holds SYNC and END until the engine is idle, and after END (or an error and the
     stream's tlast) sends the status packet: the error code and the counters, one
-    32-bit word a beat in :data:`isa.STATUS_FIELDS` order. The error code is sticky
-    until the packet has been sent; counters restart with the next program.
+    :data:`isa.STATUS_WORD_BITS`-bit word a beat in :data:`isa.STATUS_FIELDS` order. The
+    error code is sticky until the packet has been sent; counters restart with the next
+    program.
+
+    Members
+    -------
+    i_program : In(stream.Signature(ProgramBeat))
+        The program stream.
+    o_instr : Out(stream.Signature(INSTRUCTION))
+        MATMUL and POSTPROC for the engine's queue.
+    o_status : Out(stream.Signature(StatusWord))
+        The status packet.
+    act_write, weight_write, bias_write, scale_write : Out
+        LOAD data into the input, weight and parameter buffers (a parameter beat writes
+        one lane).
+    engine : In(EngineState)
+        The engine's state, for SYNC, END and the counters.
+    error : Out(isa.ErrorCode)
+        The sticky error code.
     """
 
     def __init__(self, cfg):
         self._cfg = cfg
-        R, C = cfg.rows, cfg.cols
+        C = cfg.cols
         super().__init__({
-            "s_data": In(cfg.stream_bits), "s_valid": In(1), "s_last": In(1), "s_ready": Out(1),
-            "q_data": Out(isa.INSTR_BITS), "q_en": Out(1), "q_rdy": In(1),
-            "act_we": Out(1), "act_waddr": Out(range(cfg.act_depth)),
-            "act_wdata": Out(data.ArrayLayout(signed(cfg.act_bits), R)),
-            "w_we": Out(1), "w_tile": Out(range(cfg.weight_depth)), "w_row": Out(range(R)),
-            "w_data": Out(data.ArrayLayout(signed(cfg.weight_bits), C)),
-            "param_waddr": Out(range(cfg.param_depth)), "param_lane": Out(range(C)),
-            "bias_we": Out(1), "bias_wdata": Out(signed(isa.BIAS_BITS)),
-            "scale_we": Out(1), "scale_wdata": Out(isa.SCALE_WORD),
-            "st_valid": Out(1), "st_data": Out(COUNTER_BITS), "st_last": Out(1), "st_ready": In(1),
-            "engine_idle": In(1), "engine_busy": In(1), "mac_issue": In(1), "out_stall": In(1),
+            "i_program": In(stream.Signature(ProgramBeat(cfg))),
+            "o_instr": Out(stream.Signature(INSTRUCTION)),
+            "o_status": Out(stream.Signature(StatusWord())),
+            "act_write": Out(WritePort(cfg.act_depth, act_word(cfg))),
+            "weight_write": Out(WeightWrite(cfg)),
+            "bias_write": Out(WritePort(cfg.param_depth, bias_row(cfg), lanes=C)),
+            "scale_write": Out(WritePort(cfg.param_depth, scale_row(cfg), lanes=C)),
+            "engine": In(EngineState()),
             "error": Out(ErrorCode),
         })
 
-    def _check(self, m, beat, last):
-        """The error code of the instruction in ``beat`` (NONE if it is valid); ``last`` is
-        the beat's tlast (``END`` must carry it: a frame is exactly one program)."""
-        cfg = self._cfg
-        ld, mm, pp = (data.View(layout, beat[:layout.size]) for layout in (isa.LOAD, isa.MATMUL, isa.POSTPROC))
-        err = Signal(ErrorCode)
-        with m.Switch(ld.op):
-            with m.Case(Opcode.LOAD):
-                with m.If(ld.count == 0):
-                    m.d.comb += err.eq(ErrorCode.ZERO_LENGTH)
-                with m.Elif((ld.target == Target.ACT) & (ld.addr + ld.count > cfg.act_depth)):
-                    m.d.comb += err.eq(ErrorCode.ACT_RANGE)
-                with m.Elif((ld.target == Target.WEIGHT) &
-                            (ld.addr * cfg.rows + ld.count > cfg.weight_depth * cfg.rows)):
-                    m.d.comb += err.eq(ErrorCode.WEIGHT_RANGE)
-                with m.Elif(((ld.target == Target.BIAS) | (ld.target == Target.SCALE)) &
-                            (ld.addr * cfg.cols + ld.count > cfg.param_depth * cfg.cols)):
-                    m.d.comb += err.eq(ErrorCode.PARAM_RANGE)
-            with m.Case(Opcode.MATMUL):
-                with m.If(mm.m == 0):
-                    m.d.comb += err.eq(ErrorCode.ZERO_LENGTH)
-                with m.Elif(mm.act_addr + mm.m > cfg.act_space):
-                    m.d.comb += err.eq(ErrorCode.ACT_RANGE)
-                with m.Elif(mm.weight_tile >= cfg.weight_depth):
-                    m.d.comb += err.eq(ErrorCode.WEIGHT_RANGE)
-                with m.Elif(mm.acc_addr + mm.m > cfg.acc_depth):
-                    m.d.comb += err.eq(ErrorCode.ACC_RANGE)
-            with m.Case(Opcode.POSTPROC):
-                with m.If(pp.m == 0):
-                    m.d.comb += err.eq(ErrorCode.ZERO_LENGTH)
-                with m.Elif(pp.acc_addr + pp.m > cfg.acc_depth):
-                    m.d.comb += err.eq(ErrorCode.ACC_RANGE)
-                with m.Elif(pp.param_addr >= cfg.param_depth):
-                    m.d.comb += err.eq(ErrorCode.PARAM_RANGE)
-                with m.Elif((pp.group >= cfg.groups) | (pp.raw & ~pp.to_stream)):
-                    m.d.comb += err.eq(ErrorCode.BAD_GROUP)
-                with m.Elif(~pp.to_stream & ~pp.raw & ((pp.dst_addr < cfg.act_depth) |
-                                                       (pp.dst_addr + pp.m > cfg.act_space))):
-                    m.d.comb += err.eq(ErrorCode.ACT_RANGE)
-            with m.Case(Opcode.END):
-                with m.If(~last):
-                    m.d.comb += err.eq(ErrorCode.END_NOT_LAST)
-            with m.Case(Opcode.SYNC):
-                pass
-            with m.Default():
-                m.d.comb += err.eq(ErrorCode.BAD_OPCODE)
-        return err
-
     def elaborate(self, platform):
-        cfg = self._cfg
         m = Module()
+        beat = self._checked_input(m)
+        fire = beat.valid & beat.ready
         state = Signal(_State)
-        started = Signal()
         error = Signal(ErrorCode)
         m.d.comb += self.error.eq(error)
-
-        # With the deep pipeline, the program stream enters through a small buffer
-        # (IN_BUFFER_DEPTH beats) that also holds each beat's check result, computed as
-        # the beat arrives, so neither the check nor the port's tready sits on a path
-        # with the decisions below. Timing is counted from the buffer's output: a
-        # program's cycles are the same with it or without it.
-        err = Signal(ErrorCode)
-        s_ready = Signal()
-        if cfg.deep_pipeline:
-            m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
-                width=cfg.stream_bits + 1 + ErrorCode.as_shape().width, depth=IN_BUFFER_DEPTH)
-            in_err = self._check(m, self.s_data[:isa.INSTR_BITS], self.s_last)
-            m.d.comb += [inbuf.w_data.eq(Cat(self.s_data, self.s_last, in_err)),
-                         inbuf.w_en.eq(self.s_valid), self.s_ready.eq(inbuf.w_rdy),
-                         inbuf.r_en.eq(s_ready)]
-            s_data = inbuf.r_data[:cfg.stream_bits]
-            s_last = inbuf.r_data[cfg.stream_bits]
-            m.d.comb += err.eq(inbuf.r_data[cfg.stream_bits + 1:])
-            s_valid = inbuf.r_rdy
-        else:
-            s_data, s_last, s_valid = self.s_data, self.s_last, self.s_valid
-            m.d.comb += [err.eq(self._check(m, s_data[:isa.INSTR_BITS], s_last)),
-                         self.s_ready.eq(s_ready)]
-
-        beat = s_data[:isa.INSTR_BITS]
-        ld = data.View(isa.LOAD, beat[:isa.LOAD.size])
-        op = ld.op
-        fire = s_valid & s_ready
-
-        # LOAD state: where the next data beat goes.
-        ld_target = Signal(Target)
-        ld_addr = Signal(isa.COUNT_BITS)
-        ld_sub = Signal(range(max(cfg.rows, cfg.cols)))
-        ld_left = Signal(isa.COUNT_BITS)
-        sub_wrap = Mux(ld_target == Target.WEIGHT, cfg.rows - 1, cfg.cols - 1)
-
-        def set_error(code):
-            with m.If(error == ErrorCode.NONE):
-                m.d.sync += error.eq(code)
-
-        with m.Switch(state):
-            with m.Case(_State.RUN):
-                reject = (err != ErrorCode.NONE) | (s_last & (op != Opcode.END))
-                with m.If(reject):
-                    m.d.comb += s_ready.eq(1)
-                with m.Elif((op == Opcode.MATMUL) | (op == Opcode.POSTPROC)):
-                    m.d.comb += [s_ready.eq(self.q_rdy), self.q_en.eq(s_valid & self.q_rdy)]
-                with m.Elif((op == Opcode.SYNC) | (op == Opcode.END)):
-                    m.d.comb += s_ready.eq(self.engine_idle)
-                with m.Else():
-                    m.d.comb += s_ready.eq(1)
-                with m.If(fire):
-                    with m.If(reject):
-                        set_error(Mux(err != ErrorCode.NONE, err, ErrorCode.NO_END))
-                        m.d.sync += state.eq(Mux(s_last, _State.STATUS, _State.DRAIN))
-                    with m.Elif(op == Opcode.LOAD):
-                        m.d.sync += [state.eq(_State.DATA), ld_target.eq(ld.target),
-                                     ld_addr.eq(ld.addr), ld_sub.eq(0), ld_left.eq(ld.count)]
-                    with m.Elif(op == Opcode.END):
-                        m.d.sync += state.eq(_State.STATUS)
-            with m.Case(_State.DATA):
-                m.d.comb += s_ready.eq(1)
-                with m.If(fire):
-                    m.d.sync += ld_left.eq(ld_left - 1)
-                    with m.If(ld_target == Target.ACT):
-                        m.d.sync += ld_addr.eq(ld_addr + 1)
-                    with m.Elif(ld_sub == sub_wrap):
-                        m.d.sync += [ld_sub.eq(0), ld_addr.eq(ld_addr + 1)]
-                    with m.Else():
-                        m.d.sync += ld_sub.eq(ld_sub + 1)
-                    with m.If(s_last):
-                        set_error(ErrorCode.NO_END)
-                        m.d.sync += state.eq(_State.STATUS)
-                    with m.Elif(ld_left == 1):
-                        m.d.sync += state.eq(_State.RUN)
-            with m.Case(_State.DRAIN):
-                m.d.comb += s_ready.eq(1)
-                with m.If(fire & s_last):
-                    m.d.sync += state.eq(_State.STATUS)
-
-        # Buffer writes from LOAD data beats (the range was checked on the header).
-        writing = (state == _State.DATA) & fire
-        m.d.comb += [
-            self.q_data.eq(beat),
-            self.act_we.eq(writing & (ld_target == Target.ACT)),
-            self.act_waddr.eq(ld_addr),
-            self.act_wdata.eq(s_data[:cfg.rows * 8]),
-            self.w_we.eq(writing & (ld_target == Target.WEIGHT)),
-            self.w_tile.eq(ld_addr), self.w_row.eq(ld_sub),
-            self.w_data.eq(s_data[:cfg.cols * 8]),
-            self.param_waddr.eq(ld_addr), self.param_lane.eq(ld_sub),
-            self.bias_we.eq(writing & (ld_target == Target.BIAS)),
-            self.bias_wdata.eq(s_data[:isa.BIAS_BITS]),
-            self.scale_we.eq(writing & (ld_target == Target.SCALE)),
-            self.scale_wdata.eq(s_data[:isa.SCALE_WORD.size]),
-        ]
-
-        # Counters, from the first beat of a program through the cycle END is taken.
-        counters = {name: Signal(COUNTER_BITS, name=name) for name in isa.STATUS_FIELDS[1:]}
-        active = (started | fire) & (state != _State.STATUS)
-        with m.If(fire):
-            m.d.sync += started.eq(1)
-        with m.If(active):
-            m.d.sync += [
-                counters["cycles"].eq(counters["cycles"] + 1),
-                counters["busy_cycles"].eq(counters["busy_cycles"] + self.engine_busy),
-                counters["mac_cycles"].eq(counters["mac_cycles"] + self.mac_issue),
-                counters["stall_in_cycles"].eq(counters["stall_in_cycles"] + ~s_valid),
-                counters["stall_out_cycles"].eq(counters["stall_out_cycles"] + self.out_stall),
-            ]
-
-        # Status packet.
-        st_idx = Signal(range(len(isa.STATUS_FIELDS)))
-        words = [error.as_value()] + list(counters.values())
-        with m.If(state == _State.STATUS):
-            m.d.comb += self.st_valid.eq(self.engine_idle)
-        with m.Switch(st_idx):
-            for i, word in enumerate(words):
-                with m.Case(i):
-                    m.d.comb += self.st_data.eq(word)
-        m.d.comb += self.st_last.eq(st_idx == len(words) - 1)
-        with m.If(self.st_valid & self.st_ready):
-            m.d.sync += st_idx.eq(st_idx + 1)
-            with m.If(self.st_last):
-                m.d.sync += [st_idx.eq(0), state.eq(_State.RUN), started.eq(0),
-                             error.eq(ErrorCode.NONE)]
-                m.d.sync += [counter.eq(0) for counter in counters.values()]
-
+        # the LOAD in progress: where the next data beat goes
+        load = Signal(data.StructLayout({"target": Target, "addr": isa.COUNT_BITS,
+                                         "sub": range(max(self._cfg.rows, self._cfg.cols)),
+                                         "left": isa.COUNT_BITS}))
+        self._decode(m, beat, state, error, load)
+        self._load_writes(m, beat.payload.data, (state == _State.DATA) & fire, load)
+        counters = self._counters(m, fire, beat.valid, state)
+        self._status(m, state, error, counters)
         if platform == "formal":
             # An invariant the k-induction proofs (sim/formal.py) need and cannot find by
             # themselves: an error is held only while the rest of its frame is discarded
@@ -241,3 +99,144 @@ class FrontEnd(wiring.Component):
             m.d.comb += Assert((error == ErrorCode.NONE) | (state == _State.DRAIN) |
                                (state == _State.STATUS), "error only in DRAIN or STATUS")
         return m
+
+    def _checked_input(self, m):
+        """The program stream with each beat's instruction check, as a stream of
+        :class:`CheckedBeat` whose ``ready`` the decoder drives.
+
+        With the deep pipeline, the program stream enters through a small buffer
+        (:data:`IN_BUFFER_DEPTH` beats) that also holds each beat's check result, computed
+        as the beat arrives, so neither the check nor the port's tready sits on a path
+        with the decisions below. Timing is counted from the buffer's output: a
+        program's cycles are the same with it or without it."""
+        cfg = self._cfg
+        m.submodules.check = check = InstructionCheck(cfg)
+        checked = stream.Signature(CheckedBeat(cfg)).create()
+        m.d.comb += [check.instr.eq(self.i_program.payload.data[:isa.INSTR_BITS]),
+                     check.last.eq(self.i_program.payload.last)]
+        if cfg.deep_pipeline:
+            m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
+                width=CheckedBeat(cfg).size, depth=IN_BUFFER_DEPTH)
+            checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
+            m.d.comb += [checked_in.data.eq(self.i_program.payload.data),
+                         checked_in.last.eq(self.i_program.payload.last),
+                         checked_in.error.eq(check.error),
+                         inbuf.w_en.eq(self.i_program.valid),
+                         self.i_program.ready.eq(inbuf.w_rdy)]
+            wiring.connect(m, inbuf.r_stream, wiring.flipped(checked))
+        else:
+            m.d.comb += [checked.payload.data.eq(self.i_program.payload.data),
+                         checked.payload.last.eq(self.i_program.payload.last),
+                         checked.payload.error.eq(check.error),
+                         checked.valid.eq(self.i_program.valid),
+                         self.i_program.ready.eq(checked.ready)]
+        return checked
+
+    def _decode(self, m, beat, state, error, load):
+        """The state machine: takes ``beat``, queues engine instructions, starts LOADs."""
+        cfg = self._cfg
+        instr = data.View(INSTRUCTION, beat.payload.data[:isa.INSTR_BITS])
+        op, ld, last, err = instr.bare.op, instr.load, beat.payload.last, beat.payload.error
+        fire = beat.valid & beat.ready
+        m.d.comb += self.o_instr.payload.eq(instr)
+
+        def set_error(code):
+            with m.If(error == ErrorCode.NONE):
+                m.d.sync += error.eq(code)
+
+        with m.Switch(state):
+            with m.Case(_State.RUN):
+                reject = (err != ErrorCode.NONE) | (last & (op != Opcode.END))
+                with m.If(reject):
+                    m.d.comb += beat.ready.eq(1)
+                with m.Elif((op == Opcode.MATMUL) | (op == Opcode.POSTPROC)):
+                    m.d.comb += [beat.ready.eq(self.o_instr.ready),
+                                 self.o_instr.valid.eq(beat.valid)]
+                with m.Elif((op == Opcode.SYNC) | (op == Opcode.END)):
+                    m.d.comb += beat.ready.eq(self.engine.idle)
+                with m.Else():
+                    m.d.comb += beat.ready.eq(1)
+                with m.If(fire):
+                    with m.If(reject):
+                        set_error(Mux(err != ErrorCode.NONE, err, ErrorCode.NO_END))
+                        m.d.sync += state.eq(Mux(last, _State.STATUS, _State.DRAIN))
+                    with m.Elif(op == Opcode.LOAD):
+                        m.d.sync += [state.eq(_State.DATA), load.target.eq(ld.target),
+                                     load.addr.eq(ld.addr), load.sub.eq(0),
+                                     load.left.eq(ld.count)]
+                    with m.Elif(op == Opcode.END):
+                        m.d.sync += state.eq(_State.STATUS)
+            with m.Case(_State.DATA):
+                m.d.comb += beat.ready.eq(1)
+                sub_wrap = Mux(load.target == Target.WEIGHT, cfg.rows - 1, cfg.cols - 1)
+                with m.If(fire):
+                    m.d.sync += load.left.eq(load.left - 1)
+                    with m.If(load.target == Target.ACT):
+                        m.d.sync += load.addr.eq(load.addr + 1)
+                    with m.Elif(load.sub == sub_wrap):
+                        m.d.sync += [load.sub.eq(0), load.addr.eq(load.addr + 1)]
+                    with m.Else():
+                        m.d.sync += load.sub.eq(load.sub + 1)
+                    with m.If(last):
+                        set_error(ErrorCode.NO_END)
+                        m.d.sync += state.eq(_State.STATUS)
+                    with m.Elif(load.left == 1):
+                        m.d.sync += state.eq(_State.RUN)
+            with m.Case(_State.DRAIN):
+                m.d.comb += beat.ready.eq(1)
+                with m.If(fire & last):
+                    m.d.sync += state.eq(_State.STATUS)
+
+    def _load_writes(self, m, beat, writing, load):
+        """Buffer writes from LOAD data beats (the range was checked on the header)."""
+        C = self._cfg.cols
+        act, wgt = self.act_write, self.weight_write
+        m.d.comb += [
+            act.en.eq(writing & (load.target == Target.ACT)), act.addr.eq(load.addr),
+            act.data.eq(beat[:act.data.shape().size]),
+            wgt.en.eq(writing & (load.target == Target.WEIGHT)), wgt.tile.eq(load.addr),
+            wgt.row.eq(load.sub), wgt.data.eq(beat[:wgt.data.shape().size]),
+        ]
+        for port, target in ((self.bias_write, Target.BIAS), (self.scale_write, Target.SCALE)):
+            lane_bits = Shape.cast(port.data.shape().elem_shape).width
+            m.d.comb += port.addr.eq(load.addr)
+            for c in range(C):
+                m.d.comb += [port.data[c].eq(beat[:lane_bits]),
+                             port.en[c].eq(writing & (load.target == target) & (load.sub == c))]
+
+    def _counters(self, m, fire, valid, state):
+        """The counters of the status packet, from the first beat of a program through the
+        cycle END is taken."""
+        counters = {name: Signal(isa.STATUS_WORD_BITS, name=name)
+                    for name in isa.STATUS_FIELDS[1:]}
+        started = Signal()
+        active = (started | fire) & (state != _State.STATUS)
+        with m.If(fire):
+            m.d.sync += started.eq(1)
+        with m.If(active):
+            for name, count in (("cycles", 1), ("busy_cycles", self.engine.busy),
+                                ("mac_cycles", self.engine.mac_issue),
+                                ("stall_in_cycles", ~valid),
+                                ("stall_out_cycles", self.engine.out_stall)):
+                m.d.sync += counters[name].eq(counters[name] + count)
+        with m.If(self.o_status.valid & self.o_status.ready & self.o_status.payload.last):
+            m.d.sync += started.eq(0)
+            m.d.sync += [counter.eq(0) for counter in counters.values()]
+        return counters
+
+    def _status(self, m, state, error, counters):
+        """The status packet, once the engine is idle; then the next program."""
+        st = self.o_status
+        idx = Signal(range(len(isa.STATUS_FIELDS)))
+        words = [error.as_value()] + list(counters.values())
+        with m.If(state == _State.STATUS):
+            m.d.comb += st.valid.eq(self.engine.idle)
+        with m.Switch(idx):
+            for i, word in enumerate(words):
+                with m.Case(i):
+                    m.d.comb += st.payload.word.eq(word)
+        m.d.comb += st.payload.last.eq(idx == len(words) - 1)
+        with m.If(st.valid & st.ready):
+            m.d.sync += idx.eq(idx + 1)
+            with m.If(st.payload.last):
+                m.d.sync += [idx.eq(0), state.eq(_State.RUN), error.eq(ErrorCode.NONE)]

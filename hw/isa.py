@@ -20,17 +20,32 @@ SCALE    one channel's :data:`SCALE_WORD` parameter words; beats fill lanes 0..c
 import enum
 
 from amaranth.hdl import signed
-from amaranth.lib import enum as hdl_enum
-
 from amaranth.lib import data
+from amaranth.lib import enum as hdl_enum
 
 from .config import ADDR_BITS, MAX_ROWS_PER_OP
 
 __all__ = [
-    "INSTR_BITS", "Opcode", "Target", "ErrorCode", "STATUS_FIELDS",
-    "LOAD", "MATMUL", "POSTPROC", "BARE", "LAYOUTS", "SCALE_WORD", "BIAS_BITS",
-    "encode", "decode", "encode_scale", "InstructionError", "INSTR_BYTES",
-    "STATUS_WORD_BITS", "STATUS_WORD_BYTES",
+    "BARE",
+    "BIAS_BITS",
+    "GROUP_BITS",
+    "INSTR_BITS",
+    "INSTR_BYTES",
+    "LAYOUTS",
+    "LOAD",
+    "MATMUL",
+    "POSTPROC",
+    "SCALE_WORD",
+    "STATUS_FIELDS",
+    "STATUS_WORD_BITS",
+    "STATUS_WORD_BYTES",
+    "ErrorCode",
+    "InstructionError",
+    "Opcode",
+    "Target",
+    "decode",
+    "encode",
+    "encode_scale",
 ]
 
 INSTR_BITS = 64
@@ -38,6 +53,10 @@ OPCODE_BITS = 4
 COUNT_BITS = 20
 ROWS_BITS = MAX_ROWS_PER_OP.bit_length()
 BIAS_BITS = 32
+#: Width of POSTPROC's ``group`` field: up to ``2**GROUP_BITS`` rows-wide slices of a row.
+GROUP_BITS = 3
+#: Width of each word of the status packet (the low bits of a result beat).
+STATUS_WORD_BITS = 32
 
 
 class Opcode(hdl_enum.Enum, shape=OPCODE_BITS):
@@ -97,7 +116,7 @@ POSTPROC = data.StructLayout({
     "m": ROWS_BITS,
     "param_addr": ADDR_BITS["param_depth"],
     "dst_addr": ADDR_BITS["act_depth"],
-    "group": 3,        #: which rows-wide slice of the cols-wide result goes to ACT
+    "group": GROUP_BITS,  #: which rows-wide slice of the cols-wide result goes to ACT
     "to_stream": 1,    #: send each row out on the result stream instead of ACT
     "raw": 1,          #: send ``acc + bias`` as int32 lanes (``raw_beats`` beats a row)
 })
@@ -199,6 +218,5 @@ def encode_scale(mult, shift, zero_point, relu, round_even=False):
 
 #: Bytes of an instruction word, in the low bytes of its beat (little-endian).
 INSTR_BYTES = INSTR_BITS // 8
-#: Bits of a status-packet word (the error code or a counter), in the low bits of its beat.
-STATUS_WORD_BITS = 32
+#: Bytes of a status-packet word, in the low bytes of its beat.
 STATUS_WORD_BYTES = STATUS_WORD_BITS // 8

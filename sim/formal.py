@@ -56,6 +56,7 @@ from hw.config import CoreConfig
 from hw.core import Core
 from hw.frontend import IN_BUFFER_DEPTH
 from hw.isa import ErrorCode, Opcode
+from hw.payloads import INSTRUCTION
 
 __all__ = [
     "CONFIGS", "MAX_ROWS", "READY_EVERY", "STATUS_BEATS", "Proof", "PROOFS", "Fault",
@@ -197,40 +198,41 @@ class Fault:
 
 def _valid_hiccup(m, core):
     # a result beat's tvalid drops for one cycle while it waits for tready
-    eng = m.submodules.engine
+    result = m.submodules.engine.o_result
     hiccup = Signal()
-    m.d.sync += hiccup.eq(eng.o_valid & ~core.m_axis_tready & ~hiccup)
-    with m.If(~m.submodules.frontend.st_valid):
-        m.d.comb += core.m_axis_tvalid.eq(eng.o_valid & ~hiccup)
+    m.d.sync += hiccup.eq(result.valid & ~core.m_axis_tready & ~hiccup)
+    with m.If(~m.submodules.frontend.o_status.valid):
+        m.d.comb += core.m_axis_tvalid.eq(result.valid & ~hiccup)
 
 
 def _idle_lost(m, core):
     # "engine idle" as the front end sees it also wants a queued instruction, which the
     # engine's idle excludes: SYNC, END and the status packet wait for ever
-    m.d.comb += m.submodules.frontend.engine_idle.eq(
-        m.submodules.engine.idle & m.submodules.queue.r_rdy)
+    m.d.comb += m.submodules.frontend.engine.idle.eq(
+        m.submodules.engine.state.idle & m.submodules.queue.r_stream.valid)
 
 
 def _write_after_error(m, core):
     # the weight buffer written by every beat taken while an error is held
     fe = m.submodules.frontend
-    m.d.comb += m.submodules.weights.write_en.eq(
-        fe.w_we | ((fe.error != ErrorCode.NONE) & core.s_axis_tvalid & core.s_axis_tready))
+    m.d.comb += m.submodules.weights.write.en.eq(
+        fe.weight_write.en |
+        ((fe.error != ErrorCode.NONE) & core.s_axis_tvalid & core.s_axis_tready))
 
 
 def _status_no_tlast(m, core):
     # the status packet's last beat without tlast
-    with m.If(m.submodules.frontend.st_valid):
+    with m.If(m.submodules.frontend.o_status.valid):
         m.d.comb += core.m_axis_tlast.eq(0)
 
 
 def _packet_lost(m, core):
     # the status packet taken from the front end but never shown on the result stream:
     # a frame without a status packet
-    fe = m.submodules.frontend
-    with m.If(fe.st_valid):
+    status = m.submodules.frontend.o_status
+    with m.If(status.valid):
         m.d.comb += core.m_axis_tvalid.eq(0)
-    m.d.comb += fe.st_ready.eq(1)
+    m.d.comb += status.ready.eq(1)
 
 
 FAULTS = {
@@ -317,6 +319,11 @@ class StreamContract(Core):
     def _check(m, test, name):
         m.d.comb += Assert(test, name, src_loc_at=1)
 
+    @staticmethod
+    def _pushed(queue):
+        """An instruction goes into the engine queue in this cycle."""
+        return queue.w_stream.valid & queue.w_stream.ready
+
     def _packet_end(self):
         return self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast
 
@@ -337,10 +344,10 @@ class StreamContract(Core):
         not_ready = _counter(m, "not_ready", ready_every, ~self.m_axis_tready,
                              self.m_axis_tready)
         m.d.comb += Assume(self.m_axis_tready | (not_ready < ready_every - 1))
-        mm = data.View(isa.MATMUL, queue.w_data[:isa.MATMUL.size])
-        pp = data.View(isa.POSTPROC, queue.w_data[:isa.POSTPROC.size])
-        with m.If(queue.w_en):
-            m.d.comb += Assume(Mux(mm.op == Opcode.MATMUL, mm.m, pp.m) <= self.max_rows)
+        instr = data.View(INSTRUCTION, queue.w_stream.payload)
+        with m.If(self._pushed(queue)):
+            m.d.comb += Assume(Mux(instr.bare.op == Opcode.MATMUL, instr.matmul.m,
+                                   instr.postproc.m) <= self.max_rows)
 
         limit = stall_bound(self.cfg, self.max_rows, ready_every) - self.bound_cut
         stalled = self.s_axis_tvalid & ~self.s_axis_tready
@@ -358,17 +365,18 @@ class StreamContract(Core):
         with m.Elif(prev_error != ErrorCode.NONE):
             self._check(m, self.error == prev_error, "error held until the status packet")
         with m.If(self.error != ErrorCode.NONE):
-            self._check(m, ~fe.act_we & ~wbuf.write_en & ~fe.bias_we & ~fe.scale_we,
-                        "no buffer written while an error is held")
-            self._check(m, ~queue.w_en, "nothing queued while an error is held")
+            self._check(m, ~fe.act_write.en & ~wbuf.write.en & ~fe.bias_write.en.any() &
+                        ~fe.scale_write.en.any(), "no buffer written while an error is held")
+            self._check(m, ~self._pushed(queue), "nothing queued while an error is held")
 
     def _status_frame(self, m, fe, queue, wbuf):
         m_fire = self.m_axis_tvalid & self.m_axis_tready
         packet_end = self._packet_end()
-        beat = _counter(m, "status_beat", STATUS_BEATS, m_fire & fe.st_valid, packet_end)
-        with m.If(self.m_axis_tvalid & ~fe.st_valid):
+        status = fe.o_status.valid
+        beat = _counter(m, "status_beat", STATUS_BEATS, m_fire & status, packet_end)
+        with m.If(self.m_axis_tvalid & ~status):
             self._check(m, ~self.m_axis_tlast, "no tlast on a result beat")
-        with m.If(m_fire & fe.st_valid):
+        with m.If(m_fire & status):
             self._check(m, self.m_axis_tlast == (beat == STATUS_BEATS - 1),
                         "status packet: tlast on its last beat only")
         # frames whose tlast beat was taken, less the status packets sent

@@ -1,0 +1,188 @@
+"""The POSTPROC result path: issue, post-processing, and the way out of the engine."""
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .payloads import (
+    PostprocRow,
+    ReadPort,
+    ResultBeat,
+    WritePort,
+    acc_row,
+    act_word,
+    bias_row,
+    scale_row,
+)
+from .postproc import PostProcessor
+
+__all__ = ["ResultPath", "result_fifo_rows"]
+
+
+def result_fifo_rows(cfg):
+    """Rows of the result FIFO (deep pipeline): a power of two above every row that can
+    be in flight between issue and the FIFO (``postproc_latency``)."""
+    return 1 << (cfg.postproc_latency + 1).bit_length()
+
+
+class _RowMeta(data.StructLayout):
+    """What travels with a row through post-processing."""
+
+    def __init__(self, cfg):
+        super().__init__({"dst_addr": range(cfg.act_space), "group": isa.GROUP_BITS,
+                          "to_stream": 1, "raw": 1})
+
+
+class _ResultRow(data.StructLayout):
+    """A row for the stream: ``cols`` int32 lanes if ``raw``, else ``cols`` int8 lanes in
+    the low bits."""
+
+    def __init__(self, cfg):
+        super().__init__({"bits": cfg.cols * isa.BIAS_BITS, "raw": 1})
+
+
+class ResultPath(wiring.Component):
+    """Issues POSTPROC rows into post-processing and sends each result to the hidden
+    buffer (one ``rows``-wide slice, ``group``) or the result stream (one beat a row, or
+    ``raw_beats`` beats of int32 lanes).
+
+    A row is issued by reading its accumulator word (through the accumulator's port)
+    and its parameter word; the row enters :class:`hw.postproc.PostProcessor` a cycle
+    later, beside the read data. Result rows meet the stream's backpressure in one of
+    two ways. With ``cfg.deep_pipeline``, rows for the stream go into a row FIFO
+    (:func:`result_fifo_rows`) and a POSTPROC row for the stream is issued only while
+    the FIFO has room for every such row in flight (a credit count), so the
+    post-processing pipeline and the accumulator read never stall and the stream's
+    ``ready`` drives no more than the FIFO's read side. Without it (no FIFO, for small
+    FPGAs) a row waiting at the output holds the whole pipeline (:attr:`hold`). With
+    the output ready the two behave the same, cycle for cycle.
+
+    Members
+    -------
+    i_pp : In(stream.Signature(PostprocRow))
+        POSTPROC rows; ``ready`` is low while a row for the stream could not be taken.
+    acc_read : Out(stream.Signature(range(acc_depth), always_ready=True))
+        The accumulator read of the row issued this cycle; ``acc_data`` has the word a
+        cycle later.
+    bias_read, scale_read : Out(ReadPort)
+        The parameter reads of the row issued this cycle.
+    hold : Out(1)
+        Post-processing and its reads stand still (only without the deep pipeline).
+    hidden_write : Out(WritePort(hidden_depth, act_word))
+        Rows for the next layer.
+    o_result : Out(stream.Signature(ResultBeat))
+        Rows for the stream.
+    empty : Out(1)
+        No row is issued, in post-processing, or waiting to leave.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "i_pp": In(stream.Signature(PostprocRow(cfg))),
+            "acc_read": Out(stream.Signature(range(cfg.acc_depth), always_ready=True)),
+            "acc_data": In(acc_row(cfg)),
+            "bias_read": Out(ReadPort(cfg.param_depth, bias_row(cfg))),
+            "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg))),
+            "hold": Out(1),
+            "hidden_write": Out(WritePort(cfg.hidden_depth, act_word(cfg))),
+            "o_result": Out(stream.Signature(ResultBeat(cfg))),
+            "empty": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        m.submodules.post = post = PostProcessor(cfg, _RowMeta(cfg))
+        issue = self.i_pp.valid & self.i_pp.ready
+        issue_valid = self._issue(m, post)
+        # a row for the hidden buffer, one cycle after post-processing
+        d_valid, d_meta = Signal(), Signal(_RowMeta(cfg))
+        d_y = Signal(post.y.shape())
+        rows = stream.Signature(_ResultRow(cfg)).create()       # rows for the stream
+        pop = self._serialize(m, rows)
+        row_bits = Mux(post.o_meta.raw, post.raw.as_value(), post.y.as_value())
+        if cfg.deep_pipeline:
+            out_busy = self._row_fifo(m, post, row_bits, rows, issue, pop)
+            m.d.sync += [d_valid.eq(post.o_valid & ~post.o_meta.to_stream),
+                         d_meta.eq(post.o_meta), d_y.eq(post.y)]
+        else:
+            out_busy = self._row_register(m, post, row_bits, rows, pop, d_valid, d_meta, d_y)
+        self._to_hidden(m, d_valid, d_meta, d_y)
+        m.d.comb += self.empty.eq(~issue_valid & ~d_valid & ~out_busy)
+        return m
+
+    def _issue(self, m, post):
+        """The reads of the row issued now; the issue register beside their data."""
+        pp, hold = self.i_pp.payload, self.hold
+        issue_valid, issue_meta = Signal(), Signal(_RowMeta(self._cfg))
+        m.d.comb += [self.acc_read.valid.eq(self.i_pp.valid & self.i_pp.ready),
+                     self.acc_read.payload.eq(pp.acc_addr)]
+        for port in (self.bias_read, self.scale_read):
+            m.d.comb += [port.addr.eq(pp.param_addr), port.en.eq(~hold)]
+        with m.If(~hold):
+            m.d.sync += [issue_valid.eq(self.acc_read.valid), issue_meta.dst_addr.eq(pp.dst_addr),
+                         issue_meta.group.eq(pp.group), issue_meta.to_stream.eq(pp.to_stream),
+                         issue_meta.raw.eq(pp.raw)]
+        m.d.comb += [post.en.eq(~hold), post.i_valid.eq(issue_valid), post.i_meta.eq(issue_meta),
+                     post.acc.eq(self.acc_data), post.bias.eq(self.bias_read.data),
+                     post.scale.eq(self.scale_read.data)]
+        return issue_valid
+
+    def _row_fifo(self, m, post, row_bits, rows, issue, pop):
+        """Deep pipeline: stream rows through a FIFO, issued against credits."""
+        depth = result_fifo_rows(self._cfg)
+        m.submodules.out_fifo = fifo = SyncFIFO(width=_ResultRow(self._cfg).size, depth=depth)
+        credits_used = Signal(range(depth + 1))          # stream rows issued, not popped
+        m.d.sync += credits_used.eq(credits_used + (issue & self.i_pp.payload.to_stream) - pop)
+        m.d.comb += [self.i_pp.ready.eq(~(self.i_pp.payload.to_stream & (credits_used == depth))),
+                     self.hold.eq(0)]
+        row_in = fifo.w_stream
+        m.d.comb += [row_in.valid.eq(post.o_valid & post.o_meta.to_stream),
+                     row_in.payload.eq(Cat(row_bits, post.o_meta.raw))]
+        wiring.connect(m, fifo.r_stream, wiring.flipped(rows))
+        return fifo.r_rdy
+
+    def _row_register(self, m, post, row_bits, rows, pop, d_valid, d_meta, d_y):
+        """Shallow: one row register for both ways out; a stream row in it holds the
+        pipeline."""
+        bits = Signal.like(rows.payload.bits)
+        free = ~d_valid | ~d_meta.to_stream | pop
+        m.d.comb += [self.hold.eq(post.o_valid & ~free), self.i_pp.ready.eq(~self.hold),
+                     rows.valid.eq(d_valid & d_meta.to_stream), rows.payload.raw.eq(d_meta.raw),
+                     rows.payload.bits.eq(bits)]
+        with m.If(free):
+            m.d.sync += [d_valid.eq(post.o_valid), d_meta.eq(post.o_meta), d_y.eq(post.y),
+                         bits.eq(row_bits)]
+        return 0
+
+    def _to_hidden(self, m, valid, meta, y):
+        """Slice ``group`` of a row for the hidden buffer: lanes ``group * rows ..``."""
+        R, C = self._cfg.rows, self._cfg.cols
+        w = self.hidden_write
+        m.d.comb += [w.en.eq(valid & ~meta.to_stream),
+                     w.addr.eq(meta.dst_addr - self._cfg.act_depth)]
+        with m.Switch(meta.group):
+            for g in range(self._cfg.groups):
+                with m.Case(g):
+                    m.d.comb += [w.data[j].eq(y[g * R + j]) for j in range(R) if g * R + j < C]
+
+    def _serialize(self, m, rows):
+        """Rows onto the result stream: one beat, or ``raw_beats`` for a raw row. Returns
+        whether the row at the head leaves in this cycle."""
+        cfg, out = self._cfg, self.o_result
+        beat = Signal(range(max(2, cfg.raw_beats)))
+        last = beat == Mux(rows.payload.raw, cfg.raw_beats - 1, 0)
+        with m.If(rows.valid & out.ready):
+            m.d.sync += beat.eq(Mux(last, 0, beat + 1))
+        m.d.comb += [rows.ready.eq(out.ready & last), out.valid.eq(rows.valid)]
+        bits, width = rows.payload.bits, cfg.stream_bits
+        with m.If(rows.payload.raw), m.Switch(beat):
+            for k in range(cfg.raw_beats):
+                with m.Case(k):
+                    m.d.comb += out.payload.data.eq(bits[k * width:(k + 1) * width])
+        with m.Else():
+            m.d.comb += out.payload.data.eq(bits[:cfg.cols * cfg.act_bits])
+        return rows.valid & rows.ready

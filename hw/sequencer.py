@@ -1,0 +1,113 @@
+"""Instruction issue and drain: turns queued MATMUL and POSTPROC into rows."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import isa
+from .payloads import INSTRUCTION, MatmulRow, PostprocRow
+
+__all__ = ["Sequencer"]
+
+
+class Sequencer(wiring.Component):
+    """Pops one instruction at a time and issues its rows, one a cycle.
+
+    MATMUL row ``i`` reads activation word ``act_addr + i`` and adds into (or writes
+    over) accumulator word ``acc_addr + i``. POSTPROC row ``i`` reads accumulator word
+    ``acc_addr + i`` and parameter word ``param_addr`` and writes activation word
+    ``dst_addr + i`` or goes to the stream; a raw row takes ``raw_beats`` slots, the
+    first of which issues it.
+
+    Instructions of one kind follow each other with no bubble. Switching kind waits
+    until the other kind's pipeline has drained (``array_latency`` or
+    ``postproc_latency`` cycles after its last row), which is what makes a POSTPROC see
+    the accumulators its MATMULs wrote and a MATMUL see the activations its POSTPROCs
+    wrote. The exact rules are in docs/ARCHITECTURE.md (timing model).
+
+    Members
+    -------
+    i_instr : In(stream.Signature(INSTRUCTION))
+        The engine's queue.
+    o_mm : Out(stream.Signature(MatmulRow, always_ready=True))
+        MATMUL rows; the payload holds the next row's addresses also while not valid.
+    o_pp : Out(stream.Signature(PostprocRow))
+        POSTPROC rows; low ``ready`` holds the POSTPROC (every slot of a raw row). The
+        payload is the current POSTPROC's next row also while not valid.
+    pp_hold : In(1)
+        The post-processing pipeline stands still this cycle (its drain count waits).
+    active : Out(1)
+        An instruction is being issued.
+    drained : Out(1)
+        Both pipelines have drained.
+    """
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        super().__init__({
+            "i_instr": In(stream.Signature(INSTRUCTION)),
+            "o_mm": Out(stream.Signature(MatmulRow(cfg), always_ready=True)),
+            "o_pp": Out(stream.Signature(PostprocRow(cfg))),
+            "pp_hold": In(1),
+            "active": Out(1), "drained": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg = self._cfg
+        m = Module()
+        head = self.i_instr.payload
+        head_is_pp = head.bare.op == isa.Opcode.POSTPROC
+        cur_valid, cur_is_pp = Signal(), Signal()
+        mm, pp = Signal(isa.MATMUL), Signal(isa.POSTPROC)
+        row = Signal(isa.ROWS_BITS)
+        slot = Signal(range(max(2, cfg.raw_beats)))        # a raw row's beat
+        mm_drain = Signal(range(cfg.array_latency + 1))
+        pp_drain = Signal(range(cfg.postproc_latency + 1))
+
+        mm_slot = cur_valid & ~cur_is_pp
+        pp_slot = cur_valid & cur_is_pp & self.o_pp.ready
+        last_slot = slot == Mux(pp.raw, cfg.raw_beats, 1) - 1
+        done = (row == Mux(cur_is_pp, pp.m, mm.m) - 1) & (mm_slot | (pp_slot & last_slot))
+        mm_busy = mm_slot | (mm_drain != 0)
+        pp_busy = (cur_valid & cur_is_pp) | (pp_drain != 0)
+        m.d.comb += self.i_instr.ready.eq((~cur_valid | done) &
+                                          Mux(head_is_pp, ~mm_busy, ~pp_busy))
+
+        with m.If(self.i_instr.valid & self.i_instr.ready):
+            m.d.sync += [cur_valid.eq(1), cur_is_pp.eq(head_is_pp), row.eq(0), slot.eq(0),
+                         mm.eq(head.matmul), pp.eq(head.postproc)]
+        with m.Elif(done):
+            m.d.sync += cur_valid.eq(0)
+        with m.Elif(mm_slot):
+            m.d.sync += row.eq(row + 1)
+        with m.Elif(pp_slot):
+            m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
+            with m.If(last_slot):
+                m.d.sync += row.eq(row + 1)
+
+        with m.If(mm_slot):
+            m.d.sync += mm_drain.eq(cfg.array_latency)
+        with m.Elif(mm_drain != 0):
+            m.d.sync += mm_drain.eq(mm_drain - 1)
+        with m.If(pp_slot):
+            m.d.sync += pp_drain.eq(cfg.postproc_latency)
+        with m.Elif((pp_drain != 0) & ~self.pp_hold):
+            m.d.sync += pp_drain.eq(pp_drain - 1)
+
+        m.d.comb += [
+            self.o_mm.valid.eq(mm_slot),
+            self.o_mm.payload.act_addr.eq(mm.act_addr + row),
+            self.o_mm.payload.weight_tile.eq(mm.weight_tile),
+            self.o_mm.payload.acc_addr.eq(mm.acc_addr + row),
+            self.o_mm.payload.accumulate.eq(mm.accumulate),
+            self.o_pp.valid.eq(cur_valid & cur_is_pp & (slot == 0)),
+            self.o_pp.payload.acc_addr.eq(pp.acc_addr + row),
+            self.o_pp.payload.param_addr.eq(pp.param_addr),
+            self.o_pp.payload.dst_addr.eq(pp.dst_addr + row),
+            self.o_pp.payload.group.eq(pp.group),
+            self.o_pp.payload.to_stream.eq(pp.to_stream | pp.raw),
+            self.o_pp.payload.raw.eq(pp.raw),
+            self.active.eq(cur_valid),
+            self.drained.eq((mm_drain == 0) & (pp_drain == 0)),
+        ]
+        return m

@@ -1,0 +1,111 @@
+"""The sequencer (hw/sequencer.py) in amaranth.sim: which row issues in which cycle.
+
+Each scenario is a list of instructions, all waiting in the queue from cycle 0, and the
+cycles in which POSTPROC rows are held (``ready`` low) or the post-processing pipeline
+stands still (``pp_hold``). The expected rows come from the timing rules of
+docs/ARCHITECTURE.md, written out below as a small model of their own.
+"""
+
+import pytest
+
+from hw import isa
+from hw.config import CoreConfig
+from hw.isa import Opcode
+from hw.sequencer import Sequencer
+
+from .streams import run_scenario, stream_put
+
+CFGS = {
+    "4x4-deep": CoreConfig(rows=4, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1),
+    "3x5-shallow": CoreConfig(rows=3, cols=5, act_kib=1, hidden_kib=1, weight_kib=1,
+                              acc_kib=1, deep_pipeline=False),
+}
+
+
+def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1):
+    return {"op": Opcode.MATMUL, "m": m, "act_addr": act_addr, "weight_tile": weight_tile,
+            "acc_addr": acc_addr, "accumulate": accumulate}
+
+
+def pp(m, acc_addr=0, param_addr=0, dst_addr=0, group=0, to_stream=0, raw=0):
+    return {"op": Opcode.POSTPROC, "m": m, "acc_addr": acc_addr, "param_addr": param_addr,
+            "dst_addr": dst_addr, "group": group, "to_stream": to_stream, "raw": raw}
+
+
+SCENARIOS = {
+    "one matmul": ([mm(3, act_addr=5, acc_addr=7, weight_tile=2)], set(), set()),
+    "matmuls back to back": ([mm(2, accumulate=0), mm(3, act_addr=9), mm(1)], set(), set()),
+    "matmul then postproc then matmul": (
+        [mm(2, acc_addr=1), pp(2, acc_addr=1, dst_addr=300, group=1), mm(1)], set(), set()),
+    "postproc rows held": ([pp(3, to_stream=1), pp(2, param_addr=1)], {3, 4, 7}, set()),
+    "raw rows, held": ([pp(2, to_stream=1, raw=1), pp(1, raw=1, to_stream=1)], {2, 5}, set()),
+    "drain waits while the pipeline stands": ([pp(1), mm(2)], set(), {3, 4, 5}),
+}
+
+
+def expected_rows(cfg, instrs, held, frozen):
+    """``(cycle, kind, fields)`` of every issued row; held: cycles without a POSTPROC
+    slot; frozen: cycles in which the post-processing drain does not count down."""
+    rows, t, prev = [], 0, None
+    for ins in instrs:
+        kind = ins["op"]
+        pop = t
+        if prev is not None and prev[0] is not kind:
+            latency = cfg.array_latency if prev[0] is Opcode.MATMUL else cfg.postproc_latency
+            c, left = prev[1] + 1, latency
+            while left:
+                if not (prev[0] is Opcode.POSTPROC and c in frozen):
+                    left -= 1
+                c += 1
+            pop = max(pop, c)
+        c = pop + 1
+        slots = cfg.raw_beats if ins.get("raw") else 1
+        for i in range(ins["m"]):
+            for s in range(slots):
+                while kind is Opcode.POSTPROC and c in held:
+                    c += 1
+                if s == 0:
+                    rows.append((c, kind, _row_fields(ins, i)))
+                last = c
+                c += 1
+        t, prev = last, (kind, last)
+    return rows
+
+
+def _row_fields(ins, i):
+    if ins["op"] is Opcode.MATMUL:
+        return {"act_addr": ins["act_addr"] + i, "weight_tile": ins["weight_tile"],
+                "acc_addr": ins["acc_addr"] + i, "accumulate": ins["accumulate"]}
+    return {"acc_addr": ins["acc_addr"] + i, "param_addr": ins["param_addr"],
+            "dst_addr": ins["dst_addr"] + i, "group": ins["group"],
+            "to_stream": ins["to_stream"] | ins["raw"], "raw": ins["raw"]}
+
+
+@pytest.mark.parametrize("config", list(CFGS))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_rows_issue_in_the_cycles_of_the_timing_model(config, scenario):
+    cfg = CFGS[config]
+    instrs, held, frozen = SCENARIOS[scenario]
+    dut = Sequencer(cfg)
+    want = expected_rows(cfg, instrs, held, frozen)
+    end = want[-1][0] + cfg.array_latency + cfg.postproc_latency + len(frozen) + 4
+    log = []
+
+    def fields(kind):
+        return lambda p: (kind, {name: int(getattr(p, name)) for name, _ in p.shape()})
+
+    async def feed(ctx):
+        for ins in instrs:
+            fields_ = {k: v for k, v in ins.items() if k != "op"}
+            await stream_put(ctx, dut.i_instr, {"word": isa.encode(ins["op"], **fields_)})
+
+    async def holds(ctx):
+        for cycle in range(end):
+            ctx.set(dut.o_pp.ready, cycle not in held)
+            ctx.set(dut.pp_hold, cycle in frozen)
+            await ctx.tick()
+        assert not ctx.get(dut.active) and ctx.get(dut.drained)
+
+    run_scenario(dut, feed, holds, monitors=[(dut.o_mm, log, fields(Opcode.MATMUL)),
+                                             (dut.o_pp, log, fields(Opcode.POSTPROC))])
+    assert [(c, k, f) for c, (k, f) in sorted(log, key=lambda e: e[0])] == want
