@@ -13,7 +13,7 @@ __all__ = ["InstructionCheck"]
 class InstructionCheck(wiring.Component):
     """Combinational check of one instruction against the configuration's buffers.
 
-    The first failing rule gives the code, in the order below; ``host/cycles.py``
+    The first failing rule gives the code, in the order below; ``host/compile/checks.py``
     (``check_instruction``) states the same rules for the model backend.
 
     Members

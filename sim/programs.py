@@ -1,7 +1,7 @@
 """Stimulus for the core benches: small, explicit programs built from hw.isa.
 
 Deliberately simple (every tile loaded, one MATMUL per tile, nothing overlapped) and
-separate from host/compiler.py, so the benches check the core without trusting the
+separate from host/compile/, so the benches check the core without trusting the
 compiler, and the compiler's own tests check it against the core.
 """
 

@@ -9,7 +9,7 @@ the status packet it must produce, worked out by hand from the ISA.
 import numpy as np
 import pytest
 
-from host.cycles import check_instruction
+from host.compile.checks import check_instruction
 from hw import isa
 from hw.check import InstructionCheck
 from hw.config import CoreConfig
