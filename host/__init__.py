@@ -14,5 +14,6 @@ def __getattr__(name):
     # lazily, so that importing a light module (host.golden, host.cli) does not load torch
     if name in __all__:
         from . import api
+
         return getattr(api, name)
     raise AttributeError(f"module 'host' has no attribute {name!r}")

@@ -58,6 +58,7 @@ class Prediction:
     status : dict
         The status packet's counters, summed.
     """
+
     outputs: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
@@ -74,14 +75,22 @@ class Accelerator:
     what the core runs, ``qmodel`` the integer network (the golden model's input).
     """
 
-    def __init__(self, qmodel: QuantizedModel, config: CoreConfig, batch: int | None = None,
-                 quantize_input=None, reference=None):
+    def __init__(
+        self,
+        qmodel: QuantizedModel,
+        config: CoreConfig,
+        batch: int | None = None,
+        quantize_input=None,
+        reference=None,
+    ):
         self.qmodel = qmodel
         self.config = config
         limit = max_batch(qmodel, config)
         if limit == 0:
-            raise CompileError(f"the network does not fit the {config.rows}x{config.cols} "
-                               f"core's buffers even at batch 1")
+            raise CompileError(
+                f"the network does not fit the {config.rows}x{config.cols} "
+                f"core's buffers even at batch 1"
+            )
         self.batch = min(64, limit) if batch is None else batch
         self.program: Program = compile_model(qmodel, config, self.batch)
         self._quantize = quantize_input
@@ -89,19 +98,26 @@ class Accelerator:
 
     # -- construction ---------------------------------------------------------------
     @classmethod
-    def from_onnx(cls, path: str, config: CoreConfig | None = None,
-                  batch: int | None = None) -> "Accelerator":
+    def from_onnx(
+        cls, path: str, config: CoreConfig | None = None, batch: int | None = None
+    ) -> "Accelerator":
         """A quantized ONNX file (QDQ, QLinearMatMul or MatMulInteger; see
         :mod:`host.nn.onnx_frontend`); ONNX Runtime is its reference."""
         from .nn.onnx_frontend import OnnxReference, load_onnx
 
         qmodel = load_onnx(path)
-        return cls(qmodel, config or CoreConfig(), batch,
-                   lambda x: qmodel.quantize_float(x.numpy()), OnnxReference(path, qmodel))
+        return cls(
+            qmodel,
+            config or CoreConfig(),
+            batch,
+            lambda x: qmodel.quantize_float(x.numpy()),
+            OnnxReference(path, qmodel),
+        )
 
     @classmethod
-    def load(cls, path: str, config: CoreConfig | None = None,
-             batch: int | None = None) -> "Accelerator":
+    def load(
+        cls, path: str, config: CoreConfig | None = None, batch: int | None = None
+    ) -> "Accelerator":
         """A network saved by :meth:`save` (its config too, unless one is given)."""
         qmodel = QuantizedModel.load(path)
         saved = qmodel.meta.get("core_config")
@@ -110,15 +126,17 @@ class Accelerator:
                 raise QuantError(f"{path}: records no core configuration; pass config=")
             config = CoreConfig.from_dict(saved)
         first = qmodel.layers[0]
-        return cls(qmodel, config, batch or qmodel.meta.get("batch"),
-                   lambda x: _quantize_like_torch(x, first.input_scale,
-                                                  first.input_zero_point))
+        return cls(
+            qmodel,
+            config,
+            batch or qmodel.meta.get("batch"),
+            lambda x: _quantize_like_torch(x, first.input_scale, first.input_zero_point),
+        )
 
     def save(self, path: str) -> None:
         """The integer network and the core configuration, as a ``.qnpz`` file (the
         program is compiled again on :meth:`load`, deterministically)."""
-        meta = {**self.qmodel.meta, "core_config": self.config.to_dict(),
-                "batch": self.batch}
+        meta = {**self.qmodel.meta, "core_config": self.config.to_dict(), "batch": self.batch}
         QuantizedModel(self.qmodel.layers, json.loads(json.dumps(meta))).save(path)
 
     # -- running --------------------------------------------------------------------
@@ -126,11 +144,14 @@ class Accelerator:
         """Float inputs ``[N, ...]`` -> the int8 ``[N, in_features]`` the core takes."""
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         if x.ndim < 2 or int(np.prod(x.shape[1:])) != self.qmodel.in_features:
-            raise ValueError(f"inputs must be [N, ...] with {self.qmodel.in_features} "
-                             f"values each, not {list(x.shape)}")
+            raise ValueError(
+                f"inputs must be [N, ...] with {self.qmodel.in_features} "
+                f"values each, not {list(x.shape)}"
+            )
         if not x.is_floating_point():
-            raise ValueError(f"inputs must be floating point (the model's own input), not "
-                             f"{x.dtype}")
+            raise ValueError(
+                f"inputs must be floating point (the model's own input), not {x.dtype}"
+            )
         return self._quantize(x.reshape(len(x), -1))
 
     def golden(self, x) -> np.ndarray:
@@ -144,8 +165,9 @@ class Accelerator:
         ``seed``). Raises :class:`BackendError` when the core reports an error.
         """
         if backend not in BACKENDS:
-            raise BackendError(f"unknown backend {backend!r}; expected one of "
-                               f"{', '.join(BACKENDS)}")
+            raise BackendError(
+                f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}"
+            )
         q = self.quantize(x)
         runner = get_backend(backend, self.config, **options)
         runner.prepare()
@@ -155,9 +177,15 @@ class Accelerator:
         out = run["outputs"]
         last = self.qmodel.layers[-1]
         scores = (out.astype(np.float64) - last.output_zero_point) * last.output_scale
-        return Prediction(outputs=out, labels=out.argmax(1), scores=scores, backend=backend,
-                          cycles=run["cycles"], predicted_cycles=run["predicted_cycles"],
-                          status=run["status"])
+        return Prediction(
+            outputs=out,
+            labels=out.argmax(1),
+            scores=scores,
+            backend=backend,
+            cycles=run["cycles"],
+            predicted_cycles=run["predicted_cycles"],
+            status=run["status"],
+        )
 
     def report(self, images: int | None = None, clock_mhz: float = DEFAULT_CLOCK_MHZ) -> dict:
         """Cycles, utilization, latency and throughput at ``clock_mhz``, and on-chip
@@ -166,22 +194,33 @@ class Accelerator:
         q = np.zeros((n, self.qmodel.in_features), np.int8)
         res = get_backend("model", self.config).run(self.program, q)
         useful = self.program.useful_macs(n)
-        return {"config": self.config.tag, "rows": self.config.rows,
-                "cols": self.config.cols, "batch": self.batch, "images": n,
-                "sizes": self.qmodel.sizes,
-                **metrics.run_figures(self.config, useful, res.status, n, clock_mhz),
-                "onchip_bytes": metrics.onchip_bytes(self.program)}
+        return {
+            "config": self.config.tag,
+            "rows": self.config.rows,
+            "cols": self.config.cols,
+            "batch": self.batch,
+            "images": n,
+            "sizes": self.qmodel.sizes,
+            **metrics.run_figures(self.config, useful, res.status, n, clock_mhz),
+            "onchip_bytes": metrics.onchip_bytes(self.program),
+        }
 
 
 def _quantize_like_torch(x: torch.Tensor, scale: float, zero_point: int) -> np.ndarray:
     """``quantize_per_tensor`` as the PT2E graph's first op does it."""
     q = torch.ops.quantized_decomposed.quantize_per_tensor.default(
-        x.to(torch.float32), scale, zero_point, -128, 127, torch.int8)
+        x.to(torch.float32), scale, zero_point, -128, 127, torch.int8
+    )
     return q.numpy()
 
 
-def accelerate(model: nn.Module | str | os.PathLike, calibration=None, *,
-               config: CoreConfig | None = None, batch: int | None = None) -> Accelerator:
+def accelerate(
+    model: nn.Module | str | os.PathLike,
+    calibration=None,
+    *,
+    config: CoreConfig | None = None,
+    batch: int | None = None,
+) -> Accelerator:
     """Capture, quantize and compile a network for the core.
 
     Parameters
@@ -214,11 +253,12 @@ def accelerate(model: nn.Module | str | os.PathLike, calibration=None, *,
         return Accelerator.from_onnx(os.fspath(model), config, batch)
     if calibration is None:
         raise QuantError("calibration inputs are needed to quantize a PyTorch module")
-    x = torch.as_tensor(calibration) if not isinstance(calibration, torch.Tensor) \
-        else calibration
+    x = torch.as_tensor(calibration) if not isinstance(calibration, torch.Tensor) else calibration
     if x.ndim < 2 or len(x) == 0 or not x.is_floating_point():
-        raise QuantError(f"calibration must be floating-point inputs [N >= 1, ...], not "
-                         f"{x.dtype} {list(x.shape)}")
+        raise QuantError(
+            f"calibration must be floating-point inputs [N >= 1, ...], not "
+            f"{x.dtype} {list(x.shape)}"
+        )
     layers = capture(model, x[:2])
     qmodel, reference = quantize_dense(layers, x.reshape(len(x), -1).to(torch.float32))
     return Accelerator(qmodel, config, batch, reference.quantize_input, reference)

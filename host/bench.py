@@ -48,8 +48,13 @@ SIZES = {  # images in the model sweep, RTL sample images, sharded-run images, t
 
 def sweep_config(rows, cols):
     """Buffers as large as the address fields allow, so that batch 256 fits when it can."""
-    return CoreConfig(rows=rows, cols=cols, act_kib=min(4096, rows * 32),
-                      hidden_kib=min(4096, rows * 32), acc_kib=min(4096, cols * 64))
+    return CoreConfig(
+        rows=rows,
+        cols=cols,
+        act_kib=min(4096, rows * 32),
+        hidden_kib=min(4096, rows * 32),
+        acc_kib=min(4096, cols * 64),
+    )
 
 
 def _torch_child(queue, model_path, images, repeat, sizes_train):
@@ -65,7 +70,7 @@ def _torch_child(queue, model_path, images, repeat, sizes_train):
                 model(x1)
             t = time.perf_counter()
             for i in range(repeat):
-                model(to_input(images[i % len(images):i % len(images) + 1]))
+                model(to_input(images[i % len(images) : i % len(images) + 1]))
             lat = (time.perf_counter() - t) / repeat
             xb = to_input(np.resize(images, (256, images.shape[1])))
             model(xb)
@@ -74,8 +79,11 @@ def _torch_child(queue, model_path, images, repeat, sizes_train):
             for _ in range(reps):
                 model(xb)
             thr = 256 * reps / (time.perf_counter() - t)
-        out[name] = {"latency_us_batch1": lat * 1e6, "images_per_second_batch1": 1 / lat,
-                     "images_per_second_batch256": thr}
+        out[name] = {
+            "latency_us_batch1": lat * 1e6,
+            "images_per_second_batch1": 1 / lat,
+            "images_per_second_batch256": thr,
+        }
     t = time.perf_counter()
     _, meta = train(data, progress=False, **sizes_train)
     out["train_seconds"] = time.perf_counter() - t
@@ -90,8 +98,10 @@ def measure_torch(model_path, images, repeat, epochs, hidden=(128,)):
     hidden widths."""
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_torch_child, args=(q, model_path, images, repeat,
-                                               {"epochs": epochs, "hidden": hidden}))
+    p = ctx.Process(
+        target=_torch_child,
+        args=(q, model_path, images, repeat, {"epochs": epochs, "hidden": hidden}),
+    )
     p.start()
     out = q.get()
     p.join()
@@ -112,17 +122,26 @@ def sweep(qmodel, x, labels, arrays, batches, clock_override=None):
             gold = golden.run(qmodel, x)
             figures = metrics.run_figures(cfg, prog.useful_macs(len(x)), res.status, len(x), mhz)
             cpi = figures["cycles_per_image"]
-            rows.append({
-                "rows": r, "cols": c, "batch": b, "batch_run": eff, "images": len(x),
-                **figures,
-                "mismatches": int(np.count_nonzero(res.outputs != gold)),
-                "accuracy": float(np.mean(res.outputs.argmax(1) == labels)),
-                "clock_source": source,
-                "onchip_bytes": metrics.onchip_bytes(prog),
-                "predictions": res.outputs.argmax(1).tolist(),
-            })
-            print(f"  model {r}x{c} batch {b:4d} (run {eff}): {cpi:9.1f} cycles/image, "
-                  f"utilization {rows[-1]['utilization']:.3f}", flush=True)
+            rows.append(
+                {
+                    "rows": r,
+                    "cols": c,
+                    "batch": b,
+                    "batch_run": eff,
+                    "images": len(x),
+                    **figures,
+                    "mismatches": int(np.count_nonzero(res.outputs != gold)),
+                    "accuracy": float(np.mean(res.outputs.argmax(1) == labels)),
+                    "clock_source": source,
+                    "onchip_bytes": metrics.onchip_bytes(prog),
+                    "predictions": res.outputs.argmax(1).tolist(),
+                }
+            )
+            print(
+                f"  model {r}x{c} batch {b:4d} (run {eff}): {cpi:9.1f} cycles/image, "
+                f"utilization {rows[-1]['utilization']:.3f}",
+                flush=True,
+            )
     return rows
 
 
@@ -135,13 +154,23 @@ def rtl_samples(qmodel, x, arrays):
         rtl.prepare()
         a = rtl.run(prog, x)
         m = get_backend("model", cfg).run(prog, x)
-        out.append({"rows": r, "cols": c, "images": len(x), "cycles": a.cycles,
-                    "model_cycles": m.cycles, "cycles_equal": a.cycles == m.cycles,
-                    "outputs_equal": bool(np.array_equal(a.out_beats, m.out_beats)),
-                    "sim_cycles_per_second": metrics.sim_speed(a.sim_cycles, a.sim_seconds)})
-        print(f"  rtl {r}x{c}: {a.cycles} cycles (model {m.cycles}), outputs equal "
-              f"{out[-1]['outputs_equal']}, {out[-1]['sim_cycles_per_second']:.0f} cycles/s",
-              flush=True)
+        out.append(
+            {
+                "rows": r,
+                "cols": c,
+                "images": len(x),
+                "cycles": a.cycles,
+                "model_cycles": m.cycles,
+                "cycles_equal": a.cycles == m.cycles,
+                "outputs_equal": bool(np.array_equal(a.out_beats, m.out_beats)),
+                "sim_cycles_per_second": metrics.sim_speed(a.sim_cycles, a.sim_seconds),
+            }
+        )
+        print(
+            f"  rtl {r}x{c}: {a.cycles} cycles (model {m.cycles}), outputs equal "
+            f"{out[-1]['outputs_equal']}, {out[-1]['sim_cycles_per_second']:.0f} cycles/s",
+            flush=True,
+        )
     return out
 
 
@@ -160,34 +189,47 @@ def sharded(qmodel, x, shard, workers):
     res["workers"] = workers
     res["speedup"] = ref["wall_seconds"] / par["wall_seconds"]
     res["identical"] = bool(np.array_equal(ref["outputs"], par["outputs"]))
-    pieces = [x[i:i + shard] for i in range(0, len(x), shard)]
+    pieces = [x[i : i + shard] for i in range(0, len(x), shard)]
     with local_client(workers) as client:
         t = time.perf_counter()
         results = run_shards_dask(backend, prog, pieces, client)
         res["dask_seconds"] = time.perf_counter() - t
-    res["dask_identical"] = bool(np.array_equal(
-        np.concatenate([r.outputs for r in results]), ref["outputs"]))
+    res["dask_identical"] = bool(
+        np.array_equal(np.concatenate([r.outputs for r in results]), ref["outputs"])
+    )
     res["images"], res["shard"] = len(x), shard
-    print(f"  sharded rtl: 1 worker {ref['wall_seconds']:.1f} s, {workers} workers "
-          f"{par['wall_seconds']:.1f} s (x{res['speedup']:.2f}), dask "
-          f"{res['dask_seconds']:.1f} s, identical {res['identical'] and res['dask_identical']}",
-          flush=True)
+    print(
+        f"  sharded rtl: 1 worker {ref['wall_seconds']:.1f} s, {workers} workers "
+        f"{par['wall_seconds']:.1f} s (x{res['speedup']:.2f}), dask "
+        f"{res['dask_seconds']:.1f} s, identical {res['identical'] and res['dask_identical']}",
+        flush=True,
+    )
     return res
 
 
 def plots(result, out_dir, labels):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     files = {}
     fig, ax = plt.subplots(figsize=(6, 4))
     for r, c in ARRAYS:
-        pts = [(e["batch"], e["utilization"]) for e in result["sweep"] if (e["rows"], e["cols"]) == (r, c)]
+        pts = [
+            (e["batch"], e["utilization"])
+            for e in result["sweep"]
+            if (e["rows"], e["cols"]) == (r, c)
+        ]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=f"{r}x{c}")
-    ax.set(xscale="log", xlabel="batch", ylabel="utilization (useful MACs / array capacity)",
-           ylim=(0, 1.05), title="Array utilization, MNIST 784-128-10")
+    ax.set(
+        xscale="log",
+        xlabel="batch",
+        ylabel="utilization (useful MACs / array capacity)",
+        ylim=(0, 1.05),
+        title="Array utilization, MNIST 784-128-10",
+    )
     batches = sorted({e["batch"] for e in result["sweep"]})
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.minorticks_off()
@@ -209,8 +251,7 @@ def plots(result, out_dir, labels):
     for kind in ("float", "int8") if t else ():
         names += [f"torch {kind}\nb1", f"torch {kind}\nb256"]
         vals += [t[kind]["images_per_second_batch1"], t[kind]["images_per_second_batch256"]]
-    ax.bar(range(len(vals)), vals,
-           color=["tab:blue"] * core + ["tab:orange"] * (len(vals) - core))
+    ax.bar(range(len(vals)), vals, color=["tab:blue"] * core + ["tab:orange"] * (len(vals) - core))
     ax.set_xticks(range(len(vals)), names, fontsize=7)
     ax.set(yscale="log", ylabel="images / second", title="Throughput: core at its clock vs CPU")
     files["throughput"] = os.path.join(out_dir, "throughput.png")
@@ -218,8 +259,10 @@ def plots(result, out_dir, labels):
     fig.savefig(files["throughput"], dpi=110)
     plt.close(fig)
 
-    chosen = next((e for e in result["sweep"] if (e["rows"], e["cols"], e["batch"]) == (8, 8, 64)),
-                  result["sweep"][-1])
+    chosen = next(
+        (e for e in result["sweep"] if (e["rows"], e["cols"], e["batch"]) == (8, 8, 64)),
+        result["sweep"][-1],
+    )
     pred = chosen["predictions"]
     cm = np.zeros((10, 10), int)
     for p, y in zip(pred, labels, strict=True):
@@ -229,10 +272,22 @@ def plots(result, out_dir, labels):
     for i in range(10):
         for j in range(10):
             if cm[i, j]:
-                ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=7,
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set(xlabel="core prediction", ylabel="label", xticks=range(10), yticks=range(10),
-           title=f"Confusion matrix, {chosen['rows']}x{chosen['cols']} core (int8)")
+                ax.text(
+                    j,
+                    i,
+                    cm[i, j],
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black",
+                )
+    ax.set(
+        xlabel="core prediction",
+        ylabel="label",
+        xticks=range(10),
+        yticks=range(10),
+        title=f"Confusion matrix, {chosen['rows']}x{chosen['cols']} core (int8)",
+    )
     fig.colorbar(im)
     files["confusion"] = os.path.join(out_dir, "confusion.png")
     fig.tight_layout()
@@ -243,76 +298,121 @@ def plots(result, out_dir, labels):
 
 def report_md(result: dict) -> str:
     t = result["torch"]
-    cpu = f"PyTorch {result['torch_version']} on {t['threads']} CPU threads." if t else \
-        "No PyTorch comparison: an ONNX model has no PyTorch float model."
-    lines = ["# Benchmark report", "",
-             f"Model: {result['model']}. Data: {result['data']}; "
-             f"{result['sweep'][0]['images']} test images in the sweep. {cpu}", "",
-             "## Core (model backend, exact cycles)", "",
-             "| array | batch | run as | cycles/image | utilization | clock (MHz) | images/s | "
-             "latency (us) | on-chip bytes |", "|---|---|---|---|---|---|---|---|---|"]
+    cpu = (
+        f"PyTorch {result['torch_version']} on {t['threads']} CPU threads."
+        if t
+        else "No PyTorch comparison: an ONNX model has no PyTorch float model."
+    )
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Model: {result['model']}. Data: {result['data']}; "
+        f"{result['sweep'][0]['images']} test images in the sweep. {cpu}",
+        "",
+        "## Core (model backend, exact cycles)",
+        "",
+        "| array | batch | run as | cycles/image | utilization | clock (MHz) | images/s | "
+        "latency (us) | on-chip bytes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for e in result["sweep"]:
         lat = f"{e['cycles_per_image'] / e['clock_mhz']:.1f}"
-        lines.append(f"| {e['rows']}x{e['cols']} | {e['batch']} | {e['batch_run']} | "
-                     f"{e['cycles_per_image']:.1f} | {e['utilization']:.3f} | {e['clock_mhz']:.0f} | "
-                     f"{e['images_per_second_at_clock']:,.0f} | {lat} | "
-                     f"{e['onchip_bytes']['total']:,} |")
+        lines.append(
+            f"| {e['rows']}x{e['cols']} | {e['batch']} | {e['batch_run']} | "
+            f"{e['cycles_per_image']:.1f} | {e['utilization']:.3f} | {e['clock_mhz']:.0f} | "
+            f"{e['images_per_second_at_clock']:,.0f} | {lat} | "
+            f"{e['onchip_bytes']['total']:,} |"
+        )
     lines += ["", f"Clock: {result['sweep'][0]['clock_source']}."]
     if t:
         lines += _torch_md(result)
-    lines += ["", "## RTL samples (Verilator)", "",
-              "| array | images | cycles | model cycles | outputs equal | sim cycles/s |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## RTL samples (Verilator)",
+        "",
+        "| array | images | cycles | model cycles | outputs equal | sim cycles/s |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in result["rtl"]:
-        lines.append(f"| {s['rows']}x{s['cols']} | {s['images']} | {s['cycles']} | "
-                     f"{s['model_cycles']} | {s['outputs_equal']} | "
-                     f"{s['sim_cycles_per_second']:,.0f} |")
+        lines.append(
+            f"| {s['rows']}x{s['cols']} | {s['images']} | {s['cycles']} | "
+            f"{s['model_cycles']} | {s['outputs_equal']} | "
+            f"{s['sim_cycles_per_second']:,.0f} |"
+        )
     sh = result.get("sharded")
     if sh:
         w = sh["workers"]
-        lines += ["", "## Sharded RTL simulation", "",
-                  f"{sh['images']} images in shards of {sh['shard']}: 1 worker "
-                  f"{sh['one_worker_seconds']:.1f} s, {w} local workers "
-                  f"{sh[f'{w}_workers_seconds']:.1f} s (speed-up {sh['speedup']:.2f}), Dask "
-                  f"LocalCluster with {w} workers {sh['dask_seconds']:.1f} s; outputs identical: "
-                  f"{sh['identical'] and sh['dask_identical']}."]
-    lines += ["", "![utilization](utilization.png)", "![throughput](throughput.png)",
-              "![confusion](confusion.png)", ""]
+        lines += [
+            "",
+            "## Sharded RTL simulation",
+            "",
+            f"{sh['images']} images in shards of {sh['shard']}: 1 worker "
+            f"{sh['one_worker_seconds']:.1f} s, {w} local workers "
+            f"{sh[f'{w}_workers_seconds']:.1f} s (speed-up {sh['speedup']:.2f}), Dask "
+            f"LocalCluster with {w} workers {sh['dask_seconds']:.1f} s; outputs identical: "
+            f"{sh['identical'] and sh['dask_identical']}.",
+        ]
+    lines += [
+        "",
+        "![utilization](utilization.png)",
+        "![throughput](throughput.png)",
+        "![confusion](confusion.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _torch_md(result):
     t = result["torch"]
-    lines = ["", "## PyTorch on this CPU", "",
-              "| model | latency batch 1 (us) | images/s batch 1 | images/s batch 256 |",
-              "|---|---|---|---|"]
+    lines = [
+        "",
+        "## PyTorch on this CPU",
+        "",
+        "| model | latency batch 1 (us) | images/s batch 1 | images/s batch 256 |",
+        "|---|---|---|---|",
+    ]
     for k in ("float", "int8"):
-        lines.append(f"| {k} | {t[k]['latency_us_batch1']:.1f} | "
-                     f"{t[k]['images_per_second_batch1']:,.0f} | "
-                     f"{t[k]['images_per_second_batch256']:,.0f} |")
-    lines += ["", f"Training ({t['train_epochs']} epochs): {t['train_seconds']:.1f} s; peak "
-              f"memory of the PyTorch process: {t['peak_rss_mb']:.0f} MB.", "",
-              "## Core vs CPU (ratios from this run)", "",
-              "| array | core images/s (batch 256) | vs torch float b256 | vs torch int8 b256 | "
-              "core latency b1 (us) | vs torch float b1 | vs torch int8 b1 |",
-              "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {k} | {t[k]['latency_us_batch1']:.1f} | "
+            f"{t[k]['images_per_second_batch1']:,.0f} | "
+            f"{t[k]['images_per_second_batch256']:,.0f} |"
+        )
+    lines += [
+        "",
+        f"Training ({t['train_epochs']} epochs): {t['train_seconds']:.1f} s; peak "
+        f"memory of the PyTorch process: {t['peak_rss_mb']:.0f} MB.",
+        "",
+        "## Core vs CPU (ratios from this run)",
+        "",
+        "| array | core images/s (batch 256) | vs torch float b256 | vs torch int8 b256 | "
+        "core latency b1 (us) | vs torch float b1 | vs torch int8 b1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r, c in ARRAYS:
         es = {e["batch"]: e for e in result["sweep"] if (e["rows"], e["cols"]) == (r, c)}
         if 256 not in es or 1 not in es:
             continue
         thr = es[256]["images_per_second_at_clock"]
         lat = es[1]["cycles_per_image"] / es[1]["clock_mhz"]
-        lines.append(f"| {r}x{c} | {thr:,.0f} | {thr / t['float']['images_per_second_batch256']:.3f} | "
-                     f"{thr / t['int8']['images_per_second_batch256']:.3f} | {lat:.1f} | "
-                     f"{t['float']['latency_us_batch1'] / lat:.2f}x faster | "
-                     f"{t['int8']['latency_us_batch1'] / lat:.2f}x faster |")
-    lines += ["", "(\"x faster\" below 1 means the CPU is faster.)"]
+        lines.append(
+            f"| {r}x{c} | {thr:,.0f} | {thr / t['float']['images_per_second_batch256']:.3f} | "
+            f"{thr / t['int8']['images_per_second_batch256']:.3f} | {lat:.1f} | "
+            f"{t['float']['latency_us_batch1'] / lat:.2f}x faster | "
+            f"{t['int8']['latency_us_batch1'] / lat:.2f}x faster |"
+        )
+    lines += ["", '("x faster" below 1 means the CPU is faster.)']
     return lines
 
 
-def bench(size: str = "quick", workers: int = 2, out_dir: str = os.path.join("build", "bench"),
-          clock_mhz: float | None = None, arrays=ARRAYS, batches=BATCHES,
-          model: str = DEFAULT_CHECKPOINT) -> dict:
+def bench(
+    size: str = "quick",
+    workers: int = 2,
+    out_dir: str = os.path.join("build", "bench"),
+    clock_mhz: float | None = None,
+    arrays=ARRAYS,
+    batches=BATCHES,
+    model: str = DEFAULT_CHECKPOINT,
+) -> dict:
     """Run the benchmark on ``model`` (a float checkpoint, a quantized model or a
     quantized ONNX file, see :func:`host.nn.quantize.load_for_inference`)."""
     s = SIZES[size]
@@ -322,19 +422,28 @@ def bench(size: str = "quick", workers: int = 2, out_dir: str = os.path.join("bu
     n = len(data.test_images) if s["sweep"] is None else s["sweep"]
     x = qmodel.quantize_input(data.test_images[:n])
     labels = data.test_labels[:n]
-    result = {"size": size, "model": model, "data": data.source,
-              "torch_version": str(torch.__version__), "torch": None}
+    result = {
+        "size": size,
+        "model": model,
+        "data": data.source,
+        "torch_version": str(torch.__version__),
+        "torch": None,
+    }
     if float_model is None:
         print("PyTorch on the CPU: skipped (an ONNX model has no PyTorch float model)")
     else:
         print("PyTorch on the CPU ...", flush=True)
-        result["torch"] = measure_torch(model, data.test_images[:256], s["repeat"],
-                                        epochs=10 if size == "full" else 2,
-                                        hidden=tuple(qmodel.sizes[1:-1]))
+        result["torch"] = measure_torch(
+            model,
+            data.test_images[:256],
+            s["repeat"],
+            epochs=10 if size == "full" else 2,
+            hidden=tuple(qmodel.sizes[1:-1]),
+        )
     print("model sweep ...", flush=True)
     result["sweep"] = sweep(qmodel, x, labels, arrays, batches, clock_mhz)
     print("rtl samples ...", flush=True)
-    result["rtl"] = rtl_samples(qmodel, x[:s["rtl"]], arrays)
+    result["rtl"] = rtl_samples(qmodel, x[: s["rtl"]], arrays)
     if workers > 1:
         xs = qmodel.quantize_input(np.resize(data.test_images, (s["shards"], 784)))
         result["sharded"] = sharded(qmodel, xs, s["shard"], workers)
@@ -371,12 +480,19 @@ def bench_core(cfg: CoreConfig, M: int = 64, K: int = 784, N: int = 128, seed: i
     want = golden.requantize(acc, np.full(N, mult), np.full(N, shift), 0, False)
     mismatches = -1 if res.outputs is None else int(np.count_nonzero(res.outputs != want))
     return {
-        "rows": cfg.rows, "cols": cfg.cols, "M": M, "K": K, "N": N, "config": cfg.tag,
-        "error": res.error, "mismatches": mismatches,
+        "rows": cfg.rows,
+        "cols": cfg.cols,
+        "M": M,
+        "K": K,
+        "N": N,
+        "config": cfg.tag,
+        "error": res.error,
+        "mismatches": mismatches,
         "predicted_cycles": res.predicted_cycles,
         **metrics.run_figures(cfg, M * K * N, res.status, M),
         "program_beats": int(len(program.beats(a))),
         "sim_cycles": res.sim_cycles,
         "sim_cycles_per_second": metrics.sim_speed(res.sim_cycles, res.sim_seconds),
-        "build_seconds": build_s, "wall_seconds": res.wall_seconds,
+        "build_seconds": build_s,
+        "wall_seconds": res.wall_seconds,
     }

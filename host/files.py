@@ -49,14 +49,16 @@ def check_output_path(path, option):
     while not os.path.lexists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ValueError(f"{option} {path}: cannot create a directory under {parent}, "
-                         f"which is not a directory")
+        raise ValueError(
+            f"{option} {path}: cannot create a directory under {parent}, which is not a directory"
+        )
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=".", suffix=".probe")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ValueError(f"{option} {path}: cannot write in {parent} "
-                         f"({exc.strerror or type(exc).__name__})") from None
+        raise ValueError(
+            f"{option} {path}: cannot write in {parent} ({exc.strerror or type(exc).__name__})"
+        ) from None
     if os.path.exists(full) and not os.access(full, os.W_OK):
         raise ValueError(f"{option} {path}: file is not writable")

@@ -31,9 +31,16 @@ def matmul_i8(x: np.ndarray, w: np.ndarray, x_zero_point: int = 0) -> np.ndarray
     return wrap_int32(x @ np.asarray(w, np.int64).T)
 
 
-def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, zero_point: int,
-               relu: bool, lo: int = INT8_MIN, hi: int = INT8_MAX,
-               round_even: bool = False) -> np.ndarray:
+def requantize(
+    acc: np.ndarray,
+    mult: np.ndarray,
+    shift: np.ndarray,
+    zero_point: int,
+    relu: bool,
+    lo: int = INT8_MIN,
+    hi: int = INT8_MAX,
+    round_even: bool = False,
+) -> np.ndarray:
     """int32 accumulators -> int8: ``acc * mult / 2**shift`` rounded, zero point, clamp.
 
     ``mult`` (unsigned 32-bit, 0..2**32-1) and ``shift`` (0..63) are per output channel
@@ -46,9 +53,9 @@ def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, zero_point:
     shift = np.asarray(shift, np.int64)
     if np.any((mult < 0) | (mult >= 1 << 32)) or np.any((shift < 0) | (shift > 63)):
         raise ValueError("requantize: mult must be in [0, 2**32) and shift in [0, 63]")
-    p = acc.astype(object) * mult.astype(object)           # Python integers: exact
+    p = acc.astype(object) * mult.astype(object)  # Python integers: exact
     d = np.left_shift(np.ones_like(shift, dtype=object), shift.astype(object))
-    quotient, remainder = p // d, p % d                      # floor division, 0 <= rem < d
+    quotient, remainder = p // d, p % d  # floor division, 0 <= rem < d
     twice = 2 * remainder
     up = (twice > d) | ((twice == d) & (shift > 0) & ((quotient % 2 == 1) | (not round_even)))
     r = (quotient + up.astype(np.int64)).astype(np.int64)
@@ -59,10 +66,17 @@ def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, zero_point:
 
 def linear(x: np.ndarray, layer) -> np.ndarray:
     """One quantized Linear layer (a ``host.nn.qmodel.QuantLayer``) on int8 ``x``."""
-    acc = wrap_int32(matmul_i8(x, layer.weight, layer.input_zero_point) +
-                     np.asarray(layer.bias, np.int64))
-    return requantize(acc, layer.mult, layer.shift, layer.output_zero_point, layer.relu,
-                      round_even=bool(getattr(layer, "round_even", False)))
+    acc = wrap_int32(
+        matmul_i8(x, layer.weight, layer.input_zero_point) + np.asarray(layer.bias, np.int64)
+    )
+    return requantize(
+        acc,
+        layer.mult,
+        layer.shift,
+        layer.output_zero_point,
+        layer.relu,
+        round_even=bool(getattr(layer, "round_even", False)),
+    )
 
 
 def run_layers(qmodel, x: np.ndarray) -> list[np.ndarray]:

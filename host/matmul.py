@@ -30,10 +30,17 @@ from .compile import CompileError, compile_matmul
 __all__ = ["matmul"]
 
 
-def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, *,
-           backend: str = "model", config: CoreConfig | None = None,
-           requant: tuple | None = None, rounding: str = "half_up",
-           with_cycles: bool = False) -> np.ndarray | tuple[np.ndarray, int]:
+def matmul(
+    a: np.ndarray,
+    b: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    backend: str = "model",
+    config: CoreConfig | None = None,
+    requant: tuple | None = None,
+    rounding: str = "half_up",
+    with_cycles: bool = False,
+) -> np.ndarray | tuple[np.ndarray, int]:
     """``a @ b + bias`` on the core (or its model), int32 or requantized to int8.
 
     The accumulator is int32 and wraps (two's complement) on overflow, in ``a @ b`` and
@@ -87,8 +94,7 @@ def matmul(a: np.ndarray, b: np.ndarray, bias: np.ndarray | None = None, *,
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise CompileError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if not isinstance(a, np.ndarray) or a.ndim != 2 or a.dtype != np.int8:
-        found = (f"{a.dtype} {list(a.shape)}" if isinstance(a, np.ndarray)
-                 else type(a).__name__)
+        found = f"{a.dtype} {list(a.shape)}" if isinstance(a, np.ndarray) else type(a).__name__
         raise CompileError(f"a must be a 2-D int8 array, not {found}")
     program = compile_matmul(a.shape, b, bias, config, requant, rounding=rounding)
     result = get_backend(backend, config).run(program, a)

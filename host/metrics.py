@@ -37,8 +37,9 @@ def sim_speed(sim_cycles: int, sim_seconds: float) -> float | None:
     return sim_cycles / sim_seconds if sim_seconds else None
 
 
-def run_figures(cfg: CoreConfig, useful_macs: int, status: dict, images: int,
-                clock_mhz: float | None = None) -> dict:
+def run_figures(
+    cfg: CoreConfig, useful_macs: int, status: dict, images: int, clock_mhz: float | None = None
+) -> dict:
     """The counters of a status packet (summed over shards) and the figures from them.
 
     Parameters
@@ -55,8 +56,10 @@ def run_figures(cfg: CoreConfig, useful_macs: int, status: dict, images: int,
     """
     cycles = status["cycles"]
     out = {
-        "cycles": cycles, "busy_cycles": status["busy_cycles"],
-        "mac_cycles": status["mac_cycles"], "useful_macs": useful_macs,
+        "cycles": cycles,
+        "busy_cycles": status["busy_cycles"],
+        "mac_cycles": status["mac_cycles"],
+        "useful_macs": useful_macs,
         "utilization": utilization(useful_macs, cfg, cycles),
         "busy_utilization": busy_utilization(useful_macs, cfg, status["busy_cycles"]),
         "cycles_per_image": cycles / images,
@@ -76,9 +79,13 @@ def onchip_bytes(program) -> dict:
     R, C, B = cfg.rows, cfg.cols, program.batch
     weights = min(h["weight_tiles"], cfg.weight_depth) * R * C * cfg.weight_bits // 8
     tiles = [-(-n // C) for n in h["sizes"][1:]]
-    act = (2 * h["in_tiles"] + sum(t * cfg.groups for t in tiles[:-1])) * B * R \
-        * cfg.act_bits // 8
+    act = (2 * h["in_tiles"] + sum(t * cfg.groups for t in tiles[:-1])) * B * R * cfg.act_bits // 8
     acc = max(tiles) * B * C * cfg.acc_bits // 8
     params = sum(tiles) * C * (isa.BIAS_BITS + isa.SCALE_WORD.size) // 8
-    return {"weights": weights, "activations": act, "accumulators": acc, "params": params,
-            "total": weights + act + acc + params}
+    return {
+        "weights": weights,
+        "activations": act,
+        "accumulators": acc,
+        "params": params,
+        "total": weights + act + acc + params,
+    }

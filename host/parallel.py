@@ -33,8 +33,13 @@ def run_shards(backend, program, pieces: list, workers: int, progress: bool = Tr
     ctx = multiprocessing.get_context("fork")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [pool.submit(_run_one, (backend, program, p)) for p in pieces]
-        for f in tqdm(concurrent.futures.as_completed(futures), total=len(futures),
-                      desc=f"{backend.name} x{workers}", unit="shard", disable=not progress):
+        for f in tqdm(
+            concurrent.futures.as_completed(futures),
+            total=len(futures),
+            desc=f"{backend.name} x{workers}",
+            unit="shard",
+            disable=not progress,
+        ):
             f.result()
         return [f.result() for f in futures]
 
@@ -43,8 +48,13 @@ def local_client(workers):
     """A Dask client on a local cluster of ``workers`` single-threaded processes."""
     from dask.distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", host="127.0.0.1")
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        host="127.0.0.1",
+    )
     return Client(cluster)
 
 

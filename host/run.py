@@ -18,8 +18,14 @@ from .compile import compile_model
 from .nn.checkpoint import to_input
 from .nn.qmodel import QuantizedModel
 
-__all__ = ["evaluate", "run_images", "clock_for", "check_clock_mhz", "DEFAULT_CLOCK_MHZ",
-           "SYNTH_REPORT"]
+__all__ = [
+    "evaluate",
+    "run_images",
+    "clock_for",
+    "check_clock_mhz",
+    "DEFAULT_CLOCK_MHZ",
+    "SYNTH_REPORT",
+]
 
 #: The clock quoted when no synthesis report gives this array's Fmax.
 DEFAULT_CLOCK_MHZ = 100.0
@@ -38,8 +44,9 @@ def check_clock_mhz(mhz, option: str = "--clock-mhz") -> float:
     return value
 
 
-def clock_for(cfg: CoreConfig, override: float | None = None,
-              report: str = SYNTH_REPORT) -> tuple[float, str]:
+def clock_for(
+    cfg: CoreConfig, override: float | None = None, report: str = SYNTH_REPORT
+) -> tuple[float, str]:
     """(MHz, where it came from): the option, else the synthesized ECP5 Fmax of this array
     size and pipeline (the entry of this exact configuration if there is one), else 100.
 
@@ -54,23 +61,36 @@ def clock_for(cfg: CoreConfig, override: float | None = None,
         with open(report) as f:
             entries = json.load(f)
         pipeline = "deep" if cfg.deep_pipeline else "shallow"
-        same = [e for e in entries if e.get("family") == "ecp5" and e.get("fmax_mhz")
-                and (e.get("rows"), e.get("cols"), e.get("pipeline", "deep")) ==
-                (cfg.rows, cfg.cols, pipeline)]
+        same = [
+            e
+            for e in entries
+            if e.get("family") == "ecp5"
+            and e.get("fmax_mhz")
+            and (e.get("rows"), e.get("cols"), e.get("pipeline", "deep"))
+            == (cfg.rows, cfg.cols, pipeline)
+        ]
         same.sort(key=lambda e: e.get("config") != cfg.tag)
         if same:
             e = same[0]
-            kib = "/".join(str(e.get(k)) for k in ("act_kib", "hidden_kib", "weight_kib",
-                                                   "acc_kib"))
-            return float(e["fmax_mhz"]), (f"synthesized Fmax ({e.get('device')}, "
-                                          f"{e['rows']}x{e['cols']}, buffers {kib} KiB)")
+            kib = "/".join(
+                str(e.get(k)) for k in ("act_kib", "hidden_kib", "weight_kib", "acc_kib")
+            )
+            return float(e["fmax_mhz"]), (
+                f"synthesized Fmax ({e.get('device')}, {e['rows']}x{e['cols']}, buffers {kib} KiB)"
+            )
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
     return DEFAULT_CLOCK_MHZ, "assumed (no synthesis report for this size)"
 
 
-def run_images(backend, program, x: np.ndarray, shard: int | None = None, workers: int = 1,
-               progress: bool = True) -> dict:
+def run_images(
+    backend,
+    program,
+    x: np.ndarray,
+    shard: int | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict:
     """Run ``x`` in shards of whole batches; returns outputs, summed status, timing.
 
     Each shard is a complete program (preamble, batches, END) in its own backend run,
@@ -78,19 +98,27 @@ def run_images(backend, program, x: np.ndarray, shard: int | None = None, worker
     """
     B = program.batch
     for name, value in (("shard", shard), ("workers", workers)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     shard = len(x) if shard is None else max(B, (shard // B) * B)
-    pieces = [x[i:i + shard] for i in range(0, len(x), shard)]
+    pieces = [x[i : i + shard] for i in range(0, len(x), shard)]
     start = time.perf_counter()
     if workers > 1 and len(pieces) > 1:
         from .parallel import run_shards
+
         results = run_shards(backend, program, pieces, workers, progress)
     else:
-        results = [backend.run(program, p) for p in
-                   tqdm(pieces, desc=f"{backend.name}", unit="shard", disable=not progress
-                        or len(pieces) == 1)]
+        results = [
+            backend.run(program, p)
+            for p in tqdm(
+                pieces,
+                desc=f"{backend.name}",
+                unit="shard",
+                disable=not progress or len(pieces) == 1,
+            )
+        ]
     wall = time.perf_counter() - start
     outputs = [r.outputs for r in results]
     status = {k: sum(r.status[k] for r in results) for k in results[0].status}
@@ -102,14 +130,25 @@ def run_images(backend, program, x: np.ndarray, shard: int | None = None, worker
         "predicted_cycles": sum(r.predicted_cycles for r in results),
         "sim_cycles": sum(r.sim_cycles for r in results),
         "sim_seconds": sum(r.sim_seconds for r in results),
-        "wall_seconds": wall, "shards": len(pieces),
+        "wall_seconds": wall,
+        "shards": len(pieces),
     }
 
 
-def evaluate(cfg: CoreConfig, backend_name: str, images: np.ndarray, labels: np.ndarray,
-             qmodel: QuantizedModel, reference, float_model=None, batch: int = 64,
-             clock_mhz: float | None = None, shard: int | None = None, workers: int = 1,
-             progress: bool = True) -> tuple[dict, np.ndarray | None]:
+def evaluate(
+    cfg: CoreConfig,
+    backend_name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    qmodel: QuantizedModel,
+    reference,
+    float_model=None,
+    batch: int = 64,
+    clock_mhz: float | None = None,
+    shard: int | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[dict, np.ndarray | None]:
     """Run one backend on MNIST ``images`` and compare it with the golden model and the
     reference (PyTorch's converted graph, or ONNX Runtime), and the float model if any.
 
@@ -132,15 +171,21 @@ def evaluate(cfg: CoreConfig, backend_name: str, images: np.ndarray, labels: np.
     useful = program.useful_macs(len(x))
     cycles = run["cycles"]
     report = {
-        "backend": backend_name, "rows": cfg.rows, "cols": cfg.cols, "config": cfg.tag,
-        "images": int(len(x)), "batch": batch, "shards": run["shards"], "workers": workers,
+        "backend": backend_name,
+        "rows": cfg.rows,
+        "cols": cfg.cols,
+        "config": cfg.tag,
+        "images": int(len(x)),
+        "batch": batch,
+        "shards": run["shards"],
+        "workers": workers,
         "accuracy": float(np.mean(out.argmax(1) == labels)) if out is not None else None,
         "golden_accuracy": float(np.mean(gold.argmax(1) == labels)),
-        "float_accuracy": float(np.mean(float_pred == labels))
-        if float_model is not None else None,
+        "float_accuracy": float(np.mean(float_pred == labels)) if float_model is not None else None,
         f"{reference.name}_int8_accuracy": float(np.mean(ref_q.argmax(1) == labels)),
         "argmax_agreement": float(np.mean(out.argmax(1) == ref_q.argmax(1)))
-        if out is not None else None,
+        if out is not None
+        else None,
         "mismatches": int(np.count_nonzero(out != gold)) if out is not None else int(gold.size),
         "error": run["status"]["error"],
         "predicted_cycles": run["predicted_cycles"],

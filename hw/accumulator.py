@@ -45,32 +45,41 @@ class Accumulator(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({
-            "i_mm": In(stream.Signature(MatmulRow(cfg), always_ready=True)),
-            "sum": In(data.ArrayLayout(psum_shape(cfg), cfg.cols)),
-            "i_read": In(stream.Signature(range(cfg.acc_depth), always_ready=True)),
-            "hold": In(1),
-            "read_data": Out(acc_row(cfg)),
-        })
+        super().__init__(
+            {
+                "i_mm": In(stream.Signature(MatmulRow(cfg), always_ready=True)),
+                "sum": In(data.ArrayLayout(psum_shape(cfg), cfg.cols)),
+                "i_read": In(stream.Signature(range(cfg.acc_depth), always_ready=True)),
+                "hold": In(1),
+                "read_data": Out(acc_row(cfg)),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        m.submodules.acc_buffer = buf = memory.Memory(shape=acc_row(cfg), depth=cfg.acc_depth,
-                                                      init=[])
+        m.submodules.acc_buffer = buf = memory.Memory(
+            shape=acc_row(cfg), depth=cfg.acc_depth, init=[]
+        )
         wr = buf.write_port()
         rd = buf.read_port(transparent_for=() if cfg.deep_pipeline else (wr,))
         # (valid, acc_addr, accumulate) travel beside the data, through the activation
         # read and the array, to the row's read stage
         meta = Signal(_Meta(cfg), name="mm_meta_0")
-        m.d.comb += [meta.valid.eq(self.i_mm.valid), meta.addr.eq(self.i_mm.payload.acc_addr),
-                     meta.accumulate.eq(self.i_mm.payload.accumulate)]
+        m.d.comb += [
+            meta.valid.eq(self.i_mm.valid),
+            meta.addr.eq(self.i_mm.payload.acc_addr),
+            meta.accumulate.eq(self.i_mm.payload.accumulate),
+        ]
         for i in range(cfg.mm_write_delay - read_ahead(cfg)):
             nxt = Signal(_Meta(cfg), name=f"mm_meta_{i + 1}")
             m.d.sync += nxt.eq(meta)
             meta = nxt
-        m.d.comb += [rd.addr.eq(Mux(self.i_read.valid, self.i_read.payload, meta.addr)),
-                     rd.en.eq(~self.hold), self.read_data.eq(rd.data)]
+        m.d.comb += [
+            rd.addr.eq(Mux(self.i_read.valid, self.i_read.payload, meta.addr)),
+            rd.en.eq(~self.hold),
+            self.read_data.eq(rd.data),
+        ]
 
         write = Signal(_Meta(cfg))
         base = Signal(acc_row(cfg))
@@ -90,14 +99,16 @@ class Accumulator(wiring.Component):
         cfg = self._cfg
         d = Signal(_Meta(cfg))
         m.d.sync += [d.eq(meta), write.eq(d)]
-        acc_q = Signal(acc_row(cfg))            # registered read data, for the row in W
-        prev1 = Signal(acc_row(cfg))            # the write of the previous cycle
+        acc_q = Signal(acc_row(cfg))  # registered read data, for the row in W
+        prev1 = Signal(acc_row(cfg))  # the write of the previous cycle
         prev1_valid, prev1_addr = Signal(), Signal(range(cfg.acc_depth))
-        prev2 = Signal(acc_row(cfg))            # and of the one before
-        fwd1, fwd2 = Signal(), Signal()         # the row in W takes prev1 / prev2
+        prev2 = Signal(acc_row(cfg))  # and of the one before
+        fwd1, fwd2 = Signal(), Signal()  # the row in W takes prev1 / prev2
         m.d.sync += [
             acc_q.eq(read_data),
-            prev1.eq(write_data), prev1_valid.eq(write.valid), prev1_addr.eq(write.addr),
+            prev1.eq(write_data),
+            prev1_valid.eq(write.valid),
+            prev1_addr.eq(write.addr),
             prev2.eq(prev1),
             # decided in D: the write now (W) is prev1 in the next cycle, prev1 is prev2
             fwd1.eq(write.valid & (write.addr == d.addr)),

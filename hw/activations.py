@@ -33,29 +33,35 @@ class ActivationBuffer(wiring.Component):
     def __init__(self, cfg):
         self._cfg = cfg
         word = act_word(cfg)
-        super().__init__({
-            "load": In(WritePort(cfg.act_depth, word)),
-            "hidden": In(WritePort(cfg.hidden_depth, word)),
-            "read": In(ReadPort(cfg.act_space, word, en=False)),
-        })
+        super().__init__(
+            {
+                "load": In(WritePort(cfg.act_depth, word)),
+                "hidden": In(WritePort(cfg.hidden_depth, word)),
+                "read": In(ReadPort(cfg.act_space, word, en=False)),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
         word = act_word(cfg)
         m.submodules.act_buffer = act = memory.Memory(shape=word, depth=cfg.act_depth, init=[])
-        m.submodules.hidden_buffer = hidden = memory.Memory(shape=word, depth=cfg.hidden_depth,
-                                                            init=[])
+        m.submodules.hidden_buffer = hidden = memory.Memory(
+            shape=word, depth=cfg.hidden_depth, init=[]
+        )
         wiring.connect(m, wiring.flipped(self.load), act.write_port())
         wiring.connect(m, wiring.flipped(self.hidden), hidden.write_port())
         act_rd, hid_rd = act.read_port(), hidden.read_port()
-        m.d.comb += [act_rd.addr.eq(self.read.addr),
-                     hid_rd.addr.eq(self.read.addr - cfg.act_depth)]
+        m.d.comb += [act_rd.addr.eq(self.read.addr), hid_rd.addr.eq(self.read.addr - cfg.act_depth)]
 
         in_hidden, in_hidden_q = Signal(), Signal()
         act_a, act_h, act_q = Signal(word), Signal(word), Signal(word)
-        m.d.sync += [in_hidden.eq(self.read.addr >= cfg.act_depth), in_hidden_q.eq(in_hidden),
-                     act_a.eq(act_rd.data), act_h.eq(hid_rd.data),
-                     act_q.eq(Mux(in_hidden_q, act_h, act_a))]
+        m.d.sync += [
+            in_hidden.eq(self.read.addr >= cfg.act_depth),
+            in_hidden_q.eq(in_hidden),
+            act_a.eq(act_rd.data),
+            act_h.eq(hid_rd.data),
+            act_q.eq(Mux(in_hidden_q, act_h, act_a)),
+        ]
         m.d.comb += self.read.data.eq(act_q)
         return m

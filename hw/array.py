@@ -1,9 +1,8 @@
 """The rows x cols systolic array with its input skew and output deskew."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.hdl import signed
 
 from .pe import ProcessingElement, psum_shape
 
@@ -60,12 +59,15 @@ class SystolicArray(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({
-            "act": In(data.ArrayLayout(signed(cfg.act_bits), cfg.rows)),
-            "weights": In(data.ArrayLayout(
-                data.ArrayLayout(signed(cfg.weight_bits), cfg.cols), cfg.rows)),
-            "result": Out(data.ArrayLayout(psum_shape(cfg), cfg.cols)),
-        })
+        super().__init__(
+            {
+                "act": In(data.ArrayLayout(signed(cfg.act_bits), cfg.rows)),
+                "weights": In(
+                    data.ArrayLayout(data.ArrayLayout(signed(cfg.weight_bits), cfg.cols), cfg.rows)
+                ),
+                "result": Out(data.ArrayLayout(psum_shape(cfg), cfg.cols)),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg

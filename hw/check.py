@@ -37,14 +37,20 @@ class InstructionCheck(wiring.Component):
         rules = {
             Opcode.LOAD: [
                 (ld.count == 0, ErrorCode.ZERO_LENGTH),
-                ((ld.target == Target.ACT) & (ld.addr + ld.count > cfg.act_depth),
-                 ErrorCode.ACT_RANGE),
-                ((ld.target == Target.WEIGHT) &
-                 (ld.addr * cfg.rows + ld.count > cfg.weight_depth * cfg.rows),
-                 ErrorCode.WEIGHT_RANGE),
-                (((ld.target == Target.BIAS) | (ld.target == Target.SCALE)) &
-                 (ld.addr * cfg.cols + ld.count > cfg.param_depth * cfg.cols),
-                 ErrorCode.PARAM_RANGE),
+                (
+                    (ld.target == Target.ACT) & (ld.addr + ld.count > cfg.act_depth),
+                    ErrorCode.ACT_RANGE,
+                ),
+                (
+                    (ld.target == Target.WEIGHT)
+                    & (ld.addr * cfg.rows + ld.count > cfg.weight_depth * cfg.rows),
+                    ErrorCode.WEIGHT_RANGE,
+                ),
+                (
+                    ((ld.target == Target.BIAS) | (ld.target == Target.SCALE))
+                    & (ld.addr * cfg.cols + ld.count > cfg.param_depth * cfg.cols),
+                    ErrorCode.PARAM_RANGE,
+                ),
             ],
             Opcode.MATMUL: [
                 (mm.m == 0, ErrorCode.ZERO_LENGTH),
@@ -57,9 +63,12 @@ class InstructionCheck(wiring.Component):
                 (pp.acc_addr + pp.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
                 (pp.param_addr >= cfg.param_depth, ErrorCode.PARAM_RANGE),
                 ((pp.group >= cfg.groups) | (pp.raw & ~pp.to_stream), ErrorCode.BAD_GROUP),
-                (~pp.to_stream & ~pp.raw & ((pp.dst_addr < cfg.act_depth) |
-                                            (pp.dst_addr + pp.m > cfg.act_space)),
-                 ErrorCode.ACT_RANGE),
+                (
+                    ~pp.to_stream
+                    & ~pp.raw
+                    & ((pp.dst_addr < cfg.act_depth) | (pp.dst_addr + pp.m > cfg.act_space)),
+                    ErrorCode.ACT_RANGE,
+                ),
             ],
             Opcode.END: [(~self.last, ErrorCode.END_NOT_LAST)],
             Opcode.SYNC: [],

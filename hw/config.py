@@ -89,8 +89,10 @@ class CoreConfig:
             raise TypeError(f"deep_pipeline must be true or false, not {self.deep_pipeline!r}")
         for name in ("act_depth", "hidden_depth", "weight_depth", "acc_depth"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1 word; the buffer is too small "
-                                 f"for a {self.rows}x{self.cols} array")
+                raise ValueError(
+                    f"{name} must be at least 1 word; the buffer is too small "
+                    f"for a {self.rows}x{self.cols} array"
+                )
 
     # -- fixed widths -----------------------------------------------------------------
     # The operands are int8 and the accumulators int32, not configurable: every lane of a
@@ -129,14 +131,16 @@ class CoreConfig:
     @property
     def weight_depth(self):
         """Weight buffer depth in whole tiles (each ``rows`` x ``cols`` elements)."""
-        return min(self.weight_kib * 1024 // (self.rows * self.cols),
-                   1 << ADDR_BITS["weight_depth"])
+        return min(
+            self.weight_kib * 1024 // (self.rows * self.cols), 1 << ADDR_BITS["weight_depth"]
+        )
 
     @property
     def acc_depth(self):
         """Accumulator buffer words (each ``cols`` lanes of 4 bytes)."""
-        return min(self.acc_kib * 1024 // (self.cols * self.acc_bits // 8),
-                   1 << ADDR_BITS["acc_depth"])
+        return min(
+            self.acc_kib * 1024 // (self.cols * self.acc_bits // 8), 1 << ADDR_BITS["acc_depth"]
+        )
 
     @property
     def stream_bytes(self):

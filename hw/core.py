@@ -37,13 +37,19 @@ class Core(wiring.Component):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        super().__init__({
-            "s_axis_tdata": In(cfg.stream_bits), "s_axis_tvalid": In(1),
-            "s_axis_tready": Out(1), "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(cfg.stream_bits), "m_axis_tvalid": Out(1),
-            "m_axis_tready": In(1), "m_axis_tlast": Out(1),
-            "error": Out(isa.ErrorCode),
-        })
+        super().__init__(
+            {
+                "s_axis_tdata": In(cfg.stream_bits),
+                "s_axis_tvalid": In(1),
+                "s_axis_tready": Out(1),
+                "s_axis_tlast": In(1),
+                "m_axis_tdata": Out(cfg.stream_bits),
+                "m_axis_tvalid": Out(1),
+                "m_axis_tready": In(1),
+                "m_axis_tlast": Out(1),
+                "error": Out(isa.ErrorCode),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -53,10 +59,12 @@ class Core(wiring.Component):
         m.submodules.engine = eng = Engine(cfg)
         m.submodules.activations = acts = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WeightBuffer(cfg)
-        m.submodules.bias_buffer = bias = memory.Memory(shape=bias_row(cfg),
-                                                        depth=cfg.param_depth, init=[])
-        m.submodules.scale_buffer = scale = memory.Memory(shape=scale_row(cfg),
-                                                          depth=cfg.param_depth, init=[])
+        m.submodules.bias_buffer = bias = memory.Memory(
+            shape=bias_row(cfg), depth=cfg.param_depth, init=[]
+        )
+        m.submodules.scale_buffer = scale = memory.Memory(
+            shape=scale_row(cfg), depth=cfg.param_depth, init=[]
+        )
 
         # front end -> queue -> engine; the engine's state back to the front end
         wiring.connect(m, fe.o_instr, queue.w_stream)
@@ -68,8 +76,10 @@ class Core(wiring.Component):
         wiring.connect(m, eng.act_read, acts.read)
         wiring.connect(m, fe.weight_write, wbuf.write)
         wiring.connect(m, eng.weight_read, wbuf.read)
-        for mem, write, read in ((bias, fe.bias_write, eng.bias_read),
-                                 (scale, fe.scale_write, eng.scale_read)):
+        for mem, write, read in (
+            (bias, fe.bias_write, eng.bias_read),
+            (scale, fe.scale_write, eng.scale_read),
+        ):
             wiring.connect(m, write, mem.write_port(granularity=1))
             wiring.connect(m, read, mem.read_port())
 
@@ -77,15 +87,23 @@ class Core(wiring.Component):
         # packet waits for the engine to be idle.
         program, result, status = fe.i_program, eng.o_result, fe.o_status
         m.d.comb += [
-            program.payload.data.eq(self.s_axis_tdata), program.payload.last.eq(self.s_axis_tlast),
-            program.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(program.ready),
-            result.ready.eq(self.m_axis_tready), status.ready.eq(self.m_axis_tready),
+            program.payload.data.eq(self.s_axis_tdata),
+            program.payload.last.eq(self.s_axis_tlast),
+            program.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(program.ready),
+            result.ready.eq(self.m_axis_tready),
+            status.ready.eq(self.m_axis_tready),
             self.error.eq(fe.error),
         ]
         with m.If(status.valid):
-            m.d.comb += [self.m_axis_tvalid.eq(1), self.m_axis_tdata.eq(status.payload.word),
-                         self.m_axis_tlast.eq(status.payload.last)]
+            m.d.comb += [
+                self.m_axis_tvalid.eq(1),
+                self.m_axis_tdata.eq(status.payload.word),
+                self.m_axis_tlast.eq(status.payload.last),
+            ]
         with m.Else():
-            m.d.comb += [self.m_axis_tvalid.eq(result.valid),
-                         self.m_axis_tdata.eq(result.payload.data)]
+            m.d.comb += [
+                self.m_axis_tvalid.eq(result.valid),
+                self.m_axis_tdata.eq(result.payload.data),
+            ]
         return m

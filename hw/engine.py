@@ -62,16 +62,18 @@ class Engine(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({
-            "i_instr": In(stream.Signature(INSTRUCTION)),
-            "act_read": Out(ReadPort(cfg.act_space, act_word(cfg), en=False)),
-            "weight_read": Out(ReadPort(cfg.weight_depth, weight_tile(cfg), en=False)),
-            "bias_read": Out(ReadPort(cfg.param_depth, bias_row(cfg))),
-            "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg))),
-            "hidden_write": Out(WritePort(cfg.hidden_depth, act_word(cfg))),
-            "o_result": Out(stream.Signature(ResultBeat(cfg))),
-            "state": Out(EngineState()),
-        })
+        super().__init__(
+            {
+                "i_instr": In(stream.Signature(INSTRUCTION)),
+                "act_read": Out(ReadPort(cfg.act_space, act_word(cfg), en=False)),
+                "weight_read": Out(ReadPort(cfg.weight_depth, weight_tile(cfg), en=False)),
+                "bias_read": Out(ReadPort(cfg.param_depth, bias_row(cfg))),
+                "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg))),
+                "hidden_write": Out(WritePort(cfg.hidden_depth, act_word(cfg))),
+                "o_result": Out(stream.Signature(ResultBeat(cfg))),
+                "state": Out(EngineState()),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -87,17 +89,23 @@ class Engine(wiring.Component):
         assert cfg.mm_write_delay == 3 + array_output_delay(cfg)
         tile = Signal.like(seq.o_mm.payload.weight_tile)
         m.d.sync += tile.eq(seq.o_mm.payload.weight_tile)
-        m.d.comb += [self.act_read.addr.eq(seq.o_mm.payload.act_addr),
-                     self.weight_read.addr.eq(tile),
-                     array.act.eq(self.act_read.data), array.weights.eq(self.weight_read.data),
-                     acc.sum.eq(array.result)]
+        m.d.comb += [
+            self.act_read.addr.eq(seq.o_mm.payload.act_addr),
+            self.weight_read.addr.eq(tile),
+            array.act.eq(self.act_read.data),
+            array.weights.eq(self.weight_read.data),
+            acc.sum.eq(array.result),
+        ]
         wiring.connect(m, seq.o_mm, acc.i_mm)
 
         # POSTPROC: through the accumulator's read port and the parameter buffers
         wiring.connect(m, seq.o_pp, result.i_pp)
         wiring.connect(m, result.acc_read, acc.i_read)
-        m.d.comb += [result.acc_data.eq(acc.read_data), acc.hold.eq(result.hold),
-                     seq.pp_hold.eq(result.hold)]
+        m.d.comb += [
+            result.acc_data.eq(acc.read_data),
+            acc.hold.eq(result.hold),
+            seq.pp_hold.eq(result.hold),
+        ]
         for port in ("bias_read", "scale_read", "hidden_write", "o_result"):
             wiring.connect(m, getattr(result, port), wiring.flipped(getattr(self, port)))
 

@@ -28,10 +28,10 @@ IN_BUFFER_DEPTH = 3
 
 
 class _State(enum.Enum, shape=2):
-    RUN = 0      #: decode the next instruction
-    DATA = 1     #: LOAD data beats
-    DRAIN = 2    #: after an error: discard beats up to tlast
-    STATUS = 3   #: wait for the engine, then send the status packet
+    RUN = 0  #: decode the next instruction
+    DATA = 1  #: LOAD data beats
+    DRAIN = 2  #: after an error: discard beats up to tlast
+    STATUS = 3  #: wait for the engine, then send the status packet
 
 
 class FrontEnd(wiring.Component):
@@ -65,17 +65,19 @@ class FrontEnd(wiring.Component):
     def __init__(self, cfg):
         self._cfg = cfg
         C = cfg.cols
-        super().__init__({
-            "i_program": In(stream.Signature(ProgramBeat(cfg))),
-            "o_instr": Out(stream.Signature(INSTRUCTION)),
-            "o_status": Out(stream.Signature(StatusWord())),
-            "act_write": Out(WritePort(cfg.act_depth, act_word(cfg))),
-            "weight_write": Out(WeightWrite(cfg)),
-            "bias_write": Out(WritePort(cfg.param_depth, bias_row(cfg), lanes=C)),
-            "scale_write": Out(WritePort(cfg.param_depth, scale_row(cfg), lanes=C)),
-            "engine": In(EngineState()),
-            "error": Out(ErrorCode),
-        })
+        super().__init__(
+            {
+                "i_program": In(stream.Signature(ProgramBeat(cfg))),
+                "o_instr": Out(stream.Signature(INSTRUCTION)),
+                "o_status": Out(stream.Signature(StatusWord())),
+                "act_write": Out(WritePort(cfg.act_depth, act_word(cfg))),
+                "weight_write": Out(WeightWrite(cfg)),
+                "bias_write": Out(WritePort(cfg.param_depth, bias_row(cfg), lanes=C)),
+                "scale_write": Out(WritePort(cfg.param_depth, scale_row(cfg), lanes=C)),
+                "engine": In(EngineState()),
+                "error": Out(ErrorCode),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -85,9 +87,16 @@ class FrontEnd(wiring.Component):
         error = Signal(ErrorCode)
         m.d.comb += self.error.eq(error)
         # the LOAD in progress: where the next data beat goes
-        load = Signal(data.StructLayout({"target": Target, "addr": isa.COUNT_BITS,
-                                         "sub": range(max(self._cfg.rows, self._cfg.cols)),
-                                         "left": isa.COUNT_BITS}))
+        load = Signal(
+            data.StructLayout(
+                {
+                    "target": Target,
+                    "addr": isa.COUNT_BITS,
+                    "sub": range(max(self._cfg.rows, self._cfg.cols)),
+                    "left": isa.COUNT_BITS,
+                }
+            )
+        )
         self._decode(m, beat, state, error, load)
         self._load_writes(m, beat.payload.data, (state == _State.DATA) & fire, load)
         counters = self._counters(m, fire, beat.valid, state)
@@ -96,8 +105,10 @@ class FrontEnd(wiring.Component):
             # An invariant the k-induction proofs (sim/formal.py) need and cannot find by
             # themselves: an error is held only while the rest of its frame is discarded
             # or its status packet waits, never while a frame is decoded or loaded.
-            m.d.comb += Assert((error == ErrorCode.NONE) | (state == _State.DRAIN) |
-                               (state == _State.STATUS), "error only in DRAIN or STATUS")
+            m.d.comb += Assert(
+                (error == ErrorCode.NONE) | (state == _State.DRAIN) | (state == _State.STATUS),
+                "error only in DRAIN or STATUS",
+            )
         return m
 
     def _checked_input(self, m):
@@ -112,30 +123,37 @@ class FrontEnd(wiring.Component):
         cfg = self._cfg
         m.submodules.check = check = InstructionCheck(cfg)
         checked = stream.Signature(CheckedBeat(cfg)).create()
-        m.d.comb += [check.instr.eq(self.i_program.payload.data[:isa.INSTR_BITS]),
-                     check.last.eq(self.i_program.payload.last)]
+        m.d.comb += [
+            check.instr.eq(self.i_program.payload.data[: isa.INSTR_BITS]),
+            check.last.eq(self.i_program.payload.last),
+        ]
         if cfg.deep_pipeline:
             m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
-                width=CheckedBeat(cfg).size, depth=IN_BUFFER_DEPTH)
+                width=CheckedBeat(cfg).size, depth=IN_BUFFER_DEPTH
+            )
             checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
-            m.d.comb += [checked_in.data.eq(self.i_program.payload.data),
-                         checked_in.last.eq(self.i_program.payload.last),
-                         checked_in.error.eq(check.error),
-                         inbuf.w_en.eq(self.i_program.valid),
-                         self.i_program.ready.eq(inbuf.w_rdy)]
+            m.d.comb += [
+                checked_in.data.eq(self.i_program.payload.data),
+                checked_in.last.eq(self.i_program.payload.last),
+                checked_in.error.eq(check.error),
+                inbuf.w_en.eq(self.i_program.valid),
+                self.i_program.ready.eq(inbuf.w_rdy),
+            ]
             wiring.connect(m, inbuf.r_stream, wiring.flipped(checked))
         else:
-            m.d.comb += [checked.payload.data.eq(self.i_program.payload.data),
-                         checked.payload.last.eq(self.i_program.payload.last),
-                         checked.payload.error.eq(check.error),
-                         checked.valid.eq(self.i_program.valid),
-                         self.i_program.ready.eq(checked.ready)]
+            m.d.comb += [
+                checked.payload.data.eq(self.i_program.payload.data),
+                checked.payload.last.eq(self.i_program.payload.last),
+                checked.payload.error.eq(check.error),
+                checked.valid.eq(self.i_program.valid),
+                self.i_program.ready.eq(checked.ready),
+            ]
         return checked
 
     def _decode(self, m, beat, state, error, load):
         """The state machine: takes ``beat``, queues engine instructions, starts LOADs."""
         cfg = self._cfg
-        instr = data.View(INSTRUCTION, beat.payload.data[:isa.INSTR_BITS])
+        instr = data.View(INSTRUCTION, beat.payload.data[: isa.INSTR_BITS])
         op, ld, last, err = instr.bare.op, instr.load, beat.payload.last, beat.payload.error
         fire = beat.valid & beat.ready
         m.d.comb += self.o_instr.payload.eq(instr)
@@ -150,8 +168,10 @@ class FrontEnd(wiring.Component):
                 with m.If(reject):
                     m.d.comb += beat.ready.eq(1)
                 with m.Elif((op == Opcode.MATMUL) | (op == Opcode.POSTPROC)):
-                    m.d.comb += [beat.ready.eq(self.o_instr.ready),
-                                 self.o_instr.valid.eq(beat.valid)]
+                    m.d.comb += [
+                        beat.ready.eq(self.o_instr.ready),
+                        self.o_instr.valid.eq(beat.valid),
+                    ]
                 with m.Elif((op == Opcode.SYNC) | (op == Opcode.END)):
                     m.d.comb += beat.ready.eq(self.engine.idle)
                 with m.Else():
@@ -161,9 +181,13 @@ class FrontEnd(wiring.Component):
                         set_error(Mux(err != ErrorCode.NONE, err, ErrorCode.NO_END))
                         m.d.sync += state.eq(Mux(last, _State.STATUS, _State.DRAIN))
                     with m.Elif(op == Opcode.LOAD):
-                        m.d.sync += [state.eq(_State.DATA), load.target.eq(ld.target),
-                                     load.addr.eq(ld.addr), load.sub.eq(0),
-                                     load.left.eq(ld.count)]
+                        m.d.sync += [
+                            state.eq(_State.DATA),
+                            load.target.eq(ld.target),
+                            load.addr.eq(ld.addr),
+                            load.sub.eq(0),
+                            load.left.eq(ld.count),
+                        ]
                     with m.Elif(op == Opcode.END):
                         m.d.sync += state.eq(_State.STATUS)
             with m.Case(_State.DATA):
@@ -192,32 +216,39 @@ class FrontEnd(wiring.Component):
         C = self._cfg.cols
         act, wgt = self.act_write, self.weight_write
         m.d.comb += [
-            act.en.eq(writing & (load.target == Target.ACT)), act.addr.eq(load.addr),
-            act.data.eq(beat[:act.data.shape().size]),
-            wgt.en.eq(writing & (load.target == Target.WEIGHT)), wgt.tile.eq(load.addr),
-            wgt.row.eq(load.sub), wgt.data.eq(beat[:wgt.data.shape().size]),
+            act.en.eq(writing & (load.target == Target.ACT)),
+            act.addr.eq(load.addr),
+            act.data.eq(beat[: act.data.shape().size]),
+            wgt.en.eq(writing & (load.target == Target.WEIGHT)),
+            wgt.tile.eq(load.addr),
+            wgt.row.eq(load.sub),
+            wgt.data.eq(beat[: wgt.data.shape().size]),
         ]
         for port, target in ((self.bias_write, Target.BIAS), (self.scale_write, Target.SCALE)):
             lane_bits = Shape.cast(port.data.shape().elem_shape).width
             m.d.comb += port.addr.eq(load.addr)
             for c in range(C):
-                m.d.comb += [port.data[c].eq(beat[:lane_bits]),
-                             port.en[c].eq(writing & (load.target == target) & (load.sub == c))]
+                m.d.comb += [
+                    port.data[c].eq(beat[:lane_bits]),
+                    port.en[c].eq(writing & (load.target == target) & (load.sub == c)),
+                ]
 
     def _counters(self, m, fire, valid, state):
         """The counters of the status packet, from the first beat of a program through the
         cycle END is taken."""
-        counters = {name: Signal(isa.STATUS_WORD_BITS, name=name)
-                    for name in isa.STATUS_FIELDS[1:]}
+        counters = {name: Signal(isa.STATUS_WORD_BITS, name=name) for name in isa.STATUS_FIELDS[1:]}
         started = Signal()
         active = (started | fire) & (state != _State.STATUS)
         with m.If(fire):
             m.d.sync += started.eq(1)
         with m.If(active):
-            for name, count in (("cycles", 1), ("busy_cycles", self.engine.busy),
-                                ("mac_cycles", self.engine.mac_issue),
-                                ("stall_in_cycles", ~valid),
-                                ("stall_out_cycles", self.engine.out_stall)):
+            for name, count in (
+                ("cycles", 1),
+                ("busy_cycles", self.engine.busy),
+                ("mac_cycles", self.engine.mac_issue),
+                ("stall_in_cycles", ~valid),
+                ("stall_out_cycles", self.engine.out_stall),
+            ):
                 m.d.sync += counters[name].eq(counters[name] + count)
         with m.If(self.o_status.valid & self.o_status.ready & self.o_status.payload.last):
             m.d.sync += started.eq(0)

@@ -60,11 +60,11 @@ STATUS_WORD_BITS = 32
 
 
 class Opcode(hdl_enum.Enum, shape=OPCODE_BITS):
-    LOAD = 1      #: stream ``count`` beats into a buffer
-    MATMUL = 2    #: ``m`` activation rows times one weight tile into the accumulators
+    LOAD = 1  #: stream ``count`` beats into a buffer
+    MATMUL = 2  #: ``m`` activation rows times one weight tile into the accumulators
     POSTPROC = 3  #: bias, requantize, clamp ``m`` accumulator rows; to ACT or the stream
-    SYNC = 4      #: wait until the execute engine has drained
-    END = 5       #: drain, then send the status packet (ends a program)
+    SYNC = 4  #: wait until the execute engine has drained
+    END = 5  #: drain, then send the status packet (ends a program)
 
 
 class Target(hdl_enum.Enum, shape=2):
@@ -76,66 +76,86 @@ class Target(hdl_enum.Enum, shape=2):
 
 class ErrorCode(hdl_enum.Enum, shape=8):
     """Sticky error codes; the first error wins until reset."""
+
     NONE = 0
-    BAD_OPCODE = 1     #: opcode not in :class:`Opcode`
-    ACT_RANGE = 2      #: activation address range outside the buffer
-    WEIGHT_RANGE = 3   #: weight tile outside the buffer
-    ACC_RANGE = 4      #: accumulator address range outside the buffer
-    PARAM_RANGE = 5    #: parameter address range outside the buffer
-    ZERO_LENGTH = 6    #: ``count`` or ``m`` is zero
-    BAD_GROUP = 7      #: output group beyond ``ceil(cols / rows)``, or raw without to_stream
-    NO_END = 8         #: the stream's last beat (tlast) came before ``END``
-    END_NOT_LAST = 9   #: ``END`` without tlast: a frame is one program and ends with ``END``
+    BAD_OPCODE = 1  #: opcode not in :class:`Opcode`
+    ACT_RANGE = 2  #: activation address range outside the buffer
+    WEIGHT_RANGE = 3  #: weight tile outside the buffer
+    ACC_RANGE = 4  #: accumulator address range outside the buffer
+    PARAM_RANGE = 5  #: parameter address range outside the buffer
+    ZERO_LENGTH = 6  #: ``count`` or ``m`` is zero
+    BAD_GROUP = 7  #: output group beyond ``ceil(cols / rows)``, or raw without to_stream
+    NO_END = 8  #: the stream's last beat (tlast) came before ``END``
+    END_NOT_LAST = 9  #: ``END`` without tlast: a frame is one program and ends with ``END``
 
 
 #: Order of the words in the status packet that ``END`` sends (one per beat, low bits).
-STATUS_FIELDS = ("error", "cycles", "busy_cycles", "mac_cycles",
-                 "stall_in_cycles", "stall_out_cycles")
+STATUS_FIELDS = (
+    "error",
+    "cycles",
+    "busy_cycles",
+    "mac_cycles",
+    "stall_in_cycles",
+    "stall_out_cycles",
+)
 
 BARE = data.StructLayout({"op": Opcode})
 
-LOAD = data.StructLayout({
-    "op": Opcode,
-    "target": Target,
-    "addr": COUNT_BITS,
-    "count": COUNT_BITS,
-})
+LOAD = data.StructLayout(
+    {
+        "op": Opcode,
+        "target": Target,
+        "addr": COUNT_BITS,
+        "count": COUNT_BITS,
+    }
+)
 
-MATMUL = data.StructLayout({
-    "op": Opcode,
-    "act_addr": ADDR_BITS["act_depth"],
-    "weight_tile": ADDR_BITS["weight_depth"],
-    "acc_addr": ADDR_BITS["acc_depth"],
-    "m": ROWS_BITS,
-    "accumulate": 1,   #: add to the accumulators (1) or overwrite them (0)
-})
+MATMUL = data.StructLayout(
+    {
+        "op": Opcode,
+        "act_addr": ADDR_BITS["act_depth"],
+        "weight_tile": ADDR_BITS["weight_depth"],
+        "acc_addr": ADDR_BITS["acc_depth"],
+        "m": ROWS_BITS,
+        "accumulate": 1,  #: add to the accumulators (1) or overwrite them (0)
+    }
+)
 
-POSTPROC = data.StructLayout({
-    "op": Opcode,
-    "acc_addr": ADDR_BITS["acc_depth"],
-    "m": ROWS_BITS,
-    "param_addr": ADDR_BITS["param_depth"],
-    "dst_addr": ADDR_BITS["act_depth"],
-    "group": GROUP_BITS,  #: which rows-wide slice of the cols-wide result goes to ACT
-    "to_stream": 1,    #: send each row out on the result stream instead of ACT
-    "raw": 1,          #: send ``acc + bias`` as int32 lanes (``raw_beats`` beats a row)
-})
+POSTPROC = data.StructLayout(
+    {
+        "op": Opcode,
+        "acc_addr": ADDR_BITS["acc_depth"],
+        "m": ROWS_BITS,
+        "param_addr": ADDR_BITS["param_depth"],
+        "dst_addr": ADDR_BITS["act_depth"],
+        "group": GROUP_BITS,  #: which rows-wide slice of the cols-wide result goes to ACT
+        "to_stream": 1,  #: send each row out on the result stream instead of ACT
+        "raw": 1,  #: send ``acc + bias`` as int32 lanes (``raw_beats`` beats a row)
+    }
+)
 
 #: One output channel's requantization: ``y = clamp(round((acc + bias) * mult / 2**shift)
 #: + zero_point)``, floored at ``zero_point`` when ``relu`` is set. ``mult`` is unsigned and
 #: every value of its 32 bits is computed exactly; ``round_even`` picks how a tie (a
 #: fraction of exactly one half) rounds: up (0) or to the even neighbour (1, as PyTorch's
 #: int8 kernels and ONNX do).
-SCALE_WORD = data.StructLayout({
-    "mult": 32,
-    "shift": 6,
-    "zero_point": signed(8),
-    "relu": 1,
-    "round_even": 1,
-})
+SCALE_WORD = data.StructLayout(
+    {
+        "mult": 32,
+        "shift": 6,
+        "zero_point": signed(8),
+        "relu": 1,
+        "round_even": 1,
+    }
+)
 
-LAYOUTS = {Opcode.LOAD: LOAD, Opcode.MATMUL: MATMUL, Opcode.POSTPROC: POSTPROC,
-           Opcode.SYNC: BARE, Opcode.END: BARE}
+LAYOUTS = {
+    Opcode.LOAD: LOAD,
+    Opcode.MATMUL: MATMUL,
+    Opcode.POSTPROC: POSTPROC,
+    Opcode.SYNC: BARE,
+    Opcode.END: BARE,
+}
 
 for _layout in (*LAYOUTS.values(), SCALE_WORD):
     assert _layout.size <= INSTR_BITS
@@ -163,7 +183,8 @@ def _pack(layout, values, what):
             value &= 0xFF
         elif not 0 <= value < (1 << width):
             raise InstructionError(
-                f"{what} field {name} must be between 0 and {(1 << width) - 1}, not {value}")
+                f"{what} field {name} must be between 0 and {(1 << width) - 1}, not {value}"
+            )
         word |= value << offset
     if values:
         raise InstructionError(f"{what} has no field(s) {', '.join(sorted(values))}")
@@ -211,9 +232,17 @@ def encode_scale(mult, shift, zero_point, relu, round_even=False):
         When a value does not fit its field (``mult`` 0..2**32-1, ``shift`` 0..63,
         ``zero_point`` -128..127).
     """
-    return _pack(SCALE_WORD, {"mult": mult, "shift": shift, "zero_point": zero_point,
-                              "relu": int(relu), "round_even": int(round_even)},
-                 "SCALE_WORD")
+    return _pack(
+        SCALE_WORD,
+        {
+            "mult": mult,
+            "shift": shift,
+            "zero_point": zero_point,
+            "relu": int(relu),
+            "round_even": int(round_even),
+        },
+        "SCALE_WORD",
+    )
 
 
 #: Bytes of an instruction word, in the low bytes of its beat (little-endian).

@@ -80,10 +80,15 @@ class CheckedBeat(data.StructLayout):
 
 
 #: One queued instruction, seen through the layout of its opcode.
-INSTRUCTION = data.UnionLayout({
-    "word": isa.INSTR_BITS, "bare": isa.BARE, "load": isa.LOAD, "matmul": isa.MATMUL,
-    "postproc": isa.POSTPROC,
-})
+INSTRUCTION = data.UnionLayout(
+    {
+        "word": isa.INSTR_BITS,
+        "bare": isa.BARE,
+        "load": isa.LOAD,
+        "matmul": isa.MATMUL,
+        "postproc": isa.POSTPROC,
+    }
+)
 
 
 class MatmulRow(data.StructLayout):
@@ -91,8 +96,14 @@ class MatmulRow(data.StructLayout):
     accumulator word it is added into (``accumulate``) or written over."""
 
     def __init__(self, cfg):
-        super().__init__({"act_addr": range(cfg.act_space), "weight_tile": range(cfg.weight_depth),
-                          "acc_addr": range(cfg.acc_depth), "accumulate": 1})
+        super().__init__(
+            {
+                "act_addr": range(cfg.act_space),
+                "weight_tile": range(cfg.weight_depth),
+                "acc_addr": range(cfg.acc_depth),
+                "accumulate": 1,
+            }
+        )
 
 
 class PostprocRow(data.StructLayout):
@@ -101,9 +112,16 @@ class PostprocRow(data.StructLayout):
     ``group`` of it to activation address ``dst_addr``."""
 
     def __init__(self, cfg):
-        super().__init__({"acc_addr": range(cfg.acc_depth), "param_addr": range(cfg.param_depth),
-                          "dst_addr": range(cfg.act_space), "group": isa.GROUP_BITS,
-                          "to_stream": 1, "raw": 1})
+        super().__init__(
+            {
+                "acc_addr": range(cfg.acc_depth),
+                "param_addr": range(cfg.param_depth),
+                "dst_addr": range(cfg.act_space),
+                "group": isa.GROUP_BITS,
+                "to_stream": 1,
+                "raw": 1,
+            }
+        )
 
 
 class StatusWord(data.StructLayout):
@@ -145,7 +163,7 @@ class ReadPort(wiring.Signature):
     def __init__(self, depth, shape, en=True):
         members = {"addr": Out(range(depth)), "data": In(shape)}
         if en:
-            members["en"] = Out(1, init=1)    # as a memory's read port: enabled if not driven
+            members["en"] = Out(1, init=1)  # as a memory's read port: enabled if not driven
         super().__init__(members)
 
 
@@ -154,8 +172,14 @@ class WeightWrite(wiring.Signature):
     ``tile`` (``cols`` weights) when ``en``."""
 
     def __init__(self, cfg):
-        super().__init__({"en": Out(1), "tile": Out(range(cfg.weight_depth)),
-                          "row": Out(range(cfg.rows)), "data": Out(weight_row(cfg))})
+        super().__init__(
+            {
+                "en": Out(1),
+                "tile": Out(range(cfg.weight_depth)),
+                "row": Out(range(cfg.rows)),
+                "data": Out(weight_row(cfg)),
+            }
+        )
 
 
 class EngineState(wiring.Signature):
@@ -174,5 +198,4 @@ class EngineState(wiring.Signature):
     """
 
     def __init__(self):
-        super().__init__({"idle": Out(1), "busy": Out(1), "mac_issue": Out(1),
-                          "out_stall": Out(1)})
+        super().__init__({"idle": Out(1), "busy": Out(1), "mac_issue": Out(1), "out_stall": Out(1)})

@@ -37,13 +37,15 @@ class ProcessingElement(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({
-            "act_in": In(signed(cfg.act_bits)),
-            "weight": In(signed(cfg.weight_bits)),
-            "psum_in": In(psum_shape(cfg)),
-            "act_out": Out(signed(cfg.act_bits)),
-            "psum_out": Out(psum_shape(cfg)),
-        })
+        super().__init__(
+            {
+                "act_in": In(signed(cfg.act_bits)),
+                "weight": In(signed(cfg.weight_bits)),
+                "psum_in": In(psum_shape(cfg)),
+                "act_out": Out(signed(cfg.act_bits)),
+                "psum_out": Out(psum_shape(cfg)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()

@@ -56,18 +56,20 @@ class PostProcessor(wiring.Component):
     def __init__(self, cfg, meta_shape):
         self._cfg = cfg
         lanes = cfg.cols
-        super().__init__({
-            "en": In(1),
-            "i_valid": In(1),
-            "i_meta": In(meta_shape),
-            "acc": In(data.ArrayLayout(signed(cfg.acc_bits), lanes)),
-            "bias": In(data.ArrayLayout(signed(BIAS_BITS), lanes)),
-            "scale": In(data.ArrayLayout(SCALE_WORD, lanes)),
-            "o_valid": Out(1),
-            "o_meta": Out(meta_shape),
-            "y": Out(data.ArrayLayout(signed(cfg.act_bits), lanes)),
-            "raw": Out(data.ArrayLayout(signed(BIAS_BITS), lanes)),
-        })
+        super().__init__(
+            {
+                "en": In(1),
+                "i_valid": In(1),
+                "i_meta": In(meta_shape),
+                "acc": In(data.ArrayLayout(signed(cfg.acc_bits), lanes)),
+                "bias": In(data.ArrayLayout(signed(BIAS_BITS), lanes)),
+                "scale": In(data.ArrayLayout(SCALE_WORD, lanes)),
+                "o_valid": Out(1),
+                "o_meta": Out(meta_shape),
+                "y": Out(data.ArrayLayout(signed(cfg.act_bits), lanes)),
+                "raw": Out(data.ArrayLayout(signed(BIAS_BITS), lanes)),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -94,7 +96,8 @@ class PostProcessor(wiring.Component):
         m.d.comb += [self.o_valid.eq(valid), self.o_meta.eq(meta)]
 
         for c in range(cfg.cols):
-            def carry(s, **values):     # the fields later stages still need
+
+            def carry(s, c=c, **values):  # the fields later stages still need
                 return [stage(v, f"{k}{s}_{c}", s) for k, v in values.items()]
 
             # stage 1: register the block-RAM outputs
@@ -103,45 +106,60 @@ class PostProcessor(wiring.Component):
             even = sc.round_even
             # stage 2: bias
             a = stage((acc + bias)[:BIAS_BITS].as_signed(), f"a_{c}", 2)
-            mult, shift, zp, relu, even = carry(2, mult=mult, shift=shift, zp=zp, relu=relu,
-                                                even=even)
+            mult, shift, zp, relu, even = carry(
+                2, mult=mult, shift=shift, zp=zp, relu=relu, even=even
+            )
             # stage 3: four unsigned 16x16 partial products of (a + 2**31) * mult (an
             # unsigned 16x16 multiply fits both the ECP5 and the iCE40 DSP blocks)
             au = Cat(a[:31], ~a[31])
-            ll, lh, hl, hh = carry(3, ll=au[:16] * mult[:16], lh=au[:16] * mult[16:],
-                                   hl=au[16:] * mult[:16], hh=au[16:] * mult[16:])
-            a_keep, mult, shift, zp, relu, even = carry(3, a=a, mult=mult, shift=shift, zp=zp,
-                                                        relu=relu, even=even)
+            ll, lh, hl, hh = carry(
+                3,
+                ll=au[:16] * mult[:16],
+                lh=au[:16] * mult[16:],
+                hl=au[16:] * mult[:16],
+                hh=au[16:] * mult[16:],
+            )
+            a_keep, mult, shift, zp, relu, even = carry(
+                3, a=a, mult=mult, shift=shift, zp=zp, relu=relu, even=even
+            )
             # stage 4: ll and hh << 32 do not overlap; take off 2**31 * mult; the
             # middle terms are summed (all modulo 2**64: the product fits 64 bits)
             base, mid = carry(4, base=(Cat(ll, hh) - (mult << 31))[:64], mid=lh + hl)
-            a_keep, shift, zp, relu, even = carry(4, a_keep=a_keep, shift=shift, zp=zp,
-                                                  relu=relu, even=even)
+            a_keep, shift, zp, relu, even = carry(
+                4, a_keep=a_keep, shift=shift, zp=zp, relu=relu, even=even
+            )
             # stage 5: the 64-bit product a * mult
             p = stage((base + (mid << 16))[:64].as_signed(), f"p_{c}", 5)
-            a_keep, shift, zp, relu, even = carry(5, a_keep=a_keep, shift=shift, zp=zp,
-                                                  relu=relu, even=even)
+            a_keep, shift, zp, relu, even = carry(
+                5, a_keep=a_keep, shift=shift, zp=zp, relu=relu, even=even
+            )
             # stages 6 and 7: q = (2 * p) >> shift, by multiples of 8, then the rest; and
             # whether the bits of p below the half bit are all zero (for ties)
             p2 = Cat(Const(0, 1), p).as_signed()
             q8 = stage(p2 >> Cat(Const(0, 3), shift[3:]), f"q8_{c}", 6)
-            below = stage(~Cat(*(p[j] & (shift > j + 1) for j in range(63))).any(),
-                          f"below_{c}", 6)
-            a_keep, shift, zp, relu, even = carry(6, a_keep=a_keep, shift=shift, zp=zp,
-                                                  relu=relu, even=even)
+            below = stage(~Cat(*(p[j] & (shift > j + 1) for j in range(63))).any(), f"below_{c}", 6)
+            a_keep, shift, zp, relu, even = carry(
+                6, a_keep=a_keep, shift=shift, zp=zp, relu=relu, even=even
+            )
             q = stage(q8 >> shift[:3], f"q_{c}", 7)
-            a_keep, shift, zp, relu, even, below = carry(7, a_keep=a_keep, shift=shift, zp=zp,
-                                                         relu=relu, even=even, below=below)
+            a_keep, shift, zp, relu, even, below = carry(
+                7, a_keep=a_keep, shift=shift, zp=zp, relu=relu, even=even, below=below
+            )
             # stage 8: saturate q (any value beyond saturates y the same way); the round
             # bit: 1 unless a tie (q odd, nothing below) goes down to the even neighbour
             # ((q >> 1) even)
             q_max, q_min = (1 << (_Q_BITS - 1)) - 1, -(1 << (_Q_BITS - 1))
-            top = q[_Q_BITS - 1:]      # q fits _Q_BITS bits when these are all equal
+            top = q[_Q_BITS - 1 :]  # q fits _Q_BITS bits when these are all equal
             fits = (top == 0) | (top == (1 << len(top)) - 1)
             to_even = even & below & q[0] & ~q[1]
             qs, rnd, a_keep, zp, relu = carry(
-                8, qs=Mux(fits, q[:_Q_BITS].as_signed(), Mux(q[-1], q_min, q_max)),
-                rnd=(shift != 0) & ~to_even, a_keep=a_keep, zp=zp, relu=relu)
+                8,
+                qs=Mux(fits, q[:_Q_BITS].as_signed(), Mux(q[-1], q_min, q_max)),
+                rnd=(shift != 0) & ~to_even,
+                a_keep=a_keep,
+                zp=zp,
+                relu=relu,
+            )
             # round, zero point, clamp (combinational)
             r = (qs + rnd) >> 1
             y = Signal(signed(_Q_BITS + 1), name=f"yz_{c}")

@@ -31,8 +31,9 @@ class _RowMeta(data.StructLayout):
     """What travels with a row through post-processing."""
 
     def __init__(self, cfg):
-        super().__init__({"dst_addr": range(cfg.act_space), "group": isa.GROUP_BITS,
-                          "to_stream": 1, "raw": 1})
+        super().__init__(
+            {"dst_addr": range(cfg.act_space), "group": isa.GROUP_BITS, "to_stream": 1, "raw": 1}
+        )
 
 
 class _ResultRow(data.StructLayout):
@@ -80,17 +81,19 @@ class ResultPath(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({
-            "i_pp": In(stream.Signature(PostprocRow(cfg))),
-            "acc_read": Out(stream.Signature(range(cfg.acc_depth), always_ready=True)),
-            "acc_data": In(acc_row(cfg)),
-            "bias_read": Out(ReadPort(cfg.param_depth, bias_row(cfg))),
-            "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg))),
-            "hold": Out(1),
-            "hidden_write": Out(WritePort(cfg.hidden_depth, act_word(cfg))),
-            "o_result": Out(stream.Signature(ResultBeat(cfg))),
-            "empty": Out(1),
-        })
+        super().__init__(
+            {
+                "i_pp": In(stream.Signature(PostprocRow(cfg))),
+                "acc_read": Out(stream.Signature(range(cfg.acc_depth), always_ready=True)),
+                "acc_data": In(acc_row(cfg)),
+                "bias_read": Out(ReadPort(cfg.param_depth, bias_row(cfg))),
+                "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg))),
+                "hold": Out(1),
+                "hidden_write": Out(WritePort(cfg.hidden_depth, act_word(cfg))),
+                "o_result": Out(stream.Signature(ResultBeat(cfg))),
+                "empty": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -101,13 +104,16 @@ class ResultPath(wiring.Component):
         # a row for the hidden buffer, one cycle after post-processing
         d_valid, d_meta = Signal(), Signal(_RowMeta(cfg))
         d_y = Signal(post.y.shape())
-        rows = stream.Signature(_ResultRow(cfg)).create()       # rows for the stream
+        rows = stream.Signature(_ResultRow(cfg)).create()  # rows for the stream
         pop = self._serialize(m, rows)
         row_bits = Mux(post.o_meta.raw, post.raw.as_value(), post.y.as_value())
         if cfg.deep_pipeline:
             out_busy = self._row_fifo(m, post, row_bits, rows, issue, pop)
-            m.d.sync += [d_valid.eq(post.o_valid & ~post.o_meta.to_stream),
-                         d_meta.eq(post.o_meta), d_y.eq(post.y)]
+            m.d.sync += [
+                d_valid.eq(post.o_valid & ~post.o_meta.to_stream),
+                d_meta.eq(post.o_meta),
+                d_y.eq(post.y),
+            ]
         else:
             out_busy = self._row_register(m, post, row_bits, rows, pop, d_valid, d_meta, d_y)
         self._to_hidden(m, d_valid, d_meta, d_y)
@@ -118,30 +124,45 @@ class ResultPath(wiring.Component):
         """The reads of the row issued now; the issue register beside their data."""
         pp, hold = self.i_pp.payload, self.hold
         issue_valid, issue_meta = Signal(), Signal(_RowMeta(self._cfg))
-        m.d.comb += [self.acc_read.valid.eq(self.i_pp.valid & self.i_pp.ready),
-                     self.acc_read.payload.eq(pp.acc_addr)]
+        m.d.comb += [
+            self.acc_read.valid.eq(self.i_pp.valid & self.i_pp.ready),
+            self.acc_read.payload.eq(pp.acc_addr),
+        ]
         for port in (self.bias_read, self.scale_read):
             m.d.comb += [port.addr.eq(pp.param_addr), port.en.eq(~hold)]
         with m.If(~hold):
-            m.d.sync += [issue_valid.eq(self.acc_read.valid), issue_meta.dst_addr.eq(pp.dst_addr),
-                         issue_meta.group.eq(pp.group), issue_meta.to_stream.eq(pp.to_stream),
-                         issue_meta.raw.eq(pp.raw)]
-        m.d.comb += [post.en.eq(~hold), post.i_valid.eq(issue_valid), post.i_meta.eq(issue_meta),
-                     post.acc.eq(self.acc_data), post.bias.eq(self.bias_read.data),
-                     post.scale.eq(self.scale_read.data)]
+            m.d.sync += [
+                issue_valid.eq(self.acc_read.valid),
+                issue_meta.dst_addr.eq(pp.dst_addr),
+                issue_meta.group.eq(pp.group),
+                issue_meta.to_stream.eq(pp.to_stream),
+                issue_meta.raw.eq(pp.raw),
+            ]
+        m.d.comb += [
+            post.en.eq(~hold),
+            post.i_valid.eq(issue_valid),
+            post.i_meta.eq(issue_meta),
+            post.acc.eq(self.acc_data),
+            post.bias.eq(self.bias_read.data),
+            post.scale.eq(self.scale_read.data),
+        ]
         return issue_valid
 
     def _row_fifo(self, m, post, row_bits, rows, issue, pop):
         """Deep pipeline: stream rows through a FIFO, issued against credits."""
         depth = result_fifo_rows(self._cfg)
         m.submodules.out_fifo = fifo = SyncFIFO(width=_ResultRow(self._cfg).size, depth=depth)
-        credits_used = Signal(range(depth + 1))          # stream rows issued, not popped
+        credits_used = Signal(range(depth + 1))  # stream rows issued, not popped
         m.d.sync += credits_used.eq(credits_used + (issue & self.i_pp.payload.to_stream) - pop)
-        m.d.comb += [self.i_pp.ready.eq(~(self.i_pp.payload.to_stream & (credits_used == depth))),
-                     self.hold.eq(0)]
+        m.d.comb += [
+            self.i_pp.ready.eq(~(self.i_pp.payload.to_stream & (credits_used == depth))),
+            self.hold.eq(0),
+        ]
         row_in = fifo.w_stream
-        m.d.comb += [row_in.valid.eq(post.o_valid & post.o_meta.to_stream),
-                     row_in.payload.eq(Cat(row_bits, post.o_meta.raw))]
+        m.d.comb += [
+            row_in.valid.eq(post.o_valid & post.o_meta.to_stream),
+            row_in.payload.eq(Cat(row_bits, post.o_meta.raw)),
+        ]
         wiring.connect(m, fifo.r_stream, wiring.flipped(rows))
         return fifo.r_rdy
 
@@ -150,20 +171,30 @@ class ResultPath(wiring.Component):
         pipeline."""
         bits = Signal.like(rows.payload.bits)
         free = ~d_valid | ~d_meta.to_stream | pop
-        m.d.comb += [self.hold.eq(post.o_valid & ~free), self.i_pp.ready.eq(~self.hold),
-                     rows.valid.eq(d_valid & d_meta.to_stream), rows.payload.raw.eq(d_meta.raw),
-                     rows.payload.bits.eq(bits)]
+        m.d.comb += [
+            self.hold.eq(post.o_valid & ~free),
+            self.i_pp.ready.eq(~self.hold),
+            rows.valid.eq(d_valid & d_meta.to_stream),
+            rows.payload.raw.eq(d_meta.raw),
+            rows.payload.bits.eq(bits),
+        ]
         with m.If(free):
-            m.d.sync += [d_valid.eq(post.o_valid), d_meta.eq(post.o_meta), d_y.eq(post.y),
-                         bits.eq(row_bits)]
+            m.d.sync += [
+                d_valid.eq(post.o_valid),
+                d_meta.eq(post.o_meta),
+                d_y.eq(post.y),
+                bits.eq(row_bits),
+            ]
         return 0
 
     def _to_hidden(self, m, valid, meta, y):
         """Slice ``group`` of a row for the hidden buffer: lanes ``group * rows ..``."""
         R, C = self._cfg.rows, self._cfg.cols
         w = self.hidden_write
-        m.d.comb += [w.en.eq(valid & ~meta.to_stream),
-                     w.addr.eq(meta.dst_addr - self._cfg.act_depth)]
+        m.d.comb += [
+            w.en.eq(valid & ~meta.to_stream),
+            w.addr.eq(meta.dst_addr - self._cfg.act_depth),
+        ]
         with m.Switch(meta.group):
             for g in range(self._cfg.groups):
                 with m.Case(g):
@@ -182,7 +213,7 @@ class ResultPath(wiring.Component):
         with m.If(rows.payload.raw), m.Switch(beat):
             for k in range(cfg.raw_beats):
                 with m.Case(k):
-                    m.d.comb += out.payload.data.eq(bits[k * width:(k + 1) * width])
+                    m.d.comb += out.payload.data.eq(bits[k * width : (k + 1) * width])
         with m.Else():
-            m.d.comb += out.payload.data.eq(bits[:cfg.cols * cfg.act_bits])
+            m.d.comb += out.payload.data.eq(bits[: cfg.cols * cfg.act_bits])
         return rows.valid & rows.ready

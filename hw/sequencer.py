@@ -44,13 +44,16 @@ class Sequencer(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({
-            "i_instr": In(stream.Signature(INSTRUCTION)),
-            "o_mm": Out(stream.Signature(MatmulRow(cfg), always_ready=True)),
-            "o_pp": Out(stream.Signature(PostprocRow(cfg))),
-            "pp_hold": In(1),
-            "active": Out(1), "drained": Out(1),
-        })
+        super().__init__(
+            {
+                "i_instr": In(stream.Signature(INSTRUCTION)),
+                "o_mm": Out(stream.Signature(MatmulRow(cfg), always_ready=True)),
+                "o_pp": Out(stream.Signature(PostprocRow(cfg))),
+                "pp_hold": In(1),
+                "active": Out(1),
+                "drained": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -60,7 +63,7 @@ class Sequencer(wiring.Component):
         cur_valid, cur_is_pp = Signal(), Signal()
         mm, pp = Signal(isa.MATMUL), Signal(isa.POSTPROC)
         row = Signal(isa.ROWS_BITS)
-        slot = Signal(range(max(2, cfg.raw_beats)))        # a raw row's beat
+        slot = Signal(range(max(2, cfg.raw_beats)))  # a raw row's beat
         mm_drain = Signal(range(cfg.array_latency + 1))
         pp_drain = Signal(range(cfg.postproc_latency + 1))
 
@@ -70,12 +73,17 @@ class Sequencer(wiring.Component):
         done = (row == Mux(cur_is_pp, pp.m, mm.m) - 1) & (mm_slot | (pp_slot & last_slot))
         mm_busy = mm_slot | (mm_drain != 0)
         pp_busy = (cur_valid & cur_is_pp) | (pp_drain != 0)
-        m.d.comb += self.i_instr.ready.eq((~cur_valid | done) &
-                                          Mux(head_is_pp, ~mm_busy, ~pp_busy))
+        m.d.comb += self.i_instr.ready.eq((~cur_valid | done) & Mux(head_is_pp, ~mm_busy, ~pp_busy))
 
         with m.If(self.i_instr.valid & self.i_instr.ready):
-            m.d.sync += [cur_valid.eq(1), cur_is_pp.eq(head_is_pp), row.eq(0), slot.eq(0),
-                         mm.eq(head.matmul), pp.eq(head.postproc)]
+            m.d.sync += [
+                cur_valid.eq(1),
+                cur_is_pp.eq(head_is_pp),
+                row.eq(0),
+                slot.eq(0),
+                mm.eq(head.matmul),
+                pp.eq(head.postproc),
+            ]
         with m.Elif(done):
             m.d.sync += cur_valid.eq(0)
         with m.Elif(mm_slot):

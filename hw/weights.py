@@ -36,10 +36,12 @@ class WeightBuffer(wiring.Component):
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({
-            "read": In(ReadPort(cfg.weight_depth, weight_tile(cfg), en=False)),
-            "write": In(WeightWrite(cfg)),
-        })
+        super().__init__(
+            {
+                "read": In(ReadPort(cfg.weight_depth, weight_tile(cfg), en=False)),
+                "write": In(WeightWrite(cfg)),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
@@ -47,8 +49,11 @@ class WeightBuffer(wiring.Component):
         addr = self.read.addr
         for d in range(cfg.rows + cfg.cols - 1):
             lanes = diagonal(cfg, d)
-            bank = memory.Memory(shape=data.ArrayLayout(signed(cfg.weight_bits), len(lanes)),
-                                 depth=cfg.weight_depth, init=[])
+            bank = memory.Memory(
+                shape=data.ArrayLayout(signed(cfg.weight_bits), len(lanes)),
+                depth=cfg.weight_depth,
+                init=[],
+            )
             m.submodules[f"bank_{d}"] = bank
             rd = bank.read_port()
             wr = bank.write_port(granularity=1)

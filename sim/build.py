@@ -16,8 +16,17 @@ import pathlib
 import shutil
 import tempfile
 
-__all__ = ["ROOT", "SIMULATORS", "SimError", "cached", "files_hash", "hw_hash", "locked",
-           "simulator", "tool_env"]
+__all__ = [
+    "ROOT",
+    "SIMULATORS",
+    "SimError",
+    "cached",
+    "files_hash",
+    "hw_hash",
+    "locked",
+    "simulator",
+    "tool_env",
+]
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SIMULATORS = ("verilator", "icarus")
@@ -56,9 +65,11 @@ def tool_env(sim, base=None):
     base = os.environ if base is None else base
     root = os.path.dirname(verilator.__file__)
     path = base.get("PATH", "")
-    return {"VERILATOR_ROOT": root,
-            "PATH": os.pathsep.join([os.path.join(root, "bin"), *filter(None, [path])]),
-            "MAKEFLAGS": VERILATOR_MAKEFLAGS}
+    return {
+        "VERILATOR_ROOT": root,
+        "PATH": os.pathsep.join([os.path.join(root, "bin"), *filter(None, [path])]),
+        "MAKEFLAGS": VERILATOR_MAKEFLAGS,
+    }
 
 
 @contextlib.contextmanager

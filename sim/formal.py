@@ -59,9 +59,24 @@ from hw.isa import ErrorCode, Opcode
 from hw.payloads import INSTRUCTION
 
 __all__ = [
-    "CONFIGS", "MAX_ROWS", "READY_EVERY", "STATUS_BEATS", "Proof", "PROOFS", "Fault",
-    "FAULTS", "WAIT_EVERY", "TOO_SMALL", "applies", "StreamContract", "Result",
-    "stall_bound", "write", "run", "table", "main",
+    "CONFIGS",
+    "MAX_ROWS",
+    "READY_EVERY",
+    "STATUS_BEATS",
+    "Proof",
+    "PROOFS",
+    "Fault",
+    "FAULTS",
+    "WAIT_EVERY",
+    "TOO_SMALL",
+    "applies",
+    "StreamContract",
+    "Result",
+    "stall_bound",
+    "write",
+    "run",
+    "table",
+    "main",
 ]
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -70,9 +85,11 @@ BUILD = ROOT / "build" / "formal"
 #: The smallest legal buffers, two array shapes, both pipelines.
 _SMALL = dict(act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=1, queue_depth=2)
 CONFIGS = {
-    f"{rows}x{cols}-{'deep' if deep else 'shallow'}":
-        CoreConfig(rows=rows, cols=cols, deep_pipeline=deep, **_SMALL)
-    for rows, cols in ((2, 2), (3, 2)) for deep in (True, False)
+    f"{rows}x{cols}-{'deep' if deep else 'shallow'}": CoreConfig(
+        rows=rows, cols=cols, deep_pipeline=deep, **_SMALL
+    )
+    for rows, cols in ((2, 2), (3, 2))
+    for deep in (True, False)
 }
 
 #: ``input_live`` assumes that every instruction the engine receives has at most this
@@ -120,8 +137,9 @@ def stall_bound(cfg, max_rows=MAX_ROWS, ready_every=READY_EVERY):
     rows can wait as well, which the bound leaves out: it is not claimed there for
     ``ready_every > 1``.
     """
-    instruction = (max_rows * cfg.raw_beats * ready_every
-                   + max(cfg.array_latency, cfg.postproc_latency) + 1)
+    instruction = (
+        max_rows * cfg.raw_beats * ready_every + max(cfg.array_latency, cfg.postproc_latency) + 1
+    )
     engine = (cfg.queue_depth + 1) * instruction
     return engine + STATUS_BEATS * ready_every + (2 if cfg.deep_pipeline else 1)
 
@@ -144,6 +162,7 @@ class Proof:
     """One proof: ``plan(cfg)`` gives its mode, ``prove`` (k-induction, unbounded) or
     ``bmc`` (every input sequence of ``depth`` cycles from reset), and its depth, or
     None where the proof does not apply to ``cfg``."""
+
     statement: str
     plan: object
 
@@ -160,22 +179,32 @@ def _axis_out_plan(cfg):
 
 
 PROOFS = {
-    "axis_out": Proof("result stream: tvalid held, tdata/tlast stable until tready",
-                      _axis_out_plan),
+    "axis_out": Proof(
+        "result stream: tvalid held, tdata/tlast stable until tready", _axis_out_plan
+    ),
     # beyond the bound, from every state the inputs can reach in the setup cycles
-    "input_live": Proof("s_axis_tready low at most stall_bound cycles",
-                        lambda cfg: ("bmc", stall_bound(cfg) + _setup_cycles(cfg))),
+    "input_live": Proof(
+        "s_axis_tready low at most stall_bound cycles",
+        lambda cfg: ("bmc", stall_bound(cfg) + _setup_cycles(cfg)),
+    ),
     # not for the deep pipeline: see WAIT_EVERY
     "input_live_wait": Proof(
         f"s_axis_tready low at most stall_bound cycles, tready every {WAIT_EVERY} cycles",
-        lambda cfg: None if cfg.deep_pipeline else
-        ("bmc", stall_bound(cfg, ready_every=WAIT_EVERY) + _setup_cycles(cfg))),
-    "error_sticky": Proof("error sticky until the status packet; no write or push after it",
-                          lambda cfg: ("prove", 4)),
+        lambda cfg: (
+            None
+            if cfg.deep_pipeline
+            else ("bmc", stall_bound(cfg, ready_every=WAIT_EVERY) + _setup_cycles(cfg))
+        ),
+    ),
+    "error_sticky": Proof(
+        "error sticky until the status packet; no write or push after it", lambda cfg: ("prove", 4)
+    ),
     # a frame left without a status packet, then every frame the core can hold, then
     # a status packet
-    "status_frame": Proof("status packet: STATUS_BEATS beats, tlast on the last, one per frame",
-                          lambda cfg: ("bmc", STATUS_BEATS + 2 * (_most_frames(cfg) + 1) + 8)),
+    "status_frame": Proof(
+        "status packet: STATUS_BEATS beats, tlast on the last, one per frame",
+        lambda cfg: ("bmc", STATUS_BEATS + 2 * (_most_frames(cfg) + 1) + 8),
+    ),
 }
 
 
@@ -190,6 +219,7 @@ class Fault:
     """A deliberately broken variant of the design: ``inject(m, core)`` rewires one
     connection in the core's top module; ``breaks`` names the proof that must fail, as
     bmc to ``depth(cfg)`` cycles (default: the proof's depth)."""
+
     breaks: str
     description: str
     inject: object
@@ -209,15 +239,17 @@ def _idle_lost(m, core):
     # "engine idle" as the front end sees it also wants a queued instruction, which the
     # engine's idle excludes: SYNC, END and the status packet wait for ever
     m.d.comb += m.submodules.frontend.engine.idle.eq(
-        m.submodules.engine.state.idle & m.submodules.queue.r_stream.valid)
+        m.submodules.engine.state.idle & m.submodules.queue.r_stream.valid
+    )
 
 
 def _write_after_error(m, core):
     # the weight buffer written by every beat taken while an error is held
     fe = m.submodules.frontend
     m.d.comb += m.submodules.weights.write.en.eq(
-        fe.weight_write.en |
-        ((fe.error != ErrorCode.NONE) & core.s_axis_tvalid & core.s_axis_tready))
+        fe.weight_write.en
+        | ((fe.error != ErrorCode.NONE) & core.s_axis_tvalid & core.s_axis_tready)
+    )
 
 
 def _status_no_tlast(m, core):
@@ -237,16 +269,22 @@ def _packet_lost(m, core):
 
 FAULTS = {
     # a k-induction depth is too short for a result row to reach the output from reset
-    "valid_hiccup": Fault("axis_out", "result tvalid drops for a cycle while waiting",
-                          _valid_hiccup, lambda cfg: 2 * cfg.postproc_latency),
-    "idle_lost": Fault("input_live", "front end never sees the engine idle (deadlock)",
-                       _idle_lost),
-    "write_after_error": Fault("error_sticky", "weight write enable not gated by the error",
-                               _write_after_error),
-    "status_no_tlast": Fault("status_frame", "no tlast on the status packet's last beat",
-                             _status_no_tlast),
-    "packet_lost": Fault("status_frame", "a frame's status packet never leaves the core",
-                         _packet_lost),
+    "valid_hiccup": Fault(
+        "axis_out",
+        "result tvalid drops for a cycle while waiting",
+        _valid_hiccup,
+        lambda cfg: 2 * cfg.postproc_latency,
+    ),
+    "idle_lost": Fault("input_live", "front end never sees the engine idle (deadlock)", _idle_lost),
+    "write_after_error": Fault(
+        "error_sticky", "weight write enable not gated by the error", _write_after_error
+    ),
+    "status_no_tlast": Fault(
+        "status_frame", "no tlast on the status packet's last beat", _status_no_tlast
+    ),
+    "packet_lost": Fault(
+        "status_frame", "a frame's status packet never leaves the core", _packet_lost
+    ),
 }
 
 
@@ -294,8 +332,9 @@ class StreamContract(Core):
         On an unknown proof or fault.
     """
 
-    def __init__(self, cfg, proof, *, fault=None, max_rows=MAX_ROWS, ready_every=READY_EVERY,
-                 bound_cut=0):
+    def __init__(
+        self, cfg, proof, *, fault=None, max_rows=MAX_ROWS, ready_every=READY_EVERY, bound_cut=0
+    ):
         _check_name("proof", proof, PROOFS)
         if fault is not None:
             _check_name("fault", fault, FAULTS)
@@ -330,8 +369,11 @@ class StreamContract(Core):
     def _axis_out(self, m, fe, queue, wbuf):
         waiting = Signal()
         held_data, held_last = Signal.like(self.m_axis_tdata), Signal()
-        m.d.sync += [waiting.eq(self.m_axis_tvalid & ~self.m_axis_tready),
-                     held_data.eq(self.m_axis_tdata), held_last.eq(self.m_axis_tlast)]
+        m.d.sync += [
+            waiting.eq(self.m_axis_tvalid & ~self.m_axis_tready),
+            held_data.eq(self.m_axis_tdata),
+            held_last.eq(self.m_axis_tlast),
+        ]
         with m.If(waiting):
             self._check(m, self.m_axis_tvalid, "m_axis_tvalid held until tready")
             self._check(m, self.m_axis_tdata == held_data, "m_axis_tdata stable while waiting")
@@ -341,13 +383,14 @@ class StreamContract(Core):
         # the environment: a result stream that takes a beat at least every ready_every
         # cycles, instructions of at most max_rows rows
         ready_every = ready_every or self.ready_every
-        not_ready = _counter(m, "not_ready", ready_every, ~self.m_axis_tready,
-                             self.m_axis_tready)
+        not_ready = _counter(m, "not_ready", ready_every, ~self.m_axis_tready, self.m_axis_tready)
         m.d.comb += Assume(self.m_axis_tready | (not_ready < ready_every - 1))
         instr = data.View(INSTRUCTION, queue.w_stream.payload)
         with m.If(self._pushed(queue)):
-            m.d.comb += Assume(Mux(instr.bare.op == Opcode.MATMUL, instr.matmul.m,
-                                   instr.postproc.m) <= self.max_rows)
+            m.d.comb += Assume(
+                Mux(instr.bare.op == Opcode.MATMUL, instr.matmul.m, instr.postproc.m)
+                <= self.max_rows
+            )
 
         limit = stall_bound(self.cfg, self.max_rows, ready_every) - self.bound_cut
         stalled = self.s_axis_tvalid & ~self.s_axis_tready
@@ -365,8 +408,14 @@ class StreamContract(Core):
         with m.Elif(prev_error != ErrorCode.NONE):
             self._check(m, self.error == prev_error, "error held until the status packet")
         with m.If(self.error != ErrorCode.NONE):
-            self._check(m, ~fe.act_write.en & ~wbuf.write.en & ~fe.bias_write.en.any() &
-                        ~fe.scale_write.en.any(), "no buffer written while an error is held")
+            self._check(
+                m,
+                ~fe.act_write.en
+                & ~wbuf.write.en
+                & ~fe.bias_write.en.any()
+                & ~fe.scale_write.en.any(),
+                "no buffer written while an error is held",
+            )
             self._check(m, ~self._pushed(queue), "nothing queued while an error is held")
 
     def _status_frame(self, m, fe, queue, wbuf):
@@ -377,8 +426,11 @@ class StreamContract(Core):
         with m.If(self.m_axis_tvalid & ~status):
             self._check(m, ~self.m_axis_tlast, "no tlast on a result beat")
         with m.If(m_fire & status):
-            self._check(m, self.m_axis_tlast == (beat == STATUS_BEATS - 1),
-                        "status packet: tlast on its last beat only")
+            self._check(
+                m,
+                self.m_axis_tlast == (beat == STATUS_BEATS - 1),
+                "status packet: tlast on its last beat only",
+            )
         # frames whose tlast beat was taken, less the status packets sent
         most = _most_frames(self.cfg)
         frames = Signal(range(most + 2))
@@ -395,6 +447,7 @@ class Result:
     """The outcome of one proof: ``status`` is PASS, FAIL, UNKNOWN (induction failed),
     TIMEOUT or ERROR; ``failed`` names the properties that failed; ``log`` is the path
     of SymbiYosys's output."""
+
     name: str
     proof: str
     config: str
@@ -466,8 +519,7 @@ def write(proof, config, fault=None, root=BUILD, bound_cut=0):
     cfg = CONFIGS[config]
     top = StreamContract(cfg, proof, fault=fault, bound_cut=bound_cut)
     mode, depth = _plan(proof, cfg, fault)
-    outputs = [name for name, member in top.signature.members.items()
-               if member.flow == wiring.Out]
+    outputs = [name for name, member in top.signature.members.items() if member.flow == wiring.Out]
     folder = pathlib.Path(root) / _name(proof, config, fault, bound_cut)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -515,16 +567,27 @@ def run(proof, config, fault=None, root=BUILD, timeout=900, bound_cut=0):
     folder = write(proof, config, fault, root, bound_cut)
     mode, depth = _plan(proof, CONFIGS[config], fault)
     sby_dir, yices_dir = _tool_dirs()
-    tools = {tool: os.path.join(sby_dir, f"yowasp-{tool}")
-             for tool in ("yosys", "yosys-smtbmc", "yosys-witness")}
-    cmd = [os.path.join(sby_dir, "yowasp-sby"), "-f", "--yosys", tools["yosys"],
-           "--smtbmc", tools["yosys-smtbmc"], "--witness", tools["yosys-witness"],
-           f"{proof}.sby"]
+    tools = {
+        tool: os.path.join(sby_dir, f"yowasp-{tool}")
+        for tool in ("yosys", "yosys-smtbmc", "yosys-witness")
+    }
+    cmd = [
+        os.path.join(sby_dir, "yowasp-sby"),
+        "-f",
+        "--yosys",
+        tools["yosys"],
+        "--smtbmc",
+        tools["yosys-smtbmc"],
+        "--witness",
+        tools["yosys-witness"],
+        f"{proof}.sby",
+    ]
     env = dict(os.environ, PATH=os.pathsep.join([sby_dir, yices_dir, os.environ.get("PATH", "")]))
     with open(folder / "sby.log", "w") as log:
         try:
-            rc = subprocess.run(cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                timeout=timeout).returncode
+            rc = subprocess.run(
+                cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
         except subprocess.TimeoutExpired:
             rc = None
     text = (folder / "sby.log").read_text()
@@ -539,22 +602,35 @@ def run(proof, config, fault=None, root=BUILD, timeout=900, bound_cut=0):
         match = _FAILED.search(line)
         if match and names.get(match[2], match[2]) not in failed:
             failed.append(names.get(match[2], match[2]))
-    return Result(_name(proof, config, fault, bound_cut), proof, config, fault, mode, depth,
-                  status, time.monotonic() - start, tuple(failed), str(folder / "sby.log"),
-                  bound_cut)
+    return Result(
+        _name(proof, config, fault, bound_cut),
+        proof,
+        config,
+        fault,
+        mode,
+        depth,
+        status,
+        time.monotonic() - start,
+        tuple(failed),
+        str(folder / "sby.log"),
+        bound_cut,
+    )
 
 
 def table(results):
     """A Markdown table of results; a broken variant's line says what failed."""
-    lines = ["| proof | configuration | mode | depth | result | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| proof | configuration | mode | depth | result | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         proof = r.proof if r.fault is None else f"{r.proof} / broken: {r.fault}"
         if r.bound_cut:
             proof += f" / bound -{r.bound_cut}"
         result = r.status if not r.failed else f"{r.status}: {'; '.join(r.failed)}"
-        lines.append(f"| {proof} | {r.config} | {r.mode} | {r.depth} | {result} | "
-                     f"{r.seconds:.1f} |")
+        lines.append(
+            f"| {proof} | {r.config} | {r.mode} | {r.depth} | {result} | {r.seconds:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -567,17 +643,31 @@ def _ok(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sim.formal",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--proof", action="append", choices=sorted(PROOFS),
-                        help="run only this proof (repeatable)")
-    parser.add_argument("--config", action="append", choices=sorted(CONFIGS),
-                        help="run only this configuration (repeatable)")
-    parser.add_argument("--faults", action="store_true",
-                        help="also run each proof on its broken variant (must fail)")
-    parser.add_argument("--bound-cut", type=int, default=0, metavar="N",
-                        help="lower the stall bound of input_live and input_live_wait by N "
-                             "cycles (the runs must then fail)")
+    parser = argparse.ArgumentParser(
+        prog="python -m sim.formal", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--proof", action="append", choices=sorted(PROOFS), help="run only this proof (repeatable)"
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        choices=sorted(CONFIGS),
+        help="run only this configuration (repeatable)",
+    )
+    parser.add_argument(
+        "--faults",
+        action="store_true",
+        help="also run each proof on its broken variant (must fail)",
+    )
+    parser.add_argument(
+        "--bound-cut",
+        type=int,
+        default=0,
+        metavar="N",
+        help="lower the stall bound of input_live and input_live_wait by N "
+        "cycles (the runs must then fail)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="proofs run at once (default 2)")
     args = parser.parse_args(argv)
     if args.jobs < 1:

@@ -45,8 +45,8 @@ class _Writer:
 
     def __init__(self, cfg, rng):
         self.cfg, self.rng = cfg, rng
-        self.words = []         # one int per beat (stream_bytes * 8 bits)
-        self.pending = []       # (buffer, lo, hi) ranges read by queued instructions
+        self.words = []  # one int per beat (stream_bytes * 8 bits)
+        self.pending = []  # (buffer, lo, hi) ranges read by queued instructions
 
     def beat(self, value):
         self.words.append(int(value))
@@ -54,7 +54,7 @@ class _Writer:
     def instr(self, op, **fields):
         word = isa.encode(op, **fields)
         layout = isa.LAYOUTS[op]
-        if self.rng.random() < 0.3:     # random bits above the fields: must be ignored
+        if self.rng.random() < 0.3:  # random bits above the fields: must be ignored
             spare = self.cfg.stream_bits - layout.size
             word |= int(self.rng.integers(0, 1 << min(spare, 62))) << layout.size
         self.beat(word)
@@ -65,7 +65,7 @@ class _Writer:
         self.pending = []
 
     def _overlaps(self, buffer, lo, hi):
-        return any(b == buffer and lo < h and l < hi for b, l, h in self.pending)
+        return any(b == buffer and lo < end and start < hi for b, start, end in self.pending)
 
     def load(self):
         cfg, rng = self.cfg, self.rng
@@ -93,15 +93,19 @@ class _Writer:
         for _ in range(count):
             word = int.from_bytes(rng.bytes(cfg.stream_bytes), "little")
             if small and target in (Target.ACT, Target.WEIGHT):
-                word = int.from_bytes(rng.integers(-2, 3, cfg.stream_bytes, dtype=np.int8)
-                                      .tobytes(), "little")
+                word = int.from_bytes(
+                    rng.integers(-2, 3, cfg.stream_bytes, dtype=np.int8).tobytes(), "little"
+                )
             elif small and target is Target.BIAS:
                 word = word >> 32 << 32 | (int(rng.integers(-64, 65)) & 0xFFFFFFFF)
             elif small:
                 word = word >> isa.SCALE_WORD.size << isa.SCALE_WORD.size | isa.encode_scale(
-                    int(rng.integers(0, 5)), int(rng.integers(0, 5)),
-                    int(rng.integers(-128, 128)), bool(rng.integers(0, 2)),
-                    bool(rng.integers(0, 2)))
+                    int(rng.integers(0, 5)),
+                    int(rng.integers(0, 5)),
+                    int(rng.integers(-128, 128)),
+                    bool(rng.integers(0, 2)),
+                    bool(rng.integers(0, 2)),
+                )
             self.beat(word)
 
     def matmul(self):
@@ -109,22 +113,39 @@ class _Writer:
         m = int(rng.integers(1, 17))
         act_addr = _near_end(rng, cfg.act_space - m)
         tile = _near_end(rng, cfg.weight_depth - 1)
-        self.instr(Opcode.MATMUL, act_addr=act_addr, weight_tile=tile,
-                   acc_addr=_near_end(rng, cfg.acc_depth - m), m=m,
-                   accumulate=int(rng.integers(0, 2)))
-        self.pending += [("act", act_addr, act_addr + m),
-                         ("weight", tile * cfg.rows, (tile + 1) * cfg.rows)]
+        self.instr(
+            Opcode.MATMUL,
+            act_addr=act_addr,
+            weight_tile=tile,
+            acc_addr=_near_end(rng, cfg.acc_depth - m),
+            m=m,
+            accumulate=int(rng.integers(0, 2)),
+        )
+        self.pending += [
+            ("act", act_addr, act_addr + m),
+            ("weight", tile * cfg.rows, (tile + 1) * cfg.rows),
+        ]
 
     def postproc(self):
         cfg, rng = self.cfg, self.rng
         m = int(rng.integers(1, 13))
         param = _near_end(rng, cfg.param_depth - 1)
-        mode = int(rng.integers(0, 3))          # to ACT, to the stream, raw to the stream
-        dst = _near_end(rng, cfg.hidden_depth - m) + cfg.act_depth if mode == 0 else \
-            int(rng.integers(0, cfg.act_space))     # ignored when streamed
-        self.instr(Opcode.POSTPROC, acc_addr=_near_end(rng, cfg.acc_depth - m), m=m,
-                   param_addr=param, dst_addr=dst, group=int(rng.integers(0, cfg.groups)),
-                   to_stream=int(mode > 0), raw=int(mode == 2))
+        mode = int(rng.integers(0, 3))  # to ACT, to the stream, raw to the stream
+        dst = (
+            _near_end(rng, cfg.hidden_depth - m) + cfg.act_depth
+            if mode == 0
+            else int(rng.integers(0, cfg.act_space))
+        )  # ignored when streamed
+        self.instr(
+            Opcode.POSTPROC,
+            acc_addr=_near_end(rng, cfg.acc_depth - m),
+            m=m,
+            param_addr=param,
+            dst_addr=dst,
+            group=int(rng.integers(0, cfg.groups)),
+            to_stream=int(mode > 0),
+            raw=int(mode == 2),
+        )
         self.pending.append(("param", param * cfg.cols, (param + 1) * cfg.cols))
 
     def bad_instruction(self):
@@ -132,15 +153,18 @@ class _Writer:
         cfg, rng = self.cfg, self.rng
         R, C = cfg.rows, cfg.cols
         mm = dict(act_addr=0, weight_tile=0, acc_addr=0, m=1, accumulate=0)
-        pp = dict(acc_addr=0, m=1, param_addr=0, dst_addr=cfg.act_depth, group=0,
-                  to_stream=0, raw=0)
+        pp = dict(
+            acc_addr=0, m=1, param_addr=0, dst_addr=cfg.act_depth, group=0, to_stream=0, raw=0
+        )
         m = int(rng.integers(1, 9))
         cases = [
             (Opcode.LOAD, dict(target=int(rng.integers(0, 4)), addr=0, count=0)),
             (Opcode.LOAD, dict(target=Target.ACT, addr=cfg.act_depth - m + 1, count=m)),
             (Opcode.LOAD, dict(target=Target.WEIGHT, addr=cfg.weight_depth - 1, count=R + m)),
-            (Opcode.LOAD, dict(target=int(rng.integers(2, 4)), addr=cfg.param_depth - 1,
-                               count=C + m)),
+            (
+                Opcode.LOAD,
+                dict(target=int(rng.integers(2, 4)), addr=cfg.param_depth - 1, count=C + m),
+            ),
             (Opcode.MATMUL, {**mm, "m": 0}),
             (Opcode.MATMUL, {**mm, "m": m, "act_addr": cfg.act_space - m + 1}),
             (Opcode.MATMUL, {**mm, "weight_tile": cfg.weight_depth + int(rng.integers(0, 4))}),
@@ -153,7 +177,7 @@ class _Writer:
             (Opcode.POSTPROC, {**pp, "dst_addr": int(rng.integers(0, cfg.act_depth))}),
             (Opcode.POSTPROC, {**pp, "m": m, "dst_addr": cfg.act_space - m + 1}),
         ]
-        while True:     # a case whose value cannot even be encoded: take another
+        while True:  # a case whose value cannot even be encoded: take another
             op, fields = cases[int(rng.integers(0, len(cases)))]
             try:
                 self.beat(isa.encode(op, **fields))
@@ -182,7 +206,7 @@ def random_program(cfg, rng, fault=None):
                 w.beat((int(rng.integers(0, 1 << 60)) << 4) | code)
             else:
                 w.bad_instruction()
-            for _ in range(int(rng.integers(0, 4))):     # discarded up to tlast
+            for _ in range(int(rng.integers(0, 4))):  # discarded up to tlast
                 w.beat(int.from_bytes(rng.bytes(cfg.stream_bytes), "little"))
             break
         if i == n:
@@ -197,18 +221,23 @@ def random_program(cfg, rng, fault=None):
         else:
             w.sync()
     w.instr(Opcode.END)
-    if fault == "after_end":                # beats after END: END does not carry tlast
+    if fault == "after_end":  # beats after END: END does not carry tlast
         for _ in range(int(rng.integers(1, 4))):
             w.load() if rng.random() < 0.5 else w.matmul()
         w.instr(Opcode.END)
-    elif fault == "cut":                    # tlast in the middle of a LOAD or before END
-        w.words = w.words[:int(rng.integers(1, len(w.words)))]
+    elif fault == "cut":  # tlast in the middle of a LOAD or before END
+        w.words = w.words[: int(rng.integers(1, len(w.words)))]
     elif fault == "one_beat":
-        w.words = [isa.encode(Opcode.END) if rng.random() < 0.5 else
-                   int.from_bytes(rng.bytes(cfg.stream_bytes), "little")]
+        w.words = [
+            isa.encode(Opcode.END)
+            if rng.random() < 0.5
+            else int.from_bytes(rng.bytes(cfg.stream_bytes), "little")
+        ]
     elif fault == "noise":
-        w.words = [int.from_bytes(rng.bytes(cfg.stream_bytes), "little")
-                   for _ in range(int(rng.integers(1, 20)))]
+        w.words = [
+            int.from_bytes(rng.bytes(cfg.stream_bytes), "little")
+            for _ in range(int(rng.integers(1, 20)))
+        ]
     sb = cfg.stream_bytes
     raw = b"".join(v.to_bytes(sb, "little") for v in w.words)
     return np.frombuffer(raw, np.uint8).reshape(-1, sb).copy()

@@ -24,10 +24,12 @@ __all__ = ["GATE_BUFFERS", "SCRIPT", "gate_config", "gate_sources"]
 #: buffers; the compiler then streams the weights tile by tile and uses small batches.
 GATE_BUFFERS = dict(act_kib=8, hidden_kib=1, weight_kib=1, acc_kib=2, param_depth=64)
 
-SCRIPT = ("read_verilog core.v; hierarchy -top core; proc; flatten; opt; memory -nomap; opt; "
-          "wreduce; alumacc; opt; techmap; opt -fast; "
-          "abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean; "
-          "stat; write_verilog -noattr gate.v")
+SCRIPT = (
+    "read_verilog core.v; hierarchy -top core; proc; flatten; opt; memory -nomap; opt; "
+    "wreduce; alumacc; opt; techmap; opt -fast; "
+    "abc -g AND,NAND,OR,NOR,XOR,XNOR,ANDNOT,ORNOT,MUX; opt_clean; "
+    "stat; write_verilog -noattr gate.v"
+)
 
 
 def gate_config(rows, cols):
@@ -57,11 +59,17 @@ def gate_sources(cfg):
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(rtl, out / "core.v")
         with open(out / "yosys.log", "w") as log:
-            res = subprocess.run([_yosys(), "-q", "-p", SCRIPT, "-l", "yosys.log"],
-                                 cwd=out, stdout=log, stderr=subprocess.STDOUT, check=False)
+            res = subprocess.run(
+                [_yosys(), "-q", "-p", SCRIPT, "-l", "yosys.log"],
+                cwd=out,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
         if res.returncode != 0 or not (out / "gate.v").exists():
-            raise SimError(f"gate-level synthesis of {cfg.tag} failed "
-                           f"(see build/{cfg.tag}/gate/yosys.log)")
+            raise SimError(
+                f"gate-level synthesis of {cfg.tag} failed (see build/{cfg.tag}/gate/yosys.log)"
+            )
 
     netlist = cached(out / "gate.v", files_hash(hw_hash(), SCRIPT), synthesize)
     return [netlist, _simcells()]

@@ -44,8 +44,9 @@ async def play(dut):
     report = []
     for i, name in enumerate(job["programs"]):
         beats = np.load(os.path.join(base, name))
-        out, cycles, seconds = await tb.run_player(beats, gap=job["gap"], stall=job["stall"],
-                                                   seed=job["seed"] + i)
+        out, cycles, seconds = await tb.run_player(
+            beats, gap=job["gap"], stall=job["stall"], seed=job["seed"] + i
+        )
         results = f"results_{i}.npy"
         np.save(os.path.join(base, results), out)
         report.append({"results": results, "sim_cycles": cycles, "sim_seconds": seconds})

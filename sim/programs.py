@@ -67,27 +67,51 @@ def matmul_program(cfg, a, w, bias, requant=None, chunk=None):
     bp = np.zeros(nt * C, np.int64)
     bp[:N] = bias
     b = Builder(cfg)
-    rows = [wp[k * R + r, n * C:(n + 1) * C].tobytes()
-            for k in range(kt) for n in range(nt) for r in range(R)]
+    rows = [
+        wp[k * R + r, n * C : (n + 1) * C].tobytes()
+        for k in range(kt)
+        for n in range(nt)
+        for r in range(R)
+    ]
     b.load(Target.WEIGHT, 0, rows)
     b.load(Target.BIAS, 0, [int(x) & 0xFFFFFFFF for x in bp])
     if requant is not None:
-        mult, shift, zp, relu, even = (np.resize(np.asarray(x), nt * C)
-                                       for x in (*requant, 0)[:5])
-        b.load(Target.SCALE, 0, [isa.encode_scale(int(mult[i]), int(shift[i]), int(zp[i]),
-                                                  bool(relu[i]), bool(even[i]))
-                                 for i in range(nt * C)])
-    b.load(Target.ACT, 0, [ap[i, k * R:(k + 1) * R].tobytes() for k in range(kt) for i in range(M)])
+        mult, shift, zp, relu, even = (np.resize(np.asarray(x), nt * C) for x in (*requant, 0)[:5])
+        b.load(
+            Target.SCALE,
+            0,
+            [
+                isa.encode_scale(
+                    int(mult[i]), int(shift[i]), int(zp[i]), bool(relu[i]), bool(even[i])
+                )
+                for i in range(nt * C)
+            ],
+        )
+    b.load(
+        Target.ACT, 0, [ap[i, k * R : (k + 1) * R].tobytes() for k in range(kt) for i in range(M)]
+    )
     chunk = min(chunk or M, MAX_ROWS_PER_OP)
     for n in range(nt):
         for k in range(kt):
             for i0 in range(0, M, chunk):
-                b.instr(Opcode.MATMUL, act_addr=k * M + i0, weight_tile=k * nt + n,
-                        acc_addr=n * M + i0, m=min(chunk, M - i0), accumulate=int(k > 0))
+                b.instr(
+                    Opcode.MATMUL,
+                    act_addr=k * M + i0,
+                    weight_tile=k * nt + n,
+                    acc_addr=n * M + i0,
+                    m=min(chunk, M - i0),
+                    accumulate=int(k > 0),
+                )
     for n in range(nt):
         for i0 in range(0, M, chunk):
-            b.instr(Opcode.POSTPROC, acc_addr=n * M + i0, m=min(chunk, M - i0), param_addr=n,
-                    to_stream=1, raw=int(requant is None))
+            b.instr(
+                Opcode.POSTPROC,
+                acc_addr=n * M + i0,
+                m=min(chunk, M - i0),
+                param_addr=n,
+                to_stream=1,
+                raw=int(requant is None),
+            )
     b.instr(Opcode.END)
     return b.array()
 
@@ -97,15 +121,17 @@ def parse_output(cfg, beats, M, N, raw, chunk=None):
     C = cfg.cols
     nt = -(-N // C)
     status_n = len(isa.STATUS_FIELDS)
-    status = {name: int.from_bytes(bytes(beats[len(beats) - status_n + i][:4]), "little")
-              for i, name in enumerate(isa.STATUS_FIELDS)}
-    body = beats[:len(beats) - status_n]
+    status = {
+        name: int.from_bytes(bytes(beats[len(beats) - status_n + i][:4]), "little")
+        for i, name in enumerate(isa.STATUS_FIELDS)
+    }
+    body = beats[: len(beats) - status_n]
     per_row = cfg.raw_beats if raw else 1
     expected = nt * M * per_row
     if len(body) != expected:
         return None, status
     if raw:
-        rows = body.reshape(nt, M, per_row * cfg.stream_bytes)[:, :, :4 * C]
+        rows = body.reshape(nt, M, per_row * cfg.stream_bytes)[:, :, : 4 * C]
         vals = rows.copy().view("<i4")
     else:
         vals = body.reshape(nt, M, cfg.stream_bytes)[:, :, :C].view(np.int8)
@@ -119,8 +145,9 @@ def reference_matmul(a, w, bias, requant=None, act_min=-128, act_max=127):
     acc = (acc + 2**31) % 2**32 - 2**31
     if requant is None:
         return acc.astype(np.int32)
-    mult, shift, zp, relu, even = (np.broadcast_to(np.asarray(x, np.int64), acc.shape[1:])
-                                   for x in (*requant, 0)[:5])
+    mult, shift, zp, relu, even = (
+        np.broadcast_to(np.asarray(x, np.int64), acc.shape[1:]) for x in (*requant, 0)[:5]
+    )
     # Python integers: acc * mult + half can pass 2**63 when mult uses all 32 bits
     p = acc.astype(object) * mult.astype(object)
     half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)

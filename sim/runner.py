@@ -27,9 +27,22 @@ from cocotb_tools.runner import Icarus, Verilator, get_results
 from hw.config import CoreConfig
 from sim.build import ROOT, SimError, cached, files_hash, hw_hash, simulator, tool_env
 
-__all__ = ["PLAYER_DEPTH_LOG2", "ROOT", "SimError", "Simulator", "build", "build_dir",
-           "config_from_env", "keep_log", "rtl_sources", "run", "run_unit", "simulator",
-           "stream_programs", "unit_sources"]
+__all__ = [
+    "PLAYER_DEPTH_LOG2",
+    "ROOT",
+    "SimError",
+    "Simulator",
+    "build",
+    "build_dir",
+    "config_from_env",
+    "keep_log",
+    "rtl_sources",
+    "run",
+    "run_unit",
+    "simulator",
+    "stream_programs",
+    "unit_sources",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +53,18 @@ PLAYER_DEPTH_LOG2 = 21
 #: The player's job and report, in the directory ``PLAYER_DIR`` names (``sim/player.py``).
 PLAYER_JOB, PLAYER_REPORT = "job.json", "report.json"
 BUILD_ARGS = {
-    "verilator": ["-Wno-fatal", "-Wno-WIDTH", "-Wno-lint", "-Wno-style", "-O3",
-                  "--x-assign", "fast", "--x-initial", "fast", "--noassert"],
+    "verilator": [
+        "-Wno-fatal",
+        "-Wno-WIDTH",
+        "-Wno-lint",
+        "-Wno-style",
+        "-O3",
+        "--x-assign",
+        "fast",
+        "--x-initial",
+        "fast",
+        "--noassert",
+    ],
     "icarus": ["-g2012"],
 }
 
@@ -91,8 +114,11 @@ def unit_sources(cfg, unit):
     from hw.pe import ProcessingElement
     from hw.postproc import PostProcessor
 
-    make = {"pe": lambda: ProcessingElement(cfg), "array": lambda: SystolicArray(cfg),
-            "postproc": lambda: PostProcessor(cfg, 1)}
+    make = {
+        "pe": lambda: ProcessingElement(cfg),
+        "array": lambda: SystolicArray(cfg),
+        "postproc": lambda: PostProcessor(cfg, 1),
+    }
     if unit not in make:
         raise SimError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
     path = ROOT / "build" / cfg.tag / f"unit-{unit}" / f"{unit}.v"
@@ -130,12 +156,20 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
     def make():
         try:
             _cocotb_runner(sim).build(
-                sources=[str(s) for s in srcs], hdl_toplevel=toplevel, build_dir=str(bdir),
-                parameters=params, build_args=BUILD_ARGS[sim], timescale=TIMESCALE,
-                always=True, log_file=str(build_log))
+                sources=[str(s) for s in srcs],
+                hdl_toplevel=toplevel,
+                build_dir=str(bdir),
+                parameters=params,
+                build_args=BUILD_ARGS[sim],
+                timescale=TIMESCALE,
+                always=True,
+                log_file=str(build_log),
+            )
         except (RuntimeError, ValueError, OSError) as exc:  # a failed command, bad sources
-            raise SimError(f"{sim} build of {kind} for {cfg.tag} failed: {exc} "
-                           f"(see build/{cfg.tag}/{build_log.name})") from None
+            raise SimError(
+                f"{sim} build of {kind} for {cfg.tag} failed: {exc} "
+                f"(see build/{cfg.tag}/{build_log.name})"
+            ) from None
         (bdir / "config.json").write_text(cfg.to_json() + "\n")
 
     tools = [importlib.metadata.version(p) for p in ("cocotb", "verilator")]
@@ -167,8 +201,18 @@ class Simulator:
     build_dir: pathlib.Path
     toplevel: str = "tb_top"
 
-    def run(self, testcase=None, *, module="sim.test_core", env=None, plusargs=(),
-            test_dir=None, check=True, player_dir=None, test_filter=None):
+    def run(
+        self,
+        testcase=None,
+        *,
+        module="sim.test_core",
+        env=None,
+        plusargs=(),
+        test_dir=None,
+        check=True,
+        player_dir=None,
+        test_filter=None,
+    ):
         """Run cocotb ``testcase`` (a name or a list; all when None) of ``module``.
 
         The bench's player files (and anything a bench writes for its caller) live in
@@ -183,32 +227,47 @@ class Simulator:
         own_dir = player_dir is None
         player_dir = pathlib.Path(player_dir or tempfile.mkdtemp(prefix="player-", dir=test_dir))
         extra_env = {"CORE_CONFIG": cfg.to_json(), "PLAYER_DIR": str(player_dir), **(env or {})}
-        plusargs = [f"+program={player_dir / 'program.hex'}",
-                    f"+results={player_dir / 'results.hex'}", *plusargs]
+        plusargs = [
+            f"+program={player_dir / 'program.hex'}",
+            f"+results={player_dir / 'results.hex'}",
+            *plusargs,
+        ]
         name = testcase if isinstance(testcase, str) else "all"
         xml = test_dir / f"results-{name}-{os.getpid()}.xml"
         log_path = test_dir / f"{name}-{os.getpid()}.log"
         try:
             try:
                 _cocotb_runner(sim).test(
-                    test_module=module, hdl_toplevel=self.toplevel,
-                    hdl_toplevel_lang="verilog", testcase=testcase, build_dir=str(self.build_dir),
-                    test_dir=str(test_dir), extra_env=extra_env, plusargs=plusargs,
-                    results_xml=str(xml), log_file=str(log_path), timescale=TIMESCALE,
-                    test_filter=test_filter)
+                    test_module=module,
+                    hdl_toplevel=self.toplevel,
+                    hdl_toplevel_lang="verilog",
+                    testcase=testcase,
+                    build_dir=str(self.build_dir),
+                    test_dir=str(test_dir),
+                    extra_env=extra_env,
+                    plusargs=plusargs,
+                    results_xml=str(xml),
+                    log_file=str(log_path),
+                    timescale=TIMESCALE,
+                    test_filter=test_filter,
+                )
             # cocotb's runner exits when a test failed (under pytest) and raises when the
             # simulator's exit code is not 0; the XML, if written, says which test failed
             except (SystemExit, RuntimeError):
                 if not xml.exists():
-                    raise SimError(f"{sim} run of {module} for {cfg.tag} ended without results "
-                                   f"(log: {self._keep(log_path)})") from None
+                    raise SimError(
+                        f"{sim} run of {module} for {cfg.tag} ended without results "
+                        f"(log: {self._keep(log_path)})"
+                    ) from None
             tests, failed = get_results(xml)
         finally:
             if own_dir:
                 shutil.rmtree(player_dir, ignore_errors=True)
         if check and (failed or tests == 0):
-            raise SimError(f"{failed} of {tests} cocotb test(s) failed in {module} for "
-                           f"{cfg.tag} (log: {self._keep(log_path)})")
+            raise SimError(
+                f"{failed} of {tests} cocotb test(s) failed in {module} for "
+                f"{cfg.tag} (log: {self._keep(log_path)})"
+            )
         return tests, failed
 
     def stream(self, programs, *, gap=0.0, stall=0.0, seed=1):
@@ -236,11 +295,15 @@ class Simulator:
         for beats in programs:
             beats = np.ascontiguousarray(beats, dtype=np.uint8)
             if beats.ndim != 2 or beats.shape[1] != cfg.stream_bytes:
-                raise ValueError(f"program beats must be [n, {cfg.stream_bytes}] bytes for "
-                                 f"{cfg.tag}, not {list(beats.shape)}")
+                raise ValueError(
+                    f"program beats must be [n, {cfg.stream_bytes}] bytes for "
+                    f"{cfg.tag}, not {list(beats.shape)}"
+                )
             if len(beats) > 1 << PLAYER_DEPTH_LOG2:
-                raise ValueError(f"program of {len(beats)} beats exceeds the player's "
-                                 f"{1 << PLAYER_DEPTH_LOG2}; stream it in parts")
+                raise ValueError(
+                    f"program of {len(beats)} beats exceeds the player's "
+                    f"{1 << PLAYER_DEPTH_LOG2}; stream it in parts"
+                )
             checked.append(beats)
         start = time.perf_counter()
         work = ROOT / "build" / cfg.tag / "runs"
@@ -258,15 +321,23 @@ class Simulator:
         finally:
             shutil.rmtree(player_dir, ignore_errors=True)
         wall = time.perf_counter() - start
-        return [(out, {"sim_cycles": r["sim_cycles"], "sim_seconds": r["sim_seconds"],
-                       "wall_seconds": wall}) for out, r in zip(outs, reports)]
+        return [
+            (
+                out,
+                {
+                    "sim_cycles": r["sim_cycles"],
+                    "sim_seconds": r["sim_seconds"],
+                    "wall_seconds": wall,
+                },
+            )
+            for out, r in zip(outs, reports)
+        ]
 
     def _keep(self, log_path):
         return keep_log(self.config, log_path, self.kind, self.sim)
 
 
-def run(cfg, testcase=None, *, kind="rtl", sim=None, sources=None, toplevel="tb_top",
-        **options):
+def run(cfg, testcase=None, *, kind="rtl", sim=None, sources=None, toplevel="tb_top", **options):
     """:meth:`Simulator.run` on the simulator :func:`build` makes (or finds) for ``cfg``."""
     return build(cfg, kind, sim, sources, toplevel).run(testcase, **options)
 
@@ -278,9 +349,17 @@ def stream_programs(cfg, programs, *, kind="rtl", sim=None, sources=None, **opti
 
 def run_unit(cfg, unit, sim=None, check=True):
     """Run the cocotb unit benches of ``unit`` (``sim/test_units.py``, tests ``<unit>_*``)."""
-    return run(cfg, None, module="sim.test_units", kind=f"unit-{unit}", sim=sim,
-               sources=unit_sources(cfg, unit), toplevel=f"unit_{unit}", check=check,
-               test_filter=rf"\.{unit}_")
+    return run(
+        cfg,
+        None,
+        module="sim.test_units",
+        kind=f"unit-{unit}",
+        sim=sim,
+        sources=unit_sources(cfg, unit),
+        toplevel=f"unit_{unit}",
+        check=check,
+        test_filter=rf"\.{unit}_",
+    )
 
 
 def keep_log(cfg, log, kind="rtl", sim="verilator"):

@@ -5,8 +5,6 @@ import random
 import time
 
 import numpy as np
-
-import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
@@ -83,8 +81,9 @@ class TB:
     async def run_player(self, beats, gap=0, stall=0, seed=1, timeout_cycles=None):
         """Stream ``beats`` with the on-chip player; returns (result beats, cycles, seconds)."""
         # The harness took these file names from plusargs at time 0 (sim.runner.run).
-        prog, res = (os.path.join(os.environ["PLAYER_DIR"], name)
-                     for name in ("program.hex", "results.hex"))
+        prog, res = (
+            os.path.join(os.environ["PLAYER_DIR"], name) for name in ("program.hex", "results.hex")
+        )
         write_hex(prog, beats)
         dut = self.dut
         dut.player_en.value = 1

@@ -34,7 +34,9 @@ async def _check_matmul(tb, rng, M, K, N, requant, gap=0.0, stall=0.0, player=Fa
     bias = rng.integers(-(1 << 20), 1 << 20, N)
     beats = matmul_program(cfg, a, w, bias, requant, chunk=chunk)
     if player:
-        out, _, _ = await tb.run_player(beats, gap=gap, stall=stall, seed=int(rng.integers(1 << 30)))
+        out, _, _ = await tb.run_player(
+            beats, gap=gap, stall=stall, seed=int(rng.integers(1 << 30))
+        )
     else:
         tb.set_pauses(int(rng.integers(1 << 30)), gap, stall)
         out = await tb.run_axis(beats)
@@ -69,8 +71,9 @@ async def matmul_player(dut):
     await tb.reset()
     await _check_matmul(tb, rng, 40, 300, 23, _random_requant(rng, 23), player=True, chunk=32)
     await _check_matmul(tb, rng, 9, 64, 11, None, gap=0.2, stall=0.5, player=True)
-    await _check_matmul(tb, rng, 9, 64, 11, _random_requant(rng, 11), gap=0.5, stall=0.2,
-                        player=True, chunk=1)
+    await _check_matmul(
+        tb, rng, 9, 64, 11, _random_requant(rng, 11), gap=0.5, stall=0.2, player=True, chunk=1
+    )
 
 
 @cocotb.test()
@@ -88,17 +91,19 @@ async def corners(dut):
     bias = np.zeros(cfg.cols + 1, np.int64)
     bias[0] = (1 << 31) - 1  # wraps on the first add
     n = w.shape[1]
-    cases = [None,
-             (np.full(n, 1), np.zeros(n), np.zeros(n), np.zeros(n)),            # saturate
-             (np.full(n, (1 << 31) - 1), np.full(n, 40), np.full(n, -5), np.ones(n)),
-             (np.full(n, 1 << 30), np.full(n, 62), np.full(n, 127), np.zeros(n)),
-             (np.full(n, 3), np.full(n, 1), np.full(n, -128), np.ones(n)),
-             # the whole 32-bit multiplier: acc * mult + half passes 2**63
-             (np.full(n, (1 << 32) - 1), np.full(n, 62), np.zeros(n), np.zeros(n)),
-             (np.full(n, (1 << 32) - 1), np.full(n, 63), np.zeros(n), np.zeros(n), np.ones(n)),
-             # ties (acc / 2 and acc / 4) rounded to even
-             (np.full(n, 1), np.full(n, 1), np.zeros(n), np.zeros(n), np.ones(n)),
-             (np.full(n, 3), np.full(n, 2), np.full(n, 7), np.zeros(n), np.ones(n))]
+    cases = [
+        None,
+        (np.full(n, 1), np.zeros(n), np.zeros(n), np.zeros(n)),  # saturate
+        (np.full(n, (1 << 31) - 1), np.full(n, 40), np.full(n, -5), np.ones(n)),
+        (np.full(n, 1 << 30), np.full(n, 62), np.full(n, 127), np.zeros(n)),
+        (np.full(n, 3), np.full(n, 1), np.full(n, -128), np.ones(n)),
+        # the whole 32-bit multiplier: acc * mult + half passes 2**63
+        (np.full(n, (1 << 32) - 1), np.full(n, 62), np.zeros(n), np.zeros(n)),
+        (np.full(n, (1 << 32) - 1), np.full(n, 63), np.zeros(n), np.zeros(n), np.ones(n)),
+        # ties (acc / 2 and acc / 4) rounded to even
+        (np.full(n, 1), np.full(n, 1), np.zeros(n), np.zeros(n), np.ones(n)),
+        (np.full(n, 3), np.full(n, 2), np.full(n, 7), np.zeros(n), np.ones(n)),
+    ]
     for requant in cases:
         beats = matmul_program(cfg, a, w, bias, requant)
         out = await tb.run_axis(beats)
@@ -113,6 +118,7 @@ async def corners(dut):
 
 def _bad_programs(cfg):
     """(name, beats, expected error) for one malformed instruction each."""
+
     def prog(*instrs, end=True):
         b = Builder(cfg)
         for op, fields in instrs:
@@ -123,38 +129,80 @@ def _bad_programs(cfg):
         if end:
             b.instr(Opcode.END)
         return b.array()
+
     mm = dict(act_addr=0, weight_tile=0, acc_addr=0, m=1, accumulate=0)
     pp = dict(acc_addr=0, m=1, param_addr=0, dst_addr=0, group=0, to_stream=1, raw=0)
     return [
         ("opcode", prog((None, 0xF)), ErrorCode.BAD_OPCODE),
         ("opcode0", prog((None, 0)), ErrorCode.BAD_OPCODE),
-        ("load0", prog((Opcode.LOAD, dict(target=Target.ACT, addr=0, count=0))),
-         ErrorCode.ZERO_LENGTH),
-        ("load_act", prog((Opcode.LOAD, dict(target=Target.ACT, addr=cfg.act_depth - 1, count=2))),
-         ErrorCode.ACT_RANGE),
-        ("load_wgt", prog((Opcode.LOAD, dict(target=Target.WEIGHT, addr=cfg.weight_depth - 1,
-                                             count=cfg.rows + 1))), ErrorCode.WEIGHT_RANGE),
-        ("load_par", prog((Opcode.LOAD, dict(target=Target.SCALE, addr=cfg.param_depth, count=1))),
-         ErrorCode.PARAM_RANGE),
-        ("mm_act", prog((Opcode.MATMUL, {**mm, "act_addr": cfg.act_space - 3, "m": 4})),
-         ErrorCode.ACT_RANGE),
-        ("mm_wgt", prog((Opcode.MATMUL, {**mm, "weight_tile": cfg.weight_depth})),
-         ErrorCode.WEIGHT_RANGE),
-        ("mm_acc", prog((Opcode.MATMUL, {**mm, "acc_addr": cfg.acc_depth - 1, "m": 2})),
-         ErrorCode.ACC_RANGE),
+        (
+            "load0",
+            prog((Opcode.LOAD, dict(target=Target.ACT, addr=0, count=0))),
+            ErrorCode.ZERO_LENGTH,
+        ),
+        (
+            "load_act",
+            prog((Opcode.LOAD, dict(target=Target.ACT, addr=cfg.act_depth - 1, count=2))),
+            ErrorCode.ACT_RANGE,
+        ),
+        (
+            "load_wgt",
+            prog(
+                (
+                    Opcode.LOAD,
+                    dict(target=Target.WEIGHT, addr=cfg.weight_depth - 1, count=cfg.rows + 1),
+                )
+            ),
+            ErrorCode.WEIGHT_RANGE,
+        ),
+        (
+            "load_par",
+            prog((Opcode.LOAD, dict(target=Target.SCALE, addr=cfg.param_depth, count=1))),
+            ErrorCode.PARAM_RANGE,
+        ),
+        (
+            "mm_act",
+            prog((Opcode.MATMUL, {**mm, "act_addr": cfg.act_space - 3, "m": 4})),
+            ErrorCode.ACT_RANGE,
+        ),
+        (
+            "mm_wgt",
+            prog((Opcode.MATMUL, {**mm, "weight_tile": cfg.weight_depth})),
+            ErrorCode.WEIGHT_RANGE,
+        ),
+        (
+            "mm_acc",
+            prog((Opcode.MATMUL, {**mm, "acc_addr": cfg.acc_depth - 1, "m": 2})),
+            ErrorCode.ACC_RANGE,
+        ),
         ("mm_zero", prog((Opcode.MATMUL, {**mm, "m": 0})), ErrorCode.ZERO_LENGTH),
-        ("pp_param", prog((Opcode.POSTPROC, {**pp, "param_addr": cfg.param_depth})),
-         ErrorCode.PARAM_RANGE),
-        ("pp_group", prog((Opcode.POSTPROC, {**pp, "group": cfg.groups, "to_stream": 0})),
-         ErrorCode.BAD_GROUP),
-        ("pp_dst", prog((Opcode.POSTPROC, {**pp, "to_stream": 0, "dst_addr": cfg.act_space - 1,
-                                           "m": 2})), ErrorCode.ACT_RANGE),
-        ("pp_input", prog((Opcode.POSTPROC, {**pp, "to_stream": 0, "dst_addr": 0})),
-         ErrorCode.ACT_RANGE),
+        (
+            "pp_param",
+            prog((Opcode.POSTPROC, {**pp, "param_addr": cfg.param_depth})),
+            ErrorCode.PARAM_RANGE,
+        ),
+        (
+            "pp_group",
+            prog((Opcode.POSTPROC, {**pp, "group": cfg.groups, "to_stream": 0})),
+            ErrorCode.BAD_GROUP,
+        ),
+        (
+            "pp_dst",
+            prog((Opcode.POSTPROC, {**pp, "to_stream": 0, "dst_addr": cfg.act_space - 1, "m": 2})),
+            ErrorCode.ACT_RANGE,
+        ),
+        (
+            "pp_input",
+            prog((Opcode.POSTPROC, {**pp, "to_stream": 0, "dst_addr": 0})),
+            ErrorCode.ACT_RANGE,
+        ),
         ("end_not_last", prog((Opcode.END, {}), (Opcode.SYNC, {})), ErrorCode.END_NOT_LAST),
         ("no_end", prog((Opcode.SYNC, {}), end=False), ErrorCode.NO_END),
-        ("short_load", prog((Opcode.LOAD, dict(target=Target.ACT, addr=0, count=5)), end=False),
-         ErrorCode.NO_END),
+        (
+            "short_load",
+            prog((Opcode.LOAD, dict(target=Target.ACT, addr=0, count=5)), end=False),
+            ErrorCode.NO_END,
+        ),
     ]
 
 
@@ -172,8 +220,9 @@ async def malformed_then_good(dut):
             beats = np.concatenate([beats[:-1], junk, beats[-1:]])
         out = await tb.run_axis(beats)
         status = parse_output(tb.cfg, out, 0, 1, raw=False)[1]
-        assert status["error"] == code.value, \
+        assert status["error"] == code.value, (
             f"{name}: error {status['error']}, expected {code.name}"
+        )
         await RisingEdge(dut.clk)
         assert int(dut.error.value) == 0, "error must clear after the status packet"
         await _check_matmul(tb, rng, 3, 2 * tb.cfg.rows + 1, tb.cfg.cols + 1, None)
@@ -200,4 +249,5 @@ async def reset_mid_program(dut):
 
 def AxiStreamFrame_from(beats):
     from cocotbext.axi import AxiStreamFrame
+
     return AxiStreamFrame(beats.tobytes())

@@ -104,6 +104,7 @@ async def postproc_random(dut):
     C = cfg.cols
     rng = await _start(dut)
     from hw import isa
+
     N = cfg.postproc_stages
 
     inputs = []
@@ -113,13 +114,13 @@ async def postproc_random(dut):
             bias = rng.integers(-4, 4, C)
             mult = rng.integers(1, 4, C)
             shift = rng.integers(1, 4, C)
-        elif t % 2:   # anywhere in range
+        elif t % 2:  # anywhere in range
             acc = rng.integers(-(1 << 31), 1 << 31, C)
             acc[0] = -(1 << 31)
             bias = rng.integers(-(1 << 31), 1 << 31, C)
             mult = rng.integers(0, 1 << 32, C)
             shift = rng.integers(0, 64, C)
-        else:       # typical layers: results in and near the int8 range
+        else:  # typical layers: results in and near the int8 range
             acc = rng.integers(-(1 << 14), 1 << 14, C)
             bias = rng.integers(-(1 << 10), 1 << 10, C)
             mult = rng.integers(1 << 29, 1 << 31, C)
@@ -134,16 +135,22 @@ async def postproc_random(dut):
         dut.i_valid.value = 1
         dut.acc.value = _pack(acc, cfg.acc_bits)
         dut.bias.value = _pack(bias, 32)
-        dut.scale.value = _pack([isa.encode_scale(int(mult[c]), int(shift[c]), int(zp[c]),
-                                                  bool(relu[c]), bool(even[c]))
-                                 for c in range(C)],
-                                isa.SCALE_WORD.size)
+        dut.scale.value = _pack(
+            [
+                isa.encode_scale(
+                    int(mult[c]), int(shift[c]), int(zp[c]), bool(relu[c]), bool(even[c])
+                )
+                for c in range(C)
+            ],
+            isa.SCALE_WORD.size,
+        )
         # The output now shows the row that entered N enabled cycles ago.
         if len(inputs) >= N:
             a, b, req = inputs[-N]
             raw = ((a + b + (1 << 31)) % (1 << 32)) - (1 << 31)
-            want = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8),
-                                    raw, req)[0]
+            want = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8), raw, req)[
+                0
+            ]
             got = _unpack(dut.y.value, 8, C)
             np.testing.assert_array_equal(got, want, err_msg=f"cycle {t}")
             np.testing.assert_array_equal(_unpack(dut.raw.value, 32, C), raw)

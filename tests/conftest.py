@@ -2,8 +2,8 @@
 
 import pytest
 
-from hw.config import CoreConfig
 from host.nn.data import load_mnist
+from hw.config import CoreConfig
 
 #: Configurations the benches run on: square, the default, and non-square. Buffers are
 #: kept small so that the simulator builds stay quick.
@@ -11,8 +11,7 @@ SIM_CONFIGS = {
     "4x4": CoreConfig(rows=4, cols=4, act_kib=16, weight_kib=16, acc_kib=8),
     "8x8": CoreConfig(rows=8, cols=8, act_kib=16, weight_kib=16, acc_kib=8),
     # non-square, and the shallow post-processing pipeline
-    "3x5": CoreConfig(rows=3, cols=5, act_kib=16, weight_kib=16, acc_kib=8,
-                      deep_pipeline=False),
+    "3x5": CoreConfig(rows=3, cols=5, act_kib=16, weight_kib=16, acc_kib=8, deep_pipeline=False),
 }
 
 

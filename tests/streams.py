@@ -27,8 +27,9 @@ async def stream_monitor(ctx, stream, log, convert=lambda payload: payload):
     """Append ``(cycle, convert(payload))`` to ``log`` for every beat ``stream`` moves
     (valid and ready at a clock edge; cycle 0 is the first edge)."""
     cycle = 0
-    async for _, _, valid, ready, payload in ctx.tick().sample(stream.valid, stream.ready,
-                                                               stream.payload):
+    async for _, _, valid, ready, payload in ctx.tick().sample(
+        stream.valid, stream.ready, stream.payload
+    ):
         if valid and ready:
             log.append((cycle, convert(payload)))
         cycle += 1
@@ -40,7 +41,7 @@ def run_scenario(dut, *testbenches, monitors=(), background=()):
     block), while each monitor ``(stream, log, convert)`` records the beats of its
     stream (:func:`stream_monitor`)."""
     sim = Simulator(dut)
-    sim.add_clock(1e-8, if_exists=True)    # none for a combinational block
+    sim.add_clock(1e-8, if_exists=True)  # none for a combinational block
     for bench in testbenches:
         sim.add_testbench(bench)
     for bench in background:
@@ -53,4 +54,5 @@ def run_scenario(dut, *testbenches, monitors=(), background=()):
 def _monitor(stream, log, convert):
     async def process(ctx):
         await stream_monitor(ctx, stream, log, convert)
+
     return process

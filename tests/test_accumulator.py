@@ -19,8 +19,9 @@ from .streams import run_scenario
 
 CFGS = {
     "2x3-deep": CoreConfig(rows=2, cols=3, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1),
-    "3x2-shallow": CoreConfig(rows=3, cols=2, act_kib=1, hidden_kib=1, weight_kib=1,
-                              acc_kib=1, deep_pipeline=False),
+    "3x2-shallow": CoreConfig(
+        rows=3, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, deep_pipeline=False
+    ),
 }
 
 _rng = np.random.default_rng(5)
@@ -30,9 +31,10 @@ SCENARIOS = {
     "distance three, with gaps": [(7, 0), None, (5, 0), (7, 1), None, None, (7, 1), (5, 1)],
     "overwrite a word being added to": [(3, 1), (3, 0), (3, 1), None, (3, 0), (3, 1)],
     # mostly adds, so that a wrong sum is seldom written over before the end
-    "random": [None if _rng.random() < 0.2 else (int(_rng.integers(0, 4)),
-                                                  int(_rng.random() < 0.85))
-               for _ in range(60)],
+    "random": [
+        None if _rng.random() < 0.2 else (int(_rng.integers(0, 4)), int(_rng.random() < 0.85))
+        for _ in range(60)
+    ],
 }
 
 
@@ -46,9 +48,8 @@ def test_accumulates_like_a_dictionary(config, scenario):
     bits = psum_shape(cfg).width
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
-    def row_sum():      # at the array's limits, or anywhere between
-        return [int(rng.choice([lo, hi, int(rng.integers(lo, hi + 1))]))
-                for _ in range(cfg.cols)]
+    def row_sum():  # at the array's limits, or anywhere between
+        return [int(rng.choice([lo, hi, int(rng.integers(lo, hi + 1))])) for _ in range(cfg.cols)]
 
     sums = [row_sum() for _ in rows]
     start = {a: row_sum() for a in range(8)}

@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from hw.config import CoreConfig
 from host import accelerate
 from host.api import Accelerator
 from host.backends import BackendError
 from host.compile import CompileError
 from host.nn.qmodel import QuantError
+from hw.config import CoreConfig
 from tests.nets import fit
 
 
@@ -27,17 +27,33 @@ def _zoo():
     return {
         # widths that are not multiples of any array size here
         "784-37-10": nn.Sequential(nn.Linear(784, 37), nn.ReLU(), nn.Linear(37, 10)),
-        "flatten-784-29-13-10": nn.Sequential(nn.Flatten(), nn.Linear(784, 29), nn.ReLU(),
-                                              nn.Linear(29, 13), nn.ReLU(), nn.Linear(13, 10)),
-        "no-bias": nn.Sequential(nn.Linear(784, 24, bias=False), nn.ReLU(),
-                                 nn.Linear(24, 10, bias=False)),
-        "dropout": nn.Sequential(nn.Dropout(0.1), nn.Linear(784, 40), nn.ReLU(),
-                                 nn.Dropout(0.3), nn.Linear(40, 10)),
-        "batchnorm": nn.Sequential(nn.Linear(784, 33), nn.BatchNorm1d(33), nn.ReLU(),
-                                   nn.Linear(33, 10)),
+        "flatten-784-29-13-10": nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(784, 29),
+            nn.ReLU(),
+            nn.Linear(29, 13),
+            nn.ReLU(),
+            nn.Linear(13, 10),
+        ),
+        "no-bias": nn.Sequential(
+            nn.Linear(784, 24, bias=False), nn.ReLU(), nn.Linear(24, 10, bias=False)
+        ),
+        "dropout": nn.Sequential(
+            nn.Dropout(0.1), nn.Linear(784, 40), nn.ReLU(), nn.Dropout(0.3), nn.Linear(40, 10)
+        ),
+        "batchnorm": nn.Sequential(
+            nn.Linear(784, 33), nn.BatchNorm1d(33), nn.ReLU(), nn.Linear(33, 10)
+        ),
         "one-layer": nn.Sequential(nn.Linear(784, 10)),
-        "deep-4": nn.Sequential(nn.Linear(784, 50), nn.ReLU(), nn.Linear(50, 30), nn.ReLU(),
-                                nn.Linear(30, 20), nn.ReLU(), nn.Linear(20, 10)),
+        "deep-4": nn.Sequential(
+            nn.Linear(784, 50),
+            nn.ReLU(),
+            nn.Linear(50, 30),
+            nn.ReLU(),
+            nn.Linear(30, 20),
+            nn.ReLU(),
+            nn.Linear(20, 10),
+        ),
     }
 
 
@@ -86,11 +102,18 @@ def test_zoo_bit_exact_and_agrees_with_pytorch(mnist, images, name):
 
 @pytest.mark.rtl
 def test_a_sequential_through_the_rtl(mnist, images):
-    model = fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 19), nn.ReLU(), nn.Linear(19, 10)),
-                mnist, steps=100)
+    model = fit(
+        nn.Sequential(nn.Flatten(), nn.Linear(784, 19), nn.ReLU(), nn.Linear(19, 10)),
+        mnist,
+        steps=100,
+    )
     calib = torch.from_numpy(mnist.train_images[:300].astype(np.float32) / 255)
-    acc = accelerate(model, calib, config=CoreConfig(rows=4, cols=4, act_kib=16,
-                                                     weight_kib=16, acc_kib=8), batch=8)
+    acc = accelerate(
+        model,
+        calib,
+        config=CoreConfig(rows=4, cols=4, act_kib=16, weight_kib=16, acc_kib=8),
+        batch=8,
+    )
     x = images[0][:24]
     rtl = acc.predict(x, backend="rtl")
     np.testing.assert_array_equal(rtl.outputs, acc.golden(x), strict=True)
@@ -104,10 +127,14 @@ def test_save_and_load(tmp_path, mnist, images):
     acc.save(str(tmp_path / "net.qnpz"))
     again = Accelerator.load(str(tmp_path / "net.qnpz"))
     assert again.config == acc.config and again.batch == 16
-    np.testing.assert_array_equal(again.program.beats(acc.quantize(images[0])),
-                                  acc.program.beats(acc.quantize(images[0])), strict=True)
-    np.testing.assert_array_equal(again.predict(images[0]).outputs,
-                                  acc.predict(images[0]).outputs, strict=True)
+    np.testing.assert_array_equal(
+        again.program.beats(acc.quantize(images[0])),
+        acc.program.beats(acc.quantize(images[0])),
+        strict=True,
+    )
+    np.testing.assert_array_equal(
+        again.predict(images[0]).outputs, acc.predict(images[0]).outputs, strict=True
+    )
 
 
 def test_report(mnist):
@@ -120,7 +147,8 @@ def test_report(mnist):
     assert 0 < rep["utilization"] <= rep["busy_utilization"] <= 1
     assert rep["latency_us_at_clock"] == pytest.approx(rep["cycles"] / 128 / 50.0)
     assert rep["onchip_bytes"]["total"] == sum(
-        v for k, v in rep["onchip_bytes"].items() if k != "total")
+        v for k, v in rep["onchip_bytes"].items() if k != "total"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +158,14 @@ def small():
     return accelerate(model, torch.rand(50, 20))
 
 
-@pytest.mark.parametrize("x, error, message", [
-    (np.zeros((4, 20), np.uint8), ValueError, "inputs must be floating point"),
-    (torch.zeros(4, 21), ValueError, r"inputs must be \[N, \.\.\.\] with 20 values each"),
-    (torch.zeros(20), ValueError, r"inputs must be \[N, \.\.\.\] with 20 values each"),
-])
+@pytest.mark.parametrize(
+    "x, error, message",
+    [
+        (np.zeros((4, 20), np.uint8), ValueError, "inputs must be floating point"),
+        (torch.zeros(4, 21), ValueError, r"inputs must be \[N, \.\.\.\] with 20 values each"),
+        (torch.zeros(20), ValueError, r"inputs must be \[N, \.\.\.\] with 20 values each"),
+    ],
+)
 def test_bad_inputs_are_refused(small, x, error, message):
     with pytest.raises(error, match=message):
         small.predict(x)
@@ -148,8 +179,10 @@ def test_bad_arguments_are_refused(small):
     model = nn.Sequential(nn.Linear(20, 3))
     with pytest.raises(QuantError, match="calibration inputs are needed"):
         accelerate(model)
-    with pytest.raises(QuantError, match=re.escape("calibration must be floating-point "
-                                                   "inputs [N >= 1, ...], not torch.int64")):
+    with pytest.raises(
+        QuantError,
+        match=re.escape("calibration must be floating-point inputs [N >= 1, ...], not torch.int64"),
+    ):
         accelerate(model, torch.zeros(4, 20, dtype=torch.int64))
     with pytest.raises(QuantError, match="pass no calibration data"):
         accelerate("net.onnx", torch.zeros(4, 20))
@@ -160,6 +193,7 @@ def test_bad_arguments_are_refused(small):
 
 
 # -- ONNX ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def onnx_mlp(tmp_path_factory):
@@ -187,8 +221,11 @@ def test_infer_cli_takes_an_onnx_file(onnx_mlp, tmp_path):
     from host.cli.infer import main
 
     out = tmp_path / "r.json"
-    assert main(["--backend", "model", "--model", onnx_mlp, "--limit", "100",
-                 "--json", str(out)]) == 0
+    assert (
+        main(["--backend", "model", "--model", onnx_mlp, "--limit", "100", "--json", str(out)]) == 0
+    )
     r = json.loads(out.read_text())
     assert r["mismatches"] == 0 and r["float_accuracy"] is None
-    assert r["argmax_agreement"] == 1.0 and r["onnxruntime_int8_accuracy"] > 0.7   # 40 steps of training
+    assert (
+        r["argmax_agreement"] == 1.0 and r["onnxruntime_int8_accuracy"] > 0.7
+    )  # 40 steps of training

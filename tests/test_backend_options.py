@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from hw.config import CoreConfig
 from host.backends import BackendError, get_backend
 from host.backends.rtl import MAX_PAUSE_PROBABILITY, RtlBackend
+from hw.config import CoreConfig
 
 
 def test_model_backend_takes_no_options():
@@ -18,25 +18,33 @@ def test_model_backend_takes_no_options():
 
 @pytest.mark.parametrize("name", ["rtl", "gate"])
 def test_unknown_rtl_option(name):
-    with pytest.raises(BackendError, match=f"the {name} backend takes only sim, gap, stall, "
-                                           f"seed; not gapp"):
+    with pytest.raises(
+        BackendError, match=f"the {name} backend takes only sim, gap, stall, seed; not gapp"
+    ):
         get_backend(name, CoreConfig(), gapp=0.1)
 
 
 @pytest.mark.parametrize("option", ["gap", "stall"])
-@pytest.mark.parametrize("value", [1.0, 0.99, 0.91, -0.5, float("nan"), float("inf"), "0.1",
-                                   True, None])
+@pytest.mark.parametrize(
+    "value", [1.0, 0.99, 0.91, -0.5, float("nan"), float("inf"), "0.1", True, None]
+)
 def test_pause_probabilities_out_of_range(option, value):
-    with pytest.raises(BackendError, match=re.escape(
+    with pytest.raises(
+        BackendError,
+        match=re.escape(
             f"rtl backend: {option} must be a probability in [0, {MAX_PAUSE_PROBABILITY}], "
-            f"not {value!r}")):
+            f"not {value!r}"
+        ),
+    ):
         RtlBackend(CoreConfig(), **{option: value})
 
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5, "7", False])
 def test_seed_out_of_range(seed):
-    with pytest.raises(BackendError, match=re.escape(
-            f"rtl backend: seed must be an integer in [0, 2**32), not {seed!r}")):
+    with pytest.raises(
+        BackendError,
+        match=re.escape(f"rtl backend: seed must be an integer in [0, 2**32), not {seed!r}"),
+    ):
         RtlBackend(CoreConfig(), seed=seed)
 
 

@@ -3,15 +3,15 @@
 import numpy as np
 import pytest
 
-from hw.config import CoreConfig
-from hw.isa import Opcode, Target
 from host import golden
 from host.backends import BackendError, get_backend
 from host.backends.model import Machine
-from host.compile import compile_model
 from host.backends.model.cycles import predict
+from host.compile import compile_model
 from host.nn.data import load_mnist
 from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_model
+from hw.config import CoreConfig
+from hw.isa import Opcode, Target
 from sim import runner
 
 from .conftest import SIM_CONFIGS
@@ -25,13 +25,26 @@ def _programs(cfg):
         q = random_quantized_model(sizes, seed=n)
         x = np.random.default_rng(n).integers(-128, 128, (n, sizes[0])).astype(np.int8)
         progs.append(compile_model(q, cfg, batch).beats(x))
-    progs.append(_prog(cfg, *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 6,
-                       (Opcode.POSTPROC, dict(PP, m=2), 0),
-                       (Opcode.POSTPROC, dict(PP, m=3, raw=1), 0), (Opcode.SYNC, {}, 0),
-                       (Opcode.LOAD, dict(target=Target.BIAS, addr=0, count=2), 2),
-                       (Opcode.MATMUL, dict(MM, m=1), 0), (Opcode.END, {}, 0)))
-    progs.append(_prog(cfg, (Opcode.MATMUL, dict(MM, m=30), 0),
-                       (Opcode.MATMUL, dict(MM, m=0), 0), (Opcode.END, {}, 0)))
+    progs.append(
+        _prog(
+            cfg,
+            *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 6,
+            (Opcode.POSTPROC, dict(PP, m=2), 0),
+            (Opcode.POSTPROC, dict(PP, m=3, raw=1), 0),
+            (Opcode.SYNC, {}, 0),
+            (Opcode.LOAD, dict(target=Target.BIAS, addr=0, count=2), 2),
+            (Opcode.MATMUL, dict(MM, m=1), 0),
+            (Opcode.END, {}, 0),
+        )
+    )
+    progs.append(
+        _prog(
+            cfg,
+            (Opcode.MATMUL, dict(MM, m=30), 0),
+            (Opcode.MATMUL, dict(MM, m=0), 0),
+            (Opcode.END, {}, 0),
+        )
+    )
     progs.append(_prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=9), 4)))
     return progs
 

@@ -20,11 +20,11 @@ def test_cached_makes_once_per_key(tmp_path):
         target.write_text(f"version {len(made)}")
 
     assert build.cached(target, "k1", make) == target and len(made) == 1
-    assert build.cached(target, "k1", make) == target and len(made) == 1   # up to date
+    assert build.cached(target, "k1", make) == target and len(made) == 1  # up to date
     assert (tmp_path / "out" / "a.v.hash").read_text() == "k1"
-    build.cached(target, "k2", make)                                       # a new key
+    build.cached(target, "k2", make)  # a new key
     assert len(made) == 2 and target.read_text() == "version 2"
-    target.unlink()                                                        # target gone
+    target.unlink()  # target gone
     build.cached(target, "k2", make)
     assert len(made) == 3
 
@@ -39,7 +39,7 @@ def test_cached_failed_make_leaves_no_stamp(tmp_path):
     build.cached(target, "k1", lambda: target.write_text("good"))
     with pytest.raises(build.SimError, match="tool failed"):
         build.cached(target, "k2", fail)
-    assert not (tmp_path / "a.v.hash").exists()     # so the next call makes it again
+    assert not (tmp_path / "a.v.hash").exists()  # so the next call makes it again
     assert build.cached(target, "k2", lambda: target.write_text("good")).read_text() == "good"
     with pytest.raises(build.SimError, match=r"building .*b\.v did not write it"):
         build.cached(tmp_path / "b.v", "k", lambda: None)
@@ -80,9 +80,9 @@ def test_build_and_run_leave_os_environ_alone(tmp_path, monkeypatch):
     a = rng.integers(-128, 128, (3, 5), dtype=np.int8)
     w = rng.integers(-128, 128, (5, 3), dtype=np.int8)
     bias = np.arange(3)
-    (out, report), = simulator.stream([matmul_program(cfg, a, w, bias)])
+    ((out, report),) = simulator.stream([matmul_program(cfg, a, w, bias)])
     got, status = parse_output(cfg, out, 3, 3, raw=True)
     np.testing.assert_array_equal(got, reference_matmul(a, w, bias), strict=True)
     assert status["error"] == 0 and report["sim_cycles"] > status["cycles"] > 0
     assert dict(os.environ) == before
-    assert runner.build(cfg) == simulator       # found built: the same simulator
+    assert runner.build(cfg) == simulator  # found built: the same simulator

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from hw.config import CoreConfig
 from host import run
 from host.backends import get_backend
 from host.cli import bench, infer, quantize
 from host.compile import compile_model
-from host.nn.qmodel import random_quantized_model
 from host.nn.checkpoint import Mlp, save_checkpoint
+from host.nn.qmodel import random_quantized_model
+from hw.config import CoreConfig
 
 #: a model path that would fail later: the option errors must come first
 MISSING_MODEL = "no/such/model.pt"
@@ -23,25 +23,34 @@ def _error(capsys, main, args):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: "), err
-    return err[len("error: "):-1]
+    return err[len("error: ") : -1]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--shard", "0"], "--shard must be positive, not 0"),
-    (["--shard", "-64"], "--shard must be positive, not -64"),
-    (["--workers", "0"], "--workers must be positive, not 0"),
-    (["--batch", "0"], "--batch must be positive, not 0"),
-    (["--batch", "-8"], "--batch must be positive, not -8"),
-    (["--limit", "-1"], "--limit must be positive, not -1"),
-    (["--clock-mhz", "0"], "--clock-mhz must be a positive finite number of MHz, not 0.0"),
-    (["--clock-mhz", "-100"], "--clock-mhz must be a positive finite number of MHz, not -100.0"),
-    (["--clock-mhz", "nan"], "--clock-mhz must be a positive finite number of MHz, not nan"),
-    (["--clock-mhz", "inf"], "--clock-mhz must be a positive finite number of MHz, not inf"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shard", "0"], "--shard must be positive, not 0"),
+        (["--shard", "-64"], "--shard must be positive, not -64"),
+        (["--workers", "0"], "--workers must be positive, not 0"),
+        (["--batch", "0"], "--batch must be positive, not 0"),
+        (["--batch", "-8"], "--batch must be positive, not -8"),
+        (["--limit", "-1"], "--limit must be positive, not -1"),
+        (["--clock-mhz", "0"], "--clock-mhz must be a positive finite number of MHz, not 0.0"),
+        (
+            ["--clock-mhz", "-100"],
+            "--clock-mhz must be a positive finite number of MHz, not -100.0",
+        ),
+        (["--clock-mhz", "nan"], "--clock-mhz must be a positive finite number of MHz, not nan"),
+        (["--clock-mhz", "inf"], "--clock-mhz must be a positive finite number of MHz, not inf"),
+    ],
+)
 def test_infer_options(tmp_path, capsys, args, message):
     out = tmp_path / "r.json"
-    err = _error(capsys, infer.main, ["--backend", "model", "--model", MISSING_MODEL,
-                                      "--json", str(out), *args])
+    err = _error(
+        capsys,
+        infer.main,
+        ["--backend", "model", "--model", MISSING_MODEL, "--json", str(out), *args],
+    )
     assert err == message
     assert not list(tmp_path.iterdir())
 
@@ -49,17 +58,22 @@ def test_infer_options(tmp_path, capsys, args, message):
 def _json_cases(tmp_path):
     (tmp_path / "file").write_text("x")
     (tmp_path / "dir").mkdir()
-    return [(tmp_path / "dir", f"{tmp_path}/dir: is a directory"),
-            (tmp_path / "file" / "r.json",
-             f"{tmp_path}/file/r.json: cannot create a directory under {tmp_path}/file, "
-             f"which is not a directory")]
+    return [
+        (tmp_path / "dir", f"{tmp_path}/dir: is a directory"),
+        (
+            tmp_path / "file" / "r.json",
+            f"{tmp_path}/file/r.json: cannot create a directory under {tmp_path}/file, "
+            f"which is not a directory",
+        ),
+    ]
 
 
 @pytest.mark.parametrize("case", [0, 1])
 def test_infer_json_is_checked_before_the_run(tmp_path, capsys, case):
     path, message = _json_cases(tmp_path)[case]
-    err = _error(capsys, infer.main, ["--backend", "model", "--model", MISSING_MODEL,
-                                      "--json", str(path)])
+    err = _error(
+        capsys, infer.main, ["--backend", "model", "--model", MISSING_MODEL, "--json", str(path)]
+    )
     assert err == f"--json {message}"
 
 
@@ -67,8 +81,11 @@ def test_infer_json_is_checked_before_the_run(tmp_path, capsys, case):
 def test_infer_json_in_a_read_only_directory(tmp_path, capsys):
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o555)
-    err = _error(capsys, infer.main, ["--backend", "model", "--model", MISSING_MODEL,
-                                      "--json", str(ro / "r.json")])
+    err = _error(
+        capsys,
+        infer.main,
+        ["--backend", "model", "--model", MISSING_MODEL, "--json", str(ro / "r.json")],
+    )
     assert err.startswith(f"--json {ro}/r.json: cannot write in {ro}")
 
 
@@ -77,8 +94,11 @@ def test_infer_json_in_a_read_only_directory(tmp_path, capsys):
 def test_quantize_outputs_are_checked_before_the_run(tmp_path, capsys, option, case):
     path, message = _json_cases(tmp_path)[case]
     other = "--out" if option == "--json" else "--json"
-    err = _error(capsys, quantize.main, ["--model", MISSING_MODEL, option, str(path),
-                                         other, str(tmp_path / "other")])
+    err = _error(
+        capsys,
+        quantize.main,
+        ["--model", MISSING_MODEL, option, str(path), other, str(tmp_path / "other")],
+    )
     assert err == f"{option} {message}"
     assert not (tmp_path / "other").exists()
 
@@ -96,19 +116,33 @@ def test_quantize_refuses_nan_weights(tmp_path, capsys):
     with torch.no_grad():
         model.net[2].weight[1, 1] = float("inf")
     save_checkpoint(model, {"sizes": [784, 16, 10]}, str(tmp_path / "inf.pt"))
-    err = _error(capsys, quantize.main, ["--model", str(tmp_path / "inf.pt"),
-                                         "--out", str(tmp_path / "q.qnpz"),
-                                         "--json", str(tmp_path / "r.json")])
-    assert err == f"{tmp_path}/inf.pt: layer Linear at net.2 (aten.linear, graph node 2) has " \
-                  f"non-finite weights (NaN or inf)"
+    err = _error(
+        capsys,
+        quantize.main,
+        [
+            "--model",
+            str(tmp_path / "inf.pt"),
+            "--out",
+            str(tmp_path / "q.qnpz"),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+    )
+    assert (
+        err == f"{tmp_path}/inf.pt: layer Linear at net.2 (aten.linear, graph node 2) has "
+        f"non-finite weights (NaN or inf)"
+    )
     assert sorted(os.listdir(tmp_path)) == ["inf.pt"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--workers", "0"], "--workers must be positive, not 0"),
-    (["--clock-mhz", "-77"], "--clock-mhz must be a positive finite number of MHz, not -77.0"),
-    (["--clock-mhz", "nan"], "--clock-mhz must be a positive finite number of MHz, not nan"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers", "0"], "--workers must be positive, not 0"),
+        (["--clock-mhz", "-77"], "--clock-mhz must be a positive finite number of MHz, not -77.0"),
+        (["--clock-mhz", "nan"], "--clock-mhz must be a positive finite number of MHz, not nan"),
+    ],
+)
 def test_bench_options(tmp_path, capsys, args, message):
     err = _error(capsys, bench.main, ["--size", "quick", "--out", str(tmp_path / "b"), *args])
     assert err == message

@@ -7,16 +7,19 @@ import numpy as np
 import pytest
 
 import host.matmul
-from hw.config import CoreConfig
 from host import golden
 from host.backends import get_backend
 from host.compile import CompileError, compile_matmul, compile_model, max_batch
 from host.matmul import matmul
 from host.nn.qmodel import random_quantized_model
+from hw.config import CoreConfig
 
 CONFIGS = {
-    "8x8": CoreConfig(), "4x4": CoreConfig(rows=4, cols=4), "3x5": CoreConfig(rows=3, cols=5),
-    "4x8": CoreConfig(rows=4, cols=8), "8x4": CoreConfig(rows=8, cols=4),
+    "8x8": CoreConfig(),
+    "4x4": CoreConfig(rows=4, cols=4),
+    "3x5": CoreConfig(rows=3, cols=5),
+    "4x8": CoreConfig(rows=4, cols=8),
+    "8x4": CoreConfig(rows=8, cols=4),
     "2x16": CoreConfig(rows=2, cols=16),
 }
 
@@ -47,7 +50,7 @@ def test_batch_one_and_partial_batches():
 
 
 def test_weights_streamed_when_they_do_not_fit():
-    cfg = CoreConfig(rows=4, cols=4, weight_kib=1)          # 64 tiles
+    cfg = CoreConfig(rows=4, cols=4, weight_kib=1)  # 64 tiles
     prog, res = _check(cfg, (100, 40, 10), n=9, batch=4)
     assert not prog.header["weights_resident"] and prog.header["weight_tiles"] > 64
     prog2, _ = _check(CoreConfig(rows=4, cols=4), (100, 40, 10), n=9, batch=4)
@@ -60,8 +63,11 @@ def test_batch_limits():
     limit = max_batch(q, cfg)
     assert 0 < limit < 64
     compile_model(q, cfg, limit)
-    with pytest.raises(CompileError, match=rf"batch {limit + 1} needs .* input words, the "
-                                           rf"buffer has 4096; use a batch of at most {limit}"):
+    with pytest.raises(
+        CompileError,
+        match=rf"batch {limit + 1} needs .* input words, the "
+        rf"buffer has 4096; use a batch of at most {limit}",
+    ):
         compile_model(q, cfg, limit + 1)
     with pytest.raises(CompileError, match="batch must be between 1 and 1023, not 0"):
         compile_model(q, cfg, 0)
@@ -87,10 +93,10 @@ def test_matmul_api(name):
 
 def test_matmul_any_m_picks_a_batch_that_fits():
     """M beyond what one batch can hold: the API picks the largest batch that fits."""
-    cfg = CoreConfig(rows=4, cols=4, act_kib=1, acc_kib=1)   # 256 input, 64 acc words
+    cfg = CoreConfig(rows=4, cols=4, act_kib=1, acc_kib=1)  # 256 input, 64 acc words
     rng = np.random.default_rng(1)
     b = rng.integers(-128, 128, (100, 20), dtype=np.int8)
-    assert compile_matmul((1000, 100), b, None, cfg).batch == 5     # 2 * 25 words a row
+    assert compile_matmul((1000, 100), b, None, cfg).batch == 5  # 2 * 25 words a row
     assert compile_matmul((3, 100), b, None, cfg).batch == 3
     for m in (1, 5, 6, 23):
         a = rng.integers(-128, 128, (m, 100), dtype=np.int8)
@@ -114,68 +120,112 @@ MATMUL_REFUSALS = [
     (dict(a=np.zeros((2, 3), np.int16)), r"a must be a 2-D int8 array, not int16 \[2, 3\]"),
     (dict(a=np.zeros(3, np.int8)), r"a must be a 2-D int8 array, not int8 \[3\]"),
     (dict(a=np.zeros((0, 3), np.int8)), r"a has no rows \(M = 0\)"),
-    (dict(a=np.zeros((2, 0), np.int8), b=np.zeros((0, 4), np.int8)),
-     r"a has no columns \(K = 0\)"),
+    (dict(a=np.zeros((2, 0), np.int8), b=np.zeros((0, 4), np.int8)), r"a has no columns \(K = 0\)"),
     (dict(b=np.zeros((3, 0), np.int8)), r"b has no columns \(N = 0\)"),
     (dict(b=np.zeros(3, np.int8)), r"b must be a 2-D int8 array \[K, N\], not int8 array \[3\]"),
-    (dict(b=np.zeros((3, 4, 1), np.int8)), r"b must be a 2-D int8 array \[K, N\], not int8 "
-                                            r"array \[3, 4, 1\]"),
+    (
+        dict(b=np.zeros((3, 4, 1), np.int8)),
+        r"b must be a 2-D int8 array \[K, N\], not int8 "
+        r"array \[3, 4, 1\]",
+    ),
     (dict(b=np.zeros((3, 4), np.uint8)), r"b must be a 2-D int8 array"),
     (dict(b=np.zeros((5, 4), np.int8)), r"a has 3 columns but b has 5 rows"),
     (dict(bias=np.array([1.0, 2, 3, 4])), r"bias must be an integer array \[4\], not float64"),
     (dict(bias=[1, 2, 3, 4]), r"bias must be an integer array \[4\], not list"),
     (dict(bias=np.zeros(3, np.int32)), r"bias must be an integer array \[4\], not int32 array"),
     (dict(bias=np.array([True] * 4)), r"bias must be an integer array \[4\], not bool"),
-    (dict(bias=np.array([2**31, 0, 0, 0], np.uint64)),
-     r"bias must fit int32 \(-2147483648\.\.2147483647\), not 2147483648"),
-    (dict(bias=np.array([-2**31 - 1, 0, 0, 0])), r"bias must fit int32 .*, not -2147483649"),
-    (dict(requant=(1, 1, 0)), r"requant must be \(mult, shift, zero_point, relu\) or None, "
-                              r"not tuple"),
+    (
+        dict(bias=np.array([2**31, 0, 0, 0], np.uint64)),
+        r"bias must fit int32 \(-2147483648\.\.2147483647\), not 2147483648",
+    ),
+    (dict(bias=np.array([-(2**31) - 1, 0, 0, 0])), r"bias must fit int32 .*, not -2147483649"),
+    (
+        dict(requant=(1, 1, 0)),
+        r"requant must be \(mult, shift, zero_point, relu\) or None, "
+        r"not tuple",
+    ),
     (dict(requant="x"), r"requant must be \(mult, shift, zero_point, relu\) or None"),
-    (dict(requant=(0.5, 1, 0, False)), r"requant mult must be an integer or an integer array "
-                                       r"\[4\], not float 0\.5"),
-    (dict(requant=(np.ones(3, np.int64), 1, 0, False)), r"requant mult must be .*not int64 "
-                                                         r"array \[3\]"),
+    (
+        dict(requant=(0.5, 1, 0, False)),
+        r"requant mult must be an integer or an integer array "
+        r"\[4\], not float 0\.5",
+    ),
+    (
+        dict(requant=(np.ones(3, np.int64), 1, 0, False)),
+        r"requant mult must be .*not int64 "
+        r"array \[3\]",
+    ),
     (dict(requant=(True, 1, 0, False)), r"requant mult must be an integer .*not bool True"),
-    (dict(requant=(2**32, 1, 0, False)), r"requant mult must be in 0\.\.4294967295, not "
-                                         r"4294967296"),
+    (
+        dict(requant=(2**32, 1, 0, False)),
+        r"requant mult must be in 0\.\.4294967295, not "
+        r"4294967296",
+    ),
     (dict(requant=(-1, 1, 0, False)), r"requant mult must be in 0\.\.4294967295, not -1"),
     (dict(requant=(1, 64, 0, False)), r"requant shift must be in 0\.\.63, not 64"),
-    (dict(requant=(1, np.array([1, 2, 3, -1]), 0, False)), r"requant shift must be in "
-                                                            r"0\.\.63, not -1"),
+    (
+        dict(requant=(1, np.array([1, 2, 3, -1]), 0, False)),
+        r"requant shift must be in "
+        r"0\.\.63, not -1",
+    ),
     (dict(requant=(1, 1.0, 0, False)), r"requant shift must be an integer"),
-    (dict(requant=(1, 1, 2.7, False)), r"requant zero_point must be an integer in -128\.\.127, "
-                                       r"not float 2\.7"),
-    (dict(requant=(1, 1, 128, False)), r"requant zero_point must be an integer in -128\.\.127, "
-                                       r"not int 128"),
-    (dict(requant=(1, 1, np.zeros(4, np.int8), False)), r"requant zero_point must be an "
-                                                         r"integer"),
+    (
+        dict(requant=(1, 1, 2.7, False)),
+        r"requant zero_point must be an integer in -128\.\.127, "
+        r"not float 2\.7",
+    ),
+    (
+        dict(requant=(1, 1, 128, False)),
+        r"requant zero_point must be an integer in -128\.\.127, "
+        r"not int 128",
+    ),
+    (
+        dict(requant=(1, 1, np.zeros(4, np.int8), False)),
+        r"requant zero_point must be an "
+        r"integer",
+    ),
     (dict(requant=(1, 1, 0, "no")), r"requant relu must be a bool, not str 'no'"),
     (dict(requant=(1, 1, 0, 1)), r"requant relu must be a bool, not int 1"),
-    (dict(requant=_RQ, rounding="nearest"), r"rounding must be 'half_up' or 'half_even', "
-                                             r"not 'nearest'"),
+    (
+        dict(requant=_RQ, rounding="nearest"),
+        r"rounding must be 'half_up' or 'half_even', "
+        r"not 'nearest'",
+    ),
     (dict(rounding=None), r"rounding must be 'half_up' or 'half_even', not NoneType None"),
     (dict(backend="fpga"), r"backend must be one of model, rtl, gate, not 'fpga'"),
     (dict(config={"rows": 4}), r"config must be a CoreConfig, not dict"),
-    (dict(a=np.zeros((2, 70000), np.int8), b=np.zeros((70000, 3), np.int8)),
-     r"K = 70000 needs 8750 input words per row, twice that \(17500\) with the next batch's "
-     r"inputs loading beside them; the 8x8 core's input buffer holds 16384 words \(K up to "
-     r"65536\)"),
-    (dict(b=np.zeros((3, 2000), np.int8)), r"N = 2000 needs 250 parameter words; the 8x8 "
-                                           r"core's parameter buffer holds 128 words \(N up to "
-                                           r"1024\)"),
-    (dict(b=np.zeros((3, 20000), np.int8), config=CoreConfig(param_depth=1024)),
-     r"N = 20000 needs 2500 accumulator words per row; the 8x8 core's accumulator buffer "
-     r"holds 2048 words \(N up to 16384\)"),
-    (dict(a=np.zeros((1, 300), np.int8), b=np.zeros((300, 300), np.int8),
-          config=CoreConfig(rows=4, cols=4, weight_kib=1, queue_depth=64)),
-     r"K x N = 300 x 300 takes 5625 weight tiles; the 4x4 core's weight buffer holds 64, too "
-     r"few to stream them \(at least 74\)"),
+    (
+        dict(a=np.zeros((2, 70000), np.int8), b=np.zeros((70000, 3), np.int8)),
+        r"K = 70000 needs 8750 input words per row, twice that \(17500\) with the next batch's "
+        r"inputs loading beside them; the 8x8 core's input buffer holds 16384 words \(K up to "
+        r"65536\)",
+    ),
+    (
+        dict(b=np.zeros((3, 2000), np.int8)),
+        r"N = 2000 needs 250 parameter words; the 8x8 "
+        r"core's parameter buffer holds 128 words \(N up to "
+        r"1024\)",
+    ),
+    (
+        dict(b=np.zeros((3, 20000), np.int8), config=CoreConfig(param_depth=1024)),
+        r"N = 20000 needs 2500 accumulator words per row; the 8x8 core's accumulator buffer "
+        r"holds 2048 words \(N up to 16384\)",
+    ),
+    (
+        dict(
+            a=np.zeros((1, 300), np.int8),
+            b=np.zeros((300, 300), np.int8),
+            config=CoreConfig(rows=4, cols=4, weight_kib=1, queue_depth=64),
+        ),
+        r"K x N = 300 x 300 takes 5625 weight tiles; the 4x4 core's weight buffer holds 64, too "
+        r"few to stream them \(at least 74\)",
+    ),
 ]
 
 
-@pytest.mark.parametrize("kwargs, message", MATMUL_REFUSALS,
-                         ids=[m[:40] for _, m in MATMUL_REFUSALS])
+@pytest.mark.parametrize(
+    "kwargs, message", MATMUL_REFUSALS, ids=[m[:40] for _, m in MATMUL_REFUSALS]
+)
 def test_matmul_refusals(kwargs, message):
     args = {"a": _A, "b": _B, **kwargs}
     with pytest.raises(CompileError, match=message):
@@ -183,8 +233,11 @@ def test_matmul_refusals(kwargs, message):
 
 
 def test_compile_matmul_refusals():
-    with pytest.raises(CompileError, match=r"a_shape_or_k must be K or the shape \(M, K\) of "
-                                           r"a, not float 3\.0"):
+    with pytest.raises(
+        CompileError,
+        match=r"a_shape_or_k must be K or the shape \(M, K\) of "
+        r"a, not float 3\.0",
+    ):
         compile_matmul(3.0, _B, None, CoreConfig())
     with pytest.raises(CompileError, match=r"config must be a CoreConfig, not NoneType"):
         compile_matmul(3, _B, None, None)
@@ -195,8 +248,9 @@ def test_compile_matmul_refusals():
 def test_round_even_network():
     """A network whose layers round half to even, against the golden model."""
     q = random_quantized_model((37, 19, 5), seed=4)
-    q = dataclasses.replace(q, layers=tuple(dataclasses.replace(ly, round_even=True)
-                                            for ly in q.layers))
+    q = dataclasses.replace(
+        q, layers=tuple(dataclasses.replace(ly, round_even=True) for ly in q.layers)
+    )
     x = np.random.default_rng(4).integers(-128, 128, (11, 37)).astype(np.int8)
     res = get_backend("model", CoreConfig()).run(compile_model(q, CoreConfig(), 4), x)
     np.testing.assert_array_equal(res.outputs, golden.run(q, x), strict=True)

@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from host.backends.model.cycles import predict
 from hw.config import CoreConfig
 from hw.isa import ErrorCode, Opcode, Target
-from host.backends.model.cycles import predict
 from sim.programs import Builder
 
 
@@ -23,8 +23,12 @@ PP = dict(acc_addr=0, param_addr=0, dst_addr=0, group=0, to_stream=1, raw=0)
 
 def test_load_matmul_end():
     cfg = CoreConfig()
-    beats = _prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
-                  (Opcode.MATMUL, dict(MM, m=3), 0), (Opcode.END, {}, 0))
+    beats = _prog(
+        cfg,
+        (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
+        (Opcode.MATMUL, dict(MM, m=3), 0),
+        (Opcode.END, {}, 0),
+    )
     # header 0, data 1, MATMUL pushed 2, popped 3, rows 4..6, idle at 6 + L + 1
     assert cfg.array_latency == 20
     st = predict(cfg, beats)
@@ -34,8 +38,12 @@ def test_load_matmul_end():
 
 def test_kind_switch_and_queue_full():
     cfg = CoreConfig(rows=4, cols=4, queue_depth=2)
-    beats = _prog(cfg, *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 4,
-                  (Opcode.POSTPROC, dict(PP, m=2), 0), (Opcode.END, {}, 0))
+    beats = _prog(
+        cfg,
+        *[(Opcode.MATMUL, dict(MM, m=10), 0)] * 4,
+        (Opcode.POSTPROC, dict(PP, m=2), 0),
+        (Opcode.END, {}, 0),
+    )
     # L = 12 after a MATMUL, 11 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
     # pops 1, 11, 21, 31 (each at the previous one's last row); MATMULs end at 41.
     # POSTPROC pushed at 22 (after pop2), popped at 41 + 12 + 1 = 54, rows 55..56;
@@ -47,8 +55,7 @@ def test_kind_switch_and_queue_full():
 
 def test_errors_stop_counting_at_tlast():
     cfg = CoreConfig()
-    beats = _prog(cfg, (Opcode.MATMUL, dict(MM, m=0), 0), (Opcode.SYNC, {}, 0),
-                  (Opcode.END, {}, 0))
+    beats = _prog(cfg, (Opcode.MATMUL, dict(MM, m=0), 0), (Opcode.SYNC, {}, 0), (Opcode.END, {}, 0))
     st = predict(cfg, beats)
     assert st["error"] == ErrorCode.ZERO_LENGTH.value and st["cycles"] == 3
     st = predict(cfg, beats[:-1])
@@ -62,8 +69,12 @@ def test_framing_end_must_carry_tlast():
     """A frame is one program: END before the frame's last beat is an error, and the
     beats after it (even a whole valid program) are discarded up to tlast."""
     cfg = CoreConfig()
-    good = _prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
-                 (Opcode.MATMUL, dict(MM, m=3), 0), (Opcode.END, {}, 0))
+    good = _prog(
+        cfg,
+        (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
+        (Opcode.MATMUL, dict(MM, m=3), 0),
+        (Opcode.END, {}, 0),
+    )
     st = predict(cfg, np.concatenate([good, good]))
     # the first END is taken at once (beat 4 of 8 at cycle 3), the 4 beats after it are
     # discarded one a cycle: counting stops at cycle 3 + 4

@@ -45,8 +45,11 @@ def test_bad_magic(tmp_path):
     _write_set(tmp_path)
     p = tmp_path / "train-labels-idx1-ubyte"
     p.write_bytes((1234).to_bytes(4, "big") + p.read_bytes()[4:])
-    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: bad magic number 1234, "
-                                        r"expected 2049"):
+    with pytest.raises(
+        DataError,
+        match=r"train-labels-idx1-ubyte: bad magic number 1234, "
+        r"expected 2049",
+    ):
         load_mnist(str(tmp_path))
 
 
@@ -54,8 +57,11 @@ def test_truncated(tmp_path):
     _write_set(tmp_path)
     p = tmp_path / "t10k-images-idx3-ubyte"
     p.write_bytes(p.read_bytes()[:-10])
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: truncated: 3126 data bytes, "
-                                        r"expected 3136"):
+    with pytest.raises(
+        DataError,
+        match=r"t10k-images-idx3-ubyte: truncated: 3126 data bytes, "
+        r"expected 3136",
+    ):
         load_mnist(str(tmp_path))
 
 
@@ -99,15 +105,28 @@ def test_embedded_split_is_balanced_and_deterministic():
 
 
 def test_cli_reports_bad_data_dir(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "host", "train", "--data-dir", str(tmp_path),
-                          "--out", str(tmp_path / "m.pt")], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "host",
+            "train",
+            "--data-dir",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m.pt"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2
     assert "train-images-idx3-ubyte: no such file" in res.stderr
     assert not (tmp_path / "m.pt").exists()
 
 
-@pytest.mark.parametrize("split, name", [("train", "train-images-idx3-ubyte"),
-                                         ("t10k", "t10k-images-idx3-ubyte")])
+@pytest.mark.parametrize(
+    "split, name", [("train", "train-images-idx3-ubyte"), ("t10k", "t10k-images-idx3-ubyte")]
+)
 def test_file_without_images(tmp_path, split, name):
     _write_set(tmp_path, **{"n_train" if split == "train" else "n_test": 0})
     with pytest.raises(DataError, match=f"{name}: holds no images \\(its count is 0\\)"):
@@ -124,12 +143,18 @@ def test_file_without_labels(tmp_path):
 def test_clis_report_an_empty_split(tmp_path, command):
     _write_set(tmp_path, n_test=0)
     out = tmp_path / "out"
-    args = {"train": ["--out", str(out)], "quantize": ["--out", str(out)],
-            "infer": ["--backend", "model", "--json", str(out)]}[command]
-    res = subprocess.run([sys.executable, "-m", "host", command, "--data-dir", str(tmp_path),
-                          *args],
-                         capture_output=True, text=True)
+    args = {
+        "train": ["--out", str(out)],
+        "quantize": ["--out", str(out)],
+        "infer": ["--backend", "model", "--json", str(out)],
+    }[command]
+    res = subprocess.run(
+        [sys.executable, "-m", "host", command, "--data-dir", str(tmp_path), *args],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2
-    assert res.stderr.splitlines() == [f"error: {tmp_path}/t10k-images-idx3-ubyte: holds no "
-                                       f"images (its count is 0)"]
+    assert res.stderr.splitlines() == [
+        f"error: {tmp_path}/t10k-images-idx3-ubyte: holds no images (its count is 0)"
+    ]
     assert not out.exists()

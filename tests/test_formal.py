@@ -28,8 +28,9 @@ def _report(result):
 
 #: The long bounded liveness proofs first, so that two workers finish together.
 ORDER = sorted(formal.PROOFS, key=lambda proof: not proof.startswith("input_live"))
-RUNS = [(proof, config) for proof in ORDER for config in formal.CONFIGS
-        if formal.applies(proof, config)]
+RUNS = [
+    (proof, config) for proof in ORDER for config in formal.CONFIGS if formal.applies(proof, config)
+]
 
 
 @pytest.mark.formal
@@ -52,8 +53,7 @@ def test_broken_variant_fails(fault, tmp_path):
 def test_stall_bound_too_small_fails(tmp_path):
     # the longest stall with the output ready every WAIT_EVERY cycles is within
     # TOO_SMALL cycles of the bound: the bound is not vacuous
-    result = formal.run("input_live_wait", "2x2-shallow", root=tmp_path,
-                        bound_cut=formal.TOO_SMALL)
+    result = formal.run("input_live_wait", "2x2-shallow", root=tmp_path, bound_cut=formal.TOO_SMALL)
     assert result.status == "FAIL", _report(result)
     assert "s_axis_tready low at most stall_bound cycles" in result.failed, _report(result)
 
@@ -89,14 +89,22 @@ def test_write_gives_the_design_and_the_sby_file(tmp_path):
     assert "mode bmc\n" in (broken / "error_sticky.sby").read_text()
 
 
-@pytest.mark.parametrize("args, message", [
-    (("nope", "2x2-deep"), "proof must be one of axis_out, input_live, input_live_wait, "
-                           "error_sticky, status_frame, not 'nope'"),
-    (("input_live_wait", "2x2-deep"), "proof input_live_wait does not apply to "
-                                      "configuration 2x2-deep"),
-    (("axis_out", "9x9"), "configuration must be one of .*, not '9x9'"),
-    (("axis_out", "2x2-deep", "nope"), "fault must be one of .*, not 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("nope", "2x2-deep"),
+            "proof must be one of axis_out, input_live, input_live_wait, "
+            "error_sticky, status_frame, not 'nope'",
+        ),
+        (
+            ("input_live_wait", "2x2-deep"),
+            "proof input_live_wait does not apply to configuration 2x2-deep",
+        ),
+        (("axis_out", "9x9"), "configuration must be one of .*, not '9x9'"),
+        (("axis_out", "2x2-deep", "nope"), "fault must be one of .*, not 'nope'"),
+    ],
+)
 def test_write_rejects_unknown_names(args, message, tmp_path):
     with pytest.raises(ValueError, match=message):
         formal.write(*args, root=tmp_path)

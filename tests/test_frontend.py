@@ -18,10 +18,17 @@ from hw.isa import ErrorCode, Opcode, Target
 
 from .streams import run_scenario, stream_get, stream_put
 
-CFG = CoreConfig(rows=3, cols=5, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1,
-                 param_depth=4)
-SHALLOW = CoreConfig(rows=3, cols=5, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1,
-                     param_depth=4, deep_pipeline=False)
+CFG = CoreConfig(rows=3, cols=5, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=4)
+SHALLOW = CoreConfig(
+    rows=3,
+    cols=5,
+    act_kib=1,
+    hidden_kib=1,
+    weight_kib=1,
+    acc_kib=1,
+    param_depth=4,
+    deep_pipeline=False,
+)
 
 
 def _instructions(cfg, rng):
@@ -33,7 +40,8 @@ def _instructions(cfg, rng):
 
     for target in Target:
         depth = {Target.ACT: cfg.act_depth, Target.WEIGHT: cfg.weight_depth}.get(
-            target, cfg.param_depth)
+            target, cfg.param_depth
+        )
         for addr in around(depth):
             for count in around(3 * cfg.rows):
                 out.append((Opcode.LOAD, {"target": target, "addr": addr, "count": count}))
@@ -41,20 +49,42 @@ def _instructions(cfg, rng):
         for act in around(cfg.act_space - m):
             for acc in around(cfg.acc_depth - m):
                 tile = int(rng.integers(0, cfg.weight_depth + 2))
-                out.append((Opcode.MATMUL, {"m": m, "act_addr": act, "acc_addr": acc,
-                                            "weight_tile": tile, "accumulate": 1}))
+                out.append(
+                    (
+                        Opcode.MATMUL,
+                        {
+                            "m": m,
+                            "act_addr": act,
+                            "acc_addr": acc,
+                            "weight_tile": tile,
+                            "accumulate": 1,
+                        },
+                    )
+                )
         for dst in around(cfg.act_depth) + around(cfg.act_space - m):
             for group in range(cfg.groups + 1):
                 for to_stream, raw in ((0, 0), (1, 0), (1, 1), (0, 1)):
-                    out.append((Opcode.POSTPROC, {
-                        "m": m, "acc_addr": int(rng.integers(0, cfg.acc_depth + 1)),
-                        "param_addr": int(rng.integers(0, cfg.param_depth + 1)), "dst_addr": dst,
-                        "group": group, "to_stream": to_stream, "raw": raw}))
+                    out.append(
+                        (
+                            Opcode.POSTPROC,
+                            {
+                                "m": m,
+                                "acc_addr": int(rng.integers(0, cfg.acc_depth + 1)),
+                                "param_addr": int(rng.integers(0, cfg.param_depth + 1)),
+                                "dst_addr": dst,
+                                "group": group,
+                                "to_stream": to_stream,
+                                "raw": raw,
+                            },
+                        )
+                    )
     words = [(isa.encode(op, **f), op, f, 0) for op, f in out]
-    words += [(isa.encode(op), op, {}, last) for op in (Opcode.SYNC, Opcode.END)
-              for last in (0, 1)]
-    words += [((int(rng.integers(0, 1 << 59)) << 4) | code, None, {}, 0)
-              for code in range(16) if code not in {o.value for o in Opcode}]
+    words += [(isa.encode(op), op, {}, last) for op in (Opcode.SYNC, Opcode.END) for last in (0, 1)]
+    words += [
+        ((int(rng.integers(0, 1 << 59)) << 4) | code, None, {}, 0)
+        for code in range(16)
+        if code not in {o.value for o in Opcode}
+    ]
     return words
 
 
@@ -91,21 +121,40 @@ SCENARIOS = {
     # beats; then what must come out: act writes (addr, lanes), bias lane writes
     # (addr, lane, value), queued instruction words, status error
     "load, queue, end": (
-        _program(isa.encode(Opcode.LOAD, target=Target.ACT, addr=6, count=2), ACT_ROW,
-                 0xFFFEFD, isa.encode(Opcode.LOAD, target=Target.BIAS, addr=1, count=5),
-                 *[b & 0xFFFFFFFF for b in BIAS],
-                 isa.encode(Opcode.MATMUL, m=2, act_addr=6, acc_addr=3),
-                 isa.encode(Opcode.SYNC), isa.encode(Opcode.END)),
-        [(6, [1, 2, 3]), (7, [-3, -2, -1])], [(1, c, b) for c, b in enumerate(BIAS)],
-        [isa.encode(Opcode.MATMUL, m=2, act_addr=6, acc_addr=3)], ErrorCode.NONE),
+        _program(
+            isa.encode(Opcode.LOAD, target=Target.ACT, addr=6, count=2),
+            ACT_ROW,
+            0xFFFEFD,
+            isa.encode(Opcode.LOAD, target=Target.BIAS, addr=1, count=5),
+            *[b & 0xFFFFFFFF for b in BIAS],
+            isa.encode(Opcode.MATMUL, m=2, act_addr=6, acc_addr=3),
+            isa.encode(Opcode.SYNC),
+            isa.encode(Opcode.END),
+        ),
+        [(6, [1, 2, 3]), (7, [-3, -2, -1])],
+        [(1, c, b) for c, b in enumerate(BIAS)],
+        [isa.encode(Opcode.MATMUL, m=2, act_addr=6, acc_addr=3)],
+        ErrorCode.NONE,
+    ),
     "an error discards the rest of the frame": (
-        _program(isa.encode(Opcode.MATMUL, m=1, acc_addr=CFG.acc_depth),
-                 isa.encode(Opcode.LOAD, target=Target.ACT, addr=0, count=1), ACT_ROW,
-                 isa.encode(Opcode.END)),
-        [], [], [], ErrorCode.ACC_RANGE),
+        _program(
+            isa.encode(Opcode.MATMUL, m=1, acc_addr=CFG.acc_depth),
+            isa.encode(Opcode.LOAD, target=Target.ACT, addr=0, count=1),
+            ACT_ROW,
+            isa.encode(Opcode.END),
+        ),
+        [],
+        [],
+        [],
+        ErrorCode.ACC_RANGE,
+    ),
     "tlast before END": (
         _program(isa.encode(Opcode.LOAD, target=Target.ACT, addr=0, count=3), ACT_ROW),
-        [(0, [1, 2, 3])], [], [], ErrorCode.NO_END),
+        [(0, [1, 2, 3])],
+        [],
+        [],
+        ErrorCode.NO_END,
+    ),
 }
 
 
@@ -120,18 +169,20 @@ def test_front_end_runs_a_program(cfg, scenario):
         for beat in beats:
             await stream_put(ctx, dut.i_program, beat)
 
-    async def engine(ctx):      # an idle engine whose queue always has room
+    async def engine(ctx):  # an idle engine whose queue always has room
         ctx.set(dut.engine.idle, 1)
         ctx.set(dut.o_instr.ready, 1)
         while True:
             if ctx.get(dut.act_write.en):
-                act.append((ctx.get(dut.act_write.addr),
-                            [int(v) for v in ctx.get(dut.act_write.data)]))
+                act.append(
+                    (ctx.get(dut.act_write.addr), [int(v) for v in ctx.get(dut.act_write.data)])
+                )
             lanes = ctx.get(dut.bias_write.en)
             for c in range(cfg.cols):
                 if (lanes >> c) & 1:
-                    bias.append((ctx.get(dut.bias_write.addr), c,
-                                 int(ctx.get(dut.bias_write.data[c]))))
+                    bias.append(
+                        (ctx.get(dut.bias_write.addr), c, int(ctx.get(dut.bias_write.data[c])))
+                    )
             if ctx.get(dut.o_instr.valid):
                 queued.append(ctx.get(dut.o_instr.payload.word))
             await ctx.tick()

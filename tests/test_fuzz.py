@@ -24,23 +24,26 @@ SEED = int(os.environ.get("FUZZ_SEED", 2026))
 #: Every shape of the simulation set with both pipeline variants.
 FUZZ_CONFIGS = {
     **SIM_CONFIGS,
-    **{f"{name}-{'shallow' if cfg.deep_pipeline else 'deep'}":
-       dataclasses.replace(cfg, deep_pipeline=not cfg.deep_pipeline)
-       for name, cfg in SIM_CONFIGS.items()},
+    **{
+        f"{name}-{'shallow' if cfg.deep_pipeline else 'deep'}": dataclasses.replace(
+            cfg, deep_pipeline=not cfg.deep_pipeline
+        )
+        for name, cfg in SIM_CONFIGS.items()
+    },
 }
 
 
 def _compare(cfg, programs, kind="rtl", sources=None, seed=SEED):
     """Stream every program in one simulator run; compare with the model program by
     program (buffers persist from one program to the next in both)."""
-    results = runner.stream_programs(cfg, [beats for _, beats in programs], kind=kind,
-                                     sources=sources)
+    results = runner.stream_programs(
+        cfg, [beats for _, beats in programs], kind=kind, sources=sources
+    )
     machine = Machine(cfg)
     errors = set()
     for i, ((fault, beats), (out, _)) in enumerate(zip(programs, results)):
         want, status = machine.run(beats)
-        where = (f"{kind} {cfg.tag}, seed {seed}, program {i} (fault {fault}, "
-                 f"{len(beats)} beats)")
+        where = f"{kind} {cfg.tag}, seed {seed}, program {i} (fault {fault}, {len(beats)} beats)"
         np.testing.assert_array_equal(out, want, err_msg=where, strict=True)
         assert status["cycles"] == predict(cfg, beats)["cycles"], where
         errors.add(ErrorCode(status["error"]))
@@ -54,8 +57,12 @@ def test_random_programs_rtl_equals_model(name):
     programs = random_programs(cfg, SEED, 240)
     errors = _compare(cfg, programs)
     # the generator reaches every outcome: no error, and each kind of refusal
-    assert errors >= {ErrorCode.NONE, ErrorCode.BAD_OPCODE, ErrorCode.NO_END,
-                      ErrorCode.END_NOT_LAST}, errors
+    assert errors >= {
+        ErrorCode.NONE,
+        ErrorCode.BAD_OPCODE,
+        ErrorCode.NO_END,
+        ErrorCode.END_NOT_LAST,
+    }, errors
     assert len(errors) >= 8, errors
 
 
@@ -76,8 +83,9 @@ def test_random_programs_under_gaps_and_backpressure(name):
     beats and error code as the model, never a hang, and at least the predicted cycles."""
     cfg = FUZZ_CONFIGS[name]
     programs = random_programs(cfg, SEED + 1000, 80)
-    results = runner.stream_programs(cfg, [beats for _, beats in programs], gap=0.3,
-                                     stall=0.5, seed=SEED)
+    results = runner.stream_programs(
+        cfg, [beats for _, beats in programs], gap=0.3, stall=0.5, seed=SEED
+    )
     machine = Machine(cfg)
     n = len(STATUS_FIELDS)
     stalled = 0
@@ -91,7 +99,7 @@ def test_random_programs_under_gaps_and_backpressure(name):
         if status["error"] == 0:
             assert got["mac_cycles"] == status["mac_cycles"], where
         stalled += got["stall_in_cycles"] > 0 and got["stall_out_cycles"] > 0
-    assert stalled > len(programs) // 4     # the pauses really happened
+    assert stalled > len(programs) // 4  # the pauses really happened
 
 
 @pytest.mark.gate

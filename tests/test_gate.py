@@ -23,8 +23,7 @@ def test_gate_netlist_is_gates():
 
 def test_gate_corner_bench():
     cfg = gate_config(4, 4)
-    tests, failed = runner.run(cfg, "corners", kind="gate", sources=gate_sources(cfg),
-                               check=False)
+    tests, failed = runner.run(cfg, "corners", kind="gate", sources=gate_sources(cfg), check=False)
     assert tests == 1 and failed == 0
 
 
@@ -33,7 +32,7 @@ def test_gate_mnist_matches_golden_and_rtl_cycles():
     q = QuantizedModel.load(DEFAULT_QUANTIZED)
     x = q.quantize_input(load_mnist().test_images[:6])
     prog = compile_model(q, cfg, max_batch(q, cfg))
-    assert not prog.header["weights_resident"]     # small buffers: weights streamed
+    assert not prog.header["weights_resident"]  # small buffers: weights streamed
     gate = get_backend("gate", cfg).run(prog, x)
     np.testing.assert_array_equal(gate.outputs, golden.run(q, x), strict=True)
     rtl = get_backend("rtl", cfg).run(prog, x)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from host import golden
-from host.nn.quantize import quantize_model, torch_int8_logits
 from host.nn.checkpoint import Mlp
+from host.nn.quantize import quantize_model, torch_int8_logits
 
 
 def test_requantize_rounds_half_up():
@@ -21,8 +21,9 @@ def test_requantize_rounds_half_to_even():
     got = golden.requantize(acc, np.ones(9), np.ones(9), 0, False, round_even=True)
     np.testing.assert_array_equal(got, [[2, -2, 2, -2, 0, 0, 0, 4, 3]])  # ties to even
     # shift 2: quarters are not ties and round to nearest; 6/4 = 1.5 is a tie
-    got = golden.requantize(np.array([[5, 6, 7, -6, -7]]), np.ones(5), np.full(5, 2), 0,
-                            False, round_even=True)
+    got = golden.requantize(
+        np.array([[5, 6, 7, -6, -7]]), np.ones(5), np.full(5, 2), 0, False, round_even=True
+    )
     np.testing.assert_array_equal(got, [[1, 2, 2, -2, -2]])
 
 
@@ -38,7 +39,7 @@ def test_requantize_is_exact_over_the_whole_multiplier_field():
 
 
 def test_requantize_saturates_zero_point_and_relu():
-    acc = np.array([[10**6, -10**6, 4, -4]])
+    acc = np.array([[10**6, -(10**6), 4, -4]])
     got = golden.requantize(acc, np.ones(4), np.zeros(4), 5, False)
     np.testing.assert_array_equal(got, [[127, -128, 9, 1]])
     got = golden.requantize(acc, np.ones(4), np.zeros(4), 5, True)
@@ -54,7 +55,7 @@ def test_matmul_wraps_int32_and_uses_zero_point():
     w = np.full((2, 3), -128, np.int8)
     np.testing.assert_array_equal(golden.matmul_i8(x, w), [[3 * 16384, 3 * 16384]])
     np.testing.assert_array_equal(golden.matmul_i8(x, w, x_zero_point=-128), [[0, 0]])
-    assert golden.wrap_int32(np.int64(2**31)) == -2**31
+    assert golden.wrap_int32(np.int64(2**31)) == -(2**31)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -70,6 +71,7 @@ def test_golden_matches_torch_quantized_linear(seed):
             torch.nn.init.uniform_(lin.bias, -0.3, 0.3)
         qmodel, reference = quantize_model(model, images)
         x = qmodel.quantize_input(images)
-        diff = np.abs(golden.run(qmodel, x).astype(int)
-                      - torch_int8_logits(reference, images).astype(int))
+        diff = np.abs(
+            golden.run(qmodel, x).astype(int) - torch_int8_logits(reference, images).astype(int)
+        )
         assert diff.max() <= bound and np.mean(diff == 0) > 0.98

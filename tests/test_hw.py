@@ -16,11 +16,14 @@ from sim.programs import reference_matmul
 
 
 # -- configuration ------------------------------------------------------------------------
-@pytest.mark.parametrize("field, value, message", [
-    ("rows", 40, "rows must be between 2 and 16, not 40"),
-    ("cols", 1, "cols must be between 2 and 16, not 1"),
-    ("queue_depth", 1, "queue_depth must be between 2 and 64, not 1"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("rows", 40, "rows must be between 2 and 16, not 40"),
+        ("cols", 1, "cols must be between 2 and 16, not 1"),
+        ("queue_depth", 1, "queue_depth must be between 2 and 64, not 1"),
+    ],
+)
 def test_config_rejects_out_of_range(field, value, message):
     with pytest.raises(ValueError, match=message):
         CoreConfig(**{field: value})
@@ -71,8 +74,7 @@ def test_config_derived_values():
 
 # -- instruction set ----------------------------------------------------------------------
 def test_isa_round_trip():
-    word = isa.encode(isa.Opcode.MATMUL, act_addr=5, weight_tile=3, acc_addr=7, m=64,
-                      accumulate=1)
+    word = isa.encode(isa.Opcode.MATMUL, act_addr=5, weight_tile=3, acc_addr=7, m=64, accumulate=1)
     op, fields = isa.decode(word)
     assert op is isa.Opcode.MATMUL
     assert fields == dict(act_addr=5, weight_tile=3, acc_addr=7, m=64, accumulate=1)
@@ -80,7 +82,9 @@ def test_isa_round_trip():
 
 
 def test_isa_rejects_bad_fields():
-    with pytest.raises(isa.InstructionError, match="MATMUL field m must be between 0 and 1023, not 4096"):
+    with pytest.raises(
+        isa.InstructionError, match="MATMUL field m must be between 0 and 1023, not 4096"
+    ):
         isa.encode(isa.Opcode.MATMUL, m=4096)
     with pytest.raises(isa.InstructionError, match="LOAD has no field"):
         isa.encode(isa.Opcode.LOAD, rows=1)
@@ -90,12 +94,17 @@ def test_isa_rejects_bad_fields():
 
 # -- amaranth.sim units -------------------------------------------------------------------
 
+
 def test_pe_multiply_accumulate():
     cfg = CoreConfig(rows=4, cols=4)
     dut = ProcessingElement(cfg)
     rng = np.random.default_rng(1)
-    stim = [(int(a), int(w), int(p)) for a, w, p in zip(
-        rng.integers(-128, 128, 50), rng.integers(-128, 128, 50), rng.integers(-9999, 9999, 50))]
+    stim = [
+        (int(a), int(w), int(p))
+        for a, w, p in zip(
+            rng.integers(-128, 128, 50), rng.integers(-128, 128, 50), rng.integers(-9999, 9999, 50)
+        )
+    ]
     stim[3] = (-128, -128, 0)
 
     async def bench(ctx):
@@ -121,25 +130,70 @@ def test_postproc_matches_reference(deep):
     dut = PostProcessor(cfg, 1)
     rng = np.random.default_rng(2)
     rows = []
-    for _ in range(30):     # anywhere in range: mostly saturating
-        rows.append((rng.integers(-(1 << 31), 1 << 31, 3), rng.integers(-(1 << 20), 1 << 20, 3),
-                     (rng.integers(0, 1 << 32, 3), rng.integers(0, 64, 3),
-                      rng.integers(-128, 128, 3), rng.integers(0, 2, 3))))
-    for _ in range(30):     # typical layers: results in and near the int8 range
-        rows.append((rng.integers(-(1 << 14), 1 << 14, 3), rng.integers(-(1 << 10), 1 << 10, 3),
-                     (rng.integers(1 << 29, 1 << 31, 3), rng.integers(30, 42, 3),
-                      rng.integers(-128, 128, 3), rng.integers(0, 2, 3))))
-    for _ in range(60):     # ties: small products, small shifts, both rounding modes
-        rows.append((rng.integers(-600, 600, 3), rng.integers(-4, 4, 3),
-                     (rng.integers(1, 4, 3), rng.integers(1, 4, 3),
-                      rng.integers(-8, 8, 3), rng.integers(0, 2, 3), rng.integers(0, 2, 3))))
+    for _ in range(30):  # anywhere in range: mostly saturating
+        rows.append(
+            (
+                rng.integers(-(1 << 31), 1 << 31, 3),
+                rng.integers(-(1 << 20), 1 << 20, 3),
+                (
+                    rng.integers(0, 1 << 32, 3),
+                    rng.integers(0, 64, 3),
+                    rng.integers(-128, 128, 3),
+                    rng.integers(0, 2, 3),
+                ),
+            )
+        )
+    for _ in range(30):  # typical layers: results in and near the int8 range
+        rows.append(
+            (
+                rng.integers(-(1 << 14), 1 << 14, 3),
+                rng.integers(-(1 << 10), 1 << 10, 3),
+                (
+                    rng.integers(1 << 29, 1 << 31, 3),
+                    rng.integers(30, 42, 3),
+                    rng.integers(-128, 128, 3),
+                    rng.integers(0, 2, 3),
+                ),
+            )
+        )
+    for _ in range(60):  # ties: small products, small shifts, both rounding modes
+        rows.append(
+            (
+                rng.integers(-600, 600, 3),
+                rng.integers(-4, 4, 3),
+                (
+                    rng.integers(1, 4, 3),
+                    rng.integers(1, 4, 3),
+                    rng.integers(-8, 8, 3),
+                    rng.integers(0, 2, 3),
+                    rng.integers(0, 2, 3),
+                ),
+            )
+        )
     edge = [-(1 << 31), (1 << 31) - 1, -1]
-    for mult, shift in ((0xFFFFFFFF, 0), (0xFFFFFFFF, 63), (0xFFFFFFFF, 62), (1, 0), (1, 1),
-                        (3, 1), (0x80000000, 32)):
+    for mult, shift in (
+        (0xFFFFFFFF, 0),
+        (0xFFFFFFFF, 63),
+        (0xFFFFFFFF, 62),
+        (1, 0),
+        (1, 1),
+        (3, 1),
+        (0x80000000, 32),
+    ):
         for even in (0, 1):
-            rows.append((np.array(edge), np.zeros(3, np.int64),
-                         (np.full(3, mult), np.full(3, shift), np.array([0, -128, 127]),
-                          np.array([0, 1, 0]), np.full(3, even))))
+            rows.append(
+                (
+                    np.array(edge),
+                    np.zeros(3, np.int64),
+                    (
+                        np.full(3, mult),
+                        np.full(3, shift),
+                        np.array([0, -128, 127]),
+                        np.array([0, 1, 0]),
+                        np.full(3, even),
+                    ),
+                )
+            )
 
     async def bench(ctx):
         ctx.set(dut.en, 1)
@@ -149,15 +203,25 @@ def test_postproc_matches_reference(deep):
                 even = even[0] if even else np.zeros(3, np.int64)
                 ctx.set(dut.acc, [int(x) for x in acc])
                 ctx.set(dut.bias, [int(x) for x in bias])
-                ctx.set(dut.scale, [{"mult": int(mult[c]), "shift": int(shift[c]),
-                                     "zero_point": int(zp[c]), "relu": int(relu[c]),
-                                     "round_even": int(even[c])}
-                                    for c in range(3)])
+                ctx.set(
+                    dut.scale,
+                    [
+                        {
+                            "mult": int(mult[c]),
+                            "shift": int(shift[c]),
+                            "zero_point": int(zp[c]),
+                            "relu": int(relu[c]),
+                            "round_even": int(even[c]),
+                        }
+                        for c in range(3)
+                    ],
+                )
             if t >= N:
                 acc, bias, req = rows[t - N]
                 raw = (acc + bias + (1 << 31)) % (1 << 32) - (1 << 31)
-                want = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, 3), np.int8),
-                                        raw, req)[0]
+                want = reference_matmul(
+                    np.zeros((1, 1), np.int8), np.zeros((1, 3), np.int8), raw, req
+                )[0]
                 got = [ctx.get(dut.y[c]) for c in range(3)]
                 assert got == want.tolist()
             await ctx.tick()
@@ -171,8 +235,11 @@ def test_postproc_matches_reference(deep):
 # -- generation ---------------------------------------------------------------------------
 def test_generate_writes_verilog_and_config(tmp_path):
     out = tmp_path / "rtl"
-    res = subprocess.run([sys.executable, "-m", "hw.generate", "--rows", "2", "--cols", "3",
-                          "-o", str(out)], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "hw.generate", "--rows", "2", "--cols", "3", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert "module core" in (out / "core.v").read_text()
     assert json.loads((out / "core.json").read_text())["cols"] == 3
@@ -180,8 +247,11 @@ def test_generate_writes_verilog_and_config(tmp_path):
 
 def test_generate_rejects_bad_size(tmp_path):
     out = tmp_path / "rtl"
-    res = subprocess.run([sys.executable, "-m", "hw.generate", "--rows", "40", "-o", str(out)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "hw.generate", "--rows", "40", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode != 0
     assert res.stderr.strip() == "error: rows must be between 2 and 16, not 40"
     assert not out.exists()

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from host.cli.infer import main
-from host.nn.qmodel import QuantizedModel
 from host.nn.checkpoint import Mlp, load_checkpoint, save_checkpoint
+from host.nn.qmodel import QuantizedModel
 
 
 def test_model_backend_report(tmp_path, capsys):
@@ -26,38 +26,66 @@ def test_model_backend_report(tmp_path, capsys):
     assert r["mac_cycles"] <= r["busy_cycles"] <= r["cycles"]
     assert 0.85 < r["utilization"] <= r["busy_utilization"] <= 1
     assert r["images_per_second_at_clock"] > 0
-    for key in ("torch_int8_accuracy", "cycles_per_image", "wall_seconds", "clock_mhz",
-                "sim_cycles_per_second"):
+    for key in (
+        "torch_int8_accuracy",
+        "cycles_per_image",
+        "wall_seconds",
+        "clock_mhz",
+        "sim_cycles_per_second",
+    ):
         assert key in r
 
 
 @pytest.mark.rtl
 def test_rtl_backend_small_array(tmp_path):
     out = tmp_path / "r.json"
-    assert main(["--backend", "rtl", "--rows", "4", "--cols", "4", "--limit", "24",
-                 "--batch", "8", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--backend",
+                "rtl",
+                "--rows",
+                "4",
+                "--cols",
+                "4",
+                "--limit",
+                "24",
+                "--batch",
+                "8",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["mismatches"] == 0 and r["cycles_match"] and r["sim_cycles_per_second"] > 0
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "host", "infer", *args], capture_output=True,
-                          text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "host", "infer", *args], capture_output=True, text=True
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data-dir", "no/such/dir"], "no/such/dir: no such directory"),
-    (["--model", "no/such.pt"], "no/such.pt: no such checkpoint"),
-    (["--rows", "40"], "rows must be between 2 and 16, not 40"),
-    (["--batch", "2000"], "batch 2000 does not fit"),
-    (["--limit", "0"], "--limit must be positive, not 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data-dir", "no/such/dir"], "no/such/dir: no such directory"),
+        (["--model", "no/such.pt"], "no/such.pt: no such checkpoint"),
+        (["--rows", "40"], "rows must be between 2 and 16, not 40"),
+        (["--batch", "2000"], "batch 2000 does not fit"),
+        (["--limit", "0"], "--limit must be positive, not 0"),
+    ],
+)
 def test_bad_inputs(tmp_path, args, message):
     out = tmp_path / "r.json"
     res = _cli("--backend", "model", "--json", str(out), *args)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1] == f"error: {message}" or \
-        message in res.stderr.strip().splitlines()[-1]
+    assert (
+        res.stderr.strip().splitlines()[-1] == f"error: {message}"
+        or message in res.stderr.strip().splitlines()[-1]
+    )
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
@@ -70,31 +98,46 @@ def test_corrupt_checkpoint(tmp_path):
 
 
 def test_clock_from_the_synthesis_report(tmp_path):
-    from hw.config import CoreConfig
     from host.run import DEFAULT_CLOCK_MHZ, clock_for
+    from hw.config import CoreConfig
+
     cfg = CoreConfig(rows=8, cols=8)
-    base = {"family": "ecp5", "device": "LFE5U-85F-6BG381C", "rows": 8, "cols": 8,
-            "act_kib": 64, "hidden_kib": 32, "weight_kib": 96, "acc_kib": 32}
+    base = {
+        "family": "ecp5",
+        "device": "LFE5U-85F-6BG381C",
+        "rows": 8,
+        "cols": 8,
+        "act_kib": 64,
+        "hidden_kib": 32,
+        "weight_kib": 96,
+        "acc_kib": 32,
+    }
     report = tmp_path / "report.json"
-    report.write_text(json.dumps([
-        {**base, "family": "ice40", "fmax_mhz": 20.0},
-        {**base, "rows": 4, "cols": 4, "fmax_mhz": 90.0},
-        {**base, "pipeline": "shallow", "fmax_mhz": 60.0},
-        {**base, "config": "other", "pipeline": "deep", "fmax_mhz": 81.5},
-        {**base, "config": cfg.tag, "pipeline": "deep", "fmax_mhz": 77.25},
-        {**base, "rows": 16, "cols": 16, "fmax_mhz": None}]))
+    report.write_text(
+        json.dumps(
+            [
+                {**base, "family": "ice40", "fmax_mhz": 20.0},
+                {**base, "rows": 4, "cols": 4, "fmax_mhz": 90.0},
+                {**base, "pipeline": "shallow", "fmax_mhz": 60.0},
+                {**base, "config": "other", "pipeline": "deep", "fmax_mhz": 81.5},
+                {**base, "config": cfg.tag, "pipeline": "deep", "fmax_mhz": 77.25},
+                {**base, "rows": 16, "cols": 16, "fmax_mhz": None},
+            ]
+        )
+    )
     mhz, source = clock_for(cfg, report=report)
     assert mhz == 77.25 and "LFE5U-85F" in source and "64/32/96/32" in source
-    other = CoreConfig(rows=8, cols=8, act_kib=16)                 # same size, other buffers
+    other = CoreConfig(rows=8, cols=8, act_kib=16)  # same size, other buffers
     assert clock_for(other, report=report)[0] == 81.5
     assert clock_for(CoreConfig(rows=8, cols=8, deep_pipeline=False), report=report)[0] == 60.0
     assert clock_for(CoreConfig(rows=16, cols=16), report=report)[0] == DEFAULT_CLOCK_MHZ
     assert clock_for(cfg, override="123", report=report) == (123.0, "--clock-mhz")
-    report.write_text("[{")                                         # unreadable: assumed
+    report.write_text("[{")  # unreadable: assumed
     assert clock_for(cfg, report=report)[0] == DEFAULT_CLOCK_MHZ
 
 
 # -- --model takes a quantized model too ------------------------------------------------
+
 
 def _run(capsys, *args):
     code = main(["--backend", "model", "--limit", "64", *args])
@@ -120,7 +163,7 @@ def test_quantized_model_is_recognized_by_content(tmp_path, capsys):
 def _one_error(capsys, *args):
     code, err = _run(capsys, *args)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
-    return err[len("error: "):].rstrip("\n")
+    return err[len("error: ") :].rstrip("\n")
 
 
 def test_quantized_model_without_its_checkpoint(tmp_path, capsys):
@@ -134,10 +177,11 @@ def test_quantized_model_with_a_changed_checkpoint(tmp_path, capsys):
     model, meta = load_checkpoint("models/mlp.pt")
     with torch.no_grad():
         model.net[0].bias[0] += 0.5
-    save_checkpoint(model, meta, str(tmp_path / "mlp.pt"))      # valid, but other weights
+    save_checkpoint(model, meta, str(tmp_path / "mlp.pt"))  # valid, but other weights
     err = _one_error(capsys, "--model", str(tmp_path / "m.qnpz"))
-    assert err.startswith(f"{tmp_path}/mlp.pt: sha256 does not match the one recorded in "
-                          f"{tmp_path}/m.qnpz")
+    assert err.startswith(
+        f"{tmp_path}/mlp.pt: sha256 does not match the one recorded in {tmp_path}/m.qnpz"
+    )
 
 
 def test_quantized_model_that_does_not_come_from_its_checkpoint(tmp_path, capsys):
@@ -146,11 +190,14 @@ def test_quantized_model_that_does_not_come_from_its_checkpoint(tmp_path, capsys
     bias = layer.bias.copy()
     bias[0] += 1
     QuantizedModel((q.layers[0], dataclasses.replace(layer, bias=bias)), q.meta).save(
-        str(tmp_path / "m.qnpz"))
+        str(tmp_path / "m.qnpz")
+    )
     shutil.copy("models/mlp.pt", tmp_path / "mlp.pt")
     err = _one_error(capsys, "--model", str(tmp_path / "m.qnpz"))
-    assert err.startswith(f"{tmp_path}/m.qnpz: the quantized model does not come from "
-                          f"{tmp_path}/mlp.pt with this quantizer")
+    assert err.startswith(
+        f"{tmp_path}/m.qnpz: the quantized model does not come from "
+        f"{tmp_path}/mlp.pt with this quantizer"
+    )
 
 
 def test_altered_quantized_model(tmp_path, capsys):
@@ -161,20 +208,24 @@ def test_altered_quantized_model(tmp_path, capsys):
         np.savez(f, **arrays)
     shutil.copy("models/mlp.pt", tmp_path / "mlp.pt")
     err = _one_error(capsys, "--model", str(tmp_path / "m.qnpz"))
-    assert err == f"{tmp_path}/m.qnpz: content does not match its recorded hash (the file was " \
-                  f"altered or damaged)"
+    assert (
+        err == f"{tmp_path}/m.qnpz: content does not match its recorded hash (the file was "
+        f"altered or damaged)"
+    )
 
 
 def test_checkpoint_with_the_wrong_input_width(tmp_path, capsys):
     save_checkpoint(Mlp((100, 16, 10)), {"sizes": [100, 16, 10]}, str(tmp_path / "m.pt"))
     err = _one_error(capsys, "--model", str(tmp_path / "m.pt"))
-    assert err == f"{tmp_path}/m.pt: the network takes 100 inputs, expected 784 (28x28 MNIST " \
-                  f"images)"
+    assert (
+        err == f"{tmp_path}/m.pt: the network takes 100 inputs, expected 784 (28x28 MNIST images)"
+    )
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such quantized model"),
-    (b"PK\x03\x04garbage", "not a readable quantized model")])
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "no such quantized model"), (b"PK\x03\x04garbage", "not a readable quantized model")],
+)
 def test_missing_or_damaged_quantized_model(tmp_path, capsys, content, message):
     path = tmp_path / "m.qnpz"
     if content is not None:

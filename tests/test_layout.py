@@ -41,7 +41,9 @@ def _imports(name, path, is_package):
             yield from (a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                mod = ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+                mod = ".".join(
+                    base[: len(base) - node.level + 1] + ([node.module] if node.module else [])
+                )
             else:
                 mod = node.module
             yield mod
@@ -59,29 +61,32 @@ def _ours(name):
     return name.split(".")[0] in ("hw", "host", "sim")
 
 
-@pytest.mark.parametrize("name, path, is_package", list(_modules("host")),
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name, path, is_package", list(_modules("host")), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_host_imports_flow_one_way(name, path, is_package):
     mine = _layer(name)
     assert mine is not None or name == "host", f"{name} is in no layer of HOST_LAYERS"
     for imported in _imports(name, path, is_package):
         top = imported.split(".")[0]
         if top == "hw":
-            assert imported in ("hw", "hw.config", "hw.isa") or \
-                imported.startswith(("hw.config.", "hw.isa.")), f"{name} imports {imported}"
+            assert imported in ("hw", "hw.config", "hw.isa") or imported.startswith(
+                ("hw.config.", "hw.isa.")
+            ), f"{name} imports {imported}"
         elif top == "sim":
             assert name in SIM_USERS, f"{name} imports {imported}"
         elif top == "host" and _layer(imported) is not None and mine is not None:
-            assert _layer(imported) <= mine, \
+            assert _layer(imported) <= mine, (
                 f"{name} (layer {mine}) imports {imported} (layer {_layer(imported)})"
+            )
 
 
-@pytest.mark.parametrize("name, path, is_package", list(_modules("hw")),
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name, path, is_package", list(_modules("hw")), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_hw_imports_only_hw(name, path, is_package):
     for imported in _imports(name, path, is_package):
-        assert not _ours(imported) or imported.split(".")[0] == "hw", \
-            f"{name} imports {imported}"
+        assert not _ours(imported) or imported.split(".")[0] == "hw", f"{name} imports {imported}"
 
 
 def test_a_wrong_import_is_caught(tmp_path):

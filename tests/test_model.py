@@ -25,15 +25,21 @@ def test_model_is_exact_over_the_whole_multiplier_field(shift):
     bias = np.array([(1 << 31) - 1, -(1 << 31), (1 << 31) - 1 - 9 * 128 * 128, 0, 5])
     n = w.shape[1]
     for even in (0, 1):
-        requant = (np.full(n, (1 << 32) - 1), np.full(n, shift), np.zeros(n), np.zeros(n),
-                   np.full(n, even))
-        np.testing.assert_array_equal(_run(cfg, a, w, bias, requant),
-                                      reference_matmul(a, w, bias, requant), strict=True)
+        requant = (
+            np.full(n, (1 << 32) - 1),
+            np.full(n, shift),
+            np.zeros(n),
+            np.zeros(n),
+            np.full(n, even),
+        )
+        np.testing.assert_array_equal(
+            _run(cfg, a, w, bias, requant), reference_matmul(a, w, bias, requant), strict=True
+        )
 
 
 def test_model_rounds_ties_to_even_when_asked():
     cfg = CoreConfig(rows=2, cols=2)
-    a = np.arange(-6, 7, dtype=np.int8).reshape(-1, 1)     # acc = a: halves are ties
+    a = np.arange(-6, 7, dtype=np.int8).reshape(-1, 1)  # acc = a: halves are ties
     w = np.ones((1, 2), np.int8)
     up = (np.ones(2), np.ones(2), np.zeros(2), np.zeros(2), np.zeros(2))
     even = (np.ones(2), np.ones(2), np.zeros(2), np.zeros(2), np.ones(2))

@@ -64,8 +64,11 @@ def _data(kind, n, in_features, seed):
 def _train(model, x, steps=40):
     """A few steps towards the first inputs' labels (MNIST) or random labels, so that the
     float model is not just its random initialisation."""
-    labels = torch.as_tensor(mnist().train_labels[:len(x)]) if x.ndim == 4 else \
-        torch.randint(0, model[-1].out_features, (len(x),), generator=torch.Generator())
+    labels = (
+        torch.as_tensor(mnist().train_labels[: len(x)])
+        if x.ndim == 4
+        else torch.randint(0, model[-1].out_features, (len(x),), generator=torch.Generator())
+    )
     xt = torch.as_tensor(x)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
@@ -96,16 +99,28 @@ def _export_quantized(model, x_calib, path, activation="QInt8", per_channel=True
             return None if batch is None else {"x": batch}
 
     float_path = str(path) + ".float.onnx"
-    torch.onnx.export(model, (torch.as_tensor(x_calib[:2]),), float_path, dynamo=False,
-                      input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.as_tensor(x_calib[:2]),),
+        float_path,
+        dynamo=False,
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "batch"}},
+    )
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)        # the quantizer's advice to pre-process, for this call
+    root.setLevel(logging.ERROR)  # the quantizer's advice to pre-process, for this call
     try:
-        quantize_static(float_path, str(path), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=getattr(QuantType, activation),
-                        weight_type=QuantType.QInt8)
+        quantize_static(
+            float_path,
+            str(path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=getattr(QuantType, activation),
+            weight_type=QuantType.QInt8,
+        )
     finally:
         root.setLevel(level)
     return str(path)
@@ -125,6 +140,7 @@ def built(tmp_path_factory):
             _export_quantized(model, x, path, activation, per_channel)
             cache[name] = path, _data(kind, INPUTS[kind], sizes[0], 1)
         return cache[name]
+
     return build
 
 
@@ -135,8 +151,11 @@ def _float32_requant(qmodel, x):
     the float32 product round a value near a half differently."""
     for layer in qmodel.layers:
         acc = golden.matmul_i8(x, layer.weight, layer.input_zero_point) + layer.bias
-        scale = (np.float32(layer.input_scale) * layer.weight_scale.astype(np.float32)
-                 / np.float32(layer.output_scale))
+        scale = (
+            np.float32(layer.input_scale)
+            * layer.weight_scale.astype(np.float32)
+            / np.float32(layer.output_scale)
+        )
         y = np.rint(acc.astype(np.float32) * scale) + layer.output_zero_point
         x = np.clip(y, layer.output_zero_point if layer.relu else -128, 127).astype(np.int8)
     return x
@@ -155,10 +174,12 @@ def test_golden_matches_onnxruntime(name, built):
     got = golden.run(q, xq)
     emulated = _float32_requant(q, xq)
     diff = np.abs(got.astype(np.int64) - ort)
-    print(f"{name}: {len(x)} inputs, argmax agreement "
-          f"{np.mean(got.argmax(1) == ort.argmax(1)):.2%}, {int((diff > 0).sum())} of "
-          f"{diff.size} outputs 1 LSB apart, {int((emulated != ort).sum())} where ONNX "
-          f"Runtime differs from its float32 emulation")
+    print(
+        f"{name}: {len(x)} inputs, argmax agreement "
+        f"{np.mean(got.argmax(1) == ort.argmax(1)):.2%}, {int((diff > 0).sum())} of "
+        f"{diff.size} outputs 1 LSB apart, {int((emulated != ort).sum())} where ONNX "
+        f"Runtime differs from its float32 emulation"
+    )
     assert diff.max() <= 1
     np.testing.assert_array_equal(got.argmax(1), ort.argmax(1))
     np.testing.assert_array_equal(emulated[diff > 0], ort[diff > 0])
@@ -197,6 +218,7 @@ class _Residual(nn.Module):
 
 class _MatMulAdd(nn.Module):
     """``x @ w + b``: exported as MatMul and Add, which the quantizer requantizes apart."""
+
     def __init__(self):
         super().__init__()
         self.w, self.b = nn.Parameter(torch.randn(20, 9)), nn.Parameter(torch.randn(9))
@@ -214,26 +236,35 @@ def _quantized(tmp_path, model, name="m"):
 def test_refuses_an_unsupported_op(op, tmp_path):
     middle = nn.Softmax(dim=1) if op == "Softmax" else getattr(nn, op)()
     path = _quantized(tmp_path, _mlp((20, 13, 7, 5), True, middle=middle))
-    with pytest.raises(OnnxError, match=rf"m\.onnx: unsupported ONNX op {op} \(node "
-                                        rf"'/3/{op}', \d+th node\): the core runs MatMul/Gemm, "
-                                        rf"Relu, Flatten/Reshape with QuantizeLinear/"
-                                        rf"DequantizeLinear, or QLinearMatMul/MatMulInteger$"):
+    with pytest.raises(
+        OnnxError,
+        match=rf"m\.onnx: unsupported ONNX op {op} \(node "
+        rf"'/3/{op}', \d+th node\): the core runs MatMul/Gemm, "
+        rf"Relu, Flatten/Reshape with QuantizeLinear/"
+        rf"DequantizeLinear, or QLinearMatMul/MatMulInteger$",
+    ):
         load_onnx(path)
 
 
 def test_refuses_a_residual_add(tmp_path):
     path = _quantized(tmp_path, _Residual())
-    with pytest.raises(OnnxError, match=r"Add \(node '/Add', \d+th node\): takes 2 activation "
-                                        r"inputs \(.*\), a residual connection or a merge: "
-                                        r"the core runs a chain of layers"):
+    with pytest.raises(
+        OnnxError,
+        match=r"Add \(node '/Add', \d+th node\): takes 2 activation "
+        r"inputs \(.*\), a residual connection or a merge: "
+        r"the core runs a chain of layers",
+    ):
         load_onnx(path)
 
 
 def test_refuses_a_separately_quantized_bias_add(tmp_path):
     path = _quantized(tmp_path, _MatMulAdd())
-    with pytest.raises(OnnxError, match=r"Add \(node '/Add', \d+th node\): adds to requantized "
-                                        r"activations: the MatMul before it was quantized "
-                                        r"apart from its bias"):
+    with pytest.raises(
+        OnnxError,
+        match=r"Add \(node '/Add', \d+th node\): adds to requantized "
+        r"activations: the MatMul before it was quantized "
+        r"apart from its bias",
+    ):
         load_onnx(path)
 
 
@@ -256,9 +287,12 @@ def test_refuses_a_weight_zero_point(built, tmp_path):
             zp[4] = 3
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(zp, t.name))
     onnx.save(model, tmp_path / "zp.onnx")
-    with pytest.raises(OnnxError, match=r"zp\.onnx: Gemm \(node '/1/Gemm', \d+th node\): "
-                                        r"weight '1\.weight_quantized' zero point must be 0 "
-                                        r"\(int8 symmetric weights\), not \[0, 3\]$"):
+    with pytest.raises(
+        OnnxError,
+        match=r"zp\.onnx: Gemm \(node '/1/Gemm', \d+th node\): "
+        r"weight '1\.weight_quantized' zero point must be 0 "
+        r"\(int8 symmetric weights\), not \[0, 3\]$",
+    ):
         load_onnx(str(tmp_path / "zp.onnx"))
 
 
@@ -267,8 +301,11 @@ def test_refuses_a_dynamic_feature_dimension(built, tmp_path):
     model = onnx.load(path)
     model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "features"
     onnx.save(model, tmp_path / "dyn.onnx")
-    with pytest.raises(OnnxError, match=r"input 'x' has shape \['batch', 'features'\]: only "
-                                        r"the batch \(first\) dimension may be dynamic"):
+    with pytest.raises(
+        OnnxError,
+        match=r"input 'x' has shape \['batch', 'features'\]: only "
+        r"the batch \(first\) dimension may be dynamic",
+    ):
         load_onnx(str(tmp_path / "dyn.onnx"))
 
 
@@ -277,16 +314,19 @@ def test_refuses_a_dynamic_feature_dimension(built, tmp_path):
 #: [7, -5, 6], [-1, 11, 3], [127, -121, -121]; minus the zero point [4, -8, 3], [-4, 8, 0],
 #: [124, -124, -124]. With W below, the accumulators are [-35, -22], [20, 40], [372, -1488].
 X = np.array([[1, -2, 0.75], [-1, 2, 0], [31, -31, -31]], np.float32)
-W = np.array([[1, -2], [3, 4], [-5, 6]], np.int8)   # [K, N], as MatMul takes it
+W = np.array([[1, -2], [3, 4], [-5, 6]], np.int8)  # [K, N], as MatMul takes it
 
 
 def _model(nodes, consts, tmp_path, name):
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()]
-    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, ["batch", 3])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, ["batch", 2])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
-                              ir_version=8)
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     path = str(tmp_path / f"{name}.onnx")
     onnx.save(model, path)
     return path
@@ -295,13 +335,22 @@ def _model(nodes, consts, tmp_path, name):
 def test_qlinearmatmul_by_hand(tmp_path):
     """scale 0.25 * [0.5, 0.25] / 0.25 = [0.5, 0.25]: -35 * 0.5 = -17.5 and -22 * 0.25 = -5.5
     are ties and go to the even -18 and -6; plus the output zero point -2."""
-    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
-             helper.make_node("QLinearMatMul", ["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"],
-                              ["yq"], name="qmm"),
-             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
-    consts = {"sx": np.float32(0.25), "zx": np.int8(3), "w": W,
-              "sw": np.array([0.5, 0.25], np.float32), "zw": np.zeros(2, np.int8),
-              "sy": np.float32(0.25), "zy": np.int8(-2)}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+        helper.make_node(
+            "QLinearMatMul", ["xq", "sx", "zx", "w", "sw", "zw", "sy", "zy"], ["yq"], name="qmm"
+        ),
+        helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"]),
+    ]
+    consts = {
+        "sx": np.float32(0.25),
+        "zx": np.int8(3),
+        "w": W,
+        "sw": np.array([0.5, 0.25], np.float32),
+        "zw": np.zeros(2, np.int8),
+        "sy": np.float32(0.25),
+        "zy": np.int8(-2),
+    }
     path = _model(nodes, consts, tmp_path, "qlinear")
     q = load_onnx(path)
     (layer,) = q.layers
@@ -317,18 +366,25 @@ def test_matmulinteger_by_hand(tmp_path):
     """uint8 input zero point 131 (int8 3); acc * [0.125, 0.0625] + [1, -0.5], ReLU, then
     scale 0.25 and zero point -2: [-3.375, -1.875] -> [-2, -2]; [3.5, 2] -> [12, 6];
     [47.5, ...] -> 190, saturated to 127."""
-    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
-             helper.make_node("MatMulInteger", ["xq", "w", "zx"], ["acc"], name="mmi"),
-             helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", ["accf", "scale"], ["scaled"]),
-             helper.make_node("Add", ["scaled", "bias"], ["biased"]),
-             helper.make_node("Relu", ["biased"], ["relu"]),
-             helper.make_node("QuantizeLinear", ["relu", "sy", "zy"], ["yq"]),
-             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"])]
-    consts = {"sx": np.float32(0.25), "zx": np.uint8(131), "w": W,
-              "scale": np.array([0.125, 0.0625], np.float32),
-              "bias": np.array([1, -0.5], np.float32), "sy": np.float32(0.25),
-              "zy": np.int8(-2)}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+        helper.make_node("MatMulInteger", ["xq", "w", "zx"], ["acc"], name="mmi"),
+        helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["accf", "scale"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "bias"], ["biased"]),
+        helper.make_node("Relu", ["biased"], ["relu"]),
+        helper.make_node("QuantizeLinear", ["relu", "sy", "zy"], ["yq"]),
+        helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["y"]),
+    ]
+    consts = {
+        "sx": np.float32(0.25),
+        "zx": np.uint8(131),
+        "w": W,
+        "scale": np.array([0.125, 0.0625], np.float32),
+        "bias": np.array([1, -0.5], np.float32),
+        "sy": np.float32(0.25),
+        "zy": np.int8(-2),
+    }
     path = _model(nodes, consts, tmp_path, "integer")
     q = load_onnx(path)
     (layer,) = q.layers
@@ -345,22 +401,35 @@ def test_quantize_float_matches_quantizelinear(tmp_path):
 
     rng = np.random.default_rng(5)
     scale = np.float32(0.0371)
-    x = np.concatenate([(np.arange(-300, 300) + 0.5) * scale,
-                        rng.normal(0, 3, 4000).astype(np.float32)]).astype(np.float32)
+    x = np.concatenate(
+        [(np.arange(-300, 300) + 0.5) * scale, rng.normal(0, 3, 4000).astype(np.float32)]
+    ).astype(np.float32)
     for zp in (np.uint8(140), np.int8(-7)):
         nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])]
-        graph = helper.make_graph(nodes, "q", [helper.make_tensor_value_info(
-            "x", TensorProto.FLOAT, [1, len(x)])], [helper.make_tensor_value_info(
-                "y", helper.np_dtype_to_tensor_dtype(zp.dtype), [1, len(x)])],
-            [numpy_helper.from_array(np.asarray(scale), "s"),
-             numpy_helper.from_array(np.asarray(zp), "z")])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
-                                  ir_version=8)
-        (want,) = ort.InferenceSession(model.SerializeToString(), providers=[
-            "CPUExecutionProvider"]).run(None, {"x": x[None]})
+        graph = helper.make_graph(
+            nodes,
+            "q",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, len(x)])],
+            [
+                helper.make_tensor_value_info(
+                    "y", helper.np_dtype_to_tensor_dtype(zp.dtype), [1, len(x)]
+                )
+            ],
+            [
+                numpy_helper.from_array(np.asarray(scale), "s"),
+                numpy_helper.from_array(np.asarray(zp), "z"),
+            ],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        (want,) = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        ).run(None, {"x": x[None]})
         want = (want.astype(np.int64) - (128 if zp.dtype == np.uint8 else 0)).astype(np.int8)
         zp8 = int(zp) - (128 if zp.dtype == np.uint8 else 0)
-        layer = dataclasses.replace(random_quantized_model((len(x), 2)).layers[0],
-                                    input_scale=float(scale), input_zero_point=zp8)
+        layer = dataclasses.replace(
+            random_quantized_model((len(x), 2)).layers[0],
+            input_scale=float(scale),
+            input_zero_point=zp8,
+        )
         q = dataclasses.replace(random_quantized_model((len(x), 2)), layers=(layer,))
         np.testing.assert_array_equal(q.quantize_float(x[None]), want, strict=True)

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from hw.config import CoreConfig
 from host.backends import get_backend
 from host.bench import bench
 from host.compile import compile_model
-from host.run import run_images
-from host.parallel import local_client, run_shards_dask
 from host.nn.qmodel import random_quantized_model
+from host.parallel import local_client, run_shards_dask
+from host.run import run_images
+from hw.config import CoreConfig
 
 from .conftest import SIM_CONFIGS
 
@@ -43,8 +43,9 @@ def test_dask_local_cluster_identical():
     model = get_backend("model", cfg)
     with local_client(2) as client:
         results = run_shards_dask(model, prog, pieces, client)
-    np.testing.assert_array_equal(np.concatenate([r.outputs for r in results]),
-                                  model.run(prog, x).outputs, strict=True)
+    np.testing.assert_array_equal(
+        np.concatenate([r.outputs for r in results]), model.run(prog, x).outputs, strict=True
+    )
 
 
 @pytest.mark.rtl

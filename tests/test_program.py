@@ -10,15 +10,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import Opcode
 from host import golden
 from host.backends import get_backend
 from host.compile import compile_model
-from host.compile.program import (DIGEST_BYTES, HEADER_FIELDS, ITEM_NEXT_INPUT, ITEM_WORD, MAGIC,
-                                  VERSION, Program, ProgramError)
+from host.compile.program import (
+    DIGEST_BYTES,
+    HEADER_FIELDS,
+    ITEM_NEXT_INPUT,
+    ITEM_WORD,
+    MAGIC,
+    VERSION,
+    Program,
+    ProgramError,
+)
 from host.nn.qmodel import random_quantized_model
+from hw import isa
+from hw.config import CoreConfig
+from hw.isa import Opcode
 
 CFG = CoreConfig(rows=4, cols=4)
 QMODEL = random_quantized_model((40, 12, 6), seed=2)
@@ -66,8 +74,7 @@ def _load_bytes(tmp_path, data, name="p.prog"):
 
 
 def _same(a, b):
-    return (a.config == b.config and a.header == b.header
-            and np.array_equal(a.beats(X), b.beats(X)))
+    return a.config == b.config and a.header == b.header and np.array_equal(a.beats(X), b.beats(X))
 
 
 def _runs_correctly(prog):
@@ -89,12 +96,14 @@ def test_refused(program, blob, tmp_path):
     path = tmp_path / "net.prog"
     path.write_bytes(blob)
     cases = {
-        "truncated": (blob[:len(blob) // 2], r"truncated or corrupt \(checksum mismatch\)"),
+        "truncated": (blob[: len(blob) // 2], r"truncated or corrupt \(checksum mismatch\)"),
         "short": (blob[:10], "truncated header"),
         "magic": (b"NOTAPROG" + blob[8:], "bad magic number"),
         "version": (MAGIC + struct.pack("<H", 99) + blob[10:], "format version 99"),
-        "version 1": (MAGIC + struct.pack("<H", 1) + blob[10:],
-                      "format version 1, this reader supports 2"),
+        "version 1": (
+            MAGIC + struct.pack("<H", 1) + blob[10:],
+            "format version 1, this reader supports 2",
+        ),
         "flipped": (blob[:100] + bytes([blob[100] ^ 4]) + blob[101:], "checksum mismatch"),
     }
     for name, (data, message) in cases.items():
@@ -182,26 +191,50 @@ HEADER_CASES = [
     ("notes", "hello", r"unknown header field\(s\): notes"),
     ("in_features", 0, r"header field in_features must be at least 1, not 0"),
     ("in_features", None, r"header field in_features must be an integer, not None"),
-    ("in_features", 41, r"header field in_tiles is 10, expected 11 \(ceil\(in_features 41 / "
-                        r"rows 4\)\)"),
+    (
+        "in_features",
+        41,
+        r"header field in_tiles is 10, expected 11 \(ceil\(in_features 41 / "
+        r"rows 4\)\)",
+    ),
     ("in_tiles", 11, r"header field in_tiles is 11, expected 10"),
-    ("out_features", 9, r"header field out_tiles is 2, expected 3 \(ceil\(out_features 9 / "
-                        r"cols 4\)\)"),
-    ("out_features", 7, r"header field sizes is \[40, 12, 6\], expected in_features 40 first "
-                        r"and out_features 7 last"),
+    (
+        "out_features",
+        9,
+        r"header field out_tiles is 2, expected 3 \(ceil\(out_features 9 / "
+        r"cols 4\)\)",
+    ),
+    (
+        "out_features",
+        7,
+        r"header field sizes is \[40, 12, 6\], expected in_features 40 first "
+        r"and out_features 7 last",
+    ),
     ("out_tiles", "2", r"header field out_tiles must be an integer, not '2'"),
     ("input_regions", [0], r"input_regions must be a list of two integers, not \[0\]"),
     ("input_regions", [0, 80.0], r"input_regions must be a list of two integers"),
     ("input_regions", {"0": 0}, r"input_regions must be a list of two integers"),
-    ("input_regions", [-1, 80], r"input_regions has -1, expected a base address with its 80 "
-                                r"input words \(in_tiles \* batch\) inside the input buffer "
-                                r"\[0, 32768\)"),
+    (
+        "input_regions",
+        [-1, 80],
+        r"input_regions has -1, expected a base address with its 80 "
+        r"input words \(in_tiles \* batch\) inside the input buffer "
+        r"\[0, 32768\)",
+    ),
     ("input_regions", [0, 32689], r"input_regions has 32689, expected"),
     ("input_regions", [0, 79], r"input_regions \[0, 79\] overlap"),
-    ("input_regions", [0, 81], r"schedule word 0: odd-batch word MATMUL .*'act_addr': 80.*, "
-                               r"expected MATMUL .*'act_addr': 81.* moved to 81"),
-    ("input_regions", [1, 81], r"schedule word 0: MATMUL reads input words 0\.\.7, expected "
-                               r"inside input region 0 \[1, 81\)"),
+    (
+        "input_regions",
+        [0, 81],
+        r"schedule word 0: odd-batch word MATMUL .*'act_addr': 80.*, "
+        r"expected MATMUL .*'act_addr': 81.* moved to 81",
+    ),
+    (
+        "input_regions",
+        [1, 81],
+        r"schedule word 0: MATMUL reads input words 0\.\.7, expected "
+        r"inside input region 0 \[1, 81\)",
+    ),
     ("raw", 1, r"header field raw must be true or false, not 1"),
     ("raw", True, r"schedule word 49: POSTPROC raw is 0, expected 1 \(header field raw\)"),
     ("useful_macs_per_row", -1, r"useful_macs_per_row must be at least 0, not -1"),
@@ -211,13 +244,25 @@ HEADER_CASES = [
     ("sizes", [40, 0, 6], r"sizes must be a list of at least two positive integers"),
     ("sizes", [40, True, 6], r"sizes must be a list of at least two positive integers"),
     ("sizes", [41, 12, 6], r"sizes is \[41, 12, 6\], expected in_features 40 first"),
-    ("sizes", [40, 16, 6], r"preamble loads 20 BIAS beats, expected 24 \(4-channel parameter "
-                           r"words for sizes \[40, 16, 6\]\)"),
+    (
+        "sizes",
+        [40, 16, 6],
+        r"preamble loads 20 BIAS beats, expected 24 \(4-channel parameter "
+        r"words for sizes \[40, 16, 6\]\)",
+    ),
     ("weights_resident", 1, r"weights_resident must be true or false, not 1"),
-    ("weights_resident", False, r"0 weight blocks, expected 36 \(weights_resident false, "
-                                r"weight_tiles 36\)"),
-    ("weight_tiles", 35, r"preamble loads 144 WEIGHT beats, expected 140 \(weight_tiles 35 x "
-                         r"rows 4\)"),
+    (
+        "weights_resident",
+        False,
+        r"0 weight blocks, expected 36 \(weights_resident false, "
+        r"weight_tiles 36\)",
+    ),
+    (
+        "weight_tiles",
+        35,
+        r"preamble loads 144 WEIGHT beats, expected 140 \(weight_tiles 35 x "
+        r"rows 4\)",
+    ),
     ("weight_tiles", 10**6, r"weight_tiles is 1000000, expected at most 8192"),
     ("weight_tiles", 0, r"weight_tiles must be at least 1, not 0"),
     ("config", _DELETE, r"header has no field config"),
@@ -225,8 +270,9 @@ HEADER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("field, value, message", HEADER_CASES,
-                         ids=[f"{f}={v!r}"[:40] for f, v, _ in HEADER_CASES])
+@pytest.mark.parametrize(
+    "field, value, message", HEADER_CASES, ids=[f"{f}={v!r}"[:40] for f, v, _ in HEADER_CASES]
+)
 def test_rehashed_header_field_refused(program, tmp_path, field, value, message):
     with pytest.raises(ProgramError, match=message):
         _load_bytes(tmp_path, _edit(program, field, value))
@@ -237,10 +283,16 @@ CONFIG_CASES = [
     ({"rows": "4"}, r"header field config: rows must be an integer, not '4'"),
     ({"cols": 3}, r"preamble loads 20 BIAS beats, expected 18 \(3-channel parameter words"),
     ({"cols": 2}, r"header field out_tiles is 2, expected 3 \(ceil\(out_features 6 / cols 2\)\)"),
-    ({"queue_depth": 5}, r"schedule item 6: next-input chunk after 6 engine instructions, "
-                         r"expected at least 7 \(queue_depth \+ 2\) or a SYNC before it"),
-    ({"act_kib": 1}, r"schedule word 40 \(even\): the core refuses this POSTPROC \(ACT_RANGE\)"
-                     r": \{'acc_addr': 0, 'm': 8, 'param_addr': 0, 'dst_addr': 32768, "),
+    (
+        {"queue_depth": 5},
+        r"schedule item 6: next-input chunk after 6 engine instructions, "
+        r"expected at least 7 \(queue_depth \+ 2\) or a SYNC before it",
+    ),
+    (
+        {"act_kib": 1},
+        r"schedule word 40 \(even\): the core refuses this POSTPROC \(ACT_RANGE\)"
+        r": \{'acc_addr': 0, 'm': 8, 'param_addr': 0, 'dst_addr': 32768, ",
+    ),
     ({"param_depth": 4}, r"preamble beat 0: the core refuses this LOAD \(PARAM_RANGE\)"),
     ({"colour": 1}, r"header field config: unknown configuration field\(s\): colour"),
 ]
@@ -261,12 +313,14 @@ def _word(op, **fields):
 def _set(name, index, value):
     def edit(arrays):
         arrays[name][index] = value
+
     return edit
 
 
 def _replace(name, value):
     def edit(arrays):
         arrays[name] = value(arrays[name]) if callable(value) else value
+
     return edit
 
 
@@ -274,43 +328,88 @@ MM = dict(act_addr=0, weight_tile=0, acc_addr=0, m=8, accumulate=0)
 
 #: (edit of the saved arrays, message): arrays changed behind a valid checksum.
 ARRAY_CASES = [
-    (_set("schedule_kind", 0, 3), r"schedule item 0: kind 3, expected 0 \(word\), 1 \(next "
-                                  r"input\) or 2 \(block\)"),
+    (
+        _set("schedule_kind", 0, 3),
+        r"schedule item 0: kind 3, expected 0 \(word\), 1 \(next "
+        r"input\) or 2 \(block\)",
+    ),
     (_set("schedule_kind", 0, 2), r"schedule item 0: block 0, expected an index below 0"),
-    (_replace("schedule_even", lambda a: a.astype(np.float64)),
-     r"schedule array even must be a 1-D uint64 array, not float64 \[51\]"),
-    (_replace("schedule_start", lambda a: a[:-1]),
-     r"schedule array start has 50 items, expected 51 \(as kind\)"),
-    (_replace("schedule_count", lambda a: a.reshape(1, -1)),
-     r"schedule array count must be a 1-D integer array, not int64 \[1, 51\]"),
+    (
+        _replace("schedule_even", lambda a: a.astype(np.float64)),
+        r"schedule array even must be a 1-D uint64 array, not float64 \[51\]",
+    ),
+    (
+        _replace("schedule_start", lambda a: a[:-1]),
+        r"schedule array start has 50 items, expected 51 \(as kind\)",
+    ),
+    (
+        _replace("schedule_count", lambda a: a.reshape(1, -1)),
+        r"schedule array count must be a 1-D integer array, not int64 \[1, 51\]",
+    ),
     (_set("schedule_start", 6, 1), r"schedule item 6: next-input chunk starts at 1, expected 0"),
-    (_set("schedule_start", 24, 73), r"schedule item 24: next-input chunk start 73 count 8, "
-                                     r"expected a non-empty chunk inside input words \[0, 80\]"),
+    (
+        _set("schedule_start", 24, 73),
+        r"schedule item 24: next-input chunk start 73 count 8, "
+        r"expected a non-empty chunk inside input words \[0, 80\]",
+    ),
     (_set("schedule_count", 24, 7), r"the next-input chunks load 79 input words, expected 80"),
     (_set("schedule_count", 6, 0), r"schedule item 6: next-input chunk start 0 count 0"),
-    (_set("schedule_even", 0, _word(Opcode.MATMUL, **MM) | np.uint64(1 << 62)),
-     r"schedule word 0 \(even\): MATMUL word 0x40.* has bits set outside its fields"),
+    (
+        _set("schedule_even", 0, _word(Opcode.MATMUL, **MM) | np.uint64(1 << 62)),
+        r"schedule word 0 \(even\): MATMUL word 0x40.* has bits set outside its fields",
+    ),
     (_set("schedule_even", 0, np.uint64(0xE)), r"schedule word 0 \(even\): unknown opcode 14"),
-    (_set("schedule_odd", 0, _word(Opcode.END)),
-     r"schedule word 0 \(odd\): END, expected MATMUL or POSTPROC or SYNC"),
-    (_set("schedule_even", 0, _word(Opcode.LOAD, target=0, addr=0, count=1)),
-     r"schedule word 0 \(even\): LOAD, expected MATMUL or POSTPROC or SYNC"),
-    (_set("schedule_even", 0, _word(Opcode.MATMUL, **{**MM, "act_addr": 65530})),
-     r"schedule word 0 \(even\): the core refuses this MATMUL \(ACT_RANGE\)"),
-    (_set("schedule_even", 49, _word(Opcode.POSTPROC, acc_addr=0, m=8, param_addr=3,
-                                     dst_addr=0, group=0, to_stream=0, raw=1)),
-     r"schedule word 49 \(even\): the core refuses this POSTPROC \(BAD_GROUP\)"),
-    (_set("schedule_kind", 49, ITEM_NEXT_INPUT),
-     r"schedule item 49: next-input chunk start 0 count 0"),
-    (_replace("preamble", lambda a: a.astype(np.int64)),
-     r"preamble must be uint8 \[n, 8\] beats, not int64 \[187, 8\]"),
-    (_replace("preamble", lambda a: a[:-1]), r"preamble beat 42: the LOAD's 144 data beats "
-                                             r"run past the end of the preamble \(143 left\)"),
+    (
+        _set("schedule_odd", 0, _word(Opcode.END)),
+        r"schedule word 0 \(odd\): END, expected MATMUL or POSTPROC or SYNC",
+    ),
+    (
+        _set("schedule_even", 0, _word(Opcode.LOAD, target=0, addr=0, count=1)),
+        r"schedule word 0 \(even\): LOAD, expected MATMUL or POSTPROC or SYNC",
+    ),
+    (
+        _set("schedule_even", 0, _word(Opcode.MATMUL, **{**MM, "act_addr": 65530})),
+        r"schedule word 0 \(even\): the core refuses this MATMUL \(ACT_RANGE\)",
+    ),
+    (
+        _set(
+            "schedule_even",
+            49,
+            _word(
+                Opcode.POSTPROC,
+                acc_addr=0,
+                m=8,
+                param_addr=3,
+                dst_addr=0,
+                group=0,
+                to_stream=0,
+                raw=1,
+            ),
+        ),
+        r"schedule word 49 \(even\): the core refuses this POSTPROC \(BAD_GROUP\)",
+    ),
+    (
+        _set("schedule_kind", 49, ITEM_NEXT_INPUT),
+        r"schedule item 49: next-input chunk start 0 count 0",
+    ),
+    (
+        _replace("preamble", lambda a: a.astype(np.int64)),
+        r"preamble must be uint8 \[n, 8\] beats, not int64 \[187, 8\]",
+    ),
+    (
+        _replace("preamble", lambda a: a[:-1]),
+        r"preamble beat 42: the LOAD's 144 data beats "
+        r"run past the end of the preamble \(143 left\)",
+    ),
     (_replace("preamble", lambda a: a[:, :4]), r"preamble must be uint8 \[n, 8\] beats"),
-    (_set("preamble", (0, slice(0, 8)), np.frombuffer(_word(Opcode.SYNC).tobytes(), np.uint8)),
-     r"preamble beat 0: SYNC, expected LOAD"),
-    (_replace("block_0", np.zeros((1, 8), np.uint8)),
-     r"1 weight blocks, expected 0 \(weights_resident true"),
+    (
+        _set("preamble", (0, slice(0, 8)), np.frombuffer(_word(Opcode.SYNC).tobytes(), np.uint8)),
+        r"preamble beat 0: SYNC, expected LOAD",
+    ),
+    (
+        _replace("block_0", np.zeros((1, 8), np.uint8)),
+        r"1 weight blocks, expected 0 \(weights_resident true",
+    ),
     (_replace("extra", np.zeros(3)), r"arrays \[.*'extra'.*\], expected"),
 ]
 
@@ -325,18 +424,22 @@ def test_rehashed_arrays_refused(program, tmp_path, edit, message):
 
 def test_rehashed_malformed_header_and_archive(program, tmp_path):
     header, arrays = _parts(program)
-    cases = [(b"[1, 2]", "header must be a JSON object, not list"),
-             (b'{"batch": 8', "header is not valid JSON"),
-             (b"\xff\xfe", "header is not valid JSON"),
-             (b"[" * 100000 + b"]" * 100000, "header is not valid JSON"),
-             (b'{"batch": NaN}', "header has no field config")]
+    cases = [
+        (b"[1, 2]", "header must be a JSON object, not list"),
+        (b'{"batch": 8', "header is not valid JSON"),
+        (b"\xff\xfe", "header is not valid JSON"),
+        (b"[" * 100000 + b"]" * 100000, "header is not valid JSON"),
+        (b'{"batch": NaN}', "header has no field config"),
+    ]
     for raw, message in cases:
         with pytest.raises(ProgramError, match=message):
             _load_bytes(tmp_path, _file(header, arrays, raw_header=raw))
     hjson = json.dumps(header).encode()
-    for tail, message in ((b"", "array archive is corrupt"),
-                          (b"not a zip archive", "array archive is corrupt"),
-                          (b"\x93NUMPY", "array archive is corrupt")):
+    for tail, message in (
+        (b"", "array archive is corrupt"),
+        (b"not a zip archive", "array archive is corrupt"),
+        (b"\x93NUMPY", "array archive is corrupt"),
+    ):
         body = MAGIC + struct.pack("<HI", VERSION, len(hjson)) + hjson + tail
         with pytest.raises(ProgramError, match=message):
             _load_bytes(tmp_path, _checksummed(body))
@@ -355,10 +458,14 @@ def test_streamed_weight_blocks(tmp_path):
     x = np.random.default_rng(1).integers(-128, 128, (9, 100)).astype(np.int8)
     np.testing.assert_array_equal(again.beats(x), prog.beats(x), strict=True)
     cases = [
-        (_replace(f"block_{len(prog.blocks) - 1}", None),
-         r"279 weight blocks, expected 280 \(weights_resident false, weight_tiles 280\)"),
-        (_replace("block_3", lambda a: np.concatenate([a, a])),
-         r"block 3 loads 8 WEIGHT beats, expected 4 \(one tile\)"),
+        (
+            _replace(f"block_{len(prog.blocks) - 1}", None),
+            r"279 weight blocks, expected 280 \(weights_resident false, weight_tiles 280\)",
+        ),
+        (
+            _replace("block_3", lambda a: np.concatenate([a, a])),
+            r"block 3 loads 8 WEIGHT beats, expected 4 \(one tile\)",
+        ),
         (_replace("block_3", lambda a: a[:3]), r"block 3 beat 0: the LOAD's 4 data beats"),
     ]
     for edit, message in cases:
@@ -370,24 +477,34 @@ def test_streamed_weight_blocks(tmp_path):
     kind = arrays["schedule_kind"]
     block_item = int(np.flatnonzero(kind == 2)[0])
     arrays["schedule_block"][block_item] = 280
-    with pytest.raises(ProgramError, match=rf"schedule item {block_item}: block 280, expected "
-                                           rf"an index below 280"):
+    with pytest.raises(
+        ProgramError,
+        match=rf"schedule item {block_item}: block 280, expected "
+        rf"an index below 280",
+    ):
         _load_bytes(tmp_path, _file(header, arrays))
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=4),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),
-    max_leaves=6)
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(HEADER_FIELDS + ("config",)), value=_JSON,
-       config_field=st.sampled_from(sorted(CFG.to_dict())))
-def test_any_rehashed_header_value_only_program_error(program, tmp_path, field, value,
-                                                      config_field):
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    field=st.sampled_from(HEADER_FIELDS + ("config",)),
+    value=_JSON,
+    config_field=st.sampled_from(sorted(CFG.to_dict())),
+)
+def test_any_rehashed_header_value_only_program_error(
+    program, tmp_path, field, value, config_field
+):
     """Whatever a header field (or a configuration field) holds, loading raises only
     ProgramError, and a program that loads runs correctly."""
     for target in ("header", "config"):
@@ -417,8 +534,9 @@ def test_constructor_refuses_wrong_types(program):
     with pytest.raises(ProgramError, match="header must be a dict, not list"):
         Program(program.config, [], program.preamble, program.schedule)
     with pytest.raises(ProgramError, match=r"schedule has arrays \['kind'\], expected kind, even"):
-        Program(program.config, program.header, program.preamble,
-                {"kind": program.schedule["kind"]})
+        Program(
+            program.config, program.header, program.preamble, {"kind": program.schedule["kind"]}
+        )
 
 
 def test_wrong_inputs_and_config(program):

@@ -11,14 +11,21 @@ import pytest
 import torch
 from torch import nn
 
-from hw.config import CoreConfig
 from host import golden
 from host.backends import get_backend
 from host.compile import compile_model
-from host.nn.qmodel import (DEFAULT_QUANTIZED, QuantError, QuantizedModel, file_sha256,
-                            is_quantized_model_file, multiplier_shift, random_quantized_model)
-from host.nn.quantize import quantize_checkpoint, quantize_model, report, torch_int8_logits
 from host.nn.checkpoint import CheckpointError, Mlp, save_checkpoint
+from host.nn.qmodel import (
+    DEFAULT_QUANTIZED,
+    QuantError,
+    QuantizedModel,
+    file_sha256,
+    is_quantized_model_file,
+    multiplier_shift,
+    random_quantized_model,
+)
+from host.nn.quantize import quantize_checkpoint, quantize_model, report, torch_int8_logits
+from hw.config import CoreConfig
 from tests.nets import fit
 
 
@@ -37,7 +44,7 @@ def test_multiplier_shift_precision():
     np.testing.assert_allclose(mult[:5] / 2.0 ** shift[:5], scales[:5], rtol=1e-9)
     np.testing.assert_allclose(mult[5] / 2.0 ** shift[5], scales[5], rtol=1e-6)  # shift capped
     with pytest.raises(ValueError, match="too large"):
-        multiplier_shift(np.array([2.0 ** 32]))
+        multiplier_shift(np.array([2.0**32]))
 
 
 def test_weights_are_per_channel_symmetric_int8(quantized):
@@ -96,6 +103,7 @@ def test_save_load_and_corrupt_files(tmp_path):
 
 # -- which models the quantizer takes ------------------------------------------------------
 
+
 def _seq(middle, first=None):
     torch.manual_seed(0)
     return nn.Sequential(first or nn.Linear(784, 16), middle, nn.Linear(16, 10))
@@ -123,16 +131,33 @@ class _TwoOutputs(nn.Module):
         return y, y
 
 
-@pytest.mark.parametrize("model, message", [
-    (_seq(nn.GELU()), "unsupported layer GELU at 1 (aten.gelu, graph node 1)"),
-    (_seq(nn.Tanh()), "unsupported layer Tanh at 1 (aten.tanh, graph node 1)"),
-    (_seq(nn.Softmax(dim=1)), "unsupported layer Softmax at 1 (aten.softmax.int, graph node 1)"),
-    (_seq(nn.LayerNorm(16)), "unsupported layer LayerNorm at 1 (aten.layer_norm, graph node 1)"),
-    (_seq(nn.Sigmoid()), "unsupported layer Sigmoid at 1 (aten.sigmoid, graph node 1)"),
-    (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Sequential(nn.Linear(16, 8), nn.Tanh()),
-                   nn.Linear(8, 10)), "unsupported layer Tanh at 2.1 (aten.tanh, graph node 3)"),
-    (_Residual(), "unsupported aten.add.Tensor in the model's forward (graph node 1)"),
-], ids=["gelu", "tanh", "softmax", "layernorm", "sigmoid", "nested", "residual"])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (_seq(nn.GELU()), "unsupported layer GELU at 1 (aten.gelu, graph node 1)"),
+        (_seq(nn.Tanh()), "unsupported layer Tanh at 1 (aten.tanh, graph node 1)"),
+        (
+            _seq(nn.Softmax(dim=1)),
+            "unsupported layer Softmax at 1 (aten.softmax.int, graph node 1)",
+        ),
+        (
+            _seq(nn.LayerNorm(16)),
+            "unsupported layer LayerNorm at 1 (aten.layer_norm, graph node 1)",
+        ),
+        (_seq(nn.Sigmoid()), "unsupported layer Sigmoid at 1 (aten.sigmoid, graph node 1)"),
+        (
+            nn.Sequential(
+                nn.Linear(784, 16),
+                nn.ReLU(),
+                nn.Sequential(nn.Linear(16, 8), nn.Tanh()),
+                nn.Linear(8, 10),
+            ),
+            "unsupported layer Tanh at 2.1 (aten.tanh, graph node 3)",
+        ),
+        (_Residual(), "unsupported aten.add.Tensor in the model's forward (graph node 1)"),
+    ],
+    ids=["gelu", "tanh", "softmax", "layernorm", "sigmoid", "nested", "residual"],
+)
 def test_unsupported_layers_are_refused(model, message):
     images = np.zeros((4, 784), np.uint8)
     with pytest.raises(QuantError, match=re.escape(f"{message}: {SUPPORTED}")):
@@ -142,61 +167,99 @@ def test_unsupported_layers_are_refused(model, message):
 def test_unsupported_layer_in_an_mlp_names_its_path():
     model = Mlp((784, 16, 10))
     model.net[1] = nn.GELU()
-    with pytest.raises(QuantError, match=re.escape(
-            f"unsupported layer GELU at net.1 (aten.gelu, graph node 1): {SUPPORTED}")):
+    with pytest.raises(
+        QuantError,
+        match=re.escape(f"unsupported layer GELU at net.1 (aten.gelu, graph node 1): {SUPPORTED}"),
+    ):
         quantize_model(model, np.zeros((4, 784), np.uint8))
 
 
 _NOT_AFTER_LINEAR = "does not directly follow a Linear: the core applies ReLU only fused"
 
 
-@pytest.mark.parametrize("model, message", [
-    (nn.Sequential(nn.ReLU(), nn.Linear(784, 10)),
-     rf"layer ReLU at 0 \(aten.relu, graph node 0\) {_NOT_AFTER_LINEAR}"),
-    (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.ReLU(), nn.Linear(16, 10)),
-     rf"layer ReLU at 2 \(aten.relu, graph node 2\) {_NOT_AFTER_LINEAR}"),
-    (nn.Sequential(nn.Linear(784, 16), nn.Dropout(), nn.ReLU(), nn.Linear(16, 10)),
-     rf"layer ReLU at 2 \(aten.relu, graph node 2\) {_NOT_AFTER_LINEAR}"),
-    (nn.Sequential(nn.BatchNorm1d(784), nn.Linear(784, 10)),
-     r"layer BatchNorm1d at 0 \(aten.batch_norm, graph node 0\) does not directly follow a "
-     r"Linear: the core folds BatchNorm1d into the Linear before it"),
-    (nn.Sequential(nn.Linear(784, 16), nn.Flatten(), nn.Linear(16, 10)),
-     r"layer Flatten at 1 \(aten.flatten.using_ints, graph node 1\) comes after a Linear"),
-    (nn.Sequential(nn.Flatten(), nn.Dropout()), "the model has no Linear layer"),
-    (nn.Sequential(), "the model has no Linear layer"),
-    (nn.Identity(), "the model has no Linear layer"),
-    (nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(15, 10)),
-     r"torch.export cannot capture the model: a and b must have same reduction dim, but got "
-     r"\[2, 16\] X \[15, 10\]"),
-    (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(2704, 10)),
-     r"torch.export cannot capture the model: Expected 3D \(unbatched\) or 4D"),
-    (_TwoOutputs(), "the model's output is not its last layer's"),
-], ids=["relu-first", "relu-relu", "relu-after-dropout", "batchnorm-first", "flatten-late",
-        "no-linear", "empty", "identity", "widths", "conv2d-on-flat-images", "two-outputs"])
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (
+            nn.Sequential(nn.ReLU(), nn.Linear(784, 10)),
+            rf"layer ReLU at 0 \(aten.relu, graph node 0\) {_NOT_AFTER_LINEAR}",
+        ),
+        (
+            nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.ReLU(), nn.Linear(16, 10)),
+            rf"layer ReLU at 2 \(aten.relu, graph node 2\) {_NOT_AFTER_LINEAR}",
+        ),
+        (
+            nn.Sequential(nn.Linear(784, 16), nn.Dropout(), nn.ReLU(), nn.Linear(16, 10)),
+            rf"layer ReLU at 2 \(aten.relu, graph node 2\) {_NOT_AFTER_LINEAR}",
+        ),
+        (
+            nn.Sequential(nn.BatchNorm1d(784), nn.Linear(784, 10)),
+            r"layer BatchNorm1d at 0 \(aten.batch_norm, graph node 0\) does not directly follow a "
+            r"Linear: the core folds BatchNorm1d into the Linear before it",
+        ),
+        (
+            nn.Sequential(nn.Linear(784, 16), nn.Flatten(), nn.Linear(16, 10)),
+            r"layer Flatten at 1 \(aten.flatten.using_ints, graph node 1\) comes after a Linear",
+        ),
+        (nn.Sequential(nn.Flatten(), nn.Dropout()), "the model has no Linear layer"),
+        (nn.Sequential(), "the model has no Linear layer"),
+        (nn.Identity(), "the model has no Linear layer"),
+        (
+            nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(15, 10)),
+            r"torch.export cannot capture the model: a and b must have same reduction dim, but got "
+            r"\[2, 16\] X \[15, 10\]",
+        ),
+        (
+            nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(2704, 10)),
+            r"torch.export cannot capture the model: Expected 3D \(unbatched\) or 4D",
+        ),
+        (_TwoOutputs(), "the model's output is not its last layer's"),
+    ],
+    ids=[
+        "relu-first",
+        "relu-relu",
+        "relu-after-dropout",
+        "batchnorm-first",
+        "flatten-late",
+        "no-linear",
+        "empty",
+        "identity",
+        "widths",
+        "conv2d-on-flat-images",
+        "two-outputs",
+    ],
+)
 def test_malformed_models_are_refused(model, message):
     with pytest.raises(QuantError, match=message):
         quantize_model(model.eval(), np.zeros((4, 784), np.uint8))
 
 
-@pytest.mark.parametrize("images, message", [
-    (np.zeros((0, 784), np.uint8), "no calibration images"),
-    (np.zeros((4, 784), np.float32), r"must be uint8 \[N, pixels\], not float32 \[4, 784\]"),
-    (np.zeros(784, np.uint8), r"must be uint8 \[N, pixels\], not uint8 \[784\]"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.zeros((0, 784), np.uint8), "no calibration images"),
+        (np.zeros((4, 784), np.float32), r"must be uint8 \[N, pixels\], not float32 \[4, 784\]"),
+        (np.zeros(784, np.uint8), r"must be uint8 \[N, pixels\], not uint8 \[784\]"),
+    ],
+)
 def test_bad_calibration_images_are_refused(images, message):
     with pytest.raises(QuantError, match=message):
         quantize_model(Mlp((784, 16, 10)), images)
 
 
-@pytest.mark.parametrize("param, value, what", [
-    ("weight", float("nan"), "weights"), ("bias", float("inf"), "bias")])
+@pytest.mark.parametrize(
+    "param, value, what", [("weight", float("nan"), "weights"), ("bias", float("inf"), "bias")]
+)
 def test_non_finite_parameters_are_refused(param, value, what):
     model = Mlp((784, 16, 10))
     with torch.no_grad():
         getattr(model.net[2], param)[3] = value
-    with pytest.raises(QuantError, match=re.escape(
-            f"layer Linear at net.2 (aten.linear, graph node 2) has non-finite {what} "
-            f"(NaN or inf)")):
+    with pytest.raises(
+        QuantError,
+        match=re.escape(
+            f"layer Linear at net.2 (aten.linear, graph node 2) has non-finite {what} (NaN or inf)"
+        ),
+    ):
         quantize_model(model, np.zeros((4, 784), np.uint8))
 
 
@@ -204,15 +267,26 @@ def _sequentials():
     torch.manual_seed(0)
     return {
         "bias": nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)),
-        "no-bias": nn.Sequential(nn.Linear(784, 32, bias=False), nn.ReLU(),
-                                 nn.Linear(32, 10, bias=False)),
-        "dropout-flatten": nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(784, 32),
-                                         nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10)),
-        "batchnorm": nn.Sequential(nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(),
-                                   nn.Linear(32, 10)),
-        "two-hidden-nested": nn.Sequential(nn.Linear(784, 32), nn.ReLU(),
-                                           nn.Sequential(nn.Linear(32, 24), nn.ReLU()),
-                                           nn.Linear(24, 10)),
+        "no-bias": nn.Sequential(
+            nn.Linear(784, 32, bias=False), nn.ReLU(), nn.Linear(32, 10, bias=False)
+        ),
+        "dropout-flatten": nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.2),
+            nn.Linear(784, 32),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(32, 10),
+        ),
+        "batchnorm": nn.Sequential(
+            nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 10)
+        ),
+        "two-hidden-nested": nn.Sequential(
+            nn.Linear(784, 32),
+            nn.ReLU(),
+            nn.Sequential(nn.Linear(32, 24), nn.ReLU()),
+            nn.Linear(24, 10),
+        ),
     }
 
 
@@ -242,19 +316,24 @@ def test_quantizing_leaves_the_warning_filters_and_log_levels_alone():
     before = list(warnings.filters), [logging.getLogger(n).level for n in names]
     quantize_model(Mlp((20, 6, 3)), np.zeros((4, 20), np.uint8))
     with pytest.raises(QuantError):
-        quantize_model(nn.Sequential(nn.Linear(20, 5), nn.Linear(6, 2)),
-                       np.zeros((4, 20), np.uint8))
+        quantize_model(
+            nn.Sequential(nn.Linear(20, 5), nn.Linear(6, 2)), np.zeros((4, 20), np.uint8)
+        )
     assert (list(warnings.filters), [logging.getLogger(n).level for n in names]) == before
 
 
 # -- the checkpoint --------------------------------------------------------------------
 
+
 def test_checkpoint_with_wrong_input_width(mnist, tmp_path):
     torch.manual_seed(0)
     model = Mlp((100, 16, 10))
     save_checkpoint(model, {"sizes": [100, 16, 10]}, str(tmp_path / "m100.pt"))
-    with pytest.raises(CheckpointError, match=r"m100.pt: the network takes 100 inputs, "
-                                              r"expected 784 \(28x28 MNIST images\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"m100.pt: the network takes 100 inputs, "
+        r"expected 784 \(28x28 MNIST images\)",
+    ):
         quantize_checkpoint(str(tmp_path / "m100.pt"), mnist)
 
 
@@ -263,13 +342,18 @@ def test_checkpoint_with_nan_weights(mnist, tmp_path):
     with torch.no_grad():
         model.net[0].weight[0, 0] = float("nan")
     save_checkpoint(model, {"sizes": [784, 16, 10]}, str(tmp_path / "nan.pt"))
-    with pytest.raises(QuantError, match=re.escape(
+    with pytest.raises(
+        QuantError,
+        match=re.escape(
             "nan.pt: layer Linear at net.0 (aten.linear, graph node 0) has non-finite weights "
-            "(NaN or inf)")):
+            "(NaN or inf)"
+        ),
+    ):
         quantize_checkpoint(str(tmp_path / "nan.pt"), mnist)
 
 
 # -- the .qnpz file ----------------------------------------------------------------------
+
 
 def _rewrite(path, out, edit):
     """Copy a .qnpz with ``edit(arrays, header)`` applied, keeping its recorded hash."""
@@ -284,8 +368,10 @@ def _rewrite(path, out, edit):
 
 def test_round_even_is_saved_and_checked(tmp_path):
     qm = random_quantized_model((20, 9, 4), seed=1)
-    qm = QuantizedModel(tuple(dataclasses.replace(ly, round_even=bool(i))
-                              for i, ly in enumerate(qm.layers)), qm.meta)
+    qm = QuantizedModel(
+        tuple(dataclasses.replace(ly, round_even=bool(i)) for i, ly in enumerate(qm.layers)),
+        qm.meta,
+    )
     qm.save(str(tmp_path / "q.qnpz"))
     again = QuantizedModel.load(str(tmp_path / "q.qnpz"))
     assert [ly.round_even for ly in again.layers] == [False, True]
@@ -307,10 +393,14 @@ def test_mult_may_use_all_32_bits():
 def test_version_1_files_are_refused(tmp_path):
     qm = random_quantized_model((20, 9, 4), seed=1)
     qm.save(str(tmp_path / "q.qnpz"))
-    _rewrite(tmp_path / "q.qnpz", tmp_path / "v1.qnpz",
-             lambda arrays, header: header.update(version=1))
-    with pytest.raises(QuantError, match=r"v1.qnpz: quantized-model format version 1 is out "
-                                         r"of date .* run `make quantize`"):
+    _rewrite(
+        tmp_path / "q.qnpz", tmp_path / "v1.qnpz", lambda arrays, header: header.update(version=1)
+    )
+    with pytest.raises(
+        QuantError,
+        match=r"v1.qnpz: quantized-model format version 1 is out "
+        r"of date .* run `make quantize`",
+    ):
         QuantizedModel.load(str(tmp_path / "v1.qnpz"))
 
 

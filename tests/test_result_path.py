@@ -20,11 +20,20 @@ from .streams import run_scenario, stream_put
 
 CFGS = {
     # 2 groups, 2 raw beats a row
-    "2x4-deep": CoreConfig(rows=2, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1,
-                           param_depth=4),
+    "2x4-deep": CoreConfig(
+        rows=2, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=4
+    ),
     # 2 groups (the second one short), 3 raw beats a row
-    "3x5-shallow": CoreConfig(rows=3, cols=5, act_kib=1, hidden_kib=1, weight_kib=1,
-                              acc_kib=1, param_depth=4, deep_pipeline=False),
+    "3x5-shallow": CoreConfig(
+        rows=3,
+        cols=5,
+        act_kib=1,
+        hidden_kib=1,
+        weight_kib=1,
+        acc_kib=1,
+        param_depth=4,
+        deep_pipeline=False,
+    ),
 }
 
 #: (rows, chance that the output is not ready in a cycle)
@@ -42,10 +51,16 @@ SCENARIOS = {
 def _rows(cfg, kinds, rng):
     rows = []
     for i, kind in enumerate(kinds):
-        rows.append({
-            "acc_addr": i % cfg.acc_depth, "param_addr": int(rng.integers(0, cfg.param_depth)),
-            "dst_addr": cfg.act_depth + i, "group": int(kind[1:]) if kind[0] == "g" else 0,
-            "to_stream": int(kind != "g0" and kind != "g1"), "raw": int(kind == "r")})
+        rows.append(
+            {
+                "acc_addr": i % cfg.acc_depth,
+                "param_addr": int(rng.integers(0, cfg.param_depth)),
+                "dst_addr": cfg.act_depth + i,
+                "group": int(kind[1:]) if kind[0] == "g" else 0,
+                "to_stream": int(kind != "g0" and kind != "g1"),
+                "raw": int(kind == "r"),
+            }
+        )
     return rows
 
 
@@ -56,12 +71,12 @@ def _expected(cfg, rows, acc, bias, scale):
     for row in rows:
         a, b = acc[row["acc_addr"]], bias[row["param_addr"]]
         s = scale[row["param_addr"]]
-        raw = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8),
-                               a + b)[0]
-        req = tuple(np.array([lane[k] for lane in s]) for k in
-                    ("mult", "shift", "zero_point", "relu", "round_even"))
-        y = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8),
-                             a + b, req)[0]
+        raw = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8), a + b)[0]
+        req = tuple(
+            np.array([lane[k] for lane in s])
+            for k in ("mult", "shift", "zero_point", "relu", "round_even")
+        )
+        y = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8), a + b, req)[0]
         if row["raw"]:
             bits = sum((int(v) & 0xFFFFFFFF) << (32 * c) for c, v in enumerate(raw))
             beats += [(bits >> (k * W)) & ((1 << W) - 1) for k in range(cfg.raw_beats)]
@@ -69,8 +84,12 @@ def _expected(cfg, rows, acc, bias, scale):
             beats.append(sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(y)))
         else:
             g = row["group"]
-            writes.append((row["dst_addr"] - cfg.act_depth,
-                           [int(y[g * R + j]) if g * R + j < C else 0 for j in range(R)]))
+            writes.append(
+                (
+                    row["dst_addr"] - cfg.act_depth,
+                    [int(y[g * R + j]) if g * R + j < C else 0 for j in range(R)],
+                )
+            )
     return writes, beats
 
 
@@ -84,10 +103,19 @@ def test_rows_reach_the_hidden_buffer_and_the_stream(config, scenario):
     rows = _rows(cfg, kinds, rng)
     acc = {a: rng.integers(-(1 << 31), 1 << 31, C) for a in range(len(rows))}
     bias = {p: rng.integers(-(1 << 20), 1 << 20, C) for p in range(cfg.param_depth)}
-    scale = {p: [{"mult": int(rng.integers(1 << 29, 1 << 31)), "shift": int(rng.integers(28, 40)),
-                  "zero_point": int(rng.integers(-128, 128)), "relu": int(rng.integers(0, 2)),
-                  "round_even": int(rng.integers(0, 2))} for _ in range(C)]
-             for p in range(cfg.param_depth)}
+    scale = {
+        p: [
+            {
+                "mult": int(rng.integers(1 << 29, 1 << 31)),
+                "shift": int(rng.integers(28, 40)),
+                "zero_point": int(rng.integers(-128, 128)),
+                "relu": int(rng.integers(0, 2)),
+                "round_even": int(rng.integers(0, 2)),
+            }
+            for _ in range(C)
+        ]
+        for p in range(cfg.param_depth)
+    }
     want_writes, want_beats = _expected(cfg, rows, acc, bias, scale)
     dut = ResultPath(cfg)
     issued, writes, beats = [], [], []
@@ -101,11 +129,16 @@ def test_rows_reach_the_hidden_buffer_and_the_stream(config, scenario):
             await ctx.tick()
         assert ctx.get(dut.empty)
 
-    async def buffers(ctx):         # the accumulator's and the parameters' read ports
+    async def buffers(ctx):  # the accumulator's and the parameters' read ports
         cycle = 0
         async for _, _, read, addr, hold, p_en, p_addr, push in ctx.tick().sample(
-                dut.acc_read.valid, dut.acc_read.payload, dut.hold, dut.bias_read.en,
-                dut.bias_read.addr, dut.i_pp.valid & dut.i_pp.ready):
+            dut.acc_read.valid,
+            dut.acc_read.payload,
+            dut.hold,
+            dut.bias_read.en,
+            dut.bias_read.addr,
+            dut.i_pp.valid & dut.i_pp.ready,
+        ):
             if push:
                 issued.append(cycle)
             if not hold:
@@ -115,14 +148,19 @@ def test_rows_reach_the_hidden_buffer_and_the_stream(config, scenario):
                 ctx.set(dut.scale_read.data, scale[p_addr])
             cycle += 1
 
-    async def outputs(ctx):         # the hidden buffer's write port and the stream's sink
+    async def outputs(ctx):  # the hidden buffer's write port and the stream's sink
         cycle = 0
         while True:
             ready = rng.random() >= blocked
             ctx.set(dut.o_result.ready, ready)
             if ctx.get(dut.hidden_write.en):
-                writes.append((cycle, ctx.get(dut.hidden_write.addr),
-                               [int(v) for v in ctx.get(dut.hidden_write.data)]))
+                writes.append(
+                    (
+                        cycle,
+                        ctx.get(dut.hidden_write.addr),
+                        [int(v) for v in ctx.get(dut.hidden_write.data)],
+                    )
+                )
             if ready and ctx.get(dut.o_result.valid):
                 beats.append(ctx.get(dut.o_result.payload.data))
             await ctx.tick()
@@ -131,7 +169,8 @@ def test_rows_reach_the_hidden_buffer_and_the_stream(config, scenario):
     run_scenario(dut, feed, background=[buffers, outputs])
     assert [w[1:] for w in writes] == [(a, d) for a, d in want_writes]
     assert beats == want_beats
-    if blocked == 0 and "r" not in kinds:     # (raw rows come slower from the sequencer)
+    if blocked == 0 and "r" not in kinds:  # (raw rows come slower from the sequencer)
         hidden = [c for c, row in zip(issued, rows) if not row["to_stream"]]
-        assert [w[0] - c for w, c in zip(writes, hidden)] == \
-            [cfg.postproc_latency - 1] * len(hidden)
+        assert [w[0] - c for w, c in zip(writes, hidden)] == [cfg.postproc_latency - 1] * len(
+            hidden
+        )

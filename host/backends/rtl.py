@@ -71,14 +71,24 @@ class RtlBackend:
         except runner.SimError as exc:
             raise BackendError(str(exc)) from None
         for name, p in (("gap", gap), ("stall", stall)):
-            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not math.isfinite(p) \
-                    or not 0 <= p <= MAX_PAUSE_PROBABILITY:
-                raise BackendError(f"{self.name} backend: {name} must be a probability in "
-                                   f"[0, {MAX_PAUSE_PROBABILITY}], not {p!r}")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
-                not 0 <= seed < 1 << 32:
-            raise BackendError(f"{self.name} backend: seed must be an integer in [0, 2**32), "
-                               f"not {seed!r}")
+            if (
+                isinstance(p, bool)
+                or not isinstance(p, numbers.Real)
+                or not math.isfinite(p)
+                or not 0 <= p <= MAX_PAUSE_PROBABILITY
+            ):
+                raise BackendError(
+                    f"{self.name} backend: {name} must be a probability in "
+                    f"[0, {MAX_PAUSE_PROBABILITY}], not {p!r}"
+                )
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, numbers.Integral)
+            or not 0 <= seed < 1 << 32
+        ):
+            raise BackendError(
+                f"{self.name} backend: seed must be an integer in [0, 2**32), not {seed!r}"
+            )
         self.gap, self.stall, self.seed = float(gap), float(stall), int(seed)
         self._simulator = None
 
@@ -113,11 +123,16 @@ class RtlBackend:
         beats = program.beats(inputs)
         out, report = self.stream(beats)
         outputs, status = program.parse_output(out, len(inputs))
-        return Result(outputs=outputs, status=status, cycles=status["cycles"],
-                      predicted_cycles=predict(self.config, beats)["cycles"],
-                      wall_seconds=time.perf_counter() - start,
-                      sim_cycles=report["sim_cycles"], sim_seconds=report["sim_seconds"],
-                      out_beats=np.asarray(out))
+        return Result(
+            outputs=outputs,
+            status=status,
+            cycles=status["cycles"],
+            predicted_cycles=predict(self.config, beats)["cycles"],
+            wall_seconds=time.perf_counter() - start,
+            sim_cycles=report["sim_cycles"],
+            sim_seconds=report["sim_seconds"],
+            out_beats=np.asarray(out),
+        )
 
 
 class GateBackend(RtlBackend):

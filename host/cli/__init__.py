@@ -15,8 +15,11 @@ COMMANDS = {
     "quantize": ("quantize", "main", "int8-quantize a checkpoint, report against PyTorch"),
     "infer": ("infer", "main", "MNIST through a backend, checked against golden and PyTorch"),
     "bench": ("bench", "main", "the core against PyTorch on this CPU: JSON, report, plots"),
-    "bench-core": ("bench", "main_core", "one large matmul through the RTL: utilization, "
-                   "simulation speed"),
+    "bench-core": (
+        "bench",
+        "main_core",
+        "one large matmul through the RTL: utilization, simulation speed",
+    ),
 }
 
 
@@ -36,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"error: unknown command {name!r}; expected one of {', '.join(COMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"error: unknown command {name!r}; expected one of {', '.join(COMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     module, function, _ = COMMANDS[name]
     return getattr(importlib.import_module(f"{__name__}.{module}"), function)(rest)

@@ -18,15 +18,16 @@ __all__ = ["main", "main_core"]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host bench",
-                                description=bench_module.__doc__)
+    p = argparse.ArgumentParser(prog="python -m host bench", description=bench_module.__doc__)
     p.add_argument("--size", choices=sorted(SIZES), default="full")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--clock-mhz", type=float, default=None)
     p.add_argument("--out", default=os.path.join("build", "bench"))
-    p.add_argument("--model", default=DEFAULT_CHECKPOINT,
-                   help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file "
-                        "(.onnx)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_CHECKPOINT,
+        help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file (.onnx)",
+    )
     args = p.parse_args(argv)
     try:
         if args.workers < 1:
@@ -43,15 +44,17 @@ def main(argv=None):
         return 2
     try:
         result = bench(args.size, args.workers, args.out, args.clock_mhz, model=args.model)
-    except (OSError, ValueError) as exc:      # CheckpointError, QuantError, OnnxError
+    except (OSError, ValueError) as exc:  # CheckpointError, QuantError, OnnxError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report_md(result))
-    bad = [e for e in result["sweep"] if e["mismatches"]] + \
-        [s for s in result["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])]
+    bad = [e for e in result["sweep"] if e["mismatches"]] + [
+        s for s in result["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])
+    ]
     if bad:
-        print("error: a backend disagreed with the golden model or the cycle model",
-              file=sys.stderr)
+        print(
+            "error: a backend disagreed with the golden model or the cycle model", file=sys.stderr
+        )
         return 1
     return 0
 
@@ -71,7 +74,7 @@ def main_core(argv=None):
         M, K, N = (int(n) for n in shape)
         check_output_path(args.json, "--json")
         res = bench_core(cfg, M, K, N)
-    except (OSError, ValueError, TypeError, BackendError) as exc:   # CompileError is a ValueError
+    except (OSError, ValueError, TypeError, BackendError) as exc:  # CompileError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with atomic_write(args.json, "w") as f:
@@ -82,4 +85,3 @@ def main_core(argv=None):
         print("error: outputs differ from the numpy reference", file=sys.stderr)
         return 1
     return 0
-

@@ -32,8 +32,10 @@ __all__ = ["main"]
 
 
 def _print(report):
-    print(f"-- {report['backend']} backend, {report['rows']}x{report['cols']} array, "
-          f"{report['images']} images, batch {report['batch']}")
+    print(
+        f"-- {report['backend']} backend, {report['rows']}x{report['cols']} array, "
+        f"{report['images']} images, batch {report['batch']}"
+    )
     for k, v in report.items():
         if k in ("backend",):
             continue
@@ -51,19 +53,28 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=8)
     p.add_argument("--cols", type=int, default=8)
     p.add_argument("--config", help="CoreConfig JSON file (overrides --rows/--cols)")
-    p.add_argument("--limit", type=int, default=None, help="test images (default: all; "
-                   "256 for rtl/gate)")
-    p.add_argument("--batch", type=int, default=None,
-                   help="images per batch (default: 64, or the most the buffers hold)")
+    p.add_argument(
+        "--limit", type=int, default=None, help="test images (default: all; 256 for rtl/gate)"
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="images per batch (default: 64, or the most the buffers hold)",
+    )
     p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded)")
-    p.add_argument("--model", default=DEFAULT_CHECKPOINT,
-                   help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file (.onnx)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_CHECKPOINT,
+        help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file (.onnx)",
+    )
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--clock-mhz", type=float, default=None)
     p.add_argument("--shard", type=int, default=None, help="images per backend run")
     p.add_argument("--workers", type=int, default=1, help="parallel backend runs")
-    p.add_argument("--demo", action="store_true",
-                   help="rtl on 256 images and model on the whole test split")
+    p.add_argument(
+        "--demo", action="store_true", help="rtl on 256 images and model on the whole test split"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -86,28 +97,54 @@ def main(argv=None):
         if args.batch is None:
             args.batch = min(64, max_batch(qmodel, cfg))
         if args.batch > max_batch(qmodel, cfg):
-            raise CompileError(f"batch {args.batch} does not fit the {cfg.rows}x{cfg.cols} "
-                               f"buffers; use --batch {max_batch(qmodel, cfg)} or less")
-        runs = [("rtl", 256), ("model", None)] if args.demo else \
-            [(args.backend, args.limit or (256 if args.backend != "model" else None))]
+            raise CompileError(
+                f"batch {args.batch} does not fit the {cfg.rows}x{cfg.cols} "
+                f"buffers; use --batch {max_batch(qmodel, cfg)} or less"
+            )
+        runs = (
+            [("rtl", 256), ("model", None)]
+            if args.demo
+            else [(args.backend, args.limit or (256 if args.backend != "model" else None))]
+        )
         reports = []
         for backend, limit in runs:
             n = len(data.test_images) if limit is None else min(limit, len(data.test_images))
-            report, _ = evaluate(cfg, backend, data.test_images[:n], data.test_labels[:n], qmodel,
-                              tq_model, float_model, args.batch, args.clock_mhz, args.shard,
-                              args.workers)
+            report, _ = evaluate(
+                cfg,
+                backend,
+                data.test_images[:n],
+                data.test_labels[:n],
+                qmodel,
+                tq_model,
+                float_model,
+                args.batch,
+                args.clock_mhz,
+                args.shard,
+                args.workers,
+            )
             report["data"] = data.source
             report["model"] = args.model
             reports.append(report)
             _print(report)
         if args.json:
             _write_json(args.json, reports[0] if len(reports) == 1 else {"runs": reports})
-    except (OSError, ValueError, TypeError, DataError, CheckpointError, CompileError,
-            ProgramError, BackendError) as exc:
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        DataError,
+        CheckpointError,
+        CompileError,
+        ProgramError,
+        BackendError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     bad = [r for r in reports if r["mismatches"] or r["error"]]
     for r in bad:
-        print(f"error: {r['backend']}: {r['mismatches']} output bytes differ from the golden "
-              f"model, core error code {r['error']}", file=sys.stderr)
+        print(
+            f"error: {r['backend']}: {r['mismatches']} output bytes differ from the golden "
+            f"model, core error code {r['error']}",
+            file=sys.stderr,
+        )
     return 1 if bad else 0

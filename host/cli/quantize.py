@@ -17,8 +17,7 @@ __all__ = ["main"]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host quantize",
-                                description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m host quantize", description=__doc__)
     p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="float checkpoint")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=DEFAULT_QUANTIZED, help="quantized model to write")
@@ -32,15 +31,14 @@ def main(argv=None):
         if os.path.abspath(args.out) == os.path.abspath(args.model):
             raise QuantError(f"--out {args.out} would overwrite the checkpoint it quantizes")
         data = load_mnist(args.data_dir)
-        qmodel, tq_model, float_model = quantize_checkpoint(args.model, data,
-                                                            relative_to=args.out)
+        qmodel, tq_model, float_model = quantize_checkpoint(args.model, data, relative_to=args.out)
         res = report(qmodel, tq_model, float_model, data.test_images, data.test_labels)
         qmodel = QuantizedModel(qmodel.layers, {**qmodel.meta, "report": res})
         qmodel.save(args.out)
         if args.json:
             with atomic_write(args.json, "w") as f:
                 json.dump(res, f, indent=2)
-    except (OSError, ValueError) as exc:   # DataError, CheckpointError, QuantError
+    except (OSError, ValueError) as exc:  # DataError, CheckpointError, QuantError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"quantized {args.model} -> {args.out} ({data.describe()})")

@@ -16,8 +16,10 @@ __all__ = ["main"]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host train",
-                                description="Train the MNIST MLP in PyTorch (seeded, deterministic).")
+    p = argparse.ArgumentParser(
+        prog="python -m host train",
+        description="Train the MNIST MLP in PyTorch (seeded, deterministic).",
+    )
     p.add_argument("--hidden", type=int, nargs="+", default=[128], help="hidden layer sizes")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
@@ -30,22 +32,26 @@ def main(argv=None):
     try:
         for name in ("epochs", "batch_size"):
             if getattr(args, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, "
-                                 f"not {getattr(args, name)}")
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be positive, not {getattr(args, name)}"
+                )
         if any(h < 1 for h in args.hidden):
             raise ValueError(f"--hidden sizes must be positive, not {args.hidden}")
         if not (math.isfinite(args.lr) and args.lr > 0):
             raise ValueError(f"--lr must be a positive finite number, not {args.lr}")
         check_output_path(args.out, "--out")
         data = load_mnist(args.data_dir)
-        model, meta = train(data, tuple(args.hidden), args.epochs, args.seed, args.lr,
-                            args.batch_size)
+        model, meta = train(
+            data, tuple(args.hidden), args.epochs, args.seed, args.lr, args.batch_size
+        )
         save_checkpoint(model, meta, args.out)
-    except (OSError, ValueError) as exc:   # DataError and CheckpointError are ValueErrors
+    except (OSError, ValueError) as exc:  # DataError and CheckpointError are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"trained {'-'.join(map(str, meta['sizes']))} on {data.describe()}")
-    print(f"epochs {meta['epochs']}, {meta['train_seconds']:.1f} s, "
-          f"train accuracy {meta['train_accuracy']:.4f}, test accuracy "
-          f"{meta['test_accuracy']:.4f} -> {args.out}")
+    print(
+        f"epochs {meta['epochs']}, {meta['train_seconds']:.1f} s, "
+        f"train accuracy {meta['train_accuracy']:.4f}, test accuracy "
+        f"{meta['test_accuracy']:.4f} -> {args.out}"
+    )
     return 0

@@ -9,5 +9,12 @@ from .compiler import ROUNDINGS, compile_matmul, compile_model
 from .plan import CompileError, max_batch
 from .program import Program, ProgramError
 
-__all__ = ["compile_model", "compile_matmul", "max_batch", "CompileError", "Program",
-           "ProgramError", "ROUNDINGS"]
+__all__ = [
+    "compile_model",
+    "compile_matmul",
+    "max_batch",
+    "CompileError",
+    "Program",
+    "ProgramError",
+    "ROUNDINGS",
+]

@@ -41,7 +41,10 @@ def check_instruction(cfg: CoreConfig, op: Opcode, f: dict) -> ErrorCode:
             return ErrorCode.PARAM_RANGE
         if f["group"] >= cfg.groups or (f["raw"] and not f["to_stream"]):
             return ErrorCode.BAD_GROUP
-        if not f["to_stream"] and not f["raw"] and (
-                f["dst_addr"] < cfg.act_depth or f["dst_addr"] + f["m"] > cfg.act_space):
+        if (
+            not f["to_stream"]
+            and not f["raw"]
+            and (f["dst_addr"] < cfg.act_depth or f["dst_addr"] + f["m"] > cfg.act_space)
+        ):
             return ErrorCode.ACT_RANGE
     return ErrorCode.NONE

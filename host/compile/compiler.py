@@ -14,7 +14,6 @@ MATMUL's tile is streamed into a ring of ``queue_depth + rows + cols + 2`` slots
 before it (enough distance that a slot is never rewritten while still being read).
 """
 
-
 import itertools
 
 import numpy as np
@@ -52,7 +51,7 @@ def _tile(layer, li, kt_i, nt_i, cfg, prev_out):
         n0 = nt_i * C
         cols = min(C, N - n0)
         if cols > 0:
-            tile[r, :cols] = layer.weight[n0:n0 + cols, k]
+            tile[r, :cols] = layer.weight[n0 : n0 + cols, k]
     return tile
 
 
@@ -72,12 +71,20 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     resident = len(tiles) <= cfg.weight_depth
     slots = cfg.weight_ring_slots
     if not resident and slots > cfg.weight_depth:
-        raise CompileError(f"the weight buffer holds {cfg.weight_depth} tiles; streaming "
-                           f"weights needs at least {slots}")
+        raise CompileError(
+            f"the weight buffer holds {cfg.weight_depth} tiles; streaming "
+            f"weights needs at least {slots}"
+        )
 
     def load_beats(target, addr, rows):
-        return np.concatenate([word_beats([isa.encode(Opcode.LOAD, target=target, addr=addr,
-                                                       count=len(rows))], sb), rows])
+        return np.concatenate(
+            [
+                word_beats(
+                    [isa.encode(Opcode.LOAD, target=target, addr=addr, count=len(rows))], sb
+                ),
+                rows,
+            ]
+        )
 
     def tile_rows(tile):
         rows = np.zeros((R, sb), np.uint8)
@@ -88,15 +95,16 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     pre = []
     bias = np.zeros(sum(nt) * C, np.int64)
     for li, ly in enumerate(layers):
-        bias[sum(nt[:li]) * C:][:len(ly.bias)] = ly.bias
+        bias[sum(nt[:li]) * C :][: len(ly.bias)] = ly.bias
     scale = []
     for li, ly in enumerate(layers):
         n = ly.weight.shape[0]
         for c in range(nt[li] * C):
             m_, s_ = (int(ly.mult[c]), int(ly.shift[c])) if c < n else (0, 0)
             try:
-                scale.append(isa.encode_scale(m_, s_, ly.zero_point, ly.relu,
-                                              round_even=ly.round_even))
+                scale.append(
+                    isa.encode_scale(m_, s_, ly.zero_point, ly.relu, round_even=ly.round_even)
+                )
             except isa.InstructionError as exc:
                 raise CompileError(f"layer {li}, output channel {c}: {exc}") from None
     pre.append(load_beats(Target.BIAS, 0, word_beats(bias & ((1 << isa.BIAS_BITS) - 1), sb)))
@@ -105,19 +113,21 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
         pre.append(load_beats(Target.WEIGHT, 0, np.concatenate([tile_rows(t) for t in tiles])))
 
     # -- one batch ----------------------------------------------------------------------
-    items = []            # (kind, even, odd, start, count, block)
+    items = []  # (kind, even, odd, start, count, block)
     blocks = []
 
     def word(op, region_dependent=None, **fields):
         even = isa.encode(op, **fields)
         odd = even
         if region_dependent is not None:
-            odd = isa.encode(op, **{**fields, region_dependent: fields[region_dependent]
-                                    - regions[0] + regions[1]})
+            odd = isa.encode(
+                op,
+                **{**fields, region_dependent: fields[region_dependent] - regions[0] + regions[1]},
+            )
         items.append((ITEM_WORD, even, odd, 0, 0, 0))
 
     engine_count = 0
-    matmul_slots = []     # item positions after which a next-input chunk may go
+    matmul_slots = []  # item positions after which a next-input chunk may go
     tile_i = 0
     param = 0
     for li, layer in enumerate(layers):
@@ -129,9 +139,15 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
                 if not resident:
                     blocks.append(load_beats(Target.WEIGHT, slot, tile_rows(tiles[tile_i])))
                     items.append((ITEM_BLOCK, 0, 0, 0, 0, len(blocks) - 1))
-                word(Opcode.MATMUL, "act_addr" if li == 0 else None,
-                     act_addr=in_base + k * batch, weight_tile=slot, acc_addr=n * batch,
-                     m=batch, accumulate=int(k > 0))
+                word(
+                    Opcode.MATMUL,
+                    "act_addr" if li == 0 else None,
+                    act_addr=in_base + k * batch,
+                    weight_tile=slot,
+                    acc_addr=n * batch,
+                    m=batch,
+                    accumulate=int(k > 0),
+                )
                 engine_count += 1
                 tile_i += 1
                 if engine_count >= cfg.input_reload_distance:
@@ -139,8 +155,16 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
         for n in range(nt[li]):
             for g in range(1 if last else G):
                 dst = 0 if last else hidden_bases[li] + (n * G + g) * batch
-                word(Opcode.POSTPROC, acc_addr=n * batch, m=batch, param_addr=param + n,
-                     dst_addr=dst, group=g, to_stream=int(last), raw=int(layer.raw))
+                word(
+                    Opcode.POSTPROC,
+                    acc_addr=n * batch,
+                    m=batch,
+                    param_addr=param + n,
+                    dst_addr=dst,
+                    group=g,
+                    to_stream=int(last),
+                    raw=int(layer.raw),
+                )
                 engine_count += 1
         param += nt[li]
 
@@ -166,16 +190,25 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
         final.append((ITEM_NEXT_INPUT, 0, 0, *inserts[len(items)], 0))
     arr = np.array(final, dtype=object)
     schedule = {
-        "kind": arr[:, 0].astype(np.uint8), "even": arr[:, 1].astype(np.uint64),
-        "odd": arr[:, 2].astype(np.uint64), "start": arr[:, 3].astype(np.int64),
-        "count": arr[:, 4].astype(np.int64), "block": arr[:, 5].astype(np.int64),
+        "kind": arr[:, 0].astype(np.uint8),
+        "even": arr[:, 1].astype(np.uint64),
+        "odd": arr[:, 2].astype(np.uint64),
+        "start": arr[:, 3].astype(np.int64),
+        "count": arr[:, 4].astype(np.int64),
+        "block": arr[:, 5].astype(np.int64),
     }
     header = {
-        "batch": batch, "in_features": in_features, "out_features": layers[-1].weight.shape[0],
-        "in_tiles": kt[0], "input_regions": regions, "out_tiles": nt[-1],
-        "raw": bool(layers[-1].raw), "useful_macs_per_row": useful_macs,
+        "batch": batch,
+        "in_features": in_features,
+        "out_features": layers[-1].weight.shape[0],
+        "in_tiles": kt[0],
+        "input_regions": regions,
+        "out_tiles": nt[-1],
+        "raw": bool(layers[-1].raw),
+        "useful_macs_per_row": useful_macs,
         "sizes": [in_features] + [ly.weight.shape[0] for ly in layers],
-        "weights_resident": resident, "weight_tiles": len(tiles),
+        "weights_resident": resident,
+        "weight_tiles": len(tiles),
     }
     return Program(cfg, header, np.concatenate(pre), schedule, blocks)
 
@@ -218,15 +251,16 @@ def _channel_param(name, value, n, lo, hi):
     """A requantization parameter: an integer, or an integer array of shape ``[n]``."""
     if is_int(value):
         vmin = vmax = int(value)
-    elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu"
-          and value.shape in ((), (n,))):
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.shape in ((), (n,)):
         vmin, vmax = _int_range(value)
     else:
-        raise CompileError(f"requant {name} must be an integer or an integer array [{n}], "
-                           f"not {_describe(value)}")
+        raise CompileError(
+            f"requant {name} must be an integer or an integer array [{n}], not {_describe(value)}"
+        )
     if vmin < lo or vmax > hi:
-        raise CompileError(f"requant {name} must be in {lo}..{hi}, not "
-                           f"{vmin if vmin < lo else vmax}")
+        raise CompileError(
+            f"requant {name} must be in {lo}..{hi}, not {vmin if vmin < lo else vmax}"
+        )
     return np.broadcast_to(np.asarray(value).astype(np.int64), (n,)).copy()
 
 
@@ -245,29 +279,48 @@ def _matmul_layer(K, b, bias, requant, rounding):
         raise CompileError(f"bias must be an integer array [{N}], not {_describe(bias)}")
     else:
         vmin, vmax = _int_range(bias)
-        if vmin < -2**31 or vmax >= 2**31:
-            raise CompileError(f"bias must fit int32 ({-2**31}..{2**31 - 1}), not "
-                               f"{vmin if vmin < -2**31 else vmax}")
+        if vmin < -(2**31) or vmax >= 2**31:
+            raise CompileError(
+                f"bias must fit int32 ({-(2**31)}..{2**31 - 1}), not "
+                f"{vmin if vmin < -(2**31) else vmax}"
+            )
         bias = bias.astype(np.int64)
     if not isinstance(rounding, str) or rounding not in ROUNDINGS:
         found = repr(rounding) if isinstance(rounding, str) else _describe(rounding)
         raise CompileError(f"rounding must be {' or '.join(map(repr, ROUNDINGS))}, not {found}")
     if requant is None:
-        return Layer(b.T.copy(), bias, np.zeros(N, np.int64), np.zeros(N, np.int64), 0, False,
-                      raw=True, round_even=rounding == "half_even")
+        return Layer(
+            b.T.copy(),
+            bias,
+            np.zeros(N, np.int64),
+            np.zeros(N, np.int64),
+            0,
+            False,
+            raw=True,
+            round_even=rounding == "half_even",
+        )
     if not isinstance(requant, (tuple, list)) or len(requant) != 4:
-        raise CompileError(f"requant must be (mult, shift, zero_point, relu) or None, not "
-                           f"{_describe(requant)}")
+        raise CompileError(
+            f"requant must be (mult, shift, zero_point, relu) or None, not {_describe(requant)}"
+        )
     mult, shift, zero_point, relu = requant
     mult = _channel_param("mult", mult, N, 0, 2**32 - 1)
     shift = _channel_param("shift", shift, N, 0, 63)
     if not is_int(zero_point) or not -128 <= zero_point <= 127:
-        raise CompileError(f"requant zero_point must be an integer in -128..127, not "
-                           f"{_describe(zero_point)}")
+        raise CompileError(
+            f"requant zero_point must be an integer in -128..127, not {_describe(zero_point)}"
+        )
     if not isinstance(relu, (bool, np.bool_)):
         raise CompileError(f"requant relu must be a bool, not {_describe(relu)}")
-    return Layer(b.T.copy(), bias, mult, shift, int(zero_point), bool(relu),
-                  round_even=rounding == "half_even")
+    return Layer(
+        b.T.copy(),
+        bias,
+        mult,
+        shift,
+        int(zero_point),
+        bool(relu),
+        round_even=rounding == "half_even",
+    )
 
 
 def _check_fits(K, N, cfg):
@@ -279,22 +332,36 @@ def _check_fits(K, N, cfg):
         raise CompileError(
             f"K = {K} needs {kt} input words per row, twice that ({2 * kt}) with the next "
             f"batch's inputs loading beside them; {core} input buffer holds "
-            f"{cfg.act_depth} words (K up to {cfg.act_depth // 2 * R})")
-    for what, depth, per in (("accumulator", cfg.acc_depth, " per row"),
-                             ("parameter", cfg.param_depth, "")):
+            f"{cfg.act_depth} words (K up to {cfg.act_depth // 2 * R})"
+        )
+    for what, depth, per in (
+        ("accumulator", cfg.acc_depth, " per row"),
+        ("parameter", cfg.param_depth, ""),
+    ):
         if nt > depth:
-            raise CompileError(f"N = {N} needs {nt} {what} words{per}; {core} {what} "
-                               f"buffer holds {depth} words (N up to {depth * C})")
+            raise CompileError(
+                f"N = {N} needs {nt} {what} words{per}; {core} {what} "
+                f"buffer holds {depth} words (N up to {depth * C})"
+            )
     slots = cfg.weight_ring_slots
     if kt * nt > cfg.weight_depth and slots > cfg.weight_depth:
-        raise CompileError(f"K x N = {K} x {N} takes {kt * nt} weight tiles; {core} weight "
-                           f"buffer holds {cfg.weight_depth}, too few to stream them (at "
-                           f"least {slots})")
+        raise CompileError(
+            f"K x N = {K} x {N} takes {kt * nt} weight tiles; {core} weight "
+            f"buffer holds {cfg.weight_depth}, too few to stream them (at "
+            f"least {slots})"
+        )
 
 
-def compile_matmul(a_shape_or_k: int | tuple, b: np.ndarray, bias: np.ndarray | None,
-                   config: CoreConfig, requant: tuple | None = None, batch: int | None = None,
-                   *, rounding: str = "half_up") -> Program:
+def compile_matmul(
+    a_shape_or_k: int | tuple,
+    b: np.ndarray,
+    bias: np.ndarray | None,
+    config: CoreConfig,
+    requant: tuple | None = None,
+    batch: int | None = None,
+    *,
+    rounding: str = "half_up",
+) -> Program:
     """Program for ``A @ b + bias`` with ``A`` int8 ``[M, K]`` streamed as inputs.
 
     Arguments are checked, never converted: a float bias, a fractional zero point or a
@@ -329,12 +396,16 @@ def compile_matmul(a_shape_or_k: int | tuple, b: np.ndarray, bias: np.ndarray | 
         raise CompileError(f"config must be a CoreConfig, not {_describe(config)}")
     if is_int(a_shape_or_k):
         M, K = None, int(a_shape_or_k)
-    elif (isinstance(a_shape_or_k, tuple) and len(a_shape_or_k) == 2
-          and all(map(is_int, a_shape_or_k))):
+    elif (
+        isinstance(a_shape_or_k, tuple)
+        and len(a_shape_or_k) == 2
+        and all(map(is_int, a_shape_or_k))
+    ):
         M, K = map(int, a_shape_or_k)
     else:
-        raise CompileError(f"a_shape_or_k must be K or the shape (M, K) of a, not "
-                           f"{_describe(a_shape_or_k)}")
+        raise CompileError(
+            f"a_shape_or_k must be K or the shape (M, K) of a, not {_describe(a_shape_or_k)}"
+        )
     if M is not None and M < 1:
         raise CompileError(f"a has no rows (M = {M})")
     if K < 1:

@@ -12,8 +12,15 @@ import numpy as np
 
 from hw.config import MAX_ROWS_PER_OP, CoreConfig
 
-__all__ = ["CompileError", "Layer", "layers_from_model", "plan", "max_batch", "max_batch_for",
-           "is_int"]
+__all__ = [
+    "CompileError",
+    "Layer",
+    "layers_from_model",
+    "plan",
+    "max_batch",
+    "max_batch_for",
+    "is_int",
+]
 
 
 class CompileError(ValueError):
@@ -22,8 +29,8 @@ class CompileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    weight: np.ndarray      # int8 [N, K]
-    bias: np.ndarray        # int64 [N], zero point already folded
+    weight: np.ndarray  # int8 [N, K]
+    bias: np.ndarray  # int64 [N], zero point already folded
     mult: np.ndarray
     shift: np.ndarray
     zero_point: int
@@ -37,12 +44,21 @@ def layers_from_model(qmodel):
     for i, q in enumerate(qmodel.layers):
         w = np.asarray(q.weight, np.int64)
         bias = np.asarray(q.bias, np.int64) - int(q.input_zero_point) * w.sum(axis=1)
-        if np.any((bias < -2**31) | (bias >= 2**31)):
-            raise CompileError(f"layer {i}: bias with the input zero point folded in "
-                               f"overflows int32")
-        layers.append(Layer(np.asarray(q.weight, np.int8), bias, np.asarray(q.mult),
-                             np.asarray(q.shift), int(q.output_zero_point), bool(q.relu),
-                             round_even=bool(q.round_even)))
+        if np.any((bias < -(2**31)) | (bias >= 2**31)):
+            raise CompileError(
+                f"layer {i}: bias with the input zero point folded in overflows int32"
+            )
+        layers.append(
+            Layer(
+                np.asarray(q.weight, np.int8),
+                bias,
+                np.asarray(q.mult),
+                np.asarray(q.shift),
+                int(q.output_zero_point),
+                bool(q.relu),
+                round_even=bool(q.round_even),
+            )
+        )
     return layers
 
 
@@ -65,9 +81,11 @@ def _tiles(layers, cfg):
 def _per_row(kt, nt, cfg):
     """``(buffer, words each row of a batch takes, words it has)`` of the buffers that
     scale with the batch. Inputs take two regions: the next batch loads into the other."""
-    return (("input", 2 * kt[0], cfg.act_depth),
-            ("hidden-activation", sum(n * cfg.groups for n in nt[:-1]), cfg.hidden_depth),
-            ("accumulator", max(nt), cfg.acc_depth))
+    return (
+        ("input", 2 * kt[0], cfg.act_depth),
+        ("hidden-activation", sum(n * cfg.groups for n in nt[:-1]), cfg.hidden_depth),
+        ("accumulator", max(nt), cfg.acc_depth),
+    )
 
 
 def plan(layers, cfg, batch, hint=True):
@@ -83,8 +101,11 @@ def plan(layers, cfg, batch, hint=True):
             msg = f"batch {batch} needs {per_row * batch} {what} words, the buffer has {depth}"
             if hint:
                 best = max_batch_for(layers, cfg)
-                msg += (f"; use a batch of at most {best}" if best else
-                        "; even a batch of 1 does not fit")
+                msg += (
+                    f"; use a batch of at most {best}"
+                    if best
+                    else "; even a batch of 1 does not fit"
+                )
             raise CompileError(msg)
     in_words = kt[0] * batch
     bases = [cfg.act_depth]
@@ -98,8 +119,10 @@ def max_batch_for(layers: list, cfg: CoreConfig) -> int:
     kt, nt = _tiles(layers, cfg)
     if sum(nt) > cfg.param_depth:
         return 0
-    return min([MAX_ROWS_PER_OP] + [depth // per_row
-                                    for _, per_row, depth in _per_row(kt, nt, cfg) if per_row])
+    return min(
+        [MAX_ROWS_PER_OP]
+        + [depth // per_row for _, per_row, depth in _per_row(kt, nt, cfg) if per_row]
+    )
 
 
 def max_batch(qmodel, cfg: CoreConfig) -> int:

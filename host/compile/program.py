@@ -30,9 +30,21 @@ from hw.isa import ErrorCode, Opcode, Target
 from ..files import atomic_write
 from .checks import check_instruction
 
-__all__ = ["Program", "ProgramError", "MAGIC", "VERSION", "DIGEST_BYTES", "HEADER_FIELDS",
-           "SCHEDULE_ARRAYS", "ITEM_WORD", "ITEM_NEXT_INPUT", "ITEM_BLOCK", "word_beats",
-           "beat_words", "status_packet"]
+__all__ = [
+    "Program",
+    "ProgramError",
+    "MAGIC",
+    "VERSION",
+    "DIGEST_BYTES",
+    "HEADER_FIELDS",
+    "SCHEDULE_ARRAYS",
+    "ITEM_WORD",
+    "ITEM_NEXT_INPUT",
+    "ITEM_BLOCK",
+    "word_beats",
+    "beat_words",
+    "status_packet",
+]
 
 MAGIC = b"SYSTPROG"
 VERSION = 2
@@ -43,7 +55,7 @@ class ProgramError(ValueError):
     """A program that is malformed, truncated, or for another configuration."""
 
 
-_WORD = f"<u{isa.INSTR_BYTES}"          # an instruction (or LOAD data) word in a beat
+_WORD = f"<u{isa.INSTR_BYTES}"  # an instruction (or LOAD data) word in a beat
 _STATUS = f"<u{isa.STATUS_WORD_BYTES}"  # a status-packet word in a beat
 
 
@@ -51,30 +63,41 @@ def word_beats(words: np.ndarray, stream_bytes: int) -> np.ndarray:
     """64-bit words -> beats (uint8 ``[n, stream_bytes]``), a word in each beat's low bytes."""
     words = np.asarray(words, np.uint64)
     out = np.zeros((len(words), stream_bytes), np.uint8)
-    out[:, :isa.INSTR_BYTES] = words.astype(_WORD).view(np.uint8).reshape(-1, isa.INSTR_BYTES)
+    out[:, : isa.INSTR_BYTES] = words.astype(_WORD).view(np.uint8).reshape(-1, isa.INSTR_BYTES)
     return out
 
 
 def beat_words(beats: np.ndarray) -> np.ndarray:
     """Beats -> the 64-bit word in each one's low bytes (uint64 ``[n]``)."""
-    return np.ascontiguousarray(np.asarray(beats, np.uint8)[:, :isa.INSTR_BYTES]).view(_WORD)[:, 0]
+    return np.ascontiguousarray(np.asarray(beats, np.uint8)[:, : isa.INSTR_BYTES]).view(_WORD)[:, 0]
 
 
 def status_packet(beats: np.ndarray) -> dict:
     """The status packet at the end of the result beats: ``{field: value}`` in
     :data:`hw.isa.STATUS_FIELDS` order, one word in the low bytes of each beat."""
     ns = len(isa.STATUS_FIELDS)
-    tail = np.ascontiguousarray(np.asarray(beats, np.uint8)[len(beats) - ns:,
-                                                            :isa.STATUS_WORD_BYTES])
+    tail = np.ascontiguousarray(
+        np.asarray(beats, np.uint8)[len(beats) - ns :, : isa.STATUS_WORD_BYTES]
+    )
     return dict(zip(isa.STATUS_FIELDS, map(int, tail.view(_STATUS)[:, 0]), strict=True))
 
 
 #: Header fields, all required (the configuration travels beside them in the file).
-HEADER_FIELDS = ("batch", "in_features", "out_features", "in_tiles", "input_regions",
-                 "out_tiles", "raw", "useful_macs_per_row", "sizes", "weights_resident",
-                 "weight_tiles")
+HEADER_FIELDS = (
+    "batch",
+    "in_features",
+    "out_features",
+    "in_tiles",
+    "input_regions",
+    "out_tiles",
+    "raw",
+    "useful_macs_per_row",
+    "sizes",
+    "weights_resident",
+    "weight_tiles",
+)
 SCHEDULE_ARRAYS = ("kind", "even", "odd", "start", "count", "block")
-DIGEST_BYTES = 32   #: SHA-256, at the end of the file
+DIGEST_BYTES = 32  #: SHA-256, at the end of the file
 _SCHEDULE_OPS = (Opcode.MATMUL, Opcode.POSTPROC, Opcode.SYNC)
 
 
@@ -153,36 +176,47 @@ class Program:
 
     def check_config(self, config: CoreConfig) -> None:
         if config != self.config:
-            raise ProgramError(f"program was compiled for {self.config.tag} "
-                               f"({self.config.rows}x{self.config.cols}), not for {config.tag} "
-                               f"({config.rows}x{config.cols})")
+            raise ProgramError(
+                f"program was compiled for {self.config.tag} "
+                f"({self.config.rows}x{self.config.cols}), not for {config.tag} "
+                f"({config.rows}x{config.cols})"
+            )
 
     # -- validation -----------------------------------------------------------------
     def _beat_array(self, name, beats):
         beats = np.asarray(beats)
         sb = self.config.stream_bytes
         if beats.dtype != np.uint8 or beats.ndim != 2 or beats.shape[1] != sb:
-            raise ProgramError(f"{name} must be uint8 [n, {sb}] beats, not {beats.dtype} "
-                               f"{list(beats.shape)}")
+            raise ProgramError(
+                f"{name} must be uint8 [n, {sb}] beats, not {beats.dtype} {list(beats.shape)}"
+            )
         return beats
 
     @staticmethod
     def _schedule_arrays(schedule):
         if not isinstance(schedule, dict) or set(schedule) != set(SCHEDULE_ARRAYS):
             found = sorted(map(str, schedule)) if isinstance(schedule, dict) else schedule
-            raise ProgramError(f"schedule has arrays {found}, expected "
-                               f"{', '.join(SCHEDULE_ARRAYS)}")
+            raise ProgramError(
+                f"schedule has arrays {found}, expected {', '.join(SCHEDULE_ARRAYS)}"
+            )
         out = {}
         for name in SCHEDULE_ARRAYS:
             a = np.asarray(schedule[name])
             want = "uint64" if name in ("even", "odd") else "integer"
-            if a.ndim != 1 or a.dtype.kind not in "iu" or (want == "uint64"
-                                                             and a.dtype != np.uint64):
-                raise ProgramError(f"schedule array {name} must be a 1-D {want} array, not "
-                                   f"{a.dtype} {list(a.shape)}")
+            if (
+                a.ndim != 1
+                or a.dtype.kind not in "iu"
+                or (want == "uint64" and a.dtype != np.uint64)
+            ):
+                raise ProgramError(
+                    f"schedule array {name} must be a 1-D {want} array, not "
+                    f"{a.dtype} {list(a.shape)}"
+                )
             if len(a) != len(schedule["kind"]):
-                raise ProgramError(f"schedule array {name} has {len(a)} items, expected "
-                                   f"{len(schedule['kind'])} (as kind)")
+                raise ProgramError(
+                    f"schedule array {name} has {len(a)} items, expected "
+                    f"{len(schedule['kind'])} (as kind)"
+                )
             out[name] = a
         return out
 
@@ -196,24 +230,29 @@ class Program:
         """
         self._validate_header()
         h, R, C = self.header, self.config.rows, self.config.cols
-        loads = {}   # LOAD headers decoded so far: streamed weight blocks repeat them
-        pre = self._check_stream("preamble", self.preamble,
-                                 (Target.WEIGHT, Target.BIAS, Target.SCALE), loads)
+        loads = {}  # LOAD headers decoded so far: streamed weight blocks repeat them
+        pre = self._check_stream(
+            "preamble", self.preamble, (Target.WEIGHT, Target.BIAS, Target.SCALE), loads
+        )
         params = sum(-(-n // C) for n in h["sizes"][1:]) * C
         tiles, resident = h["weight_tiles"], h["weights_resident"]
         for target, want, why in (
-                (Target.BIAS, params, f"{C}-channel parameter words for sizes {h['sizes']}"),
-                (Target.SCALE, params, f"{C}-channel parameter words for sizes {h['sizes']}"),
-                (Target.WEIGHT, tiles * R if resident else 0,
-                 f"weight_tiles {tiles} x rows {R}" if resident else "weights are streamed")):
+            (Target.BIAS, params, f"{C}-channel parameter words for sizes {h['sizes']}"),
+            (Target.SCALE, params, f"{C}-channel parameter words for sizes {h['sizes']}"),
+            (
+                Target.WEIGHT,
+                tiles * R if resident else 0,
+                f"weight_tiles {tiles} x rows {R}" if resident else "weights are streamed",
+            ),
+        ):
             if pre[target] != want:
-                raise ProgramError(f"preamble loads {pre[target]} {target.name} beats, "
-                                   f"expected {want} ({why})")
+                raise ProgramError(
+                    f"preamble loads {pre[target]} {target.name} beats, expected {want} ({why})"
+                )
         for i, block in enumerate(self.blocks):
             rows = self._check_stream(f"block {i}", block, (Target.WEIGHT,), loads)[Target.WEIGHT]
             if rows != R:
-                raise ProgramError(f"block {i} loads {rows} WEIGHT beats, expected {R} (one "
-                                   f"tile)")
+                raise ProgramError(f"block {i} loads {rows} WEIGHT beats, expected {R} (one tile)")
         self._validate_schedule()
 
     def _validate_header(self):
@@ -236,8 +275,9 @@ class Program:
 
         def boolean(name):
             if not isinstance(h[name], bool):
-                raise ProgramError(f"header field {name} must be true or false, not "
-                                   f"{_short(h[name])}")
+                raise ProgramError(
+                    f"header field {name} must be true or false, not {_short(h[name])}"
+                )
             return h[name]
 
         def derived(name, want, why):
@@ -253,37 +293,56 @@ class Program:
         boolean("raw")
         integer("useful_macs_per_row", 0)
         sizes = h["sizes"]
-        if (not isinstance(sizes, list) or len(sizes) < 2
-                or not all(_is_json_int(n) and n >= 1 for n in sizes)):
-            raise ProgramError(f"header field sizes must be a list of at least two positive "
-                               f"integers, not {_short(sizes)}")
+        if (
+            not isinstance(sizes, list)
+            or len(sizes) < 2
+            or not all(_is_json_int(n) and n >= 1 for n in sizes)
+        ):
+            raise ProgramError(
+                f"header field sizes must be a list of at least two positive "
+                f"integers, not {_short(sizes)}"
+            )
         if sizes[0] != K or sizes[-1] != N:
-            raise ProgramError(f"header field sizes is {sizes}, expected in_features {K} "
-                               f"first and out_features {N} last")
+            raise ProgramError(
+                f"header field sizes is {sizes}, expected in_features {K} "
+                f"first and out_features {N} last"
+            )
         resident = boolean("weights_resident")
         tiles = integer("weight_tiles", 1)
         if resident and tiles > cfg.weight_depth:
-            raise ProgramError(f"header field weight_tiles is {tiles}, expected at most "
-                               f"{cfg.weight_depth} (the weight buffer) with resident weights")
+            raise ProgramError(
+                f"header field weight_tiles is {tiles}, expected at most "
+                f"{cfg.weight_depth} (the weight buffer) with resident weights"
+            )
         want_blocks = 0 if resident else tiles
         if len(self.blocks) != want_blocks:
-            raise ProgramError(f"{len(self.blocks)} weight blocks, expected {want_blocks} "
-                               f"(weights_resident {str(resident).lower()}, weight_tiles "
-                               f"{tiles})")
+            raise ProgramError(
+                f"{len(self.blocks)} weight blocks, expected {want_blocks} "
+                f"(weights_resident {str(resident).lower()}, weight_tiles "
+                f"{tiles})"
+            )
         regions = h["input_regions"]
-        if not isinstance(regions, list) or len(regions) != 2 or not all(map(_is_json_int, regions)):
-            raise ProgramError(f"header field input_regions must be a list of two integers, "
-                               f"not {_short(regions)}")
+        if (
+            not isinstance(regions, list)
+            or len(regions) != 2
+            or not all(map(_is_json_int, regions))
+        ):
+            raise ProgramError(
+                f"header field input_regions must be a list of two integers, not {_short(regions)}"
+            )
         words = self._batch_words()
         for base in regions:
             if base < 0 or base + words > cfg.act_depth:
                 raise ProgramError(
                     f"header field input_regions has {base}, expected a base address with "
                     f"its {words} input words (in_tiles * batch) inside the input buffer "
-                    f"[0, {cfg.act_depth})")
+                    f"[0, {cfg.act_depth})"
+                )
         if abs(regions[0] - regions[1]) < words:
-            raise ProgramError(f"header field input_regions {regions} overlap, expected "
-                               f"bases at least {words} words (in_tiles * batch) apart")
+            raise ProgramError(
+                f"header field input_regions {regions} overlap, expected "
+                f"bases at least {words} words (in_tiles * batch) apart"
+            )
 
     def _batch_words(self):
         """Activation words one batch of inputs takes (``in_tiles * batch``)."""
@@ -296,15 +355,14 @@ class Program:
         except isa.InstructionError as exc:
             raise ProgramError(f"{where}: {exc}") from None
         if op not in ops:
-            raise ProgramError(f"{where}: {op.name}, expected "
-                               f"{' or '.join(o.name for o in ops)}")
+            raise ProgramError(f"{where}: {op.name}, expected {' or '.join(o.name for o in ops)}")
         if word & ~_field_bits(op):
-            raise ProgramError(f"{where}: {op.name} word {word:#018x} has bits set outside "
-                               f"its fields")
+            raise ProgramError(
+                f"{where}: {op.name} word {word:#018x} has bits set outside its fields"
+            )
         err = check_instruction(self.config, op, f)
         if err is not ErrorCode.NONE:
-            raise ProgramError(f"{where}: the core refuses this {op.name} ({err.name}): "
-                               f"{f}")
+            raise ProgramError(f"{where}: the core refuses this {op.name} ({err.name}): {f}")
         return op, f
 
     def _check_stream(self, name, beats, targets, decoded):
@@ -323,11 +381,15 @@ class Program:
             _, f = decoded[word]
             target = Target(f["target"])
             if target not in targets:
-                raise ProgramError(f"{where}: LOAD to {target.name}, expected "
-                                   f"{' or '.join(t.name for t in targets)}")
+                raise ProgramError(
+                    f"{where}: LOAD to {target.name}, expected "
+                    f"{' or '.join(t.name for t in targets)}"
+                )
             if pos + 1 + f["count"] > len(words):
-                raise ProgramError(f"{where}: the LOAD's {f['count']} data beats run past the "
-                                   f"end of the {name} ({len(words) - pos - 1} left)")
+                raise ProgramError(
+                    f"{where}: the LOAD's {f['count']} data beats run past the "
+                    f"end of the {name} ({len(words) - pos - 1} left)"
+                )
             loaded[target] += f["count"]
             pos += 1 + f["count"]
         return loaded
@@ -340,12 +402,14 @@ class Program:
         bad = np.flatnonzero(~np.isin(s["kind"], kinds))
         if len(bad):
             i = int(bad[0])
-            raise ProgramError(f"schedule item {i}: kind {s['kind'][i]}, expected "
-                               f"{ITEM_WORD} (word), {ITEM_NEXT_INPUT} (next input) or "
-                               f"{ITEM_BLOCK} (block)")
+            raise ProgramError(
+                f"schedule item {i}: kind {s['kind'][i]}, expected "
+                f"{ITEM_WORD} (word), {ITEM_NEXT_INPUT} (next input) or "
+                f"{ITEM_BLOCK} (block)"
+            )
         decoded = {}
-        loaded = 0          # next-input words loaded so far, in order
-        stream_rows = 0     # POSTPROCs to the result stream
+        loaded = 0  # next-input words loaded so far, in order
+        stream_rows = 0  # POSTPROCs to the result stream
         # A next-input chunk overwrites the region the previous batch read: it must wait
         # until that batch's MATMULs have all issued, which pushing the (queue_depth + 2)th
         # engine instruction of this batch guarantees (or a SYNC, which drains the engine).
@@ -354,75 +418,99 @@ class Program:
             if kind == ITEM_BLOCK:
                 block = int(s["block"][i])
                 if not 0 <= block < len(self.blocks):
-                    raise ProgramError(f"schedule item {i}: block {block}, expected an index "
-                                       f"below {len(self.blocks)} (the number of blocks)")
+                    raise ProgramError(
+                        f"schedule item {i}: block {block}, expected an index "
+                        f"below {len(self.blocks)} (the number of blocks)"
+                    )
             elif kind == ITEM_NEXT_INPUT:
                 start, count = int(s["start"][i]), int(s["count"][i])
                 if start < 0 or count < 1 or start + count > words:
-                    raise ProgramError(f"schedule item {i}: next-input chunk start {start} "
-                                       f"count {count}, expected a non-empty chunk inside "
-                                       f"input words [0, {words}] (in_tiles * batch)")
+                    raise ProgramError(
+                        f"schedule item {i}: next-input chunk start {start} "
+                        f"count {count}, expected a non-empty chunk inside "
+                        f"input words [0, {words}] (in_tiles * batch)"
+                    )
                 if engine < distance and not synced:
-                    raise ProgramError(f"schedule item {i}: next-input chunk after {engine} "
-                                       f"engine instructions, expected at least {distance} "
-                                       f"(queue_depth + 2) or a SYNC before it")
+                    raise ProgramError(
+                        f"schedule item {i}: next-input chunk after {engine} "
+                        f"engine instructions, expected at least {distance} "
+                        f"(queue_depth + 2) or a SYNC before it"
+                    )
                 if start != loaded:
-                    raise ProgramError(f"schedule item {i}: next-input chunk starts at "
-                                       f"{start}, expected {loaded} (the chunks load input "
-                                       f"words 0..{words - 1} once, in order)")
+                    raise ProgramError(
+                        f"schedule item {i}: next-input chunk starts at "
+                        f"{start}, expected {loaded} (the chunks load input "
+                        f"words 0..{words - 1} once, in order)"
+                    )
                 loaded += count
             else:
                 even, odd = int(s["even"][i]), int(s["odd"][i])
                 for word, parity in ((even, "even"), (odd, "odd")):
                     if word not in decoded:
-                        decoded[word] = self._decode(word, f"schedule word {i} ({parity})",
-                                                     _SCHEDULE_OPS)
+                        decoded[word] = self._decode(
+                            word, f"schedule word {i} ({parity})", _SCHEDULE_OPS
+                        )
                 (op, f), (_, f_odd) = decoded[even], decoded[odd]
                 where = f"schedule word {i}"
                 engine += op is not Opcode.SYNC
                 synced |= op is Opcode.SYNC
                 if op is not Opcode.SYNC and f["m"] != B:
-                    raise ProgramError(f"{where}: {op.name} m is {f['m']}, expected the "
-                                       f"batch {B}")
+                    raise ProgramError(f"{where}: {op.name} m is {f['m']}, expected the batch {B}")
                 odd_want = (op, f)
                 if op is Opcode.MATMUL and f["act_addr"] < cfg.act_depth:
                     a = f["act_addr"]
                     if a < r0 or a + B > r0 + words:
-                        raise ProgramError(f"{where}: MATMUL reads input words {a}.."
-                                           f"{a + B - 1}, expected inside input region 0 "
-                                           f"[{r0}, {r0 + words})")
+                        raise ProgramError(
+                            f"{where}: MATMUL reads input words {a}.."
+                            f"{a + B - 1}, expected inside input region 0 "
+                            f"[{r0}, {r0 + words})"
+                        )
                     odd_want = (op, {**f, "act_addr": a - r0 + r1})
                 if decoded[odd] != odd_want:
-                    raise ProgramError(f"{where}: odd-batch word {decoded[odd][0].name} "
-                                       f"{f_odd}, expected {op.name} {odd_want[1]} (the even "
-                                       f"word with input region {r0} moved to {r1})")
+                    raise ProgramError(
+                        f"{where}: odd-batch word {decoded[odd][0].name} "
+                        f"{f_odd}, expected {op.name} {odd_want[1]} (the even "
+                        f"word with input region {r0} moved to {r1})"
+                    )
                 if op is Opcode.POSTPROC and f["to_stream"]:
                     stream_rows += 1
                     if bool(f["raw"]) != h["raw"]:
-                        raise ProgramError(f"{where}: POSTPROC raw is {f['raw']}, expected "
-                                           f"{int(h['raw'])} (header field raw)")
+                        raise ProgramError(
+                            f"{where}: POSTPROC raw is {f['raw']}, expected "
+                            f"{int(h['raw'])} (header field raw)"
+                        )
         if loaded != words:
-            raise ProgramError(f"the next-input chunks load {loaded} input words, expected "
-                               f"{words} (in_tiles * batch)")
+            raise ProgramError(
+                f"the next-input chunks load {loaded} input words, expected "
+                f"{words} (in_tiles * batch)"
+            )
         if stream_rows != h["out_tiles"]:
-            raise ProgramError(f"schedule has {stream_rows} POSTPROCs to the result stream, "
-                               f"expected out_tiles {h['out_tiles']}")
+            raise ProgramError(
+                f"schedule has {stream_rows} POSTPROCs to the result stream, "
+                f"expected out_tiles {h['out_tiles']}"
+            )
 
     # -- the beat stream ------------------------------------------------------------
     def input_words(self, x: np.ndarray) -> list:
         """One batch of int8 inputs ``[batch, in_features]`` as activation words."""
         R, B, kt = self.config.rows, self.batch, self.header["in_tiles"]
         xp = np.zeros((B, kt * R), np.int8)
-        xp[:len(x), :x.shape[1]] = x
+        xp[: len(x), : x.shape[1]] = x
         words = xp.reshape(B, kt, R).transpose(1, 0, 2).reshape(kt * B, R)
         out = np.zeros((kt * B, self.config.stream_bytes), np.uint8)
         out[:, :R] = words.view(np.uint8)
         return out
 
     def _load(self, target, addr, data):
-        return np.concatenate([word_beats([isa.encode(Opcode.LOAD, target=target, addr=addr,
-                                                       count=len(data))],
-                                           self.config.stream_bytes), data])
+        return np.concatenate(
+            [
+                word_beats(
+                    [isa.encode(Opcode.LOAD, target=target, addr=addr, count=len(data))],
+                    self.config.stream_bytes,
+                ),
+                data,
+            ]
+        )
 
     def _load_input(self, base, words, start, count, rows):
         """LOADs of input words ``[start, start + count)`` of a batch with ``rows`` images.
@@ -432,7 +520,7 @@ class Program:
         """
         B = self.batch
         if rows == B:
-            return [self._load(Target.ACT, base + start, words[start:start + count])]
+            return [self._load(Target.ACT, base + start, words[start : start + count])]
         out = []
         for kt in range(start // B, -(-(start + count) // B)):
             lo, hi = max(start, kt * B), min(start + count, kt * B + rows)
@@ -444,26 +532,26 @@ class Program:
         """The complete program stream for ``inputs`` (int8 ``[n, in_features]``)."""
         x = np.asarray(inputs)
         if x.ndim != 2 or x.shape[1] != self.in_features or x.dtype != np.int8:
-            raise ProgramError(f"inputs must be int8 [n, {self.in_features}], not "
-                               f"{x.dtype} {list(x.shape)}")
+            raise ProgramError(
+                f"inputs must be int8 [n, {self.in_features}], not {x.dtype} {list(x.shape)}"
+            )
         if len(x) == 0:
             raise ProgramError("no inputs")
         B = self.batch
         nb = -(-len(x) // B)
-        words = [self.input_words(x[b * B:(b + 1) * B]) for b in range(nb)]
+        words = [self.input_words(x[b * B : (b + 1) * B]) for b in range(nb)]
         regions = self.header["input_regions"]
         sb = self.config.stream_bytes
         s = self.schedule
         kind = s["kind"]
         rows = [min(B, len(x) - b * B) for b in range(nb)]
-        segs = [self.preamble,
-                *self._load_input(regions[0], words[0], 0, len(words[0]), rows[0])]
+        segs = [self.preamble, *self._load_input(regions[0], words[0], 0, len(words[0]), rows[0])]
         parity_beats = {parity: word_beats(s[parity], sb) for parity in ("even", "odd")}
         tail = len(x) - (nb - 1) * B
         for b in range(nb):
             parity = "even" if b % 2 == 0 else "odd"
             wb = parity_beats[parity]
-            if b == nb - 1 and tail < B:   # a partial last batch computes only its rows
+            if b == nb - 1 and tail < B:  # a partial last batch computes only its rows
                 wb = word_beats(self._with_rows(s[parity], tail), sb)
             run_start = 0
             for i in np.flatnonzero(kind != ITEM_WORD):
@@ -473,8 +561,11 @@ class Program:
                     segs.append(self.blocks[s["block"][i]])
                 elif b + 1 < nb:
                     start, count = int(s["start"][i]), int(s["count"][i])
-                    segs.extend(self._load_input(regions[(b + 1) % 2], words[b + 1], start,
-                                                 count, rows[b + 1]))
+                    segs.extend(
+                        self._load_input(
+                            regions[(b + 1) % 2], words[b + 1], start, count, rows[b + 1]
+                        )
+                    )
             segs.append(wb[run_start:])
         segs.append(word_beats([isa.encode(Opcode.END)], sb))
         return np.concatenate(segs)
@@ -491,8 +582,7 @@ class Program:
                 out[i] = isa.encode(op, **{**f, "m": m})
         return out
 
-    def parse_output(self, out_beats: np.ndarray,
-                     n_images: int) -> tuple[np.ndarray | None, dict]:
+    def parse_output(self, out_beats: np.ndarray, n_images: int) -> tuple[np.ndarray | None, dict]:
         """Result beats -> ``(outputs [n, out_features], status dict)``.
 
         Raises
@@ -505,7 +595,7 @@ class Program:
         if len(out) < ns:
             raise ProgramError(f"no status packet: only {len(out)} result beats")
         status = status_packet(out)
-        body = out[:len(out) - ns]
+        body = out[: len(out) - ns]
         cfg, B = self.config, self.batch
         nt = self.header["out_tiles"]
         per_row = cfg.raw_beats if self.header["raw"] else 1
@@ -516,14 +606,14 @@ class Program:
         outs = []
         for b0 in range(0, n_images, B):
             rows = min(B, n_images - b0)
-            chunk, body = body[:nt * rows * per_row], body[nt * rows * per_row:]
+            chunk, body = body[: nt * rows * per_row], body[nt * rows * per_row :]
             if self.header["raw"]:
-                v = chunk.reshape(nt, rows, per_row * cfg.stream_bytes)[..., :4 * cfg.cols]
+                v = chunk.reshape(nt, rows, per_row * cfg.stream_bytes)[..., : 4 * cfg.cols]
                 v = np.ascontiguousarray(v).view("<i4")
             else:
-                v = chunk.reshape(nt, rows, cfg.stream_bytes)[..., :cfg.cols].view(np.int8)
+                v = chunk.reshape(nt, rows, cfg.stream_bytes)[..., : cfg.cols].view(np.int8)
             outs.append(v.transpose(1, 0, 2).reshape(rows, nt * cfg.cols))
-        return np.concatenate(outs)[:, :self.out_features].copy(), status
+        return np.concatenate(outs)[:, : self.out_features].copy(), status
 
     # -- files ----------------------------------------------------------------------
     def save(self, path: str) -> None:
@@ -556,28 +646,28 @@ class Program:
                 blob = f.read()
         except OSError as exc:
             raise ProgramError(f"{path}: {exc.strerror}") from None
-        if blob[:len(MAGIC)] != MAGIC:
+        if blob[: len(MAGIC)] != MAGIC:
             raise ProgramError(f"{path}: not a program (bad magic number)")
         fixed = len(MAGIC) + 6
         if len(blob) < fixed:
             raise ProgramError(f"{path}: truncated header")
-        version, hlen = struct.unpack("<HI", blob[len(MAGIC):fixed])
+        version, hlen = struct.unpack("<HI", blob[len(MAGIC) : fixed])
         if version != VERSION:
-            raise ProgramError(f"{path}: format version {version}, this reader supports "
-                               f"{VERSION}")
+            raise ProgramError(f"{path}: format version {version}, this reader supports {VERSION}")
         body, digest = blob[:-DIGEST_BYTES], blob[-DIGEST_BYTES:]
         if len(blob) < fixed + DIGEST_BYTES or hashlib.sha256(body).digest() != digest:
             raise ProgramError(f"{path}: truncated or corrupt (checksum mismatch)")
         if fixed + hlen > len(body):
-            raise ProgramError(f"{path}: header length {hlen} runs past the end of the file "
-                               f"({len(body) - fixed} bytes)")
+            raise ProgramError(
+                f"{path}: header length {hlen} runs past the end of the file "
+                f"({len(body) - fixed} bytes)"
+            )
         try:
-            header = json.loads(body[fixed:fixed + hlen])
-        except (ValueError, RecursionError) as exc:   # JSON and UTF-8 errors are ValueErrors
+            header = json.loads(body[fixed : fixed + hlen])
+        except (ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
             raise ProgramError(f"{path}: header is not valid JSON ({exc})") from None
         if not isinstance(header, dict):
-            raise ProgramError(f"{path}: header must be a JSON object, not "
-                               f"{type(header).__name__}")
+            raise ProgramError(f"{path}: header must be a JSON object, not {type(header).__name__}")
         if "config" not in header:
             raise ProgramError(f"{path}: header has no field config")
         try:
@@ -585,17 +675,20 @@ class Program:
         except (TypeError, ValueError) as exc:
             raise ProgramError(f"{path}: header field config: {exc}") from None
         try:
-            with np.load(io.BytesIO(body[fixed + hlen:]), allow_pickle=False) as z:
+            with np.load(io.BytesIO(body[fixed + hlen :]), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         except Exception as exc:  # zipfile and numpy's readers raise many types; all mean corrupt
-            raise ProgramError(f"{path}: the array archive is corrupt "
-                               f"({type(exc).__name__})") from None
+            raise ProgramError(
+                f"{path}: the array archive is corrupt ({type(exc).__name__})"
+            ) from None
         n_blocks = sum(k.startswith("block_") for k in arrays)
-        expected = {"preamble", *(f"schedule_{k}" for k in SCHEDULE_ARRAYS),
-                    *(f"block_{i}" for i in range(n_blocks))}
+        expected = {
+            "preamble",
+            *(f"schedule_{k}" for k in SCHEDULE_ARRAYS),
+            *(f"block_{i}" for i in range(n_blocks)),
+        }
         if set(arrays) != expected:
-            raise ProgramError(f"{path}: arrays {sorted(arrays)}, expected "
-                               f"{sorted(expected)}")
+            raise ProgramError(f"{path}: arrays {sorted(arrays)}, expected {sorted(expected)}")
         schedule = {k: arrays[f"schedule_{k}"] for k in SCHEDULE_ARRAYS}
         blocks = [arrays[f"block_{i}"] for i in range(n_blocks)]
         try:

@@ -15,12 +15,21 @@ from torch import nn
 
 from ..files import atomic_write
 
-__all__ = ["Mlp", "CheckpointError", "save_checkpoint", "load_checkpoint", "weights_sha256",
-           "to_input", "DEFAULT_CHECKPOINT", "MODELS_DIR"]
+__all__ = [
+    "Mlp",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "weights_sha256",
+    "to_input",
+    "DEFAULT_CHECKPOINT",
+    "MODELS_DIR",
+]
 
 #: The checked-in models (relative to the working directory, as the CLI prints paths).
-MODELS_DIR = os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                          os.pardir, os.pardir, "models"))
+MODELS_DIR = os.path.relpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "models")
+)
 DEFAULT_CHECKPOINT = os.path.join(MODELS_DIR, "mlp.pt")
 
 
@@ -60,8 +69,9 @@ def weights_sha256(state_dict: dict) -> str:
     for name in sorted(state_dict):
         t = state_dict[name]
         if not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"state dict entry {name!r} is a {type(t).__name__}, "
-                                  f"not a tensor")
+            raise CheckpointError(
+                f"state dict entry {name!r} is a {type(t).__name__}, not a tensor"
+            )
         t = t.detach().cpu().contiguous()
         h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -78,10 +88,14 @@ def save_checkpoint(model: nn.Module, meta: dict, path: str) -> None:
 
 def _sizes(path, meta):
     found = meta.get("sizes") if isinstance(meta, dict) else None
-    if not isinstance(found, (list, tuple)) or len(found) < 2 or \
-            not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in found):
-        raise CheckpointError(f"{path}: metadata 'sizes' must list at least two positive "
-                              f"layer widths, not {found!r}")
+    if (
+        not isinstance(found, (list, tuple))
+        or len(found) < 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in found)
+    ):
+        raise CheckpointError(
+            f"{path}: metadata 'sizes' must list at least two positive layer widths, not {found!r}"
+        )
     return tuple(found)
 
 
@@ -100,34 +114,38 @@ def load_checkpoint(path: str, sizes: tuple | None = None) -> tuple["Mlp", dict]
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") \
-            from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(blob, dict) or blob.get("format") != "systolic-mnist-mlp":
         raise CheckpointError(f"{path}: not a systolic-mnist MLP checkpoint")
     meta = blob.get("meta", {})
     found = _sizes(path, meta)
     if sizes is not None and tuple(sizes) != found:
-        raise CheckpointError(f"{path}: architecture {list(found)} does not match the "
-                              f"expected {list(sizes)}")
+        raise CheckpointError(
+            f"{path}: architecture {list(found)} does not match the expected {list(sizes)}"
+        )
     state = blob.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: no state dict")
     recorded = meta.get("weights_sha256")
     if not isinstance(recorded, str):
-        raise CheckpointError(f"{path}: no recorded weights hash (weights_sha256); save it "
-                              f"again with host.nn.checkpoint.save_checkpoint or retrain (make train)")
+        raise CheckpointError(
+            f"{path}: no recorded weights hash (weights_sha256); save it "
+            f"again with host.nn.checkpoint.save_checkpoint or retrain (make train)"
+        )
     try:
         actual = weights_sha256(state)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     if actual != recorded:
-        raise CheckpointError(f"{path}: weights do not match their recorded hash (the file "
-                              f"was altered or damaged)")
+        raise CheckpointError(
+            f"{path}: weights do not match their recorded hash (the file was altered or damaged)"
+        )
     model = Mlp(found)
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: weights do not match architecture {list(found)}: "
-                              f"{str(exc).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"{path}: weights do not match architecture {list(found)}: {str(exc).splitlines()[0]}"
+        ) from None
     model.eval()
     return model, meta

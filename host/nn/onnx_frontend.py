@@ -35,13 +35,28 @@ from .qmodel import QuantError, QuantizedModel, QuantLayer, file_sha256, multipl
 __all__ = ["OnnxError", "OnnxReference", "load_onnx", "run_onnxruntime", "SUPPORTED_OPS"]
 
 #: Op types of the default domain that a graph may contain.
-SUPPORTED_OPS = ("QuantizeLinear", "DequantizeLinear", "MatMul", "Gemm", "Add", "Relu",
-                 "Flatten", "Reshape", "Identity", "Constant", "QLinearMatMul",
-                 "MatMulInteger", "Cast", "Mul")
-_RUNS = ("the core runs MatMul/Gemm, Relu, Flatten/Reshape with QuantizeLinear/"
-         "DequantizeLinear, or QLinearMatMul/MatMulInteger")
+SUPPORTED_OPS = (
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "MatMul",
+    "Gemm",
+    "Add",
+    "Relu",
+    "Flatten",
+    "Reshape",
+    "Identity",
+    "Constant",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "Cast",
+    "Mul",
+)
+_RUNS = (
+    "the core runs MatMul/Gemm, Relu, Flatten/Reshape with QuantizeLinear/"
+    "DequantizeLinear, or QLinearMatMul/MatMulInteger"
+)
 _INT8 = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
-_SHIFT = {"int8": 0, "uint8": 128}   # int8 value = stored value - shift
+_SHIFT = {"int8": 0, "uint8": 128}  # int8 value = stored value - shift
 
 
 class OnnxError(QuantError):
@@ -51,7 +66,8 @@ class OnnxError(QuantError):
 @dataclasses.dataclass(frozen=True)
 class _QConst:
     """A constant ``DequantizeLinear(q, scale, zero_point)``: the integers kept apart."""
-    name: str         # the initializer of q
+
+    name: str  # the initializer of q
     q: np.ndarray
     scale: np.ndarray
     zero_point: np.ndarray
@@ -61,24 +77,26 @@ class _QConst:
 @dataclasses.dataclass(frozen=True)
 class _Act:
     """The activation tensor on the chain: float, quantized or dequantized."""
-    kind: str                   # "float", "quant" (integers) or "dequant" (their floats)
-    shape: tuple                # first entry the batch: an int or a name
+
+    kind: str  # "float", "quant" (integers) or "dequant" (their floats)
+    shape: tuple  # first entry the batch: an int or a name
     scale: float | None = None  # quant/dequant: float32 scale (None: not yet known)
     zero_point: int | None = None  # in the int8 domain
-    dtype: str | None = None    # "int8" or "uint8"
+    dtype: str | None = None  # "int8" or "uint8"
 
 
 @dataclasses.dataclass
 class _Linear:
     """A layer under construction: ``acc * acc_scale (+ bias) (relu)`` in float."""
+
     x: _Act
-    weight: np.ndarray          # int8 [N, K]
-    acc_scale: np.ndarray       # float64 [N]
-    weight_scale: np.ndarray    # float64 [N]
+    weight: np.ndarray  # int8 [N, K]
+    acc_scale: np.ndarray  # float64 [N]
+    weight_scale: np.ndarray  # float64 [N]
     bias: np.ndarray | None = None  # int64 [N] in the accumulator scale
     bias_float: np.ndarray | None = None
     relu: bool = False
-    is_float: bool = True       # False: MatMulInteger's int32 before its Cast
+    is_float: bool = True  # False: MatMulInteger's int32 before its Cast
     shape: tuple = ()
 
 
@@ -104,8 +122,7 @@ class _Walker:
             raise OnnxError(f"{self.path}: {why}")
         index = index if index is not None else self.index
         name = f"node {node.name!r}" if node.name else "unnamed node"
-        raise OnnxError(f"{self.path}: {node.op_type} ({name}, {_ordinal(index + 1)} node): "
-                        f"{why}")
+        raise OnnxError(f"{self.path}: {node.op_type} ({name}, {_ordinal(index + 1)} node): {why}")
 
     # -- constants ------------------------------------------------------------------
     def const(self, name, what):
@@ -116,8 +133,9 @@ class _Walker:
     def plain(self, name, what):
         value = self.const(name, what)
         if isinstance(value, _QConst):
-            return ((value.q.astype(np.float64) - _expand(value, value.zero_point))
-                    * _expand(value, value.scale))
+            return (value.q.astype(np.float64) - _expand(value, value.zero_point)) * _expand(
+                value, value.scale
+            )
         return value
 
     def fold(self, node):
@@ -132,8 +150,11 @@ class _Walker:
         elif node.op_type == "DequantizeLinear":
             q = self.consts[node.input[0]]
             scale = np.asarray(self.plain(node.input[1], "scale"), np.float32)
-            zp = self.plain(node.input[2], "zero point") if len(node.input) > 2 and \
-                node.input[2] else np.zeros((), q.dtype)
+            zp = (
+                self.plain(node.input[2], "zero point")
+                if len(node.input) > 2 and node.input[2]
+                else np.zeros((), q.dtype)
+            )
             attrs = _attrs(node)
             if attrs.get("block_size", 0):
                 self.fail("blocked quantization (block_size) is not supported")
@@ -141,10 +162,13 @@ class _Walker:
             if scale.size > 1:
                 axis = attrs.get("axis", 1) % q.ndim
                 if scale.shape != (q.shape[axis],):
-                    self.fail(f"scale of shape {list(scale.shape)} does not match axis {axis} "
-                              f"of {list(q.shape)}")
-            self.consts[node.output[0]] = _QConst(node.input[0], q, scale.astype(np.float64),
-                                                  np.asarray(zp), axis)
+                    self.fail(
+                        f"scale of shape {list(scale.shape)} does not match axis {axis} "
+                        f"of {list(q.shape)}"
+                    )
+            self.consts[node.output[0]] = _QConst(
+                node.input[0], q, scale.astype(np.float64), np.asarray(zp), axis
+            )
         else:
             self.fail("an op on constants only is not supported (fold it before export)")
 
@@ -153,23 +177,32 @@ class _Walker:
         g = self.graph
         inputs = [v for v in g.input if v.name not in self.consts]
         if len(inputs) != 1 or len(g.output) != 1:
-            self.fail(f"the graph must have one input and one output, not {len(inputs)} and "
-                      f"{len(g.output)}")
+            self.fail(
+                f"the graph must have one input and one output, not {len(inputs)} and "
+                f"{len(g.output)}"
+            )
         users = {}
         for i, node in enumerate(g.node):
             self.node, self.index = node, i
             if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
-                op = node.op_type if node.domain in ("", "ai.onnx") else \
-                    f"{node.domain}.{node.op_type}"
+                op = (
+                    node.op_type
+                    if node.domain in ("", "ai.onnx")
+                    else f"{node.domain}.{node.op_type}"
+                )
                 name = f"node {node.name!r}" if node.name else "unnamed node"
-                raise OnnxError(f"{self.path}: unsupported ONNX op {op} ({name}, "
-                                f"{_ordinal(i + 1)} node): {_RUNS}")
+                raise OnnxError(
+                    f"{self.path}: unsupported ONNX op {op} ({name}, "
+                    f"{_ordinal(i + 1)} node): {_RUNS}"
+                )
             acts = [n for n in node.input if n and n not in self.consts]
             if not acts:
                 self.fold(node)
             elif len(acts) > 1:
-                self.fail(f"takes {len(acts)} activation inputs ({', '.join(map(repr, acts))}), "
-                          f"a residual connection or a merge: the core runs a chain of layers")
+                self.fail(
+                    f"takes {len(acts)} activation inputs ({', '.join(map(repr, acts))}), "
+                    f"a residual connection or a merge: the core runs a chain of layers"
+                )
             else:
                 users.setdefault(acts[0], []).append(i)
         source, sink = inputs[0], g.output[0].name
@@ -180,40 +213,54 @@ class _Walker:
             after = users.get(tensor, [])
             if len(after) != 1:
                 names = ", ".join(repr(g.node[i].name) for i in after)
-                self.fail(f"the graph is not a chain: tensor {tensor!r} feeds "
-                          f"{len(after)} nodes ({names})" if after else
-                          f"the graph is not a chain: tensor {tensor!r} leads nowhere")
+                self.fail(
+                    f"the graph is not a chain: tensor {tensor!r} feeds "
+                    f"{len(after)} nodes ({names})"
+                    if after
+                    else f"the graph is not a chain: tensor {tensor!r} leads nowhere"
+                )
             self.index = after[0]
             self.node = node = g.node[self.index]
             visited.add(self.index)
             state = getattr(self, f"_{node.op_type.lower()}")(node, state)
             tensor = node.output[0]
         self.node = None
-        stray = [i for i in range(len(g.node)) if i not in visited and
-                 any(n and n not in self.consts for n in g.node[i].input)]
+        stray = [
+            i
+            for i in range(len(g.node))
+            if i not in visited and any(n and n not in self.consts for n in g.node[i].input)
+        ]
         if stray:
-            self.fail("is not on the chain from the input to the output", g.node[stray[0]],
-                      stray[0])
+            self.fail(
+                "is not on the chain from the input to the output", g.node[stray[0]], stray[0]
+            )
         if not self.layers:
             self.fail("the graph has no MatMul/Gemm/QLinearMatMul/MatMulInteger layer")
         if isinstance(state, _Linear) or state.kind == "float":
-            self.fail(f"the graph output {sink!r} is not quantized: the core gives int8 "
-                      f"outputs, so the last layer must end in QuantizeLinear")
+            self.fail(
+                f"the graph output {sink!r} is not quantized: the core gives int8 "
+                f"outputs, so the last layer must end in QuantizeLinear"
+            )
         return source, state
 
     def _input_state(self, value):
         t = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                for d in t.shape.dim]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim
+        ]
         if len(dims) < 2 or any(not isinstance(d, int) for d in dims[1:]):
-            self.fail(f"input {value.name!r} has shape {dims}: only the batch (first) "
-                      f"dimension may be dynamic, and it needs at least 2 dimensions")
+            self.fail(
+                f"input {value.name!r} has shape {dims}: only the batch (first) "
+                f"dimension may be dynamic, and it needs at least 2 dimensions"
+            )
         if t.elem_type == onnx.TensorProto.FLOAT:
             return _Act("float", tuple(dims))
         if t.elem_type in _INT8:
             return _Act("quant", tuple(dims), dtype=_INT8[t.elem_type])
-        self.fail(f"input {value.name!r} has element type "
-                  f"{onnx.TensorProto.DataType.Name(t.elem_type)}, expected FLOAT, INT8 or UINT8")
+        self.fail(
+            f"input {value.name!r} has element type "
+            f"{onnx.TensorProto.DataType.Name(t.elem_type)}, expected FLOAT, INT8 or UINT8"
+        )
 
     # -- one method per op: (node, state) -> state -----------------------------------
     def _identity(self, node, state):
@@ -232,11 +279,16 @@ class _Walker:
             self.fail("allowzero with a zero in the shape is not supported")
         target = [shape[j] if v == 0 and j < len(shape) else v for j, v in enumerate(target)]
         features = math.prod(shape[1:])
-        ok = len(target) == 2 and target[1] in (-1, features) and (
-            target[0] == shape[0] or (target[0] == -1 and target[1] == features))
+        ok = (
+            len(target) == 2
+            and target[1] in (-1, features)
+            and (target[0] == shape[0] or (target[0] == -1 and target[1] == features))
+        )
         if not ok:
-            self.fail(f"reshape of {list(shape)} to {target} cannot be resolved to "
-                      f"[batch, {features}] rows")
+            self.fail(
+                f"reshape of {list(shape)} to {target} cannot be resolved to "
+                f"[batch, {features}] rows"
+            )
         return _with_shape(state, (shape[0], features))
 
     def _quantizelinear(self, node, state):
@@ -249,8 +301,11 @@ class _Walker:
             if self.layers:
                 self.fail("quantizes float activations between layers")
             return _Act("quant", state.shape, scale, zp, dtype)
-        if state.kind == "dequant" and (state.scale, state.zero_point, state.dtype) == \
-                (scale, zp, dtype):
+        if state.kind == "dequant" and (state.scale, state.zero_point, state.dtype) == (
+            scale,
+            zp,
+            dtype,
+        ):
             return dataclasses.replace(state, kind="quant")
         self.fail("requantizes without a MatMul/Gemm: only a layer may change the scale")
 
@@ -265,8 +320,10 @@ class _Walker:
         if state.scale is None:
             return dataclasses.replace(state, kind=kind, scale=scale, zero_point=zp)
         if (state.scale, state.zero_point, state.dtype) != (scale, zp, dtype):
-            self.fail(f"scale {scale} and zero point {zp} differ from those of its input "
-                      f"({state.scale}, {state.zero_point})")
+            self.fail(
+                f"scale {scale} and zero point {zp} differ from those of its input "
+                f"({state.scale}, {state.zero_point})"
+            )
         return dataclasses.replace(state, kind=kind)
 
     def _qparams(self, node, names, dtype=None):
@@ -303,8 +360,10 @@ class _Walker:
             self.fail(f"weight {name!r} is {q.dtype}: the core takes int8 weights")
         zp = np.asarray(zp, np.int64) - _SHIFT[kind]
         if np.any(zp != 0):
-            self.fail(f"weight {name!r} zero point must be 0 (int8 symmetric weights), not "
-                      f"{np.unique(zp + _SHIFT[kind]).tolist()}")
+            self.fail(
+                f"weight {name!r} zero point must be 0 (int8 symmetric weights), not "
+                f"{np.unique(zp + _SHIFT[kind]).tolist()}"
+            )
         n = q.shape[out_axis]
         scale = np.asarray(scale, np.float64)
         if scale.size > 1 and (scale_axis != out_axis or scale.size != n) or zp.size not in (1, n):
@@ -321,13 +380,21 @@ class _Walker:
 
     def _linear(self, x, weight, weight_scale, acc_scale=None, is_float=True):
         if weight.shape[1] != x.shape[1]:
-            self.fail(f"weight takes {weight.shape[1]} inputs but the activations have "
-                      f"{x.shape[1]} features")
+            self.fail(
+                f"weight takes {weight.shape[1]} inputs but the activations have "
+                f"{x.shape[1]} features"
+            )
         if acc_scale is None:
             # the product in float32, as ONNX Runtime computes the bias scale
             acc_scale = (np.float32(x.scale) * weight_scale.astype(np.float32)).astype(np.float64)
-        return _Linear(x, weight, np.asarray(acc_scale, np.float64), weight_scale,
-                       is_float=is_float, shape=(x.shape[0], weight.shape[0]))
+        return _Linear(
+            x,
+            weight,
+            np.asarray(acc_scale, np.float64),
+            weight_scale,
+            is_float=is_float,
+            shape=(x.shape[0], weight.shape[0]),
+        )
 
     def _matmul(self, node, state):
         x = self._layer_input(state, "MatMul")
@@ -338,8 +405,12 @@ class _Walker:
     def _gemm(self, node, state):
         x = self._layer_input(state, "Gemm")
         attrs = _attrs(node)
-        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or \
-                attrs.get("beta", 1.0) != 1.0 or node.input[0] in self.consts:
+        if (
+            attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+            or node.input[0] in self.consts
+        ):
             self.fail("only transA=0, alpha=1, beta=1 and the activations first are supported")
         layer = self._linear(x, *self._weight(node.input[1], 0 if attrs.get("transB") else 1))
         if len(node.input) > 2 and node.input[2]:
@@ -348,11 +419,18 @@ class _Walker:
 
     def _add(self, node, state):
         if isinstance(state, _Act) and state.kind == "dequant":
-            self.fail("adds to requantized activations: the MatMul before it was quantized "
-                      "apart from its bias; export the layer as Gemm (or MatMul with the bias "
-                      "in the same QuantizeLinear)")
-        if not isinstance(state, _Linear) or not state.is_float or state.relu or \
-                state.bias is not None or state.bias_float is not None:
+            self.fail(
+                "adds to requantized activations: the MatMul before it was quantized "
+                "apart from its bias; export the layer as Gemm (or MatMul with the bias "
+                "in the same QuantizeLinear)"
+            )
+        if (
+            not isinstance(state, _Linear)
+            or not state.is_float
+            or state.relu
+            or state.bias is not None
+            or state.bias_float is not None
+        ):
             self.fail("only a bias added to a MatMul's output (before Relu) is supported")
         self._bias(state, next(n for n in node.input if n in self.consts))
         return state
@@ -362,9 +440,12 @@ class _Walker:
         value = self.const(name, "bias")
         if np.size(value.q if isinstance(value, _QConst) else value) not in (1, n):
             self.fail(f"bias {name!r} must have 1 or {n} values")
-        if isinstance(value, _QConst) and value.q.dtype == np.int32 and \
-                np.all(value.zero_point == 0) and \
-                np.allclose(value.scale, layer.acc_scale, rtol=1e-6, atol=0):
+        if (
+            isinstance(value, _QConst)
+            and value.q.dtype == np.int32
+            and np.all(value.zero_point == 0)
+            and np.allclose(value.scale, layer.acc_scale, rtol=1e-6, atol=0)
+        ):
             layer.bias = np.broadcast_to(value.q.astype(np.int64).ravel(), (n,)).copy()
         else:  # a float bias: quantized in the accumulator scale
             b = np.broadcast_to(np.asarray(self.plain(name, "bias"), np.float64).ravel(), (n,))
@@ -384,8 +465,13 @@ class _Walker:
         x = self._same(x, *self._qparams(node, node.input[1:3], x.dtype), "quant")
         b = np.asarray(self.const(node.input[3], "weight"))
         weight, w_scale = self._int8_weight(
-            b, self.plain(node.input[4], "weight scale"),
-            self.plain(node.input[5], "weight zero point"), 1, 1, node.input[3])
+            b,
+            self.plain(node.input[4], "weight scale"),
+            self.plain(node.input[5], "weight zero point"),
+            1,
+            1,
+            node.input[3],
+        )
         layer = self._linear(x, weight, w_scale)
         return self._emit(layer, *self._qparams(node, node.input[6:8]))
 
@@ -393,33 +479,50 @@ class _Walker:
         x = self._layer_input(state, "MatMulInteger")
         if state.kind != "quant":
             self.fail("takes int8 activations, not dequantized ones")
-        zp = np.asarray(self.plain(node.input[2], "zero point")) if len(node.input) > 2 and \
-            node.input[2] else np.zeros((), {"int8": np.int8, "uint8": np.uint8}[x.dtype])
+        zp = (
+            np.asarray(self.plain(node.input[2], "zero point"))
+            if len(node.input) > 2 and node.input[2]
+            else np.zeros((), {"int8": np.int8, "uint8": np.uint8}[x.dtype])
+        )
         if zp.size != 1 or int(zp.flat[0]) - _SHIFT[x.dtype] != x.zero_point:
-            self.fail(f"activation zero point {zp.tolist()} differs from its input's "
-                      f"({x.zero_point + _SHIFT[x.dtype]})")
+            self.fail(
+                f"activation zero point {zp.tolist()} differs from its input's "
+                f"({x.zero_point + _SHIFT[x.dtype]})"
+            )
         b = np.asarray(self.const(node.input[1], "weight"))
-        bzp = self.plain(node.input[3], "weight zero point") if len(node.input) > 3 and \
-            node.input[3] else np.zeros((), b.dtype)
+        bzp = (
+            self.plain(node.input[3], "weight zero point")
+            if len(node.input) > 3 and node.input[3]
+            else np.zeros((), b.dtype)
+        )
         weight, _ = self._int8_weight(b, 1.0, bzp, 1, 1, node.input[1])
         if x.scale is None:  # an integer graph input: no input scale is given
             x = dataclasses.replace(x, scale=1.0)
-        return self._linear(x, weight, np.ones(weight.shape[0]), np.ones(weight.shape[0]),
-                            is_float=False)
+        return self._linear(
+            x, weight, np.ones(weight.shape[0]), np.ones(weight.shape[0]), is_float=False
+        )
 
     def _cast(self, node, state):
-        if not isinstance(state, _Linear) or state.is_float or \
-                _attrs(node).get("to") != onnx.TensorProto.FLOAT:
+        if (
+            not isinstance(state, _Linear)
+            or state.is_float
+            or _attrs(node).get("to") != onnx.TensorProto.FLOAT
+        ):
             self.fail("only a Cast of MatMulInteger's int32 output to float is supported")
         state.is_float = True
         return state
 
     def _mul(self, node, state):
-        if not isinstance(state, _Linear) or not state.is_float or state.relu or \
-                state.bias is not None:
+        if (
+            not isinstance(state, _Linear)
+            or not state.is_float
+            or state.relu
+            or state.bias is not None
+        ):
             self.fail("only a scale multiplied into a MatMulInteger's output is supported")
-        c = np.asarray(self.plain(next(n for n in node.input if n in self.consts), "scale"),
-                       np.float64).ravel()
+        c = np.asarray(
+            self.plain(next(n for n in node.input if n in self.consts), "scale"), np.float64
+        ).ravel()
         n = state.weight.shape[0]
         if c.size not in (1, n) or not np.all(c > 0):
             self.fail(f"scale must be 1 or {n} positive values")
@@ -431,18 +534,27 @@ class _Walker:
         if layer.bias is not None and layer.bias_float is not None:  # acc_scale is final now
             layer.bias = np.rint(layer.bias_float / layer.acc_scale).astype(np.int64)
         bias = np.zeros(layer.weight.shape[0], np.int64) if layer.bias is None else layer.bias
-        if np.any((bias < -2**31) | (bias >= 2**31)):
+        if np.any((bias < -(2**31)) | (bias >= 2**31)):
             self.fail("bias overflows int32 in the accumulator scale")
         try:
             mult, shift = multiplier_shift(layer.acc_scale / scale)
         except ValueError as exc:
             self.fail(str(exc))
-        self.layers.append(QuantLayer(
-            weight=layer.weight, bias=bias.astype(np.int32),
-            input_zero_point=int(layer.x.zero_point), mult=mult, shift=shift,
-            output_zero_point=int(zp), relu=bool(layer.relu), input_scale=float(layer.x.scale),
-            weight_scale=np.asarray(layer.weight_scale, np.float64), output_scale=float(scale),
-            round_even=True))
+        self.layers.append(
+            QuantLayer(
+                weight=layer.weight,
+                bias=bias.astype(np.int32),
+                input_zero_point=int(layer.x.zero_point),
+                mult=mult,
+                shift=shift,
+                output_zero_point=int(zp),
+                relu=bool(layer.relu),
+                input_scale=float(layer.x.scale),
+                weight_scale=np.asarray(layer.weight_scale, np.float64),
+                output_scale=float(scale),
+                round_even=True,
+            )
+        )
         return _Act("quant", layer.shape, scale, zp, dtype)
 
 
@@ -472,8 +584,10 @@ def _read(path):
         onnx.checker.check_model(model)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise OnnxError(f"{path}: not a readable ONNX model ({type(exc).__name__}"
-                        f"{': ' + first[:120] if first else ''})") from None
+        raise OnnxError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}"
+            f"{': ' + first[:120] if first else ''})"
+        ) from None
     if not model.graph.node:
         raise OnnxError(f"{path}: not a readable ONNX model (the graph has no nodes)")
     return model
@@ -502,20 +616,23 @@ def load_onnx(path: str) -> QuantizedModel:
     walker = _Walker(path, model)
     source, last = walker.run()
     out_type = model.graph.output[0].type.tensor_type.elem_type
-    meta = {"onnx": {"file": os.path.basename(path), "sha256": file_sha256(path),
-                     "input": source.name,
-                     "input_type": onnx.TensorProto.DataType.Name(
-                         source.type.tensor_type.elem_type),
-                     "output": model.graph.output[0].name,
-                     "output_type": onnx.TensorProto.DataType.Name(out_type),
-                     "output_dtype": last.dtype}}
+    meta = {
+        "onnx": {
+            "file": os.path.basename(path),
+            "sha256": file_sha256(path),
+            "input": source.name,
+            "input_type": onnx.TensorProto.DataType.Name(source.type.tensor_type.elem_type),
+            "output": model.graph.output[0].name,
+            "output_type": onnx.TensorProto.DataType.Name(out_type),
+            "output_dtype": last.dtype,
+        }
+    }
     qmodel = QuantizedModel(tuple(walker.layers), meta)
     qmodel.validate(path)
     return qmodel
 
 
-def run_onnxruntime(path: str, x: np.ndarray, qmodel: QuantizedModel | None = None
-                    ) -> np.ndarray:
+def run_onnxruntime(path: str, x: np.ndarray, qmodel: QuantizedModel | None = None) -> np.ndarray:
     """ONNX Runtime's (CPU) int8 output of the model in ``path`` for inputs ``x``.
 
     A float graph output (after the last DequantizeLinear) is quantized again with the
@@ -550,6 +667,7 @@ def run_onnxruntime(path: str, x: np.ndarray, qmodel: QuantizedModel | None = No
 class OnnxReference:
     """ONNX Runtime's execution of a quantized ONNX file, the reference its results are
     checked against (as :class:`host.nn.pt2e.TorchReference` is for PyTorch models)."""
+
     path: str
     qmodel: QuantizedModel
     #: how reports name it: ``onnxruntime_int8_accuracy``

@@ -66,12 +66,23 @@ _aten = torch.ops.aten
 _qd = torch.ops.quantized_decomposed
 #: int8 activations, per tensor, affine (ReLU outputs get the zero point -128)
 ACTIVATION = QuantizationSpec(
-    dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
-    is_dynamic=False, observer_or_fake_quant_ctr=MinMaxObserver)
+    dtype=torch.int8,
+    quant_min=-128,
+    quant_max=127,
+    qscheme=torch.per_tensor_affine,
+    is_dynamic=False,
+    observer_or_fake_quant_ctr=MinMaxObserver,
+)
 #: int8 weights, per output channel, symmetric (zero point 0, -127..127)
 WEIGHT = QuantizationSpec(
-    dtype=torch.int8, quant_min=-127, quant_max=127, qscheme=torch.per_channel_symmetric,
-    ch_axis=0, is_dynamic=False, observer_or_fake_quant_ctr=PerChannelMinMaxObserver)
+    dtype=torch.int8,
+    quant_min=-127,
+    quant_max=127,
+    qscheme=torch.per_channel_symmetric,
+    ch_axis=0,
+    is_dynamic=False,
+    observer_or_fake_quant_ctr=PerChannelMinMaxObserver,
+)
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
@@ -82,9 +93,14 @@ def _bias_spec(x, w, linear):
         return s_x * s_w, torch.zeros_like(s_w, dtype=torch.int32)
 
     return DerivedQuantizationSpec(
-        derived_from=[(x, linear), (w, linear)], derive_qparams_fn=derive, dtype=torch.int32,
-        quant_min=_INT32[0], quant_max=_INT32[1], qscheme=torch.per_channel_symmetric,
-        ch_axis=0)
+        derived_from=[(x, linear), (w, linear)],
+        derive_qparams_fn=derive,
+        dtype=torch.int32,
+        quant_min=_INT32[0],
+        quant_max=_INT32[1],
+        qscheme=torch.per_channel_symmetric,
+        ch_axis=0,
+    )
 
 
 class CoreQuantizer(Quantizer):
@@ -100,14 +116,14 @@ class CoreQuantizer(Quantizer):
             if len(node.args) > 2 and node.args[2] is not None:
                 specs[node.args[2]] = _bias_spec(x, w, node)
             users = list(node.users)
-            relu = users[0] if len(users) == 1 and users[0].target == _aten.relu.default \
-                else None
+            relu = users[0] if len(users) == 1 and users[0].target == _aten.relu.default else None
             node.meta["quantization_annotation"] = QuantizationAnnotation(
-                input_qspec_map=specs, output_qspec=None if relu else ACTIVATION,
-                _annotated=True)
+                input_qspec_map=specs, output_qspec=None if relu else ACTIVATION, _annotated=True
+            )
             if relu is not None:
                 relu.meta["quantization_annotation"] = QuantizationAnnotation(
-                    output_qspec=ACTIVATION, _annotated=True)
+                    output_qspec=ACTIVATION, _annotated=True
+                )
         return model
 
     def validate(self, model: torch.fx.GraphModule) -> None:
@@ -125,6 +141,7 @@ class TorchReference:
     input_scale, input_zero_point, output_scale, output_zero_point
         The quantization of its input and of its output (int8).
     """
+
     module: torch.fx.GraphModule
     input_scale: float
     input_zero_point: int
@@ -135,9 +152,14 @@ class TorchReference:
 
     def quantize_input(self, x: torch.Tensor) -> np.ndarray:
         """Float input ``[N, in_features]`` -> int8, with the graph's own quantize op."""
-        q = _qd.quantize_per_tensor.default(torch.as_tensor(x, dtype=torch.float32),
-                                            self.input_scale, self.input_zero_point,
-                                            -128, 127, torch.int8)
+        q = _qd.quantize_per_tensor.default(
+            torch.as_tensor(x, dtype=torch.float32),
+            self.input_scale,
+            self.input_zero_point,
+            -128,
+            127,
+            torch.int8,
+        )
         return q.numpy()
 
     def int8(self, x: torch.Tensor) -> np.ndarray:
@@ -175,8 +197,11 @@ def _extract(gm):
         in_scale, in_zp = float(x_dq.args[1]), int(x_dq.args[2])
         w_int = _const(gm, w_dq.args[0]).numpy().astype(np.int8)
         w_scale = _const(gm, w_dq.args[1]).double().numpy()
-        bias = np.zeros(len(w_int), np.int32) if b_dq is None else \
-            _const(gm, b_dq.args[0]).numpy().astype(np.int32)
+        bias = (
+            np.zeros(len(w_int), np.int32)
+            if b_dq is None
+            else _const(gm, b_dq.args[0]).numpy().astype(np.int32)
+        )
         after = next(iter(node.users))
         relu = after.target == _aten.relu.default
         q_out = next(iter(after.users)) if relu else after
@@ -184,15 +209,27 @@ def _extract(gm):
             raise QuantError(f"internal: {node.name} is not followed by a quantize op")
         out_scale, out_zp = float(q_out.args[1]), int(q_out.args[2])
         mult, shift = multiplier_shift(in_scale * w_scale / out_scale)
-        out.append(QuantLayer(
-            weight=w_int, bias=bias, input_zero_point=in_zp, mult=mult, shift=shift,
-            output_zero_point=out_zp, relu=relu, input_scale=in_scale, weight_scale=w_scale,
-            output_scale=out_scale, round_even=True))
+        out.append(
+            QuantLayer(
+                weight=w_int,
+                bias=bias,
+                input_zero_point=in_zp,
+                mult=mult,
+                shift=shift,
+                output_zero_point=out_zp,
+                relu=relu,
+                input_scale=in_scale,
+                weight_scale=w_scale,
+                output_scale=out_scale,
+                round_even=True,
+            )
+        )
     return out
 
 
-def quantize_dense(layers: list[FloatDense],
-                   calibration: torch.Tensor) -> tuple[QuantizedModel, TorchReference]:
+def quantize_dense(
+    layers: list[FloatDense], calibration: torch.Tensor
+) -> tuple[QuantizedModel, TorchReference]:
     """PT2E post-training quantization of a captured chain.
 
     Parameters
@@ -209,12 +246,18 @@ def quantize_dense(layers: list[FloatDense],
         cannot represent (naming the layer).
     """
     k = layers[0].weight.shape[1]
-    if not isinstance(calibration, torch.Tensor) or calibration.ndim != 2 or \
-            calibration.shape[1] != k or len(calibration) == 0:
-        shape = list(calibration.shape) if isinstance(calibration, torch.Tensor) else \
-            type(calibration).__name__
-        raise QuantError(f"the calibration data must be a float tensor [N >= 1, {k}], "
-                         f"not {shape}")
+    if (
+        not isinstance(calibration, torch.Tensor)
+        or calibration.ndim != 2
+        or calibration.shape[1] != k
+        or len(calibration) == 0
+    ):
+        shape = (
+            list(calibration.shape)
+            if isinstance(calibration, torch.Tensor)
+            else type(calibration).__name__
+        )
+        raise QuantError(f"the calibration data must be a float tensor [N >= 1, {k}], not {shape}")
     if not bool(torch.isfinite(calibration).all()):
         raise QuantError("the calibration data holds NaN or inf")
     calibration = calibration.to(torch.float32)
@@ -225,13 +268,18 @@ def quantize_dense(layers: list[FloatDense],
     prepared = prepare_pt2e(exported, CoreQuantizer())
     with torch.no_grad():
         for i in range(0, len(calibration), 1024):
-            prepared(calibration[i:i + 1024])
+            prepared(calibration[i : i + 1024])
     converted = convert_pt2e(prepared)
     try:
         qlayers = _extract(converted)
     except ValueError as exc:
         raise QuantError(str(exc)) from None
     first, last = qlayers[0], qlayers[-1]
-    ref = TorchReference(converted, first.input_scale, first.input_zero_point,
-                         last.output_scale, last.output_zero_point)
+    ref = TorchReference(
+        converted,
+        first.input_scale,
+        first.input_zero_point,
+        last.output_scale,
+        last.output_zero_point,
+    )
     return QuantizedModel(tuple(qlayers), {}), ref

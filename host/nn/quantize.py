@@ -20,11 +20,18 @@ from .pt2e import TorchReference, quantize_dense
 from .qmodel import QuantError, QuantizedModel, QuantLayer, file_sha256, is_quantized_model_file
 from .torch_frontend import capture
 
-__all__ = ["quantize_model", "quantize_checkpoint", "torch_int8_logits", "report",
-           "load_for_inference"]
+__all__ = [
+    "quantize_model",
+    "quantize_checkpoint",
+    "torch_int8_logits",
+    "report",
+    "load_for_inference",
+]
 
-def quantize_model(model: nn.Module,
-                   calibration_images: np.ndarray) -> tuple[QuantizedModel, TorchReference]:
+
+def quantize_model(
+    model: nn.Module, calibration_images: np.ndarray
+) -> tuple[QuantizedModel, TorchReference]:
     """PT2E post-training quantization of a float MNIST network (see :mod:`.pt2e`).
 
     Parameters
@@ -51,8 +58,10 @@ def quantize_model(model: nn.Module,
     """
     images = np.asarray(calibration_images)
     if images.ndim != 2 or images.dtype != np.uint8:
-        raise QuantError(f"the calibration images must be uint8 [N, pixels], not "
-                         f"{images.dtype} {list(images.shape)}")
+        raise QuantError(
+            f"the calibration images must be uint8 [N, pixels], not "
+            f"{images.dtype} {list(images.shape)}"
+        )
     if len(images) == 0:
         raise QuantError("no calibration images")
     x = to_input(images)
@@ -65,8 +74,9 @@ def torch_int8_logits(reference: TorchReference, images: np.ndarray) -> np.ndarr
     return reference.int8(to_input(images))
 
 
-def quantize_checkpoint(checkpoint_path: str, data, calibration: int = 1000,
-                        relative_to: str | None = None) -> tuple[QuantizedModel, TorchReference, nn.Module]:
+def quantize_checkpoint(
+    checkpoint_path: str, data, calibration: int = 1000, relative_to: str | None = None
+) -> tuple[QuantizedModel, TorchReference, nn.Module]:
     """Quantize a float checkpoint, calibrating on the first ``calibration`` training images.
 
     The metadata records the checkpoint's path (relative to the directory of the file
@@ -80,24 +90,33 @@ def quantize_checkpoint(checkpoint_path: str, data, calibration: int = 1000,
         The network cannot be quantized (see :func:`quantize_model`), naming the file.
     """
     if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 1:
-        raise QuantError(f"calibration must be a positive number of images, "
-                         f"not {calibration!r}")
+        raise QuantError(f"calibration must be a positive number of images, not {calibration!r}")
     model, meta = load_checkpoint(checkpoint_path)
     sha = file_sha256(checkpoint_path)
     width = data.train_images.shape[1]
     if meta["sizes"][0] != width:
-        raise CheckpointError(f"{checkpoint_path}: the network takes {meta['sizes'][0]} inputs, "
-                              f"expected {width} (28x28 MNIST images)")
+        raise CheckpointError(
+            f"{checkpoint_path}: the network takes {meta['sizes'][0]} inputs, "
+            f"expected {width} (28x28 MNIST images)"
+        )
     try:
         qmodel, tq_model = quantize_model(model, data.train_images[:calibration])
     except QuantError as exc:
         raise QuantError(f"{checkpoint_path}: {exc}") from None
     full = os.path.abspath(checkpoint_path)
-    ref = full if relative_to is None else \
-        os.path.relpath(full, os.path.dirname(os.path.abspath(relative_to)))
-    qmeta = {"checkpoint": ref, "checkpoint_sha256": sha, "sizes": meta["sizes"],
-             "calibration_images": int(min(calibration, len(data.train_images))),
-             "data": data.source, "torch_version": str(torch.__version__)}
+    ref = (
+        full
+        if relative_to is None
+        else os.path.relpath(full, os.path.dirname(os.path.abspath(relative_to)))
+    )
+    qmeta = {
+        "checkpoint": ref,
+        "checkpoint_sha256": sha,
+        "sizes": meta["sizes"],
+        "calibration_images": int(min(calibration, len(data.train_images))),
+        "data": data.source,
+        "torch_version": str(torch.__version__),
+    }
     return QuantizedModel(qmodel.layers, qmeta), tq_model, model
 
 
@@ -141,40 +160,59 @@ def load_for_inference(path: str, data) -> tuple[QuantizedModel, object, nn.Modu
         # named as a quantized model but missing or not an archive: say so
     qmodel = QuantizedModel.load(path)
     meta = qmodel.meta
-    ref, sha, n = meta.get("checkpoint"), meta.get("checkpoint_sha256"), \
-        meta.get("calibration_images")
-    if not isinstance(ref, str) or not isinstance(sha, str) or len(sha) != 64 or \
-            not isinstance(n, int):
-        raise QuantError(f"{path}: does not record its float checkpoint (path, full sha256 "
-                         f"and calibration images); run `make quantize` to write it again")
+    ref, sha, n = (
+        meta.get("checkpoint"),
+        meta.get("checkpoint_sha256"),
+        meta.get("calibration_images"),
+    )
+    if (
+        not isinstance(ref, str)
+        or not isinstance(sha, str)
+        or len(sha) != 64
+        or not isinstance(n, int)
+    ):
+        raise QuantError(
+            f"{path}: does not record its float checkpoint (path, full sha256 "
+            f"and calibration images); run `make quantize` to write it again"
+        )
     ckpt = os.path.normpath(os.path.join(os.path.dirname(path), ref))
     if not os.path.exists(ckpt):
         raise QuantError(f"{path}: its float checkpoint {ckpt} does not exist")
     if file_sha256(ckpt) != sha:
-        raise QuantError(f"{ckpt}: sha256 does not match the one recorded in {path} (the "
-                         f"checkpoint changed after it was quantized)")
+        raise QuantError(
+            f"{ckpt}: sha256 does not match the one recorded in {path} (the "
+            f"checkpoint changed after it was quantized)"
+        )
     again, tq_model, float_model = quantize_checkpoint(ckpt, data, n)
     if not _same_layers(qmodel.layers, again.layers):
-        raise QuantError(f"{path}: the quantized model does not come from {ckpt} with this "
-                         f"quantizer and calibration data (it was calibrated on "
-                         f"{meta.get('data')!r}, here {data.source!r})")
+        raise QuantError(
+            f"{path}: the quantized model does not come from {ckpt} with this "
+            f"quantizer and calibration data (it was calibrated on "
+            f"{meta.get('data')!r}, here {data.source!r})"
+        )
     return qmodel, tq_model, float_model
 
 
 def _tie(layer, x):
     """Which outputs of ``layer`` on int8 ``x`` are exact ties in requantization
     (``acc * mult / 2**shift`` ends in exactly one half)."""
-    acc = golden.wrap_int32(golden.matmul_i8(x, layer.weight, layer.input_zero_point) +
-                            np.asarray(layer.bias, np.int64))
+    acc = golden.wrap_int32(
+        golden.matmul_i8(x, layer.weight, layer.input_zero_point) + np.asarray(layer.bias, np.int64)
+    )
     p = acc * np.asarray(layer.mult, np.int64)
     shift = np.asarray(layer.shift, np.int64)
     half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 0)
-    mask = np.where(shift > 0, (half - 1) * 2 + 1, 0)       # 2**shift - 1 without overflow
+    mask = np.where(shift > 0, (half - 1) * 2 + 1, 0)  # 2**shift - 1 without overflow
     return (shift > 0) & ((p & mask) == half)
 
 
-def report(qmodel: QuantizedModel, tq_model: TorchReference, float_model: nn.Module,
-           images: np.ndarray, labels: np.ndarray) -> dict:
+def report(
+    qmodel: QuantizedModel,
+    tq_model: TorchReference,
+    float_model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+) -> dict:
     """Accuracy of float, PyTorch int8 and golden; agreement golden vs PyTorch int8.
 
     ``logit_mismatches`` counts the logits that differ from PyTorch's int8 model;

@@ -16,19 +16,25 @@ from .checkpoint import Mlp, to_input
 __all__ = ["train", "accuracy"]
 
 
-def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray,
-             batch: int = 1000) -> float:
+def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
     model.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            pred = model(to_input(images[i:i + batch])).argmax(1).numpy()
-            correct += int((pred == labels[i:i + batch]).sum())
+            pred = model(to_input(images[i : i + batch])).argmax(1).numpy()
+            correct += int((pred == labels[i : i + batch]).sum())
     return correct / len(images)
 
 
-def train(data, hidden: tuple = (128,), epochs: int = 10, seed: int = 0, lr: float = 1e-3,
-          batch_size: int = 64, progress: bool = True) -> tuple[Mlp, dict]:
+def train(
+    data,
+    hidden: tuple = (128,),
+    epochs: int = 10,
+    seed: int = 0,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> tuple[Mlp, dict]:
     """Train an MLP on ``data``; returns ``(model, metadata)``."""
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -50,7 +56,7 @@ def _train(data, hidden, epochs, seed, lr, batch_size, progress):
         model.train()
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i : i + batch_size]
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
@@ -58,11 +64,17 @@ def _train(data, hidden, epochs, seed, lr, batch_size, progress):
         bar.set_postfix(loss=f"{loss.item():.3f}")
     seconds = time.perf_counter() - start
     meta = {
-        "sizes": list(model.sizes), "seed": seed, "epochs": epochs, "lr": lr,
-        "batch_size": batch_size, "data": data.source, "train_images": len(x),
+        "sizes": list(model.sizes),
+        "seed": seed,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "data": data.source,
+        "train_images": len(x),
         "test_images": len(data.test_images),
         "test_accuracy": accuracy(model, data.test_images, data.test_labels),
         "train_accuracy": accuracy(model, data.train_images, data.train_labels),
-        "train_seconds": seconds, "torch_version": str(torch.__version__),
+        "train_seconds": seconds,
+        "torch_version": str(torch.__version__),
     }
     return model, meta

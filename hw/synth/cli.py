@@ -33,14 +33,40 @@ DEFAULT_RUNS = [
     # 16x16: smaller activation buffers and 16 parameter words (LUT RAM), so 107 block
     # RAMs instead of 161; with 161, router2 got down to 641 overused wires and then
     # diverged, with 107 it routes
-    ("ecp5", CoreConfig(rows=16, cols=16, act_kib=16, hidden_kib=16, weight_kib=96,
-                        acc_kib=32, param_depth=16)),
+    (
+        "ecp5",
+        CoreConfig(
+            rows=16, cols=16, act_kib=16, hidden_kib=16, weight_kib=96, acc_kib=32, param_depth=16
+        ),
+    ),
     # the UP5K has 30 block RAMs of 4 Kbit and 5,280 logic cells: the buffers shrink to
     # a few KiB and post-processing takes the shallow pipeline
-    ("ice40", CoreConfig(rows=2, cols=2, act_kib=2, hidden_kib=1, weight_kib=2, acc_kib=1,
-                         param_depth=16, deep_pipeline=False)),
-    ("ice40", CoreConfig(rows=4, cols=4, act_kib=2, hidden_kib=1, weight_kib=2, acc_kib=1,
-                         param_depth=16, deep_pipeline=False)),
+    (
+        "ice40",
+        CoreConfig(
+            rows=2,
+            cols=2,
+            act_kib=2,
+            hidden_kib=1,
+            weight_kib=2,
+            acc_kib=1,
+            param_depth=16,
+            deep_pipeline=False,
+        ),
+    ),
+    (
+        "ice40",
+        CoreConfig(
+            rows=4,
+            cols=4,
+            act_kib=2,
+            hidden_kib=1,
+            weight_kib=2,
+            acc_kib=1,
+            param_depth=16,
+            deep_pipeline=False,
+        ),
+    ),
 ]
 
 
@@ -50,11 +76,20 @@ def main(argv=None):
     p.add_argument("--sizes", default=None, help="e.g. 4x4,8x8 (default: the standard set)")
     p.add_argument("--force", action="store_true", help="ignore cached results")
     p.add_argument("--out", default=os.path.join("build", "synth"))
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="configurations run side by side (default: one per core)")
-    p.add_argument("--route-timeout", type=float, default=DEFAULT_TIMEOUT_MIN,
-                   metavar="MIN", help="stop nextpnr after this many minutes and report "
-                   f"the configuration as unrouted (default {DEFAULT_TIMEOUT_MIN})")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="configurations run side by side (default: one per core)",
+    )
+    p.add_argument(
+        "--route-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_MIN,
+        metavar="MIN",
+        help="stop nextpnr after this many minutes and report "
+        f"the configuration as unrouted (default {DEFAULT_TIMEOUT_MIN})",
+    )
     args = p.parse_args(argv)
     if args.jobs < 1 or args.route_timeout <= 0:
         p.error("--jobs must be at least 1 and --route-timeout above 0")
@@ -68,24 +103,37 @@ def main(argv=None):
         runs = [(fam, cfg) for fam, cfg in runs if (cfg.rows, cfg.cols) in want]
         known = {(c.rows, c.cols) for _, c in runs}
         for r, c in sorted(want - known):
-            runs.append(("ecp5" if args.family != "ice40" else "ice40",
-                         CoreConfig(rows=r, cols=c, act_kib=32, weight_kib=32, acc_kib=16)))
+            runs.append(
+                (
+                    "ecp5" if args.family != "ice40" else "ice40",
+                    CoreConfig(rows=r, cols=c, act_kib=32, weight_kib=32, acc_kib=16),
+                )
+            )
+
     def one(run):
         fam, cfg = run
         print(f"synthesizing {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]} ...", flush=True)
         e = synthesize(fam, cfg, args.force, timeout_min=args.route_timeout)
-        print(f"done: {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]}, "
-              f"Fmax {e['fmax_mhz'] or '-'} MHz ({e.get('seconds', 0):.0f} s)", flush=True)
+        print(
+            f"done: {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]}, "
+            f"Fmax {e['fmax_mhz'] or '-'} MHz ({e.get('seconds', 0):.0f} s)",
+            flush=True,
+        )
         return e
 
     # each run is one Yosys and one single-threaded nextpnr process; the largest start
     # first, so that the small ones fill in beside them
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {i: pool.submit(one, runs[i]) for i in
-                   sorted(range(len(runs)), key=lambda i: -runs[i][1].rows * runs[i][1].cols)}
+        futures = {
+            i: pool.submit(one, runs[i])
+            for i in sorted(range(len(runs)), key=lambda i: -runs[i][1].rows * runs[i][1].cols)
+        }
         entries = [futures[i].result() for i in range(len(runs))]
     os.makedirs(args.out, exist_ok=True)
-    for name, body in (("report.json", json.dumps(entries, indent=2)), ("report.md", table(entries))):
+    for name, body in (
+        ("report.json", json.dumps(entries, indent=2)),
+        ("report.md", table(entries)),
+    ):
         tmp = os.path.join(args.out, name + ".tmp")
         with open(tmp, "w") as f:
             f.write(body)

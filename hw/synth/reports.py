@@ -20,14 +20,20 @@ def parse_report(report, family):
         dsps, brams = used("MULT18X18D"), used("DP16KD")
         fits = all(used(n) <= avail(n) for n in util)
     else:
-        luts, ffs = used("ICESTORM_LC"), None   # logic cells; FFs come from Yosys's stat
+        luts, ffs = used("ICESTORM_LC"), None  # logic cells; FFs come from Yosys's stat
         dsps, brams = used("ICESTORM_DSP"), used("ICESTORM_RAM") + used("ICESTORM_SPRAM")
         fits = all(used(n) <= avail(n) for n in util)
     fmax = report.get("fmax", {})
     achieved = [v.get("achieved") for v in fmax.values() if v.get("achieved")]
-    return {"luts": luts, "ffs": ffs, "dsps": dsps, "brams": brams,
-            "fmax_mhz": round(min(achieved), 2) if achieved else None, "fits": fits,
-            "critical_path": critical_path(report)}
+    return {
+        "luts": luts,
+        "ffs": ffs,
+        "dsps": dsps,
+        "brams": brams,
+        "fmax_mhz": round(min(achieved), 2) if achieved else None,
+        "fits": fits,
+        "critical_path": critical_path(report),
+    }
 
 
 def critical_path(report):
@@ -40,9 +46,13 @@ def critical_path(report):
         total = sum(step["delay"] for step in p["path"])
         if worst is None or total > worst["ns"]:
             routing = sum(step["delay"] for step in p["path"] if step["type"] == "routing")
-            worst = {"from": p["path"][0]["from"]["cell"], "to": p["path"][-1]["to"]["cell"],
-                     "ns": round(total, 2), "routing_ns": round(routing, 2),
-                     "steps": len(p["path"])}
+            worst = {
+                "from": p["path"][0]["from"]["cell"],
+                "to": p["path"][-1]["to"]["cell"],
+                "ns": round(total, 2),
+                "routing_ns": round(routing, 2),
+                "steps": len(p["path"]),
+            }
     return worst
 
 
@@ -62,8 +72,10 @@ def _stat_ffs(path):
             text = f.read()
     except OSError:
         return None
-    return sum(int(n) for n, cell in re.findall(r"^\s+(\d+)\s+(SB_DFF\w*|TRELLIS_FF)\s*$",
-                                                text, re.MULTILINE))
+    return sum(
+        int(n)
+        for n, cell in re.findall(r"^\s+(\d+)\s+(SB_DFF\w*|TRELLIS_FF)\s*$", text, re.MULTILINE)
+    )
 
 
 def _routing_left(log):
@@ -74,21 +86,29 @@ def _routing_left(log):
 
 def table(entries):
     """The markdown table of report entries."""
+
     def num(v):
         return "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v}"
 
-    head = ("| family | device | array | buffers (in/hidden/wgt/acc KiB) | pipeline | "
-            "LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | fits |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| family | device | array | buffers (in/hidden/wgt/acc KiB) | pipeline | "
+        "LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | fits |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     rows = []
     for e in entries:
         fits = "yes" if e["fits"] else "no" + (f" ({e['note']})" if e.get("note") else "")
-        rows.append(f"| {e['family']} | {e['device']} | {e['rows']}x{e['cols']} | "
-                    f"{e['act_kib']}/{e.get('hidden_kib', 32)}/{e['weight_kib']}/{e['acc_kib']} | "
-                    f"{e.get('pipeline', 'deep')} | {num(e['luts'])} | {num(e['ffs'])} | "
-                    f"{num(e['dsps'])} | {num(e['brams'])} | {num(e['fmax_mhz'])} | {fits} |")
-    paths = [f"- {e['family']} {e['rows']}x{e['cols']}: {p['ns']} ns ({p['routing_ns']} ns "
-             f"routing), `{p['from']}` -> `{p['to']}`"
-             for e in entries if (p := e.get("critical_path"))]
+        rows.append(
+            f"| {e['family']} | {e['device']} | {e['rows']}x{e['cols']} | "
+            f"{e['act_kib']}/{e.get('hidden_kib', 32)}/{e['weight_kib']}/{e['acc_kib']} | "
+            f"{e.get('pipeline', 'deep')} | {num(e['luts'])} | {num(e['ffs'])} | "
+            f"{num(e['dsps'])} | {num(e['brams'])} | {num(e['fmax_mhz'])} | {fits} |"
+        )
+    paths = [
+        f"- {e['family']} {e['rows']}x{e['cols']}: {p['ns']} ns ({p['routing_ns']} ns "
+        f"routing), `{p['from']}` -> `{p['to']}`"
+        for e in entries
+        if (p := e.get("critical_path"))
+    ]
     tail = "\nCritical paths:\n" + "\n".join(paths) + "\n" if paths else ""
     return head + "\n".join(rows) + "\n" + tail

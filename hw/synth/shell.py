@@ -27,14 +27,19 @@ class SynthTop(wiring.Component):
         m.submodules.core = core = Core(cfg)
         shift = Signal(cfg.stream_bits)
         m.d.sync += shift.eq(Cat(self.serial_in, shift[:-1]))
-        m.d.sync += [core.s_axis_tdata.eq(shift), core.s_axis_tvalid.eq(self.valid_in),
-                     core.s_axis_tlast.eq(self.last_in), core.m_axis_tready.eq(shift[0])]
-        out = Cat(core.m_axis_tdata, core.m_axis_tvalid, core.m_axis_tlast, core.s_axis_tready,
-                  core.error)
+        m.d.sync += [
+            core.s_axis_tdata.eq(shift),
+            core.s_axis_tvalid.eq(self.valid_in),
+            core.s_axis_tlast.eq(self.last_in),
+            core.m_axis_tready.eq(shift[0]),
+        ]
+        out = Cat(
+            core.m_axis_tdata, core.m_axis_tvalid, core.m_axis_tlast, core.s_axis_tready, core.error
+        )
         fold = Signal(8)
         acc = 0
         for i in range(0, len(out), 8):
-            acc ^= out[i:i + 8]
+            acc ^= out[i : i + 8]
         m.d.sync += fold.eq(acc)
         m.d.comb += self.folded.eq(fold)
         return m

@@ -2,15 +2,31 @@
 
 from .techmap import ecp5_mul_commands, ecp5_mul_techmap
 
-__all__ = ["PE_MULS", "TARGETS", "nextpnr_extra", "pe_products_in_logic", "yosys_files",
-           "yosys_script"]
+__all__ = [
+    "PE_MULS",
+    "TARGETS",
+    "nextpnr_extra",
+    "pe_products_in_logic",
+    "yosys_files",
+    "yosys_script",
+]
 
 #: family -> (device, nextpnr device options, DSP blocks, Yosys synthesis command, target MHz)
 TARGETS = {
-    "ecp5": ("LFE5U-85F-6BG381C", ["--85k", "--package", "CABGA381", "--speed", "6"], 156,
-             "synth_ecp5 -abc9 -top top", 100),
-    "ice40": ("iCE40UP5K-SG48", ["--up5k", "--package", "sg48"], 8,
-              "synth_ice40 -dsp -top top", 30),
+    "ecp5": (
+        "LFE5U-85F-6BG381C",
+        ["--85k", "--package", "CABGA381", "--speed", "6"],
+        156,
+        "synth_ecp5 -abc9 -top top",
+        100,
+    ),
+    "ice40": (
+        "iCE40UP5K-SG48",
+        ["--up5k", "--package", "sg48"],
+        8,
+        "synth_ice40 -dsp -top top",
+        30,
+    ),
 }
 
 
@@ -48,7 +64,7 @@ def yosys_script(family, cfg):
     synth_cmd = TARGETS[family][3]
     pre = ""
     if pe_products_in_logic(family, cfg):
-        if family == "ecp5":        # the map from yosys_files
+        if family == "ecp5":  # the map from yosys_files
             pre = f"hierarchy -top top; proc; {ecp5_mul_commands(PE_MULS)}"
         else:
             pre = f"hierarchy -top top; proc; booth {PE_MULS}; "

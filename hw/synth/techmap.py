@@ -13,8 +13,10 @@ __all__ = ["ecp5_mul_commands", "ecp5_mul_techmap"]
 
 def _lut_init(fn):
     """INIT of a LUT4 computing ``fn(A, B, C, D)`` (bit ``8*D + 4*C + 2*B + A``)."""
-    return sum(fn(a, b, c, d) << (8 * d + 4 * c + 2 * b + a)
-               for a, b, c, d in itertools.product((0, 1), repeat=4))
+    return sum(
+        fn(a, b, c, d) << (8 * d + 4 * c + 2 * b + a)
+        for a, b, c, d in itertools.product((0, 1), repeat=4)
+    )
 
 
 # A CCU2C half adds two bits x and y: its LUT4 gives the propagate x ^ y, and when that
@@ -49,45 +51,65 @@ def ecp5_mul_techmap(n, m):
                     halves.append((ins, init, f"{name}[{j + h}]"))
                 else:
                     halves.append((("1'b0",) * 4, 0, ""))
-            ports = ", ".join(f".A{h}({ins[0]}), .B{h}({ins[1]}), .C{h}({ins[2]}), "
-                              f".D{h}({ins[3]}), .S{h}({s})"
-                              for h, (ins, _, s) in enumerate(halves))
+            ports = ", ".join(
+                f".A{h}({ins[0]}), .B{h}({ins[1]}), .C{h}({ins[2]}), .D{h}({ins[3]}), .S{h}({s})"
+                for h, (ins, _, s) in enumerate(halves)
+            )
             body.append(f"    wire {name}_co{j};")
-            body.append(f"    CCU2C #(.INIT0(16'h{halves[0][1]:04x}), "
-                        f".INIT1(16'h{halves[1][1]:04x}), .INJECT1_0(\"NO\"), "
-                        f".INJECT1_1(\"NO\")) {name}_{j} (.CIN({prev}), {ports}, "
-                        f".COUT({name}_co{j}));")
+            body.append(
+                f"    CCU2C #(.INIT0(16'h{halves[0][1]:04x}), "
+                f'.INIT1(16\'h{halves[1][1]:04x}), .INJECT1_0("NO"), '
+                f'.INJECT1_1("NO")) {name}_{j} (.CIN({prev}), {ports}, '
+                f".COUT({name}_co{j}));"
+            )
             prev = f"{name}_co{j}"
 
     def a(k):
         return f"A[{min(k, n - 1)}]"
 
     if m >= 3:
-        chain("r1", [((a(p - 1) if p else "1'b0", "B[1]", a(p), "B[0]"), _FIRST)
-                     for p in range(n + 2)], "1'b0")
+        chain(
+            "r1",
+            [((a(p - 1) if p else "1'b0", "B[1]", a(p), "B[0]"), _FIRST) for p in range(n + 2)],
+            "1'b0",
+        )
         s, start = [f"r1[{p}]" for p in range(n + 2)], 2
     else:
         body.append(f"    wire [{n - 1}:0] r0 = A & {{{n}{{B[0]}}}};")
         s, start = [f"r0[{k}]" for k in range(n)], 1
     for i in range(start, m):
         last = i == m - 1
-        chain(f"r{i}", [((s[min(i + k, len(s) - 1)], a(k), f"B[{i}]", "1'b1"),
-                         _SUB if last else _ADD) for k in range(n + 1)],
-              f"B[{m - 1}]" if last else "1'b0")
+        chain(
+            f"r{i}",
+            [
+                ((s[min(i + k, len(s) - 1)], a(k), f"B[{i}]", "1'b1"), _SUB if last else _ADD)
+                for k in range(n + 1)
+            ],
+            f"B[{m - 1}]" if last else "1'b0",
+        )
         s = s[:i] + [f"r{i}[{k}]" for k in range(n + 1)]
     assert len(s) == n + m
-    return "\n".join([
-        '(* techmap_celltype = "$mul" *)',
-        f"module _ecp5_mul_{n}x{m} (A, B, Y);",
-        "    parameter A_SIGNED = 0;", "    parameter B_SIGNED = 0;",
-        f"    parameter A_WIDTH = {n};", f"    parameter B_WIDTH = {m};",
-        f"    parameter Y_WIDTH = {n + m};",
-        "    input [A_WIDTH-1:0] A;", "    input [B_WIDTH-1:0] B;", "    output [Y_WIDTH-1:0] Y;",
-        f"    wire _TECHMAP_FAIL_ = !(A_SIGNED && B_SIGNED && A_WIDTH == {n} && B_WIDTH == {m});",
-        *body,
-        f"    wire signed [{n + m - 1}:0] product = {{{', '.join(reversed(s))}}};",
-        "    assign Y = product;",
-        "endmodule", ""])
+    return "\n".join(
+        [
+            '(* techmap_celltype = "$mul" *)',
+            f"module _ecp5_mul_{n}x{m} (A, B, Y);",
+            "    parameter A_SIGNED = 0;",
+            "    parameter B_SIGNED = 0;",
+            f"    parameter A_WIDTH = {n};",
+            f"    parameter B_WIDTH = {m};",
+            f"    parameter Y_WIDTH = {n + m};",
+            "    input [A_WIDTH-1:0] A;",
+            "    input [B_WIDTH-1:0] B;",
+            "    output [Y_WIDTH-1:0] Y;",
+            "    wire _TECHMAP_FAIL_ = "
+            f"!(A_SIGNED && B_SIGNED && A_WIDTH == {n} && B_WIDTH == {m});",
+            *body,
+            f"    wire signed [{n + m - 1}:0] product = {{{', '.join(reversed(s))}}};",
+            "    assign Y = product;",
+            "endmodule",
+            "",
+        ]
+    )
 
 
 def ecp5_mul_commands(selection):
@@ -95,5 +117,6 @@ def ecp5_mul_commands(selection):
     trimmed to their operands' widths (Verilog's signed product of 8-bit operands into 16
     bits reads as a 16x16 multiply of sign-extended operands), then all mapped, or an
     error."""
-    return (f"wreduce {selection}; techmap -map pe_mul.v {selection}; "
-            f"select -assert-none {selection}; ")
+    return (
+        f"wreduce {selection}; techmap -map pe_mul.v {selection}; select -assert-none {selection}; "
+    )

@@ -40,8 +40,9 @@ __all__ = ["Timeline", "walk", "predict"]
 @dataclasses.dataclass
 class Timeline:
     """Feeds instructions in program order; tracks the front end and the engine."""
+
     cfg: object
-    front: int = 0          #: the cycle the next beat can be accepted
+    front: int = 0  #: the cycle the next beat can be accepted
     pushed: int = 0
     pops: list = dataclasses.field(default_factory=list)
     last_end: int = -1
@@ -49,7 +50,7 @@ class Timeline:
     last_drain: int = 0
     busy: list = dataclasses.field(default_factory=list)  #: merged [lo, hi] intervals
     mac_rows: list = dataclasses.field(default_factory=list)  #: MATMUL [first, last] rows
-    final: int = None       #: the last counted cycle, once the program has ended
+    final: int = None  #: the last counted cycle, once the program has ended
 
     def _latency(self, kind):
         return self.cfg.array_latency if kind is Opcode.MATMUL else self.cfg.postproc_latency
@@ -108,9 +109,14 @@ class Timeline:
         last = self.final
         busy = sum(max(0, min(hi, last) - lo + 1) for lo, hi in self.busy)
         macs = sum(max(0, min(hi, last) - lo + 1) for lo, hi in self.mac_rows)
-        return {"error": int(error.value if isinstance(error, ErrorCode) else error),
-                "cycles": last + 1, "busy_cycles": busy, "mac_cycles": macs,
-                "stall_in_cycles": 0, "stall_out_cycles": 0}
+        return {
+            "error": int(error.value if isinstance(error, ErrorCode) else error),
+            "cycles": last + 1,
+            "busy_cycles": busy,
+            "mac_cycles": macs,
+            "stall_in_cycles": 0,
+            "stall_out_cycles": 0,
+        }
 
 
 def walk(cfg: CoreConfig, beats: np.ndarray, on_instruction=None) -> tuple[Timeline, ErrorCode]:

@@ -35,8 +35,8 @@ def _round_shift(p, shift, even):
     the even neighbour where ``even`` is set.
     """
     s1 = np.maximum(shift - 1, 0)
-    q = p >> s1                                         # floor(p / 2**(shift-1))
-    below = (p & ((np.int64(1) << s1) - 1)) == 0        # nothing under the half bit
+    q = p >> s1  # floor(p / 2**(shift-1))
+    below = (p & ((np.int64(1) << s1) - 1)) == 0  # nothing under the half bit
     tie = (q & 1 == 1) & below
     up = np.where((even == 1) & tie & ((q >> 1) & 1 == 0), 0, 1)
     return np.where(shift > 0, (q + up) >> 1, p)
@@ -59,38 +59,38 @@ class Machine:
         cfg = self.cfg
         R, C, sb = cfg.rows, cfg.cols, cfg.stream_bytes
         if op is Opcode.LOAD:
-            data = beats[pos + 1:pos + 1 + f["count"]]  # fewer if the stream ends early
+            data = beats[pos + 1 : pos + 1 + f["count"]]  # fewer if the stream ends early
             a, n = f["addr"], len(data)
             t = Target(f["target"])
             if t is Target.ACT:
-                self.act[a:a + n] = data[:, :R].view(np.int8)
+                self.act[a : a + n] = data[:, :R].view(np.int8)
             elif t is Target.WEIGHT:
-                self.weights[a * R:a * R + n] = data[:, :C].view(np.int8)
+                self.weights[a * R : a * R + n] = data[:, :C].view(np.int8)
             else:
                 words = beat_words(data).astype(np.int64)
                 lo = a * C
                 if t is Target.BIAS:
-                    self.bias[lo:lo + n] = _wrap(words & 0xFFFFFFFF)
+                    self.bias[lo : lo + n] = _wrap(words & 0xFFFFFFFF)
                 else:
                     for name, (off, width) in _SCALE_FIELDS.items():
                         v = (words >> off) & ((1 << width) - 1)
                         if name == "zero_point":
                             v = _wrap(v, width)
-                        self.scale[name][lo:lo + n] = v
+                        self.scale[name][lo : lo + n] = v
         elif op is Opcode.MATMUL:
             m = f["m"]
-            x = self.act[f["act_addr"]:f["act_addr"] + m]
-            w = self.weights[f["weight_tile"] * R:(f["weight_tile"] + 1) * R]
-            acc = self.acc[f["acc_addr"]:f["acc_addr"] + m]
+            x = self.act[f["act_addr"] : f["act_addr"] + m]
+            w = self.weights[f["weight_tile"] * R : (f["weight_tile"] + 1) * R]
+            acc = self.acc[f["acc_addr"] : f["acc_addr"] + m]
             res = x @ w + (acc if f["accumulate"] else 0)
-            self.acc[f["acc_addr"]:f["acc_addr"] + m] = _wrap(res, cfg.acc_bits)
+            self.acc[f["acc_addr"] : f["acc_addr"] + m] = _wrap(res, cfg.acc_bits)
         elif op is Opcode.POSTPROC:
             m, p = f["m"], f["param_addr"]
             lanes = slice(p * C, (p + 1) * C)
-            a = _wrap(self.acc[f["acc_addr"]:f["acc_addr"] + m] + self.bias[lanes])
+            a = _wrap(self.acc[f["acc_addr"] : f["acc_addr"] + m] + self.bias[lanes])
             if f["raw"]:
                 raw = np.zeros((m, cfg.raw_beats * sb), np.uint8)
-                raw[:, :4 * C] = a.astype("<i4").view(np.uint8)
+                raw[:, : 4 * C] = a.astype("<i4").view(np.uint8)
                 self.out.append(raw.reshape(m * cfg.raw_beats, sb))
                 return
             mult, shift = self.scale["mult"][lanes], self.scale["shift"][lanes]
@@ -105,9 +105,9 @@ class Machine:
             else:
                 g = f["group"]
                 word = np.zeros((m, R), np.int64)
-                lanes_g = y[:, g * R:(g + 1) * R]
-                word[:, :lanes_g.shape[1]] = lanes_g
-                self.act[f["dst_addr"]:f["dst_addr"] + m] = word
+                lanes_g = y[:, g * R : (g + 1) * R]
+                word[:, : lanes_g.shape[1]] = lanes_g
+                self.act[f["dst_addr"] : f["dst_addr"] + m] = word
 
     def run(self, beats: np.ndarray) -> tuple[np.ndarray, dict]:
         """Run a whole program; returns ``(result beats, status dict)``."""
@@ -115,8 +115,9 @@ class Machine:
         tl, err = walk(self.cfg, beats, lambda op, f, pos: self.execute(beats, op, f, pos))
         status = tl.status(err)
         mask = (1 << isa.STATUS_WORD_BITS) - 1
-        self.out.append(word_beats([status[name] & mask for name in isa.STATUS_FIELDS],
-                                   self.cfg.stream_bytes))
+        self.out.append(
+            word_beats([status[name] & mask for name in isa.STATUS_FIELDS], self.cfg.stream_bytes)
+        )
         return np.concatenate(self.out), status
 
 
@@ -135,8 +136,11 @@ class ModelBackend:
     def stream(self, beats: np.ndarray) -> tuple[np.ndarray, dict]:
         start = time.perf_counter()
         out, _ = Machine(self.config).run(np.asarray(beats, np.uint8))
-        return out, {"sim_cycles": 0, "sim_seconds": 0.0,
-                     "wall_seconds": time.perf_counter() - start}
+        return out, {
+            "sim_cycles": 0,
+            "sim_seconds": 0.0,
+            "wall_seconds": time.perf_counter() - start,
+        }
 
     def run(self, program, inputs: np.ndarray) -> Result:
         program.check_config(self.config)
@@ -144,6 +148,11 @@ class ModelBackend:
         beats = program.beats(inputs)
         out, status = Machine(self.config).run(beats)
         outputs, status = program.parse_output(out, len(inputs))
-        return Result(outputs=outputs, status=status, cycles=status["cycles"],
-                      predicted_cycles=status["cycles"], wall_seconds=time.perf_counter() - start,
-                      out_beats=out)
+        return Result(
+            outputs=outputs,
+            status=status,
+            cycles=status["cycles"],
+            predicted_cycles=status["cycles"],
+            wall_seconds=time.perf_counter() - start,
+            out_beats=out,
+        )
