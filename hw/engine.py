@@ -81,7 +81,7 @@ class Engine(wiring.Component):
         m.submodules.sequencer = seq = Sequencer(cfg)
         m.submodules.array = array = SystolicArray(cfg)
         m.submodules.accumulator = acc = Accumulator(cfg)
-        m.submodules.result = result = ResultPath(cfg)
+        m.submodules.result_path = result = ResultPath(cfg)
         wiring.connect(m, wiring.flipped(self.i_instr), seq.i_instr)
 
         # MATMUL: the weights are read one cycle after the activations, which take one
