@@ -17,7 +17,8 @@ __all__ = ["generate", "source_hash", "main"]
 
 @functools.cache
 def source_hash():
-    """Hash of the hardware description's source (``hw/*.py`` but the synthesis flow).
+    """Hash of the hardware description's source (``hw/*.py``; the synthesis flow is the
+    package ``hw/synth/``, not part of it).
 
     Build caches (Verilog, simulators, netlists, synthesis results) are keyed by it.
     Taken once per process, as the modules are loaded, so that what is generated and
@@ -26,7 +27,7 @@ def source_hash():
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256()
     for name in sorted(os.listdir(here)):
-        if name.endswith(".py") and name != "synth.py":
+        if name.endswith(".py"):
             with open(os.path.join(here, name), "rb") as f:
                 h.update(name.encode() + f.read())
     return h.hexdigest()[:16]

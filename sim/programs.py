@@ -122,7 +122,9 @@ def parse_output(cfg, beats, M, N, raw, chunk=None):
     nt = -(-N // C)
     status_n = len(isa.STATUS_FIELDS)
     status = {
-        name: int.from_bytes(bytes(beats[len(beats) - status_n + i][:4]), "little")
+        name: int.from_bytes(
+            bytes(beats[len(beats) - status_n + i][: isa.STATUS_WORD_BYTES]), "little"
+        )
         for i, name in enumerate(isa.STATUS_FIELDS)
     }
     body = beats[: len(beats) - status_n]

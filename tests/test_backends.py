@@ -8,6 +8,7 @@ from host.backends import BackendError, get_backend
 from host.backends.model import Machine
 from host.backends.model.cycles import predict
 from host.compile import compile_model
+from host.compile.program import status_packet
 from host.nn.data import load_mnist
 from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_model
 from hw.config import CoreConfig
@@ -59,8 +60,11 @@ def test_rtl_equals_model(name):
     for i, (beats, (out, _)) in enumerate(zip(progs, results)):
         want, _ = machine.run(beats)
         np.testing.assert_array_equal(out, want, err_msg=f"program {i}", strict=True)
-        status = int(out[-6, 0]), int(out[-5, :4].copy().view("<u4")[0])
-        assert status == (predict(cfg, beats)["error"], predict(cfg, beats)["cycles"])
+        status = status_packet(out)
+        assert (status["error"], status["cycles"]) == (
+            predict(cfg, beats)["error"],
+            predict(cfg, beats)["cycles"],
+        )
     assert int(results[3][0][-6, 0]) == 6 and int(results[4][0][-6, 0]) == 8  # errors
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from host.backends.model import Machine
 from host.backends.model.cycles import predict
+from host.compile.program import status_packet
 from hw.isa import STATUS_FIELDS, ErrorCode
 from sim import runner
 from sim.fuzz import FAULTS, random_programs
@@ -93,7 +94,7 @@ def test_random_programs_under_gaps_and_backpressure(name):
         want, status = machine.run(beats)
         where = f"{cfg.tag}, seed {SEED + 1000}, program {i} (fault {fault})"
         np.testing.assert_array_equal(out[:-n], want[:-n], err_msg=where, strict=True)
-        got = dict(zip(STATUS_FIELDS, out[-n:, :4].copy().view("<u4")[:, 0].tolist()))
+        got = status_packet(out)
         assert got["error"] == status["error"], where
         assert got["cycles"] >= status["cycles"], where
         if status["error"] == 0:
