@@ -126,12 +126,13 @@ class Accelerator:
                 raise QuantError(f"{path}: records no core configuration; pass config=")
             config = CoreConfig.from_dict(saved)
         first = qmodel.layers[0]
-        return cls(
-            qmodel,
-            config,
-            batch or qmodel.meta.get("batch"),
-            lambda x: _quantize_like_torch(x, first.input_scale, first.input_zero_point),
-        )
+        if "onnx" in qmodel.meta:  # quantize inputs as the network's own front end did
+            quantize = lambda x: qmodel.quantize_float(x.numpy())  # noqa: E731
+        else:
+            quantize = lambda x: _quantize_like_torch(  # noqa: E731
+                x, first.input_scale, first.input_zero_point
+            )
+        return cls(qmodel, config, batch or qmodel.meta.get("batch"), quantize)
 
     def save(self, path: str) -> None:
         """The integer network and the core configuration, as a ``.qnpz`` file (the

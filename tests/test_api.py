@@ -206,7 +206,7 @@ def onnx_mlp(tmp_path_factory):
     return _export_quantized(model, x, tmp_path_factory.mktemp("onnx") / "mlp.onnx")
 
 
-def test_an_onnx_file_through_the_api(onnx_mlp, images):
+def test_an_onnx_file_through_the_api(onnx_mlp, images, tmp_path):
     acc = accelerate(onnx_mlp, config=CoreConfig(rows=4, cols=4))
     x = images[0].reshape(-1, 1, 28, 28)
     pred = acc.predict(x)
@@ -214,6 +214,12 @@ def test_an_onnx_file_through_the_api(onnx_mlp, images):
     theirs = acc.reference.int8(x)
     assert np.abs(pred.outputs.astype(int) - theirs.astype(int)).max() <= 1
     assert np.mean(pred.labels == theirs.argmax(1)) == 1.0
+    # saved and loaded, it still quantizes its inputs as ONNX Runtime does
+    acc.save(str(tmp_path / "onnx.qnpz"))
+    again = Accelerator.load(str(tmp_path / "onnx.qnpz"))
+    edge = np.full((4, 1, 28, 28), 0.5 * acc.qmodel.layers[0].input_scale, np.float32)
+    np.testing.assert_array_equal(again.quantize(edge), acc.quantize(edge), strict=True)
+    np.testing.assert_array_equal(again.predict(x).outputs, pred.outputs, strict=True)
 
 
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript")
