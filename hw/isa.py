@@ -33,6 +33,7 @@ __all__ = [
     "INSTR_BYTES",
     "LAYOUTS",
     "LOAD",
+    "LOOP",
     "MATMUL",
     "POSTPROC",
     "SCALE_WORD",
@@ -41,6 +42,7 @@ __all__ = [
     "STATUS_WORD_BYTES",
     "ErrorCode",
     "InstructionError",
+    "LoopTarget",
     "Opcode",
     "Target",
     "decode",
@@ -65,6 +67,7 @@ class Opcode(hdl_enum.Enum, shape=OPCODE_BITS):
     POSTPROC = 3  #: bias, requantize, clamp ``m`` accumulator rows; to ACT or the stream
     SYNC = 4  #: wait until the execute engine has drained
     END = 5  #: drain, then send the status packet (ends a program)
+    LOOP = 6  #: set the two-level address pattern of MATMUL reads or POSTPROC writes
 
 
 class Target(hdl_enum.Enum, shape=2):
@@ -72,6 +75,13 @@ class Target(hdl_enum.Enum, shape=2):
     WEIGHT = 1
     BIAS = 2
     SCALE = 3
+
+
+class LoopTarget(hdl_enum.Enum, shape=1):
+    """Which addresses a LOOP patterns."""
+
+    READ = 0  #: the activation words MATMUL rows read
+    WRITE = 1  #: the hidden-buffer words POSTPROC rows write
 
 
 class ErrorCode(hdl_enum.Enum, shape=8):
@@ -87,6 +97,8 @@ class ErrorCode(hdl_enum.Enum, shape=8):
     BAD_GROUP = 7  #: output group beyond ``ceil(cols / rows)``, or raw without to_stream
     NO_END = 8  #: the stream's last beat (tlast) came before ``END``
     END_NOT_LAST = 9  #: ``END`` without tlast: a frame is one program and ends with ``END``
+    BAD_LOOP = 10  #: LOOP counts out of range, or ``m`` is not ``inner * outer`` under a LOOP
+    BAD_POOL = 11  #: POSTPROC ``pool`` on a row for the stream
 
 
 #: Order of the words in the status packet that ``END`` sends (one per beat, low bits).
@@ -131,6 +143,22 @@ POSTPROC = data.StructLayout(
         "group": GROUP_BITS,  #: which rows-wide slice of the cols-wide result goes to ACT
         "to_stream": 1,  #: send each row out on the result stream instead of ACT
         "raw": 1,  #: send ``acc + bias`` as int32 lanes (``raw_beats`` beats a row)
+        "pool": 1,  #: write the lane-wise maximum of the row and the word at its destination
+    }
+)
+
+#: Row ``i`` of a MATMUL (READ) or a POSTPROC to the hidden buffer (WRITE) addresses
+#: ``base + (i mod inner) * inner_stride + (i div inner) * outer_stride`` while the
+#: target's pattern is set; ``inner == 0`` sets it back to linear (``base + i``). Every
+#: program starts linear; under a pattern ``m`` must be ``inner * outer``.
+LOOP = data.StructLayout(
+    {
+        "op": Opcode,
+        "target": LoopTarget,
+        "inner": ROWS_BITS,
+        "outer": ROWS_BITS,
+        "inner_stride": ADDR_BITS["act_depth"],
+        "outer_stride": ADDR_BITS["act_depth"],
     }
 )
 
@@ -155,6 +183,7 @@ LAYOUTS = {
     Opcode.POSTPROC: POSTPROC,
     Opcode.SYNC: BARE,
     Opcode.END: BARE,
+    Opcode.LOOP: LOOP,
 }
 
 for _layout in (*LAYOUTS.values(), SCALE_WORD):

@@ -87,6 +87,7 @@ INSTRUCTION = data.UnionLayout(
         "load": isa.LOAD,
         "matmul": isa.MATMUL,
         "postproc": isa.POSTPROC,
+        "loop": isa.LOOP,
     }
 )
 
