@@ -22,8 +22,9 @@ from hw import isa
 from hw.config import CoreConfig
 from hw.isa import Opcode, Target
 
+from .emit import Emitter, Tiles, load_beats, scale_words
 from .plan import CompileError, Layer, is_int, layers_from_model, max_batch_for, plan
-from .program import ITEM_BLOCK, ITEM_NEXT_INPUT, ITEM_WORD, Program, word_beats
+from .program import Program, word_beats
 
 __all__ = ["compile_model", "compile_matmul", "ROUNDINGS"]
 
@@ -32,171 +33,107 @@ __all__ = ["compile_model", "compile_matmul", "ROUNDINGS"]
 ROUNDINGS = ("half_up", "half_even")
 
 
-def _tile(layer, li, kt_i, nt_i, cfg, prev_out):
-    """The ``rows x cols`` weight tile (K tile ``kt_i``, N tile ``nt_i``) of a layer."""
+def input_kmap(K: int, cfg: CoreConfig) -> np.ndarray:
+    """K index of every lane of a network input's words, ``[ceil(K / rows), rows]``
+    (-1 for padding)."""
+    kt = -(-K // cfg.rows)
+    k = np.arange(kt * cfg.rows).reshape(kt, cfg.rows)
+    return np.where(k < K, k, -1)
+
+
+def output_kmap(n_out: int, cfg: CoreConfig) -> np.ndarray:
+    """Channel of every lane of the activation words a layer with ``n_out`` outputs
+    writes, ``[ceil(n_out / cols) * groups, rows]`` (-1 for padding): word ``n * groups +
+    g`` holds lanes ``g * rows ..`` of output tile ``n``."""
     R, C, G = cfg.rows, cfg.cols, cfg.groups
-    N, K = layer.weight.shape
-    tile = np.zeros((R, C), np.int8)
-    for r in range(R):
-        if li == 0:
-            k = kt_i * R + r
-        else:  # K tile = (previous N tile, group); row r = lane g*R + r of that tile
-            prev_nt, g = divmod(kt_i, G)
-            c_prev = g * R + r
-            k = prev_nt * C + c_prev if c_prev < C else K
-            if k >= prev_out:
-                k = K
-        if k >= K:
-            continue
-        n0 = nt_i * C
-        cols = min(C, N - n0)
-        if cols > 0:
-            tile[r, :cols] = layer.weight[n0 : n0 + cols, k]
+    nt = -(-n_out // C)
+    n, g, r = np.meshgrid(np.arange(nt), np.arange(G), np.arange(R), indexing="ij")
+    lane = g * R + r
+    c = n * C + lane
+    return np.where((lane < C) & (c < n_out), c, -1).reshape(nt * G, R)
+
+
+def linear_tile(weight: np.ndarray, kmap_row: np.ndarray, nt_i: int, cfg: CoreConfig):
+    """The ``rows x cols`` weight tile of a Linear layer (``weight`` int8 ``[N, K]``) for
+    the K tile whose lanes hold inputs ``kmap_row`` and output tile ``nt_i``."""
+    C = cfg.cols
+    tile = np.zeros((cfg.rows, C), np.int8)
+    cols = weight[nt_i * C : (nt_i + 1) * C]
+    for r, k in enumerate(kmap_row):
+        if k >= 0:
+            tile[r, : len(cols)] = cols[:, k]
     return tile
 
 
-def _compile_layers(layers, cfg, batch, in_features, useful_macs):
-    R, C, G = cfg.rows, cfg.cols, cfg.groups
-    kt, nt, regions, hidden_bases = plan(layers, cfg, batch)
-    sb = cfg.stream_bytes
-
-    # -- weight tiles, in MATMUL order ------------------------------------------------
-    tiles = []
-    prev_out = in_features
-    for li, layer in enumerate(layers):
-        for n in range(nt[li]):
-            for k in range(kt[li]):
-                tiles.append(_tile(layer, li, k, n, cfg, prev_out))
-        prev_out = layer.weight.shape[0]
-    resident = len(tiles) <= cfg.weight_depth
-    slots = cfg.weight_ring_slots
-    if not resident and slots > cfg.weight_depth:
-        raise CompileError(
-            f"the weight buffer holds {cfg.weight_depth} tiles; streaming "
-            f"weights needs at least {slots}"
-        )
-
-    def load_beats(target, addr, rows):
-        return np.concatenate(
-            [
-                word_beats(
-                    [isa.encode(Opcode.LOAD, target=target, addr=addr, count=len(rows))], sb
-                ),
-                rows,
-            ]
-        )
-
-    def tile_rows(tile):
-        rows = np.zeros((R, sb), np.uint8)
-        rows[:, :C] = tile.view(np.uint8)
-        return rows
-
-    # -- preamble: parameters (and weights when resident) ---------------------------
-    pre = []
-    bias = np.zeros(sum(nt) * C, np.int64)
-    for li, ly in enumerate(layers):
-        bias[sum(nt[:li]) * C :][: len(ly.bias)] = ly.bias
-    scale = []
-    for li, ly in enumerate(layers):
-        n = ly.weight.shape[0]
-        for c in range(nt[li] * C):
-            m_, s_ = (int(ly.mult[c]), int(ly.shift[c])) if c < n else (0, 0)
-            try:
-                scale.append(
-                    isa.encode_scale(m_, s_, ly.zero_point, ly.relu, round_even=ly.round_even)
-                )
-            except isa.InstructionError as exc:
-                raise CompileError(f"layer {li}, output channel {c}: {exc}") from None
-    pre.append(load_beats(Target.BIAS, 0, word_beats(bias & ((1 << isa.BIAS_BITS) - 1), sb)))
-    pre.append(load_beats(Target.SCALE, 0, word_beats(scale, sb)))
-    if resident:
-        pre.append(load_beats(Target.WEIGHT, 0, np.concatenate([tile_rows(t) for t in tiles])))
-
-    # -- one batch ----------------------------------------------------------------------
-    items = []  # (kind, even, odd, start, count, block)
-    blocks = []
-
-    def word(op, region_dependent=None, **fields):
-        even = isa.encode(op, **fields)
-        odd = even
-        if region_dependent is not None:
-            odd = isa.encode(
-                op,
-                **{**fields, region_dependent: fields[region_dependent] - regions[0] + regions[1]},
-            )
-        items.append((ITEM_WORD, even, odd, 0, 0, 0))
-
-    engine_count = 0
-    matmul_slots = []  # item positions after which a next-input chunk may go
-    tile_i = 0
-    param = 0
+def linear_stack(em, layers, kmap0, first_base, batch, hidden_bases, param, region_dependent):
+    """MATMULs and POSTPROCs of a stack of Linear layers for one batch (rows ``m =
+    batch``, linear addressing): layer 0 reads K tile ``k`` at ``first_base + k * batch``,
+    layer ``l`` writes its output tiles at ``hidden_bases[l]``, the last to the stream.
+    Returns the weight tiles in MATMUL order; ``em.tile(t)`` places each."""
+    cfg = em.cfg
+    G = cfg.groups
+    kmap = kmap0
     for li, layer in enumerate(layers):
         last = li == len(layers) - 1
-        in_base = regions[0] if li == 0 else hidden_bases[li - 1]
-        for n in range(nt[li]):
-            for k in range(kt[li]):
-                slot = tile_i if resident else tile_i % slots
-                if not resident:
-                    blocks.append(load_beats(Target.WEIGHT, slot, tile_rows(tiles[tile_i])))
-                    items.append((ITEM_BLOCK, 0, 0, 0, 0, len(blocks) - 1))
-                word(
+        N = layer.weight.shape[0]
+        nt = -(-N // cfg.cols)
+        in_base = first_base if li == 0 else hidden_bases[li - 1]
+        for n in range(nt):
+            for k in range(len(kmap)):
+                em.word(
                     Opcode.MATMUL,
-                    "act_addr" if li == 0 else None,
+                    region_dependent if li == 0 else None,
                     act_addr=in_base + k * batch,
-                    weight_tile=slot,
+                    weight_tile=em.tile(linear_tile(layer.weight, kmap[k], n, cfg)),
                     acc_addr=n * batch,
                     m=batch,
                     accumulate=int(k > 0),
                 )
-                engine_count += 1
-                tile_i += 1
-                if engine_count >= cfg.input_reload_distance:
-                    matmul_slots.append(len(items))
-        for n in range(nt[li]):
+        for n in range(nt):
             for g in range(1 if last else G):
-                dst = 0 if last else hidden_bases[li] + (n * G + g) * batch
-                word(
+                em.word(
                     Opcode.POSTPROC,
                     acc_addr=n * batch,
                     m=batch,
                     param_addr=param + n,
-                    dst_addr=dst,
+                    dst_addr=0 if last else hidden_bases[li] + (n * G + g) * batch,
                     group=g,
                     to_stream=int(last),
                     raw=int(layer.raw),
                 )
-                engine_count += 1
-        param += nt[li]
+        param += nt
+        kmap = output_kmap(N, cfg)
+    return param
 
-    # spread the next batch's input words over the MATMUL slots
-    in_words = kt[0] * batch
-    inserts = {}
-    if matmul_slots:
-        per = max(-(-in_words // len(matmul_slots)), min(in_words, 8))
-        for i, pos in enumerate(matmul_slots):
-            start = i * per
-            if start >= in_words:
-                break
-            inserts[pos] = (start, min(per, in_words - start))
-    else:  # too few engine instructions: load after a SYNC at the end of the batch
-        items.append((ITEM_WORD, isa.encode(Opcode.SYNC), isa.encode(Opcode.SYNC), 0, 0, 0))
-        inserts[len(items)] = (0, in_words)
-    final = []
-    for pos, item in enumerate(items):
-        if pos in inserts:
-            final.append((ITEM_NEXT_INPUT, 0, 0, *inserts[pos], 0))
-        final.append(item)
-    if len(items) in inserts:
-        final.append((ITEM_NEXT_INPUT, 0, 0, *inserts[len(items)], 0))
-    arr = np.array(final, dtype=object)
-    schedule = {
-        "kind": arr[:, 0].astype(np.uint8),
-        "even": arr[:, 1].astype(np.uint64),
-        "odd": arr[:, 2].astype(np.uint64),
-        "start": arr[:, 3].astype(np.int64),
-        "count": arr[:, 4].astype(np.int64),
-        "block": arr[:, 5].astype(np.int64),
-    }
+
+def param_beats(cfg, layers, what):
+    """Preamble LOADs of every layer's bias and requantization words, in layer order."""
+    C = cfg.cols
+    bias, scale = [], []
+    for li, ly in enumerate(layers):
+        nt = -(-len(ly.bias) // C)
+        b = np.zeros(nt * C, np.int64)
+        b[: len(ly.bias)] = ly.bias
+        bias.append(b)
+        scale += scale_words(ly, nt, cfg, f"{what} {li}")
+    bias = np.concatenate(bias) & ((1 << isa.BIAS_BITS) - 1)
+    sb = cfg.stream_bytes
+    return [
+        load_beats(cfg, Target.BIAS, 0, word_beats(bias, sb)),
+        load_beats(cfg, Target.SCALE, 0, word_beats(scale, sb)),
+    ]
+
+
+def _compile_layers(layers, cfg, batch, in_features, useful_macs):
+    kt, nt, regions, hidden_bases = plan(layers, cfg, batch)
+    em = Emitter(cfg, regions)
+    tiles = Tiles(cfg, sum(k * n for k, n in zip(kt, nt, strict=True)), em)
+    em.tile = tiles.place
+    pre = param_beats(cfg, layers, "layer")
+    linear_stack(
+        em, layers, input_kmap(in_features, cfg), regions[0], batch, hidden_bases, 0, "act_addr"
+    )
+    pre += tiles.preamble()
     header = {
         "batch": batch,
         "in_features": in_features,
@@ -207,10 +144,10 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
         "raw": bool(layers[-1].raw),
         "useful_macs_per_row": useful_macs,
         "sizes": [in_features] + [ly.weight.shape[0] for ly in layers],
-        "weights_resident": resident,
-        "weight_tiles": len(tiles),
+        "weights_resident": tiles.resident,
+        "weight_tiles": tiles.count,
     }
-    return Program(cfg, header, np.concatenate(pre), schedule, blocks)
+    return Program(cfg, header, np.concatenate(pre), em.schedule(kt[0] * batch), em.blocks)
 
 
 def compile_model(qmodel, config: CoreConfig, batch: int = 64) -> Program:
