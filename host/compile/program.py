@@ -25,7 +25,7 @@ import numpy as np
 
 from hw import isa
 from hw.config import MAX_ROWS_PER_OP, CoreConfig
-from hw.isa import ErrorCode, Opcode, Target
+from hw.isa import ErrorCode, LoopTarget, Opcode, Target
 
 from ..files import atomic_write
 from .checks import check_instruction
@@ -96,9 +96,15 @@ HEADER_FIELDS = (
     "weights_resident",
     "weight_tiles",
 )
+#: Optional header fields: ``image`` (a convolutional network's input: ``shape``
+#: ``[C, H, W]``, ``pad``, ``zero_point`` of the padding, ``fill_params``, the parameter
+#: words after the layers' that write padding) lays each image out as a padded NHWC map,
+#: ``in_tiles`` words an image, image ``b`` at ``b * in_tiles``, and every image of a
+#: batch is computed (MATMUL and POSTPROC row counts are not the batch).
+OPTIONAL_FIELDS = ("image",)
 SCHEDULE_ARRAYS = ("kind", "even", "odd", "start", "count", "block")
 DIGEST_BYTES = 32  #: SHA-256, at the end of the file
-_SCHEDULE_OPS = (Opcode.MATMUL, Opcode.POSTPROC, Opcode.SYNC)
+_SCHEDULE_OPS = (Opcode.MATMUL, Opcode.POSTPROC, Opcode.SYNC, Opcode.LOOP)
 
 
 @functools.cache
@@ -235,6 +241,8 @@ class Program:
             "preamble", self.preamble, (Target.WEIGHT, Target.BIAS, Target.SCALE), loads
         )
         params = sum(-(-n // C) for n in h["sizes"][1:]) * C
+        if self.image is not None:
+            params += self.image["fill_params"] * C
         tiles, resident = h["weight_tiles"], h["weights_resident"]
         for target, want, why in (
             (Target.BIAS, params, f"{C}-channel parameter words for sizes {h['sizes']}"),
@@ -260,7 +268,7 @@ class Program:
         missing = [name for name in HEADER_FIELDS if name not in h]
         if missing:
             raise ProgramError(f"header has no field(s) {', '.join(missing)}")
-        unknown = sorted(map(str, set(h) - set(HEADER_FIELDS)))
+        unknown = sorted(map(str, set(h) - set(HEADER_FIELDS) - set(OPTIONAL_FIELDS)))
         if unknown:
             raise ProgramError(f"unknown header field(s): {_short(None, ', '.join(unknown))}")
 
@@ -288,7 +296,16 @@ class Program:
         integer("batch", 1, MAX_ROWS_PER_OP)
         K = integer("in_features", 1)
         N = integer("out_features", 1)
-        derived("in_tiles", -(-K // cfg.rows), f"ceil(in_features {K} / rows {cfg.rows})")
+        if self.image is None:
+            derived("in_tiles", -(-K // cfg.rows), f"ceil(in_features {K} / rows {cfg.rows})")
+        else:
+            c, hh, ww = self._validate_image(K)
+            p = self.image["pad"]
+            derived(
+                "in_tiles",
+                (hh + 2 * p) * (ww + 2 * p) * -(-c // cfg.rows),
+                f"a padded {c}x{hh}x{ww} image, {-(-c // cfg.rows)} words a pixel",
+            )
         derived("out_tiles", -(-N // cfg.cols), f"ceil(out_features {N} / cols {cfg.cols})")
         boolean("raw")
         integer("useful_macs_per_row", 0)
@@ -344,12 +361,46 @@ class Program:
                 f"bases at least {words} words (in_tiles * batch) apart"
             )
 
+    @property
+    def image(self):
+        """The ``image`` header field (a convolutional network's input), or None."""
+        return self.header.get("image")
+
+    def _validate_image(self, K):
+        """The ``image`` field: shape, padding, zero point; returns ``(C, H, W)``."""
+        img = self.image
+        keys = {"shape", "pad", "zero_point", "fill_params"}
+        if not isinstance(img, dict) or set(img) != keys:
+            raise ProgramError(
+                f"header field image must be an object with {', '.join(sorted(keys))}, "
+                f"not {_short(img)}"
+            )
+        shape = img["shape"]
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 3
+            or not all(_is_json_int(n) and n >= 1 for n in shape)
+        ):
+            raise ProgramError(f"header field image shape must be [C, H, W], not {_short(shape)}")
+        for name, lo, hi in (("pad", 0, 2), ("zero_point", -128, 127), ("fill_params", 0, None)):
+            v = img[name]
+            if not _is_json_int(v) or v < lo or (hi is not None and v > hi):
+                raise ProgramError(f"header field image {name} is out of range: {_short(v)}")
+        c, hh, ww = shape
+        if c * hh * ww != K:
+            raise ProgramError(
+                f"header field image shape {shape} has {c * hh * ww} values, expected "
+                f"in_features {K}"
+            )
+        return c, hh, ww
+
     def _batch_words(self):
         """Activation words one batch of inputs takes (``in_tiles * batch``)."""
         return self.header["in_tiles"] * self.header["batch"]
 
-    def _decode(self, word, where, ops):
-        """Decode one instruction word; refuse stray bits, other opcodes, core errors."""
+    def _decode(self, word, where, ops, patterns=None):
+        """Decode one instruction word; refuse stray bits, other opcodes, core errors
+        (a MATMUL's or POSTPROC's under the LOOP ``patterns`` in force; linear: None)."""
         try:
             op, f = isa.decode(word)
         except isa.InstructionError as exc:
@@ -360,7 +411,7 @@ class Program:
             raise ProgramError(
                 f"{where}: {op.name} word {word:#018x} has bits set outside its fields"
             )
-        err = check_instruction(self.config, op, f)
+        err = check_instruction(self.config, op, f, patterns)
         if err is not ErrorCode.NONE:
             raise ProgramError(f"{where}: the core refuses this {op.name} ({err.name}): {f}")
         return op, f
@@ -408,6 +459,8 @@ class Program:
                 f"{ITEM_BLOCK} (block)"
             )
         decoded = {}
+        patterns = {LoopTarget.READ: None, LoopTarget.WRITE: None}  # linear at the start
+        image = self.image is not None
         loaded = 0  # next-input words loaded so far, in order
         stream_rows = 0  # POSTPROCs to the result stream
         # A next-input chunk overwrites the region the previous batch read: it must wait
@@ -446,23 +499,37 @@ class Program:
             else:
                 even, odd = int(s["even"][i]), int(s["odd"][i])
                 for word, parity in ((even, "even"), (odd, "odd")):
-                    if word not in decoded:
-                        decoded[word] = self._decode(
-                            word, f"schedule word {i} ({parity})", _SCHEDULE_OPS
+                    key = (word, patterns[LoopTarget.READ], patterns[LoopTarget.WRITE])
+                    if key not in decoded:
+                        decoded[key] = self._decode(
+                            word, f"schedule word {i} ({parity})", _SCHEDULE_OPS, patterns
                         )
+                    decoded[word] = decoded[key]
                 (op, f), (_, f_odd) = decoded[even], decoded[odd]
                 where = f"schedule word {i}"
-                engine += op is not Opcode.SYNC
+                engine += op in (Opcode.MATMUL, Opcode.POSTPROC)
                 synced |= op is Opcode.SYNC
-                if op is not Opcode.SYNC and f["m"] != B:
+                if op is Opcode.LOOP:
+                    target = LoopTarget(f["target"])
+                    patterns[target] = (
+                        (f["inner"], f["outer"], f["inner_stride"], f["outer_stride"])
+                        if f["inner"]
+                        else None
+                    )
+                elif op is not Opcode.SYNC and f["m"] != B and not image:
                     raise ProgramError(f"{where}: {op.name} m is {f['m']}, expected the batch {B}")
                 odd_want = (op, f)
                 if op is Opcode.MATMUL and f["act_addr"] < cfg.act_depth:
                     a = f["act_addr"]
-                    if a < r0 or a + B > r0 + words:
+                    pattern = patterns[LoopTarget.READ]
+                    span = f["m"] - 1
+                    if pattern is not None:
+                        inner, outer, si, so = pattern
+                        span = (inner - 1) * si + (outer - 1) * so
+                    if a < r0 or a + span >= r0 + words:
                         raise ProgramError(
                             f"{where}: MATMUL reads input words {a}.."
-                            f"{a + B - 1}, expected inside input region 0 "
+                            f"{a + span}, expected inside input region 0 "
                             f"[{r0}, {r0 + words})"
                         )
                     odd_want = (op, {**f, "act_addr": a - r0 + r1})
@@ -493,12 +560,27 @@ class Program:
     # -- the beat stream ------------------------------------------------------------
     def input_words(self, x: np.ndarray) -> list:
         """One batch of int8 inputs ``[batch, in_features]`` as activation words."""
+        if self.image is not None:
+            return self._image_words(x)
         R, B, kt = self.config.rows, self.batch, self.header["in_tiles"]
         xp = np.zeros((B, kt * R), np.int8)
         xp[: len(x), : x.shape[1]] = x
         words = xp.reshape(B, kt, R).transpose(1, 0, 2).reshape(kt * B, R)
         out = np.zeros((kt * B, self.config.stream_bytes), np.uint8)
         out[:, :R] = words.view(np.uint8)
+        return out
+
+    def _image_words(self, x):
+        """A batch of images (NCHW-flattened rows) as padded NHWC maps, the padding
+        holding the zero point; missing images of a partial batch are zero."""
+        R, B = self.config.rows, self.batch
+        c, hh, ww = self.image["shape"]
+        p, t = self.image["pad"], -(-c // R)
+        maps = np.zeros((B, hh + 2 * p, ww + 2 * p, t * R), np.int8)
+        maps[: len(x), :, :, :c] = self.image["zero_point"]
+        maps[: len(x), p : p + hh, p : p + ww, :c] = x.reshape(-1, c, hh, ww).transpose(0, 2, 3, 1)
+        out = np.zeros((maps.size // R, self.config.stream_bytes), np.uint8)
+        out[:, :R] = maps.reshape(-1, R).view(np.uint8)
         return out
 
     def _load(self, target, addr, data):
@@ -519,7 +601,7 @@ class Program:
         does not have (one LOAD for each K tile's run), a full one is one LOAD.
         """
         B = self.batch
-        if rows == B:
+        if rows == B or self.image is not None:  # images: every one of a batch is computed
             return [self._load(Target.ACT, base + start, words[start : start + count])]
         out = []
         for kt in range(start // B, -(-(start + count) // B)):
@@ -551,7 +633,8 @@ class Program:
         for b in range(nb):
             parity = "even" if b % 2 == 0 else "odd"
             wb = parity_beats[parity]
-            if b == nb - 1 and tail < B:  # a partial last batch computes only its rows
+            if b == nb - 1 and tail < B and self.image is None:
+                # a partial last batch computes only its rows
                 wb = word_beats(self._with_rows(s[parity], tail), sb)
             run_start = 0
             for i in np.flatnonzero(kind != ITEM_WORD):
@@ -601,11 +684,13 @@ class Program:
         per_row = cfg.raw_beats if self.header["raw"] else 1
         if status["error"] != 0:
             return None, status
-        if len(body) != n_images * nt * per_row:
-            raise ProgramError(f"{len(body)} result beats, expected {n_images * nt * per_row}")
+        image = self.image is not None  # every image of a batch is computed
+        sent = -(-n_images // B) * B if image else n_images
+        if len(body) != sent * nt * per_row:
+            raise ProgramError(f"{len(body)} result beats, expected {sent * nt * per_row}")
         outs = []
         for b0 in range(0, n_images, B):
-            rows = min(B, n_images - b0)
+            rows = B if image else min(B, n_images - b0)
             chunk, body = body[: nt * rows * per_row], body[nt * rows * per_row :]
             if self.header["raw"]:
                 v = chunk.reshape(nt, rows, per_row * cfg.stream_bytes)[..., : 4 * cfg.cols]
@@ -613,7 +698,7 @@ class Program:
             else:
                 v = chunk.reshape(nt, rows, cfg.stream_bytes)[..., : cfg.cols].view(np.int8)
             outs.append(v.transpose(1, 0, 2).reshape(rows, nt * cfg.cols))
-        return np.concatenate(outs)[:, : self.out_features].copy(), status
+        return np.concatenate(outs)[:n_images, : self.out_features].copy(), status
 
     # -- files ----------------------------------------------------------------------
     def save(self, path: str) -> None:
