@@ -4,7 +4,7 @@ import numpy as np
 
 from host.backends.model.cycles import predict
 from hw.config import CoreConfig
-from hw.isa import ErrorCode, Opcode, Target
+from hw.isa import ErrorCode, LoopTarget, Opcode, Target
 from sim.programs import Builder
 
 
@@ -88,3 +88,78 @@ def test_load_data_ending_with_tlast_is_no_end():
     beats = _prog(cfg, (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=2), 2))
     st = predict(cfg, beats)
     assert st["error"] == ErrorCode.NO_END.value and st["cycles"] == 3
+
+
+def _loop(target, inner, outer=1, inner_stride=1, outer_stride=0):
+    return (
+        Opcode.LOOP,
+        dict(
+            target=target,
+            inner=inner,
+            outer=outer,
+            inner_stride=inner_stride,
+            outer_stride=outer_stride,
+        ),
+        0,
+    )
+
+
+def test_loop_is_one_front_end_beat():
+    cfg = CoreConfig()
+    beats = _prog(
+        cfg,
+        (Opcode.LOAD, dict(target=Target.ACT, addr=0, count=1), 1),
+        _loop(LoopTarget.READ, 3, 1, 0),
+        _loop(LoopTarget.WRITE, 0),
+        (Opcode.MATMUL, dict(MM, m=3), 0),
+        (Opcode.END, {}, 0),
+    )
+    # header 0, data 1, LOOPs 2 and 3, MATMUL pushed 4, popped 5, rows 6..8, END at
+    # 8 + 20 + 1: two cycles more than test_load_matmul_end, and nothing else changes
+    st = predict(cfg, beats)
+    assert st["cycles"] == 30 and st["mac_cycles"] == 3
+    assert st["busy_cycles"] == (8 + 20) - 6 + 1 and st["error"] == 0
+
+
+def test_loop_never_waits_for_the_queue():
+    """With the queue full a LOOP is taken while the next MATMUL waits for a slot: it
+    costs nothing; patterns and pool leave the engine's timing as it was."""
+    cfg = CoreConfig(rows=4, cols=4, queue_depth=2)
+    mm = (Opcode.MATMUL, dict(MM, m=10), 0)
+    pp = (Opcode.POSTPROC, dict(PP, m=2, to_stream=0, dst_addr=cfg.act_depth), 0)
+    plain = _prog(cfg, mm, mm, mm, mm, pp, (Opcode.END, {}, 0))
+    looped = _prog(
+        cfg,
+        mm,
+        mm,
+        mm,
+        _loop(LoopTarget.READ, 5, 2, 1, 7),  # taken at 3; the next push waits until 12
+        (Opcode.MATMUL, dict(MM, m=10, act_addr=9), 0),
+        _loop(LoopTarget.WRITE, 2, 1, 3),  # taken at 13; the POSTPROC waits until 22
+        (Opcode.POSTPROC, dict(PP, m=2, to_stream=0, dst_addr=cfg.act_depth, pool=1), 0),
+        (Opcode.END, {}, 0),
+    )
+    assert predict(cfg, looped) == predict(cfg, plain)
+    assert predict(cfg, plain)["cycles"] == 69  # as in test_kind_switch_and_queue_full
+
+
+def test_refused_loop_stops_counting_at_tlast():
+    cfg = CoreConfig()
+    beats = _prog(
+        cfg,
+        _loop(LoopTarget.READ, 2, 1),
+        _loop(LoopTarget.WRITE, 1, 0),  # BAD_LOOP at cycle 1
+        (Opcode.SYNC, {}, 0),
+        (Opcode.END, {}, 0),
+    )
+    st = predict(cfg, beats)
+    assert st["error"] == ErrorCode.BAD_LOOP.value and st["cycles"] == 4
+    beats = _prog(
+        cfg,
+        _loop(LoopTarget.READ, 2, 2),
+        (Opcode.MATMUL, dict(MM, m=3), 0),  # m is not 2 * 2: refused at cycle 1
+        (Opcode.END, {}, 0),
+    )
+    st = predict(cfg, beats)
+    assert st["error"] == ErrorCode.BAD_LOOP.value and st["cycles"] == 3
+    assert st["mac_cycles"] == 0

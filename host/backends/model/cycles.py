@@ -13,6 +13,9 @@ The rules, which the RTL (hw/frontend.py, hw/engine.py) is built to:
   ``L = array_latency`` after a MATMUL and ``postproc_latency`` after a POSTPROC.
   Its rows issue in cycles ``pop_j + 1 .. end_j``; ``end_j = pop_j + slots`` with
   ``slots = m`` (``m * raw_beats`` for a raw POSTPROC).
+* LOOP is taken like any beat, one cycle, and never enters the queue: the front end
+  attaches the current pattern to each MATMUL and POSTPROC it queues, whose timing
+  does not depend on it (nor on ``pool``).
 * SYNC and END are accepted at the first cycle the engine is idle:
   ``end_last + L_last + 1``. The status packet's ``cycles`` counts cycle 0 through
   the cycle END is accepted; ``busy_cycles`` counts cycles in some
@@ -31,7 +34,7 @@ from hw import isa
 from hw.config import CoreConfig
 from hw.isa import ErrorCode, Opcode
 
-from ...compile.checks import check_instruction
+from ...compile.checks import LINEAR, check_instruction, loop_pattern
 from ...compile.program import beat_words
 
 __all__ = ["Timeline", "walk", "predict"]
@@ -123,18 +126,20 @@ def walk(cfg: CoreConfig, beats: np.ndarray, on_instruction=None) -> tuple[Timel
     """Decode a beat stream as the front end does, driving a :class:`Timeline`.
 
     ``on_instruction(op, fields, pos)`` is called for every valid instruction before
-    it is timed (the model backend executes it there). Returns ``(timeline, error)``.
+    it is timed (the model backend executes it there). The LOOP patterns start linear
+    and follow the program's valid LOOPs. Returns ``(timeline, error)``.
     """
     words = beat_words(beats)
     n = len(words)
     tl = Timeline(cfg)
+    patterns = dict(LINEAR)
     pos = 0
     while pos < n:
         last = pos == n - 1
         word = int(words[pos])
         try:
             op, f = isa.decode(word)
-            err = check_instruction(cfg, op, f)
+            err = check_instruction(cfg, op, f, patterns)
         except isa.InstructionError:
             op, f, err = None, None, ErrorCode.BAD_OPCODE
         if err is ErrorCode.NONE and last and op is not Opcode.END:
@@ -157,6 +162,9 @@ def walk(cfg: CoreConfig, beats: np.ndarray, on_instruction=None) -> tuple[Timel
             continue
         if op in (Opcode.MATMUL, Opcode.POSTPROC):
             tl.engine(op, f["m"], raw=op is Opcode.POSTPROC and bool(f["raw"]))
+        elif op is Opcode.LOOP:
+            patterns[isa.LoopTarget(f["target"])] = loop_pattern(f)
+            tl.beats(1)
         elif op is Opcode.SYNC:
             tl.sync()
         elif op is Opcode.END:

@@ -4,6 +4,11 @@ It decodes the same beats the core receives (``cycles.walk`` does the front
 end's checks), executes each instruction with numpy integer arithmetic, produces the
 same result beats byte for byte, and takes the status packet's counters from the
 exact cycle model. It shares no code with the hardware description.
+
+LOOP patterns (one per :class:`~hw.isa.LoopTarget`, linear at the start of each
+program) turn a MATMUL's activation reads and a POSTPROC's hidden-buffer writes into
+one index array an instruction; rows run in order, so where a pattern sends two rows
+of one POSTPROC to the same word the later one wins (with ``pool``: the maximum of all).
 """
 
 import time
@@ -11,8 +16,9 @@ import time
 import numpy as np
 
 from hw import isa
-from hw.isa import Opcode, Target
+from hw.isa import LoopTarget, Opcode, Target
 
+from ...compile.checks import LINEAR, loop_pattern
 from ...compile.program import beat_words, word_beats
 from ..base import Result
 from .cycles import walk
@@ -42,6 +48,22 @@ def _round_shift(p, shift, even):
     return np.where(shift > 0, (q + up) >> 1, p)
 
 
+def _rows(base, m, pattern):
+    """The buffer rows of ``m`` instruction rows from ``base``: a slice when linear, else
+    ``base + (i mod inner) * inner_stride + (i div inner) * outer_stride``."""
+    if pattern is None:
+        return slice(base, base + m)
+    inner, _, inner_stride, outer_stride = pattern
+    i = np.arange(m)
+    return base + (i % inner) * inner_stride + (i // inner) * outer_stride
+
+
+def _last_of_each(rows):
+    """Positions of the last occurrence of each distinct value of ``rows``, in order."""
+    _, first_of_reversed = np.unique(rows[::-1], return_index=True)
+    return np.sort(len(rows) - 1 - first_of_reversed)
+
+
 class Machine:
     """Buffers and execution of one core configuration."""
 
@@ -54,6 +76,7 @@ class Machine:
         self.bias = np.zeros(cfg.param_depth * C, np.int64)
         self.scale = {k: np.zeros(cfg.param_depth * C, np.int64) for k in _SCALE_FIELDS}
         self.out = []
+        self.patterns = dict(LINEAR)
 
     def execute(self, beats, op, f, pos):
         cfg = self.cfg
@@ -79,7 +102,7 @@ class Machine:
                         self.scale[name][lo : lo + n] = v
         elif op is Opcode.MATMUL:
             m = f["m"]
-            x = self.act[f["act_addr"] : f["act_addr"] + m]
+            x = self.act[_rows(f["act_addr"], m, self.patterns[LoopTarget.READ])]
             w = self.weights[f["weight_tile"] * R : (f["weight_tile"] + 1) * R]
             acc = self.acc[f["acc_addr"] : f["acc_addr"] + m]
             res = x @ w + (acc if f["accumulate"] else 0)
@@ -107,11 +130,21 @@ class Machine:
                 word = np.zeros((m, R), np.int64)
                 lanes_g = y[:, g * R : (g + 1) * R]
                 word[:, : lanes_g.shape[1]] = lanes_g
-                self.act[f["dst_addr"] : f["dst_addr"] + m] = word
+                rows = _rows(f["dst_addr"], m, self.patterns[LoopTarget.WRITE])
+                if f["pool"]:
+                    np.maximum.at(self.act, rows, word)  # row by row: repeats pool too
+                elif isinstance(rows, slice):
+                    self.act[rows] = word
+                else:
+                    keep = _last_of_each(rows)
+                    self.act[rows[keep]] = word[keep]
+        elif op is Opcode.LOOP:
+            self.patterns[LoopTarget(f["target"])] = loop_pattern(f)
 
     def run(self, beats: np.ndarray) -> tuple[np.ndarray, dict]:
         """Run a whole program; returns ``(result beats, status dict)``."""
         self.out = []
+        self.patterns = dict(LINEAR)
         tl, err = walk(self.cfg, beats, lambda op, f, pos: self.execute(beats, op, f, pos))
         status = tl.status(err)
         mask = (1 << isa.STATUS_WORD_BITS) - 1
