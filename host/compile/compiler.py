@@ -18,110 +18,19 @@ import itertools
 
 import numpy as np
 
-from hw import isa
 from hw.config import CoreConfig
-from hw.isa import Opcode, Target
 
-from .emit import Emitter, Tiles, load_beats, scale_words
+from .conv import compile_cnn
+from .emit import Emitter, Tiles
+from .linear import input_kmap, linear_stack, param_beats
 from .plan import CompileError, Layer, is_int, layers_from_model, max_batch_for, plan
-from .program import Program, word_beats
+from .program import Program
 
 __all__ = ["compile_model", "compile_matmul", "ROUNDINGS"]
 
 #: Requantization rounding modes of :func:`compile_matmul`: a tie (exactly one half)
 #: goes up, or to the even neighbour.
 ROUNDINGS = ("half_up", "half_even")
-
-
-def input_kmap(K: int, cfg: CoreConfig) -> np.ndarray:
-    """K index of every lane of a network input's words, ``[ceil(K / rows), rows]``
-    (-1 for padding)."""
-    kt = -(-K // cfg.rows)
-    k = np.arange(kt * cfg.rows).reshape(kt, cfg.rows)
-    return np.where(k < K, k, -1)
-
-
-def output_kmap(n_out: int, cfg: CoreConfig) -> np.ndarray:
-    """Channel of every lane of the activation words a layer with ``n_out`` outputs
-    writes, ``[ceil(n_out / cols) * groups, rows]`` (-1 for padding): word ``n * groups +
-    g`` holds lanes ``g * rows ..`` of output tile ``n``."""
-    R, C, G = cfg.rows, cfg.cols, cfg.groups
-    nt = -(-n_out // C)
-    n, g, r = np.meshgrid(np.arange(nt), np.arange(G), np.arange(R), indexing="ij")
-    lane = g * R + r
-    c = n * C + lane
-    return np.where((lane < C) & (c < n_out), c, -1).reshape(nt * G, R)
-
-
-def linear_tile(weight: np.ndarray, kmap_row: np.ndarray, nt_i: int, cfg: CoreConfig):
-    """The ``rows x cols`` weight tile of a Linear layer (``weight`` int8 ``[N, K]``) for
-    the K tile whose lanes hold inputs ``kmap_row`` and output tile ``nt_i``."""
-    C = cfg.cols
-    tile = np.zeros((cfg.rows, C), np.int8)
-    cols = weight[nt_i * C : (nt_i + 1) * C]
-    for r, k in enumerate(kmap_row):
-        if k >= 0:
-            tile[r, : len(cols)] = cols[:, k]
-    return tile
-
-
-def linear_stack(em, layers, kmap0, first_base, batch, hidden_bases, param, region_dependent):
-    """MATMULs and POSTPROCs of a stack of Linear layers for one batch (rows ``m =
-    batch``, linear addressing): layer 0 reads K tile ``k`` at ``first_base + k * batch``,
-    layer ``l`` writes its output tiles at ``hidden_bases[l]``, the last to the stream.
-    Returns the weight tiles in MATMUL order; ``em.tile(t)`` places each."""
-    cfg = em.cfg
-    G = cfg.groups
-    kmap = kmap0
-    for li, layer in enumerate(layers):
-        last = li == len(layers) - 1
-        N = layer.weight.shape[0]
-        nt = -(-N // cfg.cols)
-        in_base = first_base if li == 0 else hidden_bases[li - 1]
-        for n in range(nt):
-            for k in range(len(kmap)):
-                em.word(
-                    Opcode.MATMUL,
-                    region_dependent if li == 0 else None,
-                    act_addr=in_base + k * batch,
-                    weight_tile=em.tile(linear_tile(layer.weight, kmap[k], n, cfg)),
-                    acc_addr=n * batch,
-                    m=batch,
-                    accumulate=int(k > 0),
-                )
-        for n in range(nt):
-            for g in range(1 if last else G):
-                em.word(
-                    Opcode.POSTPROC,
-                    acc_addr=n * batch,
-                    m=batch,
-                    param_addr=param + n,
-                    dst_addr=0 if last else hidden_bases[li] + (n * G + g) * batch,
-                    group=g,
-                    to_stream=int(last),
-                    raw=int(layer.raw),
-                )
-        param += nt
-        kmap = output_kmap(N, cfg)
-    return param
-
-
-def param_beats(cfg, layers, what):
-    """Preamble LOADs of every layer's bias and requantization words, in layer order."""
-    C = cfg.cols
-    bias, scale = [], []
-    for li, ly in enumerate(layers):
-        nt = -(-len(ly.bias) // C)
-        b = np.zeros(nt * C, np.int64)
-        b[: len(ly.bias)] = ly.bias
-        bias.append(b)
-        scale += scale_words(ly, nt, cfg, f"{what} {li}")
-    bias = np.concatenate(bias) & ((1 << isa.BIAS_BITS) - 1)
-    sb = cfg.stream_bytes
-    return [
-        load_beats(cfg, Target.BIAS, 0, word_beats(bias, sb)),
-        load_beats(cfg, Target.SCALE, 0, word_beats(scale, sb)),
-    ]
 
 
 def _compile_layers(layers, cfg, batch, in_features, useful_macs):
@@ -165,6 +74,8 @@ def compile_model(qmodel, config: CoreConfig, batch: int = 64) -> Program:
     CompileError
         When the batch does not fit the buffers or a parameter is out of range.
     """
+    if any(layer.kind == "conv" for layer in qmodel.layers):
+        return compile_cnn(qmodel, config, batch)
     layers = layers_from_model(qmodel)
     sizes = qmodel.sizes
     macs = sum(a * b for a, b in itertools.pairwise(sizes))

@@ -31,8 +31,8 @@ import numpy as np
 from hw.config import MAX_ROWS_PER_OP, CoreConfig
 from hw.isa import LoopTarget, Opcode, Target
 
-from .compiler import input_kmap, linear_stack, output_kmap, param_beats
 from .emit import Emitter, Tiles, load_beats, scale_words
+from .linear import input_kmap, linear_stack, output_kmap, param_beats
 from .plan import CompileError, Layer, is_int, layers_from_model
 from .program import Program, word_beats
 

@@ -43,7 +43,9 @@ def layers_from_model(qmodel):
     layers = []
     for i, q in enumerate(qmodel.layers):
         w = np.asarray(q.weight, np.int64)
-        bias = np.asarray(q.bias, np.int64) - int(q.input_zero_point) * w.sum(axis=1)
+        bias = np.asarray(q.bias, np.int64) - int(q.input_zero_point) * w.reshape(len(w), -1).sum(
+            axis=1
+        )
         if np.any((bias < -(2**31)) | (bias >= 2**31)):
             raise CompileError(
                 f"layer {i}: bias with the input zero point folded in overflows int32"
@@ -127,4 +129,8 @@ def max_batch_for(layers: list, cfg: CoreConfig) -> int:
 
 def max_batch(qmodel, cfg: CoreConfig) -> int:
     """The largest batch whose activations and accumulators fit the buffers."""
+    if any(layer.kind == "conv" for layer in qmodel.layers):
+        from .conv import max_batch_cnn  # the conv lowering plans its own buffers
+
+        return max_batch_cnn(qmodel, cfg)
     return max_batch_for(layers_from_model(qmodel), cfg)
