@@ -123,6 +123,32 @@ def conv_geometry(qmodel, cfg: CoreConfig) -> list:
     return out
 
 
+def _patches(geoms, convs, cfg):
+    """The first conv layer on patches: when the host lays the network's input out as
+    the first layer's im2col rows (each output pixel's ``C * k * k`` window in a pixel's
+    words, PyTorch's ``(c, kh, kw)`` order) and that takes fewer MATMULs than the
+    implicit im2col (few input channels, as an image's), the first layer becomes a 1x1
+    conv over those patches. Returns ``(geoms, convs, (k, stride, pad) or None)``."""
+    g, ly = geoms[0], convs[0]
+    cin = g.cin * g.k * g.k
+    t_in = -(-cin // cfg.rows)
+    if g.k == 1 or t_in >= g.k * g.k * g.t_in:
+        return geoms, convs, None
+    patched = dataclasses.replace(
+        g, cin=cin, h=g.oh, w=g.ow, k=1, stride=1, pad=0, t_in=t_in, kmap_in=input_kmap(cin, cfg)
+    )
+    weight = ly.weight.reshape(len(ly.weight), cin, 1, 1)
+    return (
+        [patched, *geoms[1:]],
+        [dataclasses.replace(ly, weight=weight), *convs[1:]],
+        (
+            g.k,
+            g.stride,
+            g.pad,
+        ),
+    )
+
+
 def _conv_tile(weight, kmap_row, n, kh, kw, cfg):
     """The weight tile of kernel offset ``(kh, kw)``, input word lanes ``kmap_row`` and
     output tile ``n`` (``weight`` int8 ``[out, in, k, k]``)."""
@@ -202,8 +228,10 @@ def _plan(geoms, linears, cfg, batch):
 
 def max_batch_cnn(qmodel, cfg: CoreConfig) -> int:
     """The largest batch whose inputs, maps, features and accumulators fit (0 if none)."""
+    layers = layers_from_model(qmodel)
     geoms = conv_geometry(qmodel, cfg)
-    linears = layers_from_model(qmodel)[len(geoms) :]
+    geoms, _, _ = _patches(geoms, layers[: len(geoms)], cfg)
+    linears = layers[len(geoms) :]
     best = 0
     lo, hi = 1, MAX_ROWS_PER_OP
     while lo <= hi:  # every buffer's need grows with the batch
@@ -302,6 +330,8 @@ def compile_cnn(qmodel, config: CoreConfig, batch: int) -> Program:
     layers = layers_from_model(qmodel)
     geoms = conv_geometry(qmodel, cfg)
     convs, linears = layers[: len(geoms)], layers[len(geoms) :]
+    shape = [geoms[0].cin, geoms[0].h, geoms[0].w]
+    geoms, convs, patch = _patches(geoms, convs, cfg)
     if not linears:
         raise CompileError("a convolutional network must end with a Linear layer")
     if any(q.kind == "conv" for q in qmodel.layers[len(geoms) :]):
@@ -385,25 +415,25 @@ def compile_cnn(qmodel, config: CoreConfig, batch: int) -> Program:
 
     g0 = geoms[0]
     macs = sum(g.macs for g in geoms) + sum(ly.weight.size for ly in linears)
+    in_features = shape[0] * shape[1] * shape[2]
     header = {
         "batch": batch,
-        "in_features": g0.cin * g0.h * g0.w,
+        "in_features": in_features,
         "out_features": linears[-1].weight.shape[0],
         "in_tiles": g0.in_words,
         "input_regions": regions,
         "out_tiles": -(-linears[-1].weight.shape[0] // cfg.cols),
         "raw": False,
         "useful_macs_per_row": macs,
-        "sizes": [g0.cin * g0.h * g0.w]
-        + [g.cout for g in geoms]
-        + [ly.weight.shape[0] for ly in linears],
+        "sizes": [in_features] + [g.cout for g in geoms] + [ly.weight.shape[0] for ly in linears],
         "weights_resident": True,
         "weight_tiles": n_tiles,
         "image": {
-            "shape": [g0.cin, g0.h, g0.w],
-            "pad": g0.pad,
+            "shape": shape,
+            "pad": patch[2] if patch else g0.pad,
             "zero_point": int(qmodel.layers[0].input_zero_point),
             "fill_params": len(fill_zps),
+            "patch": list(patch[:2]) if patch else [1, 1],
         },
     }
     return Program(cfg, header, np.concatenate(pre), em.schedule(regions[1]), em.blocks)

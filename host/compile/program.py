@@ -300,12 +300,13 @@ class Program:
             derived("in_tiles", -(-K // cfg.rows), f"ceil(in_features {K} / rows {cfg.rows})")
         else:
             c, hh, ww = self._validate_image(K)
-            p = self.image["pad"]
-            derived(
-                "in_tiles",
-                (hh + 2 * p) * (ww + 2 * p) * -(-c // cfg.rows),
-                f"a padded {c}x{hh}x{ww} image, {-(-c // cfg.rows)} words a pixel",
-            )
+            p, (k, s) = self.image["pad"], self.image["patch"]
+            oh, ow = (hh + 2 * p - k) // s + 1, (ww + 2 * p - k) // s + 1
+            if k == 1 and s == 1:
+                want, why = (hh + 2 * p) * (ww + 2 * p) * -(-c // cfg.rows), "a padded map"
+            else:
+                want, why = oh * ow * -(-c * k * k // cfg.rows), f"its {k}x{k} patches"
+            derived("in_tiles", want, f"a {c}x{hh}x{ww} image as {why}")
         derived("out_tiles", -(-N // cfg.cols), f"ceil(out_features {N} / cols {cfg.cols})")
         boolean("raw")
         integer("useful_macs_per_row", 0)
@@ -369,7 +370,7 @@ class Program:
     def _validate_image(self, K):
         """The ``image`` field: shape, padding, zero point; returns ``(C, H, W)``."""
         img = self.image
-        keys = {"shape", "pad", "zero_point", "fill_params"}
+        keys = {"shape", "pad", "zero_point", "fill_params", "patch"}
         if not isinstance(img, dict) or set(img) != keys:
             raise ProgramError(
                 f"header field image must be an object with {', '.join(sorted(keys))}, "
@@ -386,7 +387,20 @@ class Program:
             v = img[name]
             if not _is_json_int(v) or v < lo or (hi is not None and v > hi):
                 raise ProgramError(f"header field image {name} is out of range: {_short(v)}")
+        patch = img["patch"]
+        if (
+            not isinstance(patch, list)
+            or len(patch) != 2
+            or not all(_is_json_int(n) and 1 <= n <= 5 for n in patch)
+            or (patch[0] == 1 and patch[1] != 1)
+        ):
+            raise ProgramError(
+                f"header field image patch must be [kernel, stride] (1..5; [1, 1]: no "
+                f"patches), not {_short(patch)}"
+            )
         c, hh, ww = shape
+        if patch[0] > hh + 2 * img["pad"] or patch[0] > ww + 2 * img["pad"]:
+            raise ProgramError(f"header field image patch {patch} is larger than the image")
         if c * hh * ww != K:
             raise ProgramError(
                 f"header field image shape {shape} has {c * hh * ww} values, expected "
@@ -575,10 +589,23 @@ class Program:
         holding the zero point; missing images of a partial batch are zero."""
         R, B = self.config.rows, self.batch
         c, hh, ww = self.image["shape"]
-        p, t = self.image["pad"], -(-c // R)
-        maps = np.zeros((B, hh + 2 * p, ww + 2 * p, t * R), np.int8)
-        maps[: len(x), :, :, :c] = self.image["zero_point"]
-        maps[: len(x), p : p + hh, p : p + ww, :c] = x.reshape(-1, c, hh, ww).transpose(0, 2, 3, 1)
+        p, (k, s) = self.image["pad"], self.image["patch"]
+        padded = np.full((len(x), c, hh + 2 * p, ww + 2 * p), self.image["zero_point"], np.int8)
+        padded[:, :, p : p + hh, p : p + ww] = x.reshape(-1, c, hh, ww)
+        if k > 1 or s > 1:  # the first layer's windows, (c, kh, kw) order, as channels
+            oh, ow = (hh + 2 * p - k) // s + 1, (ww + 2 * p - k) // s + 1
+            win = [
+                padded[:, :, kh : kh + s * (oh - 1) + 1 : s, kw : kw + s * (ow - 1) + 1 : s]
+                for kh in range(k)
+                for kw in range(k)
+            ]  # each [n, c, oh, ow]
+            pixels = np.stack(win, axis=2).reshape(len(x), c * k * k, oh, ow)
+        else:
+            pixels = padded
+        n, cc, hh2, ww2 = pixels.shape
+        t = -(-cc // R)
+        maps = np.zeros((B, hh2, ww2, t * R), np.int8)
+        maps[:n, :, :, :cc] = pixels.transpose(0, 2, 3, 1)
         out = np.zeros((maps.size // R, self.config.stream_bytes), np.uint8)
         out[:, :R] = maps.reshape(-1, R).view(np.uint8)
         return out
