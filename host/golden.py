@@ -4,11 +4,26 @@ It computes exactly the arithmetic contract of docs/ARCHITECTURE.md, with the in
 zero point applied directly (``(x - zx) * W``), so it shares no step with the compiler
 (which folds ``zx`` into the bias) nor with the hardware description. It imports
 nothing from ``hw`` or the backends.
+
+A convolution layer is the same arithmetic on every output pixel's window (the input
+padded with its zero point, i.e. real zero), followed by an optional max-pool over the
+requantized int8 values (as PyTorch's quantized max-pool). Activations between layers
+are int8 ``[N, C*H*W]`` flattened in NCHW order, as PyTorch's ``flatten`` gives them.
 """
 
 import numpy as np
 
-__all__ = ["wrap_int32", "matmul_i8", "requantize", "linear", "run_layers", "run"]
+__all__ = [
+    "wrap_int32",
+    "matmul_i8",
+    "conv2d_i8",
+    "maxpool2d_i8",
+    "requantize",
+    "linear",
+    "conv",
+    "run_layers",
+    "run",
+]
 
 INT8_MIN, INT8_MAX = -128, 127
 
@@ -29,6 +44,36 @@ def matmul_i8(x: np.ndarray, w: np.ndarray, x_zero_point: int = 0) -> np.ndarray
     """
     x = np.asarray(x, np.int64) - int(x_zero_point)
     return wrap_int32(x @ np.asarray(w, np.int64).T)
+
+
+def _windows(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+    """``[N, C, H, W]`` -> ``[N, C, Ho, Wo, kernel, kernel]`` views, floor output size."""
+    view = np.lib.stride_tricks.sliding_window_view(x, (kernel, kernel), axis=(2, 3))
+    return view[:, :, ::stride, ::stride]
+
+
+def conv2d_i8(
+    x: np.ndarray, w: np.ndarray, x_zero_point: int = 0, stride: int = 1, padding: int = 0
+) -> np.ndarray:
+    """``sum_{c,i,j} (x[n, c, s*h+i-p, s*w+j-p] - zx) * w[o, c, i, j]`` as wrapping int32
+    (returned as int64 ``[N, O, Ho, Wo]``); out-of-image taps are the zero point.
+
+    Parameters
+    ----------
+    x : int8 [N, C, H, W]
+    w : int8 [O, C, k, k]
+    """
+    x = np.asarray(x, np.int64) - int(x_zero_point)
+    w = np.asarray(w, np.int64)
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = _windows(x, w.shape[2], stride)  # [N, C, Ho, Wo, k, k]
+    return wrap_int32(np.einsum("nchwij,ocij->nohw", win, w, optimize=True))
+
+
+def maxpool2d_i8(x: np.ndarray, kernel: int, stride: int) -> np.ndarray:
+    """Max-pool ``[N, C, H, W]`` (no padding, floor output size as PyTorch)."""
+    return _windows(np.asarray(x), kernel, stride).max(axis=(-2, -1))
 
 
 def requantize(
@@ -79,11 +124,38 @@ def linear(x: np.ndarray, layer) -> np.ndarray:
     )
 
 
+def conv(x: np.ndarray, layer) -> np.ndarray:
+    """One quantized convolution layer (``kind == "conv"``) on int8 ``x`` ``[N, C, H, W]``:
+    conv, bias, requantize (ReLU), then the layer's max-pool; int8 ``[N, O, Ho, Wo]``."""
+    acc = conv2d_i8(x, layer.weight, layer.input_zero_point, layer.stride, layer.padding)
+    acc = wrap_int32(acc + np.asarray(layer.bias, np.int64)[None, :, None, None])
+    y = requantize(
+        acc.transpose(0, 2, 3, 1),  # channels last: requantize is per last axis
+        layer.mult,
+        layer.shift,
+        layer.output_zero_point,
+        layer.relu,
+        round_even=bool(getattr(layer, "round_even", False)),
+    ).transpose(0, 3, 1, 2)
+    if layer.pool:
+        y = maxpool2d_i8(y, layer.pool, layer.pool_stride)
+    return np.ascontiguousarray(y)
+
+
 def run_layers(qmodel, x: np.ndarray) -> list[np.ndarray]:
-    """Every layer's int8 output, first to last."""
+    """Every layer's int8 output, first to last, each ``[N, features]`` (a conv layer's
+    ``[N, C*H*W]`` flattened in NCHW order). ``x`` is int8 ``[N, in_features]``, the
+    input flattened likewise for a CNN."""
+    x = np.asarray(x)
+    shape = tuple(getattr(qmodel, "input_shape", ()) or (x.shape[-1],))
     outs = []
     for layer in qmodel.layers:
-        x = linear(x, layer)
+        if getattr(layer, "kind", "linear") == "conv":
+            y = conv(x.reshape(x.shape[0], *shape), layer)
+            shape = y.shape[1:]
+            x = y.reshape(y.shape[0], -1)
+        else:
+            x = linear(x.reshape(x.shape[0], -1), layer)
         outs.append(x)
     return outs
 

@@ -14,11 +14,12 @@ class ActivationBuffer(wiring.Component):
 
     Addresses ``0 .. act_depth - 1`` are the input buffer (written by LOAD), addresses
     ``act_depth .. act_space - 1`` the hidden buffer (written by POSTPROC, addressed
-    from its own start). Each is a simple dual-port memory (one writer, one reader), so
-    each maps to block RAM. Each buffer's output is registered (the block RAM's
-    clock-to-output is slow and the buffers are many RAMs deep), then the selected word
-    once more, like the weights (see :class:`hw.weights.WeightBuffer`):
-    ``cfg.mm_write_delay`` counts these three cycles.
+    from its own start). The input buffer is a simple dual-port memory (one writer, one
+    reader), so it maps to block RAM; the hidden buffer has a second reader, for
+    POSTPROC's pooling (:attr:`pool`), so it maps to two copies. Each buffer's output
+    is registered (the block RAM's clock-to-output is slow and the buffers are many
+    RAMs deep), then the selected word once more, like the weights (see
+    :class:`hw.weights.WeightBuffer`): ``cfg.mm_write_delay`` counts these three cycles.
 
     Members
     -------
@@ -28,6 +29,9 @@ class ActivationBuffer(wiring.Component):
         The hidden buffer's write port.
     read : In(ReadPort(act_space, act_word))
         ``read.data`` is the word at ``read.addr`` three cycles earlier.
+    pool : In(ReadPort(hidden_depth, act_word))
+        ``pool.data`` is the hidden buffer's word at ``pool.addr`` a cycle earlier,
+        transparent for :attr:`hidden` (a write in that cycle is seen).
     """
 
     def __init__(self, cfg):
@@ -38,6 +42,7 @@ class ActivationBuffer(wiring.Component):
                 "load": In(WritePort(cfg.act_depth, word)),
                 "hidden": In(WritePort(cfg.hidden_depth, word)),
                 "read": In(ReadPort(cfg.act_space, word, en=False)),
+                "pool": In(ReadPort(cfg.hidden_depth, word, en=False)),
             }
         )
 
@@ -50,7 +55,10 @@ class ActivationBuffer(wiring.Component):
             shape=word, depth=cfg.hidden_depth, init=[]
         )
         wiring.connect(m, wiring.flipped(self.load), act.write_port())
-        wiring.connect(m, wiring.flipped(self.hidden), hidden.write_port())
+        hidden_wr = hidden.write_port()
+        wiring.connect(m, wiring.flipped(self.hidden), hidden_wr)
+        pool_rd = hidden.read_port(transparent_for=(hidden_wr,))
+        m.d.comb += [pool_rd.addr.eq(self.pool.addr), self.pool.data.eq(pool_rd.data)]
         act_rd, hid_rd = act.read_port(), hidden.read_port()
         m.d.comb += [act_rd.addr.eq(self.read.addr), hid_rd.addr.eq(self.read.addr - cfg.act_depth)]
 

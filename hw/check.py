@@ -1,20 +1,34 @@
 """The instruction check: which error (if any) an instruction word would raise."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .isa import ErrorCode, Opcode, Target
-from .payloads import INSTRUCTION
+from .config import MAX_ROWS_PER_OP
+from .isa import ROWS_BITS, ErrorCode, LoopTarget, Opcode, Target
+from .payloads import INSTRUCTION, LoopCheck
 
 __all__ = ["InstructionCheck"]
+
+
+def _first(rules):
+    """The code of the first failing rule of ``[(failed, code)]``, else ``NONE``."""
+    code = ErrorCode.NONE
+    for failed, rule_code in reversed(rules):
+        code = Mux(failed, rule_code, code)
+    return code
 
 
 class InstructionCheck(wiring.Component):
     """Combinational check of one instruction against the configuration's buffers.
 
     The first failing rule gives the code, in the order below; ``host/compile/checks.py``
-    (``check_instruction``) states the same rules for the model backend.
+    (``check_instruction``) states the same rules for the model backend. What depends on
+    the address patterns (MATMUL's act range, POSTPROC's hidden-buffer range) is left to
+    the front end's decoder, which holds them: :attr:`error` is the code with no pattern
+    set, :attr:`loop` what the decoder needs to finish the check under one (the stateless
+    rules before and after the pattern's, and for a LOOP its rows and address limit, so
+    that the decoder multiplies nothing).
 
     Members
     -------
@@ -23,17 +37,45 @@ class InstructionCheck(wiring.Component):
     last : In(1)
         The beat's tlast: ``END`` must carry it (a frame is exactly one program).
     error : Out(isa.ErrorCode)
-        ``NONE`` if the instruction is valid.
+        ``NONE`` if the instruction is valid with both patterns linear.
+    loop : Out(LoopCheck)
+        The check's pattern-dependent part.
     """
 
     def __init__(self, cfg):
         self._cfg = cfg
-        super().__init__({"instr": In(INSTRUCTION), "last": In(1), "error": Out(ErrorCode)})
+        super().__init__(
+            {
+                "instr": In(INSTRUCTION),
+                "last": In(1),
+                "error": Out(ErrorCode),
+                "loop": Out(LoopCheck(cfg)),
+            }
+        )
 
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        ld, mm, pp = self.instr.load, self.instr.matmul, self.instr.postproc
+        ld, mm, pp, lp = self.instr.load, self.instr.matmul, self.instr.postproc, self.instr.loop
+        to_hidden = ~pp.to_stream & ~pp.raw
+        # MATMUL and POSTPROC: the rules before the pattern-dependent ones, and after
+        mm_early = [(mm.m == 0, ErrorCode.ZERO_LENGTH)]
+        mm_late = [
+            (mm.weight_tile >= cfg.weight_depth, ErrorCode.WEIGHT_RANGE),
+            (mm.acc_addr + mm.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
+        ]
+        pp_early = [
+            (pp.m == 0, ErrorCode.ZERO_LENGTH),
+            (pp.acc_addr + pp.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
+            (pp.param_addr >= cfg.param_depth, ErrorCode.PARAM_RANGE),
+            ((pp.group >= cfg.groups) | (pp.raw & ~pp.to_stream), ErrorCode.BAD_GROUP),
+            (pp.pool & (pp.to_stream | pp.raw), ErrorCode.BAD_POOL),
+        ]
+        pp_below = to_hidden & (pp.dst_addr < cfg.act_depth)
+        # LOOP: its rows and the span of its addresses (meaningful when it passes)
+        rows = lp.inner * lp.outer
+        inner_last, outer_last = (lp.inner - 1)[:ROWS_BITS], (lp.outer - 1)[:ROWS_BITS]
+        span = inner_last * lp.inner_stride + outer_last * lp.outer_stride
         rules = {
             Opcode.LOAD: [
                 (ld.count == 0, ErrorCode.ZERO_LENGTH),
@@ -53,26 +95,28 @@ class InstructionCheck(wiring.Component):
                 ),
             ],
             Opcode.MATMUL: [
-                (mm.m == 0, ErrorCode.ZERO_LENGTH),
+                *mm_early,
                 (mm.act_addr + mm.m > cfg.act_space, ErrorCode.ACT_RANGE),
-                (mm.weight_tile >= cfg.weight_depth, ErrorCode.WEIGHT_RANGE),
-                (mm.acc_addr + mm.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
+                *mm_late,
             ],
             Opcode.POSTPROC: [
-                (pp.m == 0, ErrorCode.ZERO_LENGTH),
-                (pp.acc_addr + pp.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
-                (pp.param_addr >= cfg.param_depth, ErrorCode.PARAM_RANGE),
-                ((pp.group >= cfg.groups) | (pp.raw & ~pp.to_stream), ErrorCode.BAD_GROUP),
+                *pp_early,
                 (
-                    ~pp.to_stream
-                    & ~pp.raw
+                    to_hidden
                     & ((pp.dst_addr < cfg.act_depth) | (pp.dst_addr + pp.m > cfg.act_space)),
                     ErrorCode.ACT_RANGE,
                 ),
             ],
+            Opcode.LOOP: [
+                (
+                    (lp.inner != 0) & ((lp.outer == 0) | (rows > MAX_ROWS_PER_OP)),
+                    ErrorCode.BAD_LOOP,
+                )
+            ],
             Opcode.END: [(~self.last, ErrorCode.END_NOT_LAST)],
             Opcode.SYNC: [],
         }
+        loop = self.loop
         with m.Switch(self.instr.bare.op):
             for op, checks in rules.items():
                 with m.Case(op):
@@ -81,4 +125,27 @@ class InstructionCheck(wiring.Component):
                             m.d.comb += self.error.eq(code)
             with m.Default():
                 m.d.comb += self.error.eq(ErrorCode.BAD_OPCODE)
+        with m.Switch(self.instr.bare.op):
+            with m.Case(Opcode.MATMUL):
+                m.d.comb += [
+                    loop.applies.eq(1),
+                    loop.target.eq(LoopTarget.READ),
+                    loop.early.eq(_first(mm_early)),
+                    loop.late.eq(_first(mm_late)),
+                    loop.m.eq(mm.m),
+                    loop.addr.eq(mm.act_addr),
+                ]
+            with m.Case(Opcode.POSTPROC):
+                m.d.comb += [
+                    loop.applies.eq(to_hidden),
+                    loop.target.eq(LoopTarget.WRITE),
+                    loop.early.eq(_first(pp_early)),
+                    loop.late.eq(Mux(pp_below, ErrorCode.ACT_RANGE, ErrorCode.NONE)),
+                    loop.m.eq(pp.m),
+                    loop.addr.eq(pp.dst_addr),
+                ]
+        m.d.comb += [
+            loop.rows.eq(rows),
+            loop.limit.eq(Mux(span >= cfg.act_space, 0, cfg.act_space - span)),
+        ]
         return m

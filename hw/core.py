@@ -8,7 +8,7 @@ from . import isa
 from .activations import ActivationBuffer
 from .engine import Engine
 from .frontend import FrontEnd
-from .payloads import INSTRUCTION, bias_row, scale_row
+from .payloads import QUEUED, bias_row, scale_row
 from .weights import WeightBuffer
 
 __all__ = ["Core"]
@@ -23,7 +23,8 @@ class Core(wiring.Component):
                   |  |  |  `-- o_status ------------------------------- '
                   |  |  `- bias/scale_write -> bias, scale <- bias/scale_read -'
                   |  `---- weight_write ----> WeightBuffer <- weight_read -----'
-                  `------- act_write -----> ActivationBuffer <- act_read, hidden_write
+                  `------- act_write -----> ActivationBuffer <- act_read, hidden_write,
+                                                                pool_read
 
     Members
     -------
@@ -55,7 +56,7 @@ class Core(wiring.Component):
         cfg = self.cfg
         m = Module()
         m.submodules.frontend = fe = FrontEnd(cfg)
-        m.submodules.queue = queue = fifo.SyncFIFO(width=INSTRUCTION.size, depth=cfg.queue_depth)
+        m.submodules.queue = queue = fifo.SyncFIFO(width=QUEUED.size, depth=cfg.queue_depth)
         m.submodules.engine = eng = Engine(cfg)
         m.submodules.activations = acts = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WeightBuffer(cfg)
@@ -73,6 +74,7 @@ class Core(wiring.Component):
         # buffers: LOAD writes them, the engine reads them (and writes the hidden buffer)
         wiring.connect(m, fe.act_write, acts.load)
         wiring.connect(m, eng.hidden_write, acts.hidden)
+        wiring.connect(m, eng.pool_read, acts.pool)
         wiring.connect(m, eng.act_read, acts.read)
         wiring.connect(m, fe.weight_write, wbuf.write)
         wiring.connect(m, eng.weight_read, wbuf.read)

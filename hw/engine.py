@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 from .accumulator import Accumulator
 from .array import SystolicArray, array_output_delay
 from .payloads import (
-    INSTRUCTION,
+    QUEUED,
     EngineState,
     ReadPort,
     ResultBeat,
@@ -34,26 +34,30 @@ class Engine(wiring.Component):
                        |  ----------------------------------------> Accumulator
                        |                                                    | read_data
                        +-- POSTPROC rows -> ResultPath <--------------------+
-                                           (bias_read, scale_read,
+                                           (bias_read, scale_read, pool_read,
                                             PostProcessor)  -> hidden_write, o_result
 
-    MATMUL row ``i`` reads activation word ``act_addr + i``, selects ``weight_tile``
+    MATMUL row ``i`` reads activation word ``act_addr + i`` (or the word its address
+    pattern gives, see :class:`hw.sequencer.Sequencer`), selects ``weight_tile``
     and, ``mm_write_delay`` cycles later, adds the array's result row into (or writes
     it over) accumulator word ``acc_addr + i`` (:class:`hw.accumulator.Accumulator`).
     POSTPROC row ``i`` reads accumulator word ``acc_addr + i`` and parameter word
     ``param_addr`` and, ``postproc_latency - 1`` cycles later, writes the requantized
-    row to the hidden buffer or sends it on the result stream
+    row to the hidden buffer (``pool``: its maximum with the word there, read through
+    ``pool_read`` a cycle before) or sends it on the result stream
     (:class:`hw.result_path.ResultPath`). :class:`hw.sequencer.Sequencer` issues the rows
     and keeps the two kinds apart.
 
     Members
     -------
-    i_instr : In(stream.Signature(INSTRUCTION))
-        The queue.
+    i_instr : In(stream.Signature(QUEUED))
+        The queue: instructions with their address patterns.
     act_read, weight_read, bias_read, scale_read : Out(ReadPort)
         Reads of the activation address space, the weight tiles and the parameters.
     hidden_write : Out(WritePort)
         POSTPROC rows for the next layer.
+    pool_read : Out(ReadPort)
+        The hidden-buffer word a pooling POSTPROC row meets.
     o_result : Out(stream.Signature(ResultBeat))
         Result rows for the stream.
     state : Out(EngineState)
@@ -64,12 +68,13 @@ class Engine(wiring.Component):
         self._cfg = cfg
         super().__init__(
             {
-                "i_instr": In(stream.Signature(INSTRUCTION)),
+                "i_instr": In(stream.Signature(QUEUED)),
                 "act_read": Out(ReadPort(cfg.act_space, act_word(cfg), en=False)),
                 "weight_read": Out(ReadPort(cfg.weight_depth, weight_tile(cfg), en=False)),
                 "bias_read": Out(ReadPort(cfg.param_depth, bias_row(cfg))),
                 "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg))),
                 "hidden_write": Out(WritePort(cfg.hidden_depth, act_word(cfg))),
+                "pool_read": Out(ReadPort(cfg.hidden_depth, act_word(cfg), en=False)),
                 "o_result": Out(stream.Signature(ResultBeat(cfg))),
                 "state": Out(EngineState()),
             }
@@ -106,7 +111,7 @@ class Engine(wiring.Component):
             acc.hold.eq(result.hold),
             seq.pp_hold.eq(result.hold),
         ]
-        for port in ("bias_read", "scale_read", "hidden_write", "o_result"):
+        for port in ("bias_read", "scale_read", "hidden_write", "pool_read", "o_result"):
             wiring.connect(m, getattr(result, port), wiring.flipped(getattr(self, port)))
 
         busy = ~result.empty | ~seq.drained

@@ -6,9 +6,11 @@ from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .check import InstructionCheck
-from .isa import ErrorCode, Opcode, Target
+from .isa import ErrorCode, LoopTarget, Opcode, Target
 from .payloads import (
     INSTRUCTION,
+    PATTERN,
+    QUEUED,
     CheckedBeat,
     EngineState,
     ProgramBeat,
@@ -34,6 +36,21 @@ class _State(enum.Enum, shape=2):
     STATUS = 3  #: wait for the engine, then send the status packet
 
 
+class _PatternRegister(data.StructLayout):
+    """One target's address pattern, with what the checks of the instructions under it
+    compare: its ``rows`` (``inner * outer``) and address ``limit`` (see
+    :class:`hw.payloads.LoopCheck`). ``set`` is low while the pattern is linear."""
+
+    def __init__(self, cfg):
+        super().__init__(
+            {"set": 1, "pattern": PATTERN, "rows": isa.ROWS_BITS, "limit": range(cfg.act_space + 1)}
+        )
+
+
+#: The linear pattern (the reset state): row ``i`` at ``base + i``.
+_LINEAR = {"set": 0, "pattern": {"inner": 0, "inner_stride": 1, "outer_stride": 0}}
+
+
 class FrontEnd(wiring.Component):
     """Takes one program beat per cycle.
 
@@ -45,12 +62,17 @@ class FrontEnd(wiring.Component):
     error code is sticky until the packet has been sent; counters restart with the next
     program.
 
+    LOOP sets one target's address pattern (:class:`isa.LoopTarget`) in the cycle it is
+    taken; it never waits and never enters the queue. Each queued MATMUL carries the
+    READ pattern, each POSTPROC the WRITE pattern (:data:`hw.payloads.QUEUED`). Both
+    are linear at reset and again from the cycle the status packet's last word is sent.
+
     Members
     -------
     i_program : In(stream.Signature(ProgramBeat))
         The program stream.
-    o_instr : Out(stream.Signature(INSTRUCTION))
-        MATMUL and POSTPROC for the engine's queue.
+    o_instr : Out(stream.Signature(QUEUED))
+        MATMUL and POSTPROC, with their address patterns, for the engine's queue.
     o_status : Out(stream.Signature(StatusWord))
         The status packet.
     act_write, weight_write, bias_write, scale_write : Out
@@ -68,7 +90,7 @@ class FrontEnd(wiring.Component):
         super().__init__(
             {
                 "i_program": In(stream.Signature(ProgramBeat(cfg))),
-                "o_instr": Out(stream.Signature(INSTRUCTION)),
+                "o_instr": Out(stream.Signature(QUEUED)),
                 "o_status": Out(stream.Signature(StatusWord())),
                 "act_write": Out(WritePort(cfg.act_depth, act_word(cfg))),
                 "weight_write": Out(WeightWrite(cfg)),
@@ -97,10 +119,14 @@ class FrontEnd(wiring.Component):
                 }
             )
         )
-        self._decode(m, beat, state, error, load)
+        patterns = [
+            Signal(_PatternRegister(self._cfg), init=_LINEAR, name=f"{t.name.lower()}_pattern")
+            for t in LoopTarget
+        ]
+        self._decode(m, beat, state, error, load, patterns)
         self._load_writes(m, beat.payload.data, (state == _State.DATA) & fire, load)
         counters = self._counters(m, fire, beat.valid, state)
-        self._status(m, state, error, counters)
+        self._status(m, state, error, counters, patterns)
         if platform == "formal":
             # An invariant the k-induction proofs (sim/formal.py) need and cannot find by
             # themselves: an error is held only while the rest of its frame is discarded
@@ -118,8 +144,9 @@ class FrontEnd(wiring.Component):
         With the deep pipeline, the program stream enters through a small buffer
         (:data:`IN_BUFFER_DEPTH` beats) that also holds each beat's check result, computed
         as the beat arrives, so neither the check nor the port's tready sits on a path
-        with the decisions below. Timing is counted from the buffer's output: a
-        program's cycles are the same with it or without it."""
+        with the decisions below (nor the check's multiplications, for LOOP). Timing is
+        counted from the buffer's output: a program's cycles are the same with it or
+        without it."""
         cfg = self._cfg
         m.submodules.check = check = InstructionCheck(cfg)
         checked = stream.Signature(CheckedBeat(cfg)).create()
@@ -136,6 +163,7 @@ class FrontEnd(wiring.Component):
                 checked_in.data.eq(self.i_program.payload.data),
                 checked_in.last.eq(self.i_program.payload.last),
                 checked_in.error.eq(check.error),
+                checked_in.loop.eq(check.loop),
                 inbuf.w_en.eq(self.i_program.valid),
                 self.i_program.ready.eq(inbuf.w_rdy),
             ]
@@ -145,18 +173,20 @@ class FrontEnd(wiring.Component):
                 checked.payload.data.eq(self.i_program.payload.data),
                 checked.payload.last.eq(self.i_program.payload.last),
                 checked.payload.error.eq(check.error),
+                checked.payload.loop.eq(check.loop),
                 checked.valid.eq(self.i_program.valid),
                 self.i_program.ready.eq(checked.ready),
             ]
         return checked
 
-    def _decode(self, m, beat, state, error, load):
-        """The state machine: takes ``beat``, queues engine instructions, starts LOADs."""
+    def _decode(self, m, beat, state, error, load, patterns):
+        """The state machine: takes ``beat``, queues engine instructions, starts LOADs,
+        sets the address patterns."""
         cfg = self._cfg
         instr = data.View(INSTRUCTION, beat.payload.data[: isa.INSTR_BITS])
-        op, ld, last, err = instr.bare.op, instr.load, beat.payload.last, beat.payload.error
+        op, ld, last = instr.bare.op, instr.load, beat.payload.last
         fire = beat.valid & beat.ready
-        m.d.comb += self.o_instr.payload.eq(instr)
+        err = self._finish_check(m, beat.payload, patterns)
 
         def set_error(code):
             with m.If(error == ErrorCode.NONE):
@@ -188,6 +218,8 @@ class FrontEnd(wiring.Component):
                             load.sub.eq(0),
                             load.left.eq(ld.count),
                         ]
+                    with m.Elif(op == Opcode.LOOP):
+                        self._set_pattern(m, instr.loop, beat.payload.loop, patterns)
                     with m.Elif(op == Opcode.END):
                         m.d.sync += state.eq(_State.STATUS)
             with m.Case(_State.DATA):
@@ -210,6 +242,46 @@ class FrontEnd(wiring.Component):
                 m.d.comb += beat.ready.eq(1)
                 with m.If(fire & last):
                     m.d.sync += state.eq(_State.STATUS)
+
+    def _finish_check(self, m, checked, patterns):
+        """The beat's error code: the check's, finished against the pattern the
+        instruction is under (comparisons only). Also puts the beat's instruction and
+        that pattern on ``o_instr``."""
+        loop = checked.loop
+        reg = Signal(_PatternRegister(self._cfg))
+        m.d.comb += reg.eq(
+            Mux(loop.target == LoopTarget.WRITE, patterns[1].as_value(), patterns[0].as_value())
+        )
+        under = Signal(ErrorCode)
+        with m.If(loop.early != ErrorCode.NONE):
+            m.d.comb += under.eq(loop.early)
+        with m.Elif(loop.m != reg.rows):
+            m.d.comb += under.eq(ErrorCode.BAD_LOOP)
+        with m.Elif(loop.addr >= reg.limit):
+            m.d.comb += under.eq(ErrorCode.ACT_RANGE)
+        with m.Else():
+            m.d.comb += under.eq(loop.late)
+        m.d.comb += [
+            self.o_instr.payload.instr.eq(checked.data[: isa.INSTR_BITS]),
+            self.o_instr.payload.pattern.eq(reg.pattern),
+        ]
+        return Mux(loop.applies & reg.set, under, checked.error)
+
+    def _set_pattern(self, m, lp, loop, patterns):
+        """A LOOP sets its target's pattern; ``inner == 0`` sets it back to linear."""
+        for target, reg in zip(LoopTarget, patterns):
+            with m.If(lp.target == target):
+                with m.If(lp.inner == 0):
+                    m.d.sync += reg.eq(reg.shape().const(_LINEAR))
+                with m.Else():
+                    m.d.sync += [
+                        reg.set.eq(1),
+                        reg.pattern.inner.eq(lp.inner),
+                        reg.pattern.inner_stride.eq(lp.inner_stride),
+                        reg.pattern.outer_stride.eq(lp.outer_stride),
+                        reg.rows.eq(loop.rows),
+                        reg.limit.eq(loop.limit),
+                    ]
 
     def _load_writes(self, m, beat, writing, load):
         """Buffer writes from LOAD data beats (the range was checked on the header)."""
@@ -255,8 +327,9 @@ class FrontEnd(wiring.Component):
             m.d.sync += [counter.eq(0) for counter in counters.values()]
         return counters
 
-    def _status(self, m, state, error, counters):
-        """The status packet, once the engine is idle; then the next program."""
+    def _status(self, m, state, error, counters, patterns):
+        """The status packet, once the engine is idle; then the next program, with both
+        patterns linear."""
         st = self.o_status
         idx = Signal(range(len(isa.STATUS_FIELDS)))
         words = [error.as_value()] + list(counters.values())
@@ -271,3 +344,4 @@ class FrontEnd(wiring.Component):
             m.d.sync += idx.eq(idx + 1)
             with m.If(st.payload.last):
                 m.d.sync += [idx.eq(0), state.eq(_State.RUN), error.eq(ErrorCode.NONE)]
+                m.d.sync += [reg.eq(reg.shape().const(_LINEAR)) for reg in patterns]

@@ -11,11 +11,15 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .config import ADDR_BITS
 
 __all__ = [
     "INSTRUCTION",
+    "PATTERN",
+    "QUEUED",
     "CheckedBeat",
     "EngineState",
+    "LoopCheck",
     "MatmulRow",
     "PostprocRow",
     "ProgramBeat",
@@ -72,11 +76,43 @@ class ProgramBeat(data.StructLayout):
         super().__init__({"data": cfg.stream_bits, "last": 1})
 
 
-class CheckedBeat(data.StructLayout):
-    """A program beat with the check of the instruction it would be (``isa.ErrorCode``)."""
+class LoopCheck(data.StructLayout):
+    """The part of an instruction's check that depends on the address patterns, worked
+    out from the beat alone so that the decoder only compares.
+
+    ``applies``: the instruction's rows follow the pattern of ``target`` when it is set
+    (MATMUL: READ; POSTPROC to the hidden buffer: WRITE). Under a pattern the code is
+    ``early`` (the first failing rule before the pattern's), else ``BAD_LOOP`` if ``m``
+    is not the pattern's rows, else ``ACT_RANGE`` if ``addr`` (``act_addr`` or
+    ``dst_addr``) is at or past the pattern's ``limit``, else ``late`` (the first failing
+    rule after them). A LOOP beat carries ``rows = inner * outer`` (its low bits) and
+    ``limit = max(0, act_space - span)``, the least first address whose last row
+    (``span`` words on) lies outside the activation space.
+    """
 
     def __init__(self, cfg):
-        super().__init__({"data": cfg.stream_bits, "last": 1, "error": isa.ErrorCode})
+        super().__init__(
+            {
+                "applies": 1,
+                "target": isa.LoopTarget,
+                "early": isa.ErrorCode,
+                "late": isa.ErrorCode,
+                "m": isa.ROWS_BITS,
+                "addr": ADDR_BITS["act_depth"],
+                "rows": isa.ROWS_BITS,
+                "limit": range(cfg.act_space + 1),
+            }
+        )
+
+
+class CheckedBeat(data.StructLayout):
+    """A program beat with the check of the instruction it would be: ``error`` as if no
+    pattern were set (``isa.ErrorCode``), ``loop`` the rest (:class:`LoopCheck`)."""
+
+    def __init__(self, cfg):
+        super().__init__(
+            {"data": cfg.stream_bits, "last": 1, "error": isa.ErrorCode, "loop": LoopCheck(cfg)}
+        )
 
 
 #: One queued instruction, seen through the layout of its opcode.
@@ -90,6 +126,21 @@ INSTRUCTION = data.UnionLayout(
         "loop": isa.LOOP,
     }
 )
+
+#: A MATMUL's or POSTPROC's row addresses as the engine receives them: row ``i`` is at
+#: ``base + (i mod inner) * inner_stride + (i div inner) * outer_stride``. ``inner == 0``
+#: is linear (``inner_stride`` 1): the row count never wraps.
+PATTERN = data.StructLayout(
+    {
+        "inner": isa.ROWS_BITS,
+        "inner_stride": ADDR_BITS["act_depth"],
+        "outer_stride": ADDR_BITS["act_depth"],
+    }
+)
+
+#: One entry of the engine's queue: the instruction and the pattern of its addresses
+#: (MATMUL: the READ pattern; POSTPROC: the WRITE pattern, unused by rows for the stream).
+QUEUED = data.StructLayout({"instr": INSTRUCTION, "pattern": PATTERN})
 
 
 class MatmulRow(data.StructLayout):
@@ -110,7 +161,8 @@ class MatmulRow(data.StructLayout):
 class PostprocRow(data.StructLayout):
     """One POSTPROC row as issued: the accumulator and parameter words to read, and where
     the result goes: the stream (``to_stream``; ``raw``: as int32 lanes) or the slice
-    ``group`` of it to activation address ``dst_addr``."""
+    ``group`` of it to activation address ``dst_addr`` (``pool``: the lane-wise maximum
+    of it and the word there)."""
 
     def __init__(self, cfg):
         super().__init__(
@@ -121,6 +173,7 @@ class PostprocRow(data.StructLayout):
                 "group": isa.GROUP_BITS,
                 "to_stream": 1,
                 "raw": 1,
+                "pool": 1,
             }
         )
 

@@ -32,7 +32,13 @@ class _RowMeta(data.StructLayout):
 
     def __init__(self, cfg):
         super().__init__(
-            {"dst_addr": range(cfg.act_space), "group": isa.GROUP_BITS, "to_stream": 1, "raw": 1}
+            {
+                "dst_addr": range(cfg.act_space),
+                "group": isa.GROUP_BITS,
+                "to_stream": 1,
+                "raw": 1,
+                "pool": 1,
+            }
         )
 
 
@@ -60,6 +66,12 @@ class ResultPath(wiring.Component):
     FPGAs) a row waiting at the output holds the whole pipeline (:attr:`hold`). With
     the output ready the two behave the same, cycle for cycle.
 
+    A row for the hidden buffer with ``pool`` writes the lane-wise maximum of its slice
+    and the word already there. That word is read (:attr:`pool_read`, transparent for
+    the hidden write port) in the cycle before the write, as the row leaves
+    post-processing, so that it sees the write of the row before, even to the same
+    word; while the pipeline is held the read repeats.
+
     Members
     -------
     i_pp : In(stream.Signature(PostprocRow))
@@ -73,6 +85,9 @@ class ResultPath(wiring.Component):
         Post-processing and its reads stand still (only without the deep pipeline).
     hidden_write : Out(WritePort(hidden_depth, act_word))
         Rows for the next layer.
+    pool_read : Out(ReadPort(hidden_depth, act_word))
+        The hidden-buffer word a pooling row meets: ``data`` is the word at ``addr`` a
+        cycle later, the write in that cycle included.
     o_result : Out(stream.Signature(ResultBeat))
         Rows for the stream.
     empty : Out(1)
@@ -90,6 +105,7 @@ class ResultPath(wiring.Component):
                 "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg))),
                 "hold": Out(1),
                 "hidden_write": Out(WritePort(cfg.hidden_depth, act_word(cfg))),
+                "pool_read": Out(ReadPort(cfg.hidden_depth, act_word(cfg), en=False)),
                 "o_result": Out(stream.Signature(ResultBeat(cfg))),
                 "empty": Out(1),
             }
@@ -116,6 +132,7 @@ class ResultPath(wiring.Component):
             ]
         else:
             out_busy = self._row_register(m, post, row_bits, rows, pop, d_valid, d_meta, d_y)
+        m.d.comb += self.pool_read.addr.eq(post.o_meta.dst_addr - cfg.act_depth)
         self._to_hidden(m, d_valid, d_meta, d_y)
         m.d.comb += self.empty.eq(~issue_valid & ~d_valid & ~out_busy)
         return m
@@ -137,6 +154,7 @@ class ResultPath(wiring.Component):
                 issue_meta.group.eq(pp.group),
                 issue_meta.to_stream.eq(pp.to_stream),
                 issue_meta.raw.eq(pp.raw),
+                issue_meta.pool.eq(pp.pool),
             ]
         m.d.comb += [
             post.en.eq(~hold),
@@ -188,9 +206,11 @@ class ResultPath(wiring.Component):
         return 0
 
     def _to_hidden(self, m, valid, meta, y):
-        """Slice ``group`` of a row for the hidden buffer: lanes ``group * rows ..``."""
+        """Slice ``group`` of a row for the hidden buffer: lanes ``group * rows ..`` (0
+        past ``cols``), or with ``pool`` their maximum with the word read for it."""
         R, C = self._cfg.rows, self._cfg.cols
-        w = self.hidden_write
+        w, old = self.hidden_write, self.pool_read.data
+        new = Signal.like(w.data)
         m.d.comb += [
             w.en.eq(valid & ~meta.to_stream),
             w.addr.eq(meta.dst_addr - self._cfg.act_depth),
@@ -198,7 +218,9 @@ class ResultPath(wiring.Component):
         with m.Switch(meta.group):
             for g in range(self._cfg.groups):
                 with m.Case(g):
-                    m.d.comb += [w.data[j].eq(y[g * R + j]) for j in range(R) if g * R + j < C]
+                    m.d.comb += [new[j].eq(y[g * R + j]) for j in range(R) if g * R + j < C]
+        for j in range(R):
+            m.d.comb += w.data[j].eq(Mux(meta.pool & (old[j] > new[j]), old[j], new[j]))
 
     def _serialize(self, m, rows):
         """Rows onto the result stream: one beat, or ``raw_beats`` for a raw row. Returns

@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .payloads import INSTRUCTION, MatmulRow, PostprocRow
+from .payloads import PATTERN, QUEUED, MatmulRow, PostprocRow
 
 __all__ = ["Sequencer"]
 
@@ -17,7 +17,11 @@ class Sequencer(wiring.Component):
     over) accumulator word ``acc_addr + i``. POSTPROC row ``i`` reads accumulator word
     ``acc_addr + i`` and parameter word ``param_addr`` and writes activation word
     ``dst_addr + i`` or goes to the stream; a raw row takes ``raw_beats`` slots, the
-    first of which issues it.
+    first of which issues it. Under the instruction's address pattern (``inner != 0``)
+    row ``i``'s activation word (``act_addr`` or ``dst_addr``) is instead ``base +
+    (i mod inner) * inner_stride + (i div inner) * outer_stride``, counted with running
+    registers: the next row's address is the current one plus ``inner_stride``, or,
+    after ``inner`` rows, the start of the current run plus ``outer_stride``.
 
     Instructions of one kind follow each other with no bubble. Switching kind waits
     until the other kind's pipeline has drained (``array_latency`` or
@@ -27,8 +31,8 @@ class Sequencer(wiring.Component):
 
     Members
     -------
-    i_instr : In(stream.Signature(INSTRUCTION))
-        The engine's queue.
+    i_instr : In(stream.Signature(QUEUED))
+        The engine's queue: instructions with their address patterns.
     o_mm : Out(stream.Signature(MatmulRow, always_ready=True))
         MATMUL rows; the payload holds the next row's addresses also while not valid.
     o_pp : Out(stream.Signature(PostprocRow))
@@ -46,7 +50,7 @@ class Sequencer(wiring.Component):
         self._cfg = cfg
         super().__init__(
             {
-                "i_instr": In(stream.Signature(INSTRUCTION)),
+                "i_instr": In(stream.Signature(QUEUED)),
                 "o_mm": Out(stream.Signature(MatmulRow(cfg), always_ready=True)),
                 "o_pp": Out(stream.Signature(PostprocRow(cfg))),
                 "pp_hold": In(1),
@@ -58,11 +62,16 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        head = self.i_instr.payload
+        head = self.i_instr.payload.instr
         head_is_pp = head.bare.op == isa.Opcode.POSTPROC
         cur_valid, cur_is_pp = Signal(), Signal()
         mm, pp = Signal(isa.MATMUL), Signal(isa.POSTPROC)
         row = Signal(isa.ROWS_BITS)
+        # the pattern's running registers: the current row's activation word, the first
+        # word of its run of ``inner`` rows, its place in that run
+        pattern = Signal(PATTERN)
+        addr, run_start = Signal(range(cfg.act_space)), Signal(range(cfg.act_space))
+        col = Signal(isa.ROWS_BITS)
         slot = Signal(range(max(2, cfg.raw_beats)))  # a raw row's beat
         mm_drain = Signal(range(cfg.array_latency + 1))
         pp_drain = Signal(range(cfg.postproc_latency + 1))
@@ -75,6 +84,7 @@ class Sequencer(wiring.Component):
         pp_busy = (cur_valid & cur_is_pp) | (pp_drain != 0)
         m.d.comb += self.i_instr.ready.eq((~cur_valid | done) & Mux(head_is_pp, ~mm_busy, ~pp_busy))
 
+        base = Mux(head_is_pp, head.postproc.dst_addr, head.matmul.act_addr)
         with m.If(self.i_instr.valid & self.i_instr.ready):
             m.d.sync += [
                 cur_valid.eq(1),
@@ -83,15 +93,21 @@ class Sequencer(wiring.Component):
                 slot.eq(0),
                 mm.eq(head.matmul),
                 pp.eq(head.postproc),
+                pattern.eq(self.i_instr.payload.pattern),
+                addr.eq(base),
+                run_start.eq(base),
+                col.eq(0),
             ]
         with m.Elif(done):
             m.d.sync += cur_valid.eq(0)
         with m.Elif(mm_slot):
             m.d.sync += row.eq(row + 1)
+            self._next_address(m, pattern, addr, run_start, col)
         with m.Elif(pp_slot):
             m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
             with m.If(last_slot):
                 m.d.sync += row.eq(row + 1)
+                self._next_address(m, pattern, addr, run_start, col)
 
         with m.If(mm_slot):
             m.d.sync += mm_drain.eq(cfg.array_latency)
@@ -104,18 +120,32 @@ class Sequencer(wiring.Component):
 
         m.d.comb += [
             self.o_mm.valid.eq(mm_slot),
-            self.o_mm.payload.act_addr.eq(mm.act_addr + row),
+            self.o_mm.payload.act_addr.eq(addr),
             self.o_mm.payload.weight_tile.eq(mm.weight_tile),
             self.o_mm.payload.acc_addr.eq(mm.acc_addr + row),
             self.o_mm.payload.accumulate.eq(mm.accumulate),
             self.o_pp.valid.eq(cur_valid & cur_is_pp & (slot == 0)),
             self.o_pp.payload.acc_addr.eq(pp.acc_addr + row),
             self.o_pp.payload.param_addr.eq(pp.param_addr),
-            self.o_pp.payload.dst_addr.eq(pp.dst_addr + row),
+            self.o_pp.payload.dst_addr.eq(addr),
             self.o_pp.payload.group.eq(pp.group),
             self.o_pp.payload.to_stream.eq(pp.to_stream | pp.raw),
             self.o_pp.payload.raw.eq(pp.raw),
+            self.o_pp.payload.pool.eq(pp.pool),
             self.active.eq(cur_valid),
             self.drained.eq((mm_drain == 0) & (pp_drain == 0)),
         ]
         return m
+
+    @staticmethod
+    def _next_address(m, pattern, addr, run_start, col):
+        """The next row's activation word: on in the run, or the next run's start (no
+        wrap while linear: ``col`` stays below ``m - 1 < 2**ROWS_BITS - 1``)."""
+        with m.If(col + 1 == pattern.inner):
+            m.d.sync += [
+                col.eq(0),
+                run_start.eq(run_start + pattern.outer_stride),
+                addr.eq(run_start + pattern.outer_stride),
+            ]
+        with m.Else():
+            m.d.sync += [col.eq(col + 1), addr.eq(addr + pattern.inner_stride)]

@@ -3,10 +3,15 @@
 :func:`random_program` writes one frame of beats straight from :mod:`hw.isa`, not
 through the compiler: valid instructions with random fields (biased towards the ends
 of every buffer), random LOAD data (every bit of every beat, including the bits an
-instruction does not use), and, in a share of the programs, one fault: an unknown
-opcode, a field out of range, beats after ``END``, a frame cut in the middle of a LOAD
-or before ``END``, a one-beat frame, or random beats. Every backend must turn each
-program into the same result beats, status packet and cycle count.
+instruction does not use), LOOPs that set random valid address patterns (or set a
+target back to linear) with the MATMULs and POSTPROCs after them run through the
+patterns, pooling POSTPROCs to the hidden buffer (some in runs over the same words),
+and, in a share of the programs, one fault: an unknown opcode, a field out of range, a
+refused LOOP or a MATMUL/POSTPROC that does not fit its pattern, beats after ``END``, a
+frame cut in the middle of a LOAD or before ``END``, a one-beat frame, or random beats.
+Every backend must turn each program into the same result beats, status packet and
+cycle count. Each program assumes linear patterns at its start, so a program that
+follows one which left a pattern set (or stopped on an error) checks their reset.
 
 The core does not interlock a LOAD against queued instructions that read the same
 words (the compiler keeps them apart, see docs/ARCHITECTURE.md), so the generator
@@ -18,12 +23,17 @@ backend.
 import numpy as np
 
 from hw import isa
-from hw.isa import Opcode, Target
+from hw.config import ADDR_BITS, MAX_ROWS_PER_OP
+from hw.isa import LoopTarget, Opcode, Target
 
 __all__ = ["random_program", "random_programs", "FAULTS"]
 
 #: The kinds of fault a program may carry (at most one each).
-FAULTS = ("opcode", "field", "after_end", "cut", "one_beat", "noise")
+FAULTS = ("opcode", "field", "after_end", "cut", "one_beat", "noise", "pattern")
+
+_STRIDE_MAX = (1 << ADDR_BITS["act_depth"]) - 1
+#: Rows of a random valid pattern (inner * outer) at most.
+_PATTERN_ROWS = 24
 
 _ENGINE_OPS = (Opcode.MATMUL, Opcode.POSTPROC)
 
@@ -40,6 +50,27 @@ def _near_end(rng, hi):
     return int(rng.integers(0, hi + 1))
 
 
+def _stride(rng, steps, room):
+    """A stride for ``steps`` steps (count - 1) that keeps their span within ``room``:
+    often 0, 1 or small, sometimes up to the limit; any field value when unused."""
+    if steps == 0:
+        return int(rng.integers(0, _STRIDE_MAX + 1)) if rng.random() < 0.5 else 0
+    cap = room // steps
+    r = rng.random()
+    if r < 0.1:
+        return 0
+    if r < 0.4:
+        return min(1, cap)
+    if r < 0.7:
+        return int(rng.integers(0, min(cap, 8) + 1))
+    return _near_end(rng, cap)
+
+
+def _span(pattern):
+    inner, outer, inner_stride, outer_stride = pattern
+    return (inner - 1) * inner_stride + (outer - 1) * outer_stride
+
+
 class _Writer:
     """Beats of one frame, and the reads of the engine instructions since the last SYNC."""
 
@@ -47,6 +78,50 @@ class _Writer:
         self.cfg, self.rng = cfg, rng
         self.words = []  # one int per beat (stream_bytes * 8 bits)
         self.pending = []  # (buffer, lo, hi) ranges read by queued instructions
+        self.patterns = {LoopTarget.READ: None, LoopTarget.WRITE: None}  # None: linear
+
+    def _room(self, target):
+        """The largest span a pattern of ``target`` may have."""
+        cfg = self.cfg
+        return cfg.act_space - 1 if target is LoopTarget.READ else cfg.hidden_depth - 1
+
+    def random_pattern(self, target, rows=_PATTERN_ROWS):
+        """A random valid ``(inner, outer, inner_stride, outer_stride)`` for ``target``."""
+        rng = self.rng
+        inner = int(rng.integers(1, rows + 1))
+        outer = int(rng.integers(1, rows // inner + 1))
+        room = self._room(target)
+        inner_stride = _stride(rng, inner - 1, room)
+        outer_stride = _stride(rng, outer - 1, room - (inner - 1) * inner_stride)
+        return inner, outer, inner_stride, outer_stride
+
+    def loop(self, target=None, pattern=None):
+        """A valid LOOP: ``pattern``, or a random one, or a quarter of the time linear."""
+        rng = self.rng
+        if target is None:
+            target = LoopTarget(int(rng.integers(0, 2)))
+        if pattern is None and rng.random() < 0.25:  # linear; the other fields ignored
+            self.instr(
+                Opcode.LOOP,
+                target=target,
+                inner=0,
+                outer=int(rng.integers(0, MAX_ROWS_PER_OP + 1)),
+                inner_stride=int(rng.integers(0, _STRIDE_MAX + 1)),
+                outer_stride=int(rng.integers(0, _STRIDE_MAX + 1)),
+            )
+            self.patterns[target] = None
+            return
+        pattern = pattern or self.random_pattern(target)
+        inner, outer, inner_stride, outer_stride = pattern
+        self.instr(
+            Opcode.LOOP,
+            target=target,
+            inner=inner,
+            outer=outer,
+            inner_stride=inner_stride,
+            outer_stride=outer_stride,
+        )
+        self.patterns[target] = pattern
 
     def beat(self, value):
         self.words.append(int(value))
@@ -110,8 +185,13 @@ class _Writer:
 
     def matmul(self):
         cfg, rng = self.cfg, self.rng
-        m = int(rng.integers(1, 17))
-        act_addr = _near_end(rng, cfg.act_space - m)
+        pattern = self.patterns[LoopTarget.READ]
+        if pattern is None:
+            m = int(rng.integers(1, 17))
+            span = m - 1
+        else:
+            m, span = pattern[0] * pattern[1], _span(pattern)
+        act_addr = _near_end(rng, cfg.act_space - 1 - span)
         tile = _near_end(rng, cfg.weight_depth - 1)
         self.instr(
             Opcode.MATMUL,
@@ -122,31 +202,42 @@ class _Writer:
             accumulate=int(rng.integers(0, 2)),
         )
         self.pending += [
-            ("act", act_addr, act_addr + m),
+            ("act", act_addr, act_addr + span + 1),
             ("weight", tile * cfg.rows, (tile + 1) * cfg.rows),
         ]
 
     def postproc(self):
+        """A POSTPROC; one to the hidden buffer pools half the time, and then sometimes
+        starts a run of pooling POSTPROCs onto the same words (a max-pool)."""
         cfg, rng = self.cfg, self.rng
-        m = int(rng.integers(1, 13))
-        param = _near_end(rng, cfg.param_depth - 1)
         mode = int(rng.integers(0, 3))  # to ACT, to the stream, raw to the stream
+        pattern = self.patterns[LoopTarget.WRITE]
+        if mode == 0 and pattern is not None:
+            m, span = pattern[0] * pattern[1], _span(pattern)
+        else:
+            m = int(rng.integers(1, 13))
+            span = m - 1
         dst = (
-            _near_end(rng, cfg.hidden_depth - m) + cfg.act_depth
+            _near_end(rng, cfg.hidden_depth - 1 - span) + cfg.act_depth
             if mode == 0
             else int(rng.integers(0, cfg.act_space))
         )  # ignored when streamed
-        self.instr(
-            Opcode.POSTPROC,
-            acc_addr=_near_end(rng, cfg.acc_depth - m),
-            m=m,
-            param_addr=param,
-            dst_addr=dst,
-            group=int(rng.integers(0, cfg.groups)),
-            to_stream=int(mode > 0),
-            raw=int(mode == 2),
-        )
-        self.pending.append(("param", param * cfg.cols, (param + 1) * cfg.cols))
+        pool = int(mode == 0 and rng.random() < 0.5)
+        runs = int(rng.integers(1, 4)) if pool and rng.random() < 0.4 else 1
+        for _ in range(runs):
+            param = _near_end(rng, cfg.param_depth - 1)
+            self.instr(
+                Opcode.POSTPROC,
+                acc_addr=_near_end(rng, cfg.acc_depth - m),
+                m=m,
+                param_addr=param,
+                dst_addr=dst,
+                group=int(rng.integers(0, cfg.groups)),
+                to_stream=int(mode > 0),
+                raw=int(mode == 2),
+                pool=pool,
+            )
+            self.pending.append(("param", param * cfg.cols, (param + 1) * cfg.cols))
 
     def bad_instruction(self):
         """One instruction the front end must refuse (each check of ``host.compile.checks``)."""
@@ -176,6 +267,7 @@ class _Writer:
             (Opcode.POSTPROC, {**pp, "raw": 1}),
             (Opcode.POSTPROC, {**pp, "dst_addr": int(rng.integers(0, cfg.act_depth))}),
             (Opcode.POSTPROC, {**pp, "m": m, "dst_addr": cfg.act_space - m + 1}),
+            (Opcode.POSTPROC, {**pp, "to_stream": 1, "pool": 1, "raw": int(rng.integers(0, 2))}),
         ]
         while True:  # a case whose value cannot even be encoded: take another
             op, fields = cases[int(rng.integers(0, len(cases)))]
@@ -184,6 +276,71 @@ class _Writer:
                 return
             except isa.InstructionError:
                 continue
+
+    def bad_pattern(self):
+        """A refused LOOP, or a valid LOOP then a MATMUL or POSTPROC that does not fit
+        it: ``m`` not ``inner * outer`` (BAD_LOOP), or addresses past the buffer
+        (ACT_RANGE, some that a 16- or 17-bit sum would wrap back into it); or a pooling
+        POSTPROC to the stream (BAD_POOL)."""
+        cfg, rng = self.cfg, self.rng
+        kind = int(rng.integers(0, 6))
+        if kind == 5:  # pool on a row for the stream, whatever the WRITE pattern
+            if rng.random() < 0.5:
+                self.loop(LoopTarget.WRITE)
+            self.beat(
+                isa.encode(
+                    Opcode.POSTPROC,
+                    m=int(rng.integers(1, 9)),
+                    dst_addr=int(rng.integers(0, cfg.act_space)),
+                    to_stream=1,
+                    raw=int(rng.integers(0, 2)),
+                    pool=1,
+                )
+            )
+            return
+        if kind == 0:  # BAD_LOOP on the LOOP itself
+            inner = _near_end(rng, MAX_ROWS_PER_OP - 1) + 1
+            outer = 0 if rng.random() < 0.5 else MAX_ROWS_PER_OP // inner + 1
+            outer = min(outer, MAX_ROWS_PER_OP)
+            if inner * outer <= MAX_ROWS_PER_OP:
+                outer = 0
+            self.beat(
+                isa.encode(
+                    Opcode.LOOP,
+                    target=int(rng.integers(0, 2)),
+                    inner=inner,
+                    outer=outer,
+                    inner_stride=int(rng.integers(0, _STRIDE_MAX + 1)),
+                    outer_stride=int(rng.integers(0, _STRIDE_MAX + 1)),
+                )
+            )
+            return
+        target = LoopTarget(kind % 2)  # 1, 3: WRITE; 2, 4: READ
+        if rng.random() < 0.3 and kind >= 3:  # a span that reaches past 2**16
+            pattern = (2, int(rng.integers(1, 3)), _STRIDE_MAX, int(rng.integers(0, 2)))
+        else:
+            pattern = self.random_pattern(target)
+        self.loop(target, pattern)
+        rows, span = pattern[0] * pattern[1], _span(pattern)
+        lo = cfg.act_depth if target is LoopTarget.WRITE else 0
+        if kind <= 2:  # m does not fit (the address may be out of range too)
+            m = rows + int(rng.choice([-1, 1, int(rng.integers(2, 9))]))
+            m = m if 1 <= m <= MAX_ROWS_PER_OP else rows + 1
+            addr = _near_end(rng, cfg.act_space - 1) if rng.random() < 0.3 else lo
+        else:  # at or past the end (or below the hidden buffer for a POSTPROC)
+            m = rows
+            first = min(max(0, cfg.act_space - span), _STRIDE_MAX)
+            addr = first if rng.random() < 0.5 else int(rng.integers(first, _STRIDE_MAX + 1))
+            if target is LoopTarget.WRITE and rng.random() < 0.25:
+                addr = int(rng.integers(0, cfg.act_depth))
+        if target is LoopTarget.READ:
+            fields = dict(act_addr=addr, weight_tile=0, acc_addr=0, m=m)
+            self.beat(isa.encode(Opcode.MATMUL, **fields))
+        else:
+            fields = dict(
+                acc_addr=0, m=m, param_addr=0, dst_addr=addr, pool=int(rng.integers(0, 2))
+            )
+            self.beat(isa.encode(Opcode.POSTPROC, **fields))
 
 
 def random_program(cfg, rng, fault=None):
@@ -200,24 +357,28 @@ def random_program(cfg, rng, fault=None):
     n = int(rng.integers(1, 40))
     fault_at = int(rng.integers(0, n + 1))
     for i in range(n + 1):
-        if fault in ("opcode", "field") and i == fault_at:
+        if fault in ("opcode", "field", "pattern") and i == fault_at:
             if fault == "opcode":
                 code = int(rng.choice([0, *range(max(o.value for o in Opcode) + 1, 16)]))
                 w.beat((int(rng.integers(0, 1 << 60)) << 4) | code)
-            else:
+            elif fault == "field":
                 w.bad_instruction()
+            else:
+                w.bad_pattern()
             for _ in range(int(rng.integers(0, 4))):  # discarded up to tlast
                 w.beat(int.from_bytes(rng.bytes(cfg.stream_bytes), "little"))
             break
         if i == n:
             break
         r = rng.random()
-        if r < 0.35:
+        if r < 0.3:
             w.load()
-        elif r < 0.65:
+        elif r < 0.55:
             w.matmul()
-        elif r < 0.9:
+        elif r < 0.8:
             w.postproc()
+        elif r < 0.92:
+            w.loop()
         else:
             w.sync()
     w.instr(Opcode.END)

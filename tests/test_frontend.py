@@ -184,7 +184,7 @@ def test_front_end_runs_a_program(cfg, scenario):
                         (ctx.get(dut.bias_write.addr), c, int(ctx.get(dut.bias_write.data[c])))
                     )
             if ctx.get(dut.o_instr.valid):
-                queued.append(ctx.get(dut.o_instr.payload.word))
+                queued.append(ctx.get(dut.o_instr.payload.instr.word))
             await ctx.tick()
 
     async def sink(ctx):

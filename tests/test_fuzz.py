@@ -13,8 +13,9 @@ import pytest
 
 from host.backends.model import Machine
 from host.backends.model.cycles import predict
-from host.compile.program import status_packet
-from hw.isa import STATUS_FIELDS, ErrorCode
+from host.compile.program import beat_words, status_packet
+from hw import isa
+from hw.isa import STATUS_FIELDS, ErrorCode, LoopTarget, Opcode
 from sim import runner
 from sim.fuzz import FAULTS, random_programs
 
@@ -63,6 +64,8 @@ def test_random_programs_rtl_equals_model(name):
         ErrorCode.BAD_OPCODE,
         ErrorCode.NO_END,
         ErrorCode.END_NOT_LAST,
+        ErrorCode.BAD_LOOP,
+        ErrorCode.BAD_POOL,
     }, errors
     assert len(errors) >= 8, errors
 
@@ -116,3 +119,38 @@ def test_generator_is_seeded_and_covers_every_fault():
     a, b = random_programs(cfg, 5, 60), random_programs(cfg, 5, 60)
     assert all(fa == fb and np.array_equal(pa, pb) for (fa, pa), (fb, pb) in zip(a, b))
     assert {f for f, _ in a} == {None, *FAULTS}
+
+
+def _instructions(beats):
+    """The instructions a frame's beats decode to (LOAD data and noise included)."""
+    for word in beat_words(beats):
+        try:
+            yield isa.decode(int(word))
+        except isa.InstructionError:
+            pass
+
+
+@pytest.mark.parametrize("name", sorted(SIM_CONFIGS))
+def test_generator_reaches_loops_pool_and_their_refusals(name):
+    """The programs set and reset both patterns, run MATMULs and POSTPROCs under them,
+    pool, and end with each LOOP/pool refusal (as the model sees them)."""
+    cfg = SIM_CONFIGS[name]
+    programs = random_programs(cfg, SEED, 240)
+    machine = Machine(cfg)
+    errors = {}
+    for fault, beats in programs:
+        status = machine.run(beats)[1]
+        assert status == predict(cfg, beats)
+        errors.setdefault(fault, set()).add(ErrorCode(status["error"]))
+    assert errors["pattern"] == {ErrorCode.BAD_LOOP, ErrorCode.ACT_RANGE, ErrorCode.BAD_POOL}
+    assert errors[None] == {ErrorCode.NONE}
+    seen = set()
+    for fault, beats in programs:
+        if fault is not None:
+            continue
+        for op, f in _instructions(beats):
+            if op is Opcode.LOOP:
+                seen.add((LoopTarget(f["target"]), f["inner"] > 0))
+            elif op is Opcode.POSTPROC and f["pool"]:
+                seen.add("pool")
+    assert seen == {"pool", *((t, s) for t in LoopTarget for s in (False, True))}

@@ -2,10 +2,14 @@
 
 Each scenario is a list of instructions, all waiting in the queue from cycle 0, and the
 cycles in which POSTPROC rows are held (``ready`` low) or the post-processing pipeline
-stands still (``pp_hold``). The expected rows come from the timing rules of
-docs/ARCHITECTURE.md, written out below as a small model of their own.
+stands still (``pp_hold``). An instruction may carry an address pattern ``(inner, outer,
+inner_stride, outer_stride)`` as the front end attaches it. The expected rows come from
+the timing rules of docs/ARCHITECTURE.md, written out below as a small model of their
+own, and the pattern's formula (row ``i`` at ``base + (i mod inner) * inner_stride +
+(i div inner) * outer_stride``): a pattern changes addresses, never cycles.
 """
 
+import numpy as np
 import pytest
 
 from hw import isa
@@ -23,7 +27,7 @@ CFGS = {
 }
 
 
-def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1):
+def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1, pattern=None):
     return {
         "op": Opcode.MATMUL,
         "m": m,
@@ -31,10 +35,11 @@ def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1):
         "weight_tile": weight_tile,
         "acc_addr": acc_addr,
         "accumulate": accumulate,
+        "pattern": pattern,
     }
 
 
-def pp(m, acc_addr=0, param_addr=0, dst_addr=0, group=0, to_stream=0, raw=0):
+def pp(m, acc_addr=0, param_addr=0, dst_addr=0, group=0, to_stream=0, raw=0, pool=0, pattern=None):
     return {
         "op": Opcode.POSTPROC,
         "m": m,
@@ -44,7 +49,25 @@ def pp(m, acc_addr=0, param_addr=0, dst_addr=0, group=0, to_stream=0, raw=0):
         "group": group,
         "to_stream": to_stream,
         "raw": raw,
+        "pool": pool,
+        "pattern": pattern,
     }
+
+
+def _random_patterned(rng, n):
+    """``n`` instructions of both kinds under random patterns (rows = inner * outer)."""
+    out = []
+    for _ in range(n):
+        inner, outer = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        pattern = (inner, outer, int(rng.integers(0, 40)), int(rng.integers(0, 90)))
+        base = int(rng.integers(0, 200))
+        if rng.random() < 0.5:
+            out.append(mm(inner * outer, act_addr=base, acc_addr=3, pattern=pattern))
+        else:
+            out.append(
+                pp(inner * outer, dst_addr=base, pool=int(rng.integers(0, 2)), pattern=pattern)
+            )
+    return out
 
 
 SCENARIOS = {
@@ -58,6 +81,35 @@ SCENARIOS = {
     "postproc rows held": ([pp(3, to_stream=1), pp(2, param_addr=1)], {3, 4, 7}, set()),
     "raw rows, held": ([pp(2, to_stream=1, raw=1), pp(1, raw=1, to_stream=1)], {2, 5}, set()),
     "drain waits while the pipeline stands": ([pp(1), mm(2)], set(), {3, 4, 5}),
+    "matmul under a pattern": ([mm(6, act_addr=10, pattern=(3, 2, 4, 50))], set(), set()),
+    "patterns back to back, one inner run each, strides 0": (
+        [mm(2, act_addr=3, pattern=(2, 1, 0, 7)), mm(3, act_addr=9, pattern=(1, 3, 5, 0))],
+        set(),
+        set(),
+    ),
+    "pattern then linear then pattern": (
+        [mm(4, act_addr=1, pattern=(2, 2, 1, 8)), mm(3, act_addr=20), mm(2, pattern=(1, 2, 0, 5))],
+        set(),
+        set(),
+    ),
+    "postproc writes under a pattern, held": (
+        [
+            pp(6, dst_addr=300, pattern=(2, 3, 1, 10)),
+            pp(4, dst_addr=301, pool=1, pattern=(4, 1, 2, 0)),
+        ],
+        {3, 5, 6, 9},
+        set(),
+    ),
+    "raw rows with a pattern attached (their dst_addr unused)": (
+        [pp(4, to_stream=1, raw=1, dst_addr=7, pattern=(2, 2, 3, 30))],
+        {4},
+        set(),
+    ),
+    "random patterns, both kinds": (
+        _random_patterned(np.random.default_rng(11), 12),
+        {5, 40, 41},
+        set(),
+    ),
 }
 
 
@@ -90,10 +142,18 @@ def expected_rows(cfg, instrs, held, frozen):
     return rows
 
 
+def _pattern_address(ins, base, i):
+    """Row ``i``'s activation word under the instruction's pattern (linear if none)."""
+    if ins["pattern"] is None:
+        return base + i
+    inner, _, inner_stride, outer_stride = ins["pattern"]
+    return base + (i % inner) * inner_stride + (i // inner) * outer_stride
+
+
 def _row_fields(ins, i):
     if ins["op"] is Opcode.MATMUL:
         return {
-            "act_addr": ins["act_addr"] + i,
+            "act_addr": _pattern_address(ins, ins["act_addr"], i),
             "weight_tile": ins["weight_tile"],
             "acc_addr": ins["acc_addr"] + i,
             "accumulate": ins["accumulate"],
@@ -101,10 +161,22 @@ def _row_fields(ins, i):
     return {
         "acc_addr": ins["acc_addr"] + i,
         "param_addr": ins["param_addr"],
-        "dst_addr": ins["dst_addr"] + i,
+        "dst_addr": _pattern_address(ins, ins["dst_addr"], i),
         "group": ins["group"],
         "to_stream": ins["to_stream"] | ins["raw"],
         "raw": ins["raw"],
+        "pool": ins["pool"],
+    }
+
+
+def queued(ins):
+    """The queue entry of an instruction: its word and its pattern as the front end
+    attaches it (linear: ``inner`` 0, ``inner_stride`` 1)."""
+    fields = {k: v for k, v in ins.items() if k not in ("op", "pattern")}
+    inner, _, inner_stride, outer_stride = ins["pattern"] or (0, 0, 1, 0)
+    return {
+        "instr": {"word": isa.encode(ins["op"], **fields)},
+        "pattern": {"inner": inner, "inner_stride": inner_stride, "outer_stride": outer_stride},
     }
 
 
@@ -123,8 +195,7 @@ def test_rows_issue_in_the_cycles_of_the_timing_model(config, scenario):
 
     async def feed(ctx):
         for ins in instrs:
-            fields_ = {k: v for k, v in ins.items() if k != "op"}
-            await stream_put(ctx, dut.i_instr, {"word": isa.encode(ins["op"], **fields_)})
+            await stream_put(ctx, dut.i_instr, queued(ins))
 
     async def holds(ctx):
         for cycle in range(end):

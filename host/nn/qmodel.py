@@ -496,16 +496,20 @@ def is_quantized_model_file(path: str) -> bool:
         return False
 
 
-def _random_layer(rng, weight_shape, zp_in, relu, **layout):
-    """One random layer; the requantization scale keeps outputs mostly in range:
-    ~ 1 / (sqrt(reduction) * 64 * 16) for weights in [-127, 127]."""
+def _random_layer(rng, weight_shape, zp_in, relu, spread=None, **layout):
+    """One random layer; the requantization scale keeps outputs mostly in range: by
+    default ~ 1 / (sqrt(reduction) * 64 * 16) for weights in [-127, 127]; given the RMS
+    ``spread`` of ``x - zx``, outputs get a spread of about 16 (before the ReLU)."""
     n, k = weight_shape[0], math.prod(weight_shape[1:])
     zp_out = int(rng.integers(-128, -100)) if relu else int(rng.integers(-20, 20))
-    scale = rng.uniform(0.5, 2.0, n) / (math.sqrt(k) * 64 * 16)
+    gain = 1 / (64 * 16) if spread is None else 16 / (73 * spread)
+    # the bias: up to about a quarter of the accumulators' spread
+    bias = 1 << 14 if spread is None else int(73 * spread * math.sqrt(k) / 4) + 1
+    scale = rng.uniform(0.5, 2.0, n) * gain / math.sqrt(k)
     mult, shift = multiplier_shift(scale)
     layer = QuantLayer(
         weight=rng.integers(-127, 128, weight_shape).astype(np.int8),
-        bias=rng.integers(-(1 << 14), 1 << 14, n).astype(np.int32),
+        bias=rng.integers(-bias, bias, n).astype(np.int32),
         input_zero_point=zp_in,
         mult=mult,
         shift=shift,
@@ -571,6 +575,8 @@ def random_quantized_cnn(
     layers = []
     zp_in = int(rng.integers(-128, 128))
     channels, features = shape[0], None
+    # RMS of x - zx: uniform int8 inputs, then ReLU (and max-pool) outputs, measured
+    spread = 74.0
     for i, spec in enumerate(specs):
         relu = bool(relu_last or i < total - 1)
         pool = int(spec.get("pool", 0))
@@ -580,6 +586,7 @@ def random_quantized_cnn(
             (int(spec["out"]), channels, k, k),
             zp_in,
             relu,
+            spread,
             kind="conv",
             stride=int(spec.get("stride", 1)),
             padding=int(spec.get("padding", 0)),
@@ -587,7 +594,7 @@ def random_quantized_cnn(
             pool_stride=2 if pool else 0,
         )
         layers.append(layer)
-        channels = layer.out_features
+        channels, spread = layer.out_features, 12.0
     model = QuantizedModel(tuple(layers), {}, shape)
     if layers:
         model.validate("random CNN")
@@ -596,9 +603,9 @@ def random_quantized_cnn(
         features = math.prod(shape)
     for j, n in enumerate(linears):
         relu = bool(relu_last or len(specs) + j < total - 1)
-        layer, zp_in = _random_layer(rng, (int(n), features), zp_in, relu)
+        layer, zp_in = _random_layer(rng, (int(n), features), zp_in, relu, spread)
         layers.append(layer)
-        features = int(n)
+        features, spread = int(n), 12.0
     meta = {
         "random_seed": seed,
         "input_shape": list(shape),
