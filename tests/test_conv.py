@@ -1,0 +1,174 @@
+"""Convolutional networks through the compiler and the backends, against the golden model.
+
+The golden model (host/golden.py) computes convolution and pooling with plain numpy on
+padded NCHW arrays; the compiler lays maps out NHWC in channel words and reads them
+through LOOP patterns, so the two share nothing but the quantized model.
+"""
+
+import numpy as np
+import pytest
+
+from host import golden
+from host.backends import get_backend
+from host.backends.model.cycles import predict
+from host.compile import CompileError, Program, ProgramError, compile_model, max_batch
+from host.nn.qmodel import random_quantized_cnn
+from hw import isa
+from hw.config import CoreConfig
+from hw.isa import Opcode
+from tests.conftest import SIM_CONFIGS
+
+#: (input shape, conv layers, Linear sizes): odd sizes, stride 2, padding 0 and 1,
+#: kernels 1 to 5, pooling 2 and 3, channel counts that are not multiples of the array.
+NETS = {
+    "lenet": ((1, 12, 12), [dict(out=4, kernel=3, padding=1, pool=2), (6, 3, 1, 1, 2)], [10]),
+    "stride2-pool3": ((3, 9, 11), [(5, 3, 2, 1), dict(out=9, kernel=2, pool=3)], [7, 5]),
+    "k5-17ch": ((2, 7, 7), [dict(out=17, kernel=5, padding=1)], [3]),
+    "k1-k4": ((5, 6, 5), [dict(out=3, kernel=1), dict(out=7, kernel=4, padding=1, pool=2)], [4]),
+    "three-convs": (
+        (2, 10, 9),
+        [(9, 3, 1, 1), dict(out=5, kernel=3, stride=2), dict(out=6, kernel=2, padding=1, pool=2)],
+        [6],
+    ),
+}
+CONFIGS = {
+    "4x4": CoreConfig(rows=4, cols=4),
+    "4x8": CoreConfig(rows=4, cols=8),  # two words (groups) a channel tile
+    "8x4": CoreConfig(rows=8, cols=4),
+    "3x5": CoreConfig(rows=3, cols=5, deep_pipeline=False),
+    "16x16": CoreConfig(rows=16, cols=16),
+}
+
+
+def _inputs(q, n, seed=0):
+    return np.random.default_rng(seed).integers(-128, 128, (n, q.in_features)).astype(np.int8)
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_model_backend_equals_golden(net, name):
+    cfg = CONFIGS[name]
+    shape, convs, linears = NETS[net]
+    q = random_quantized_cnn(shape, convs, linears, seed=len(net))
+    x = _inputs(q, 7)
+    want = golden.run(q, x)
+    for batch in sorted({1, 3, min(4, max_batch(q, cfg))}):
+        res = get_backend("model", cfg).run(compile_model(q, cfg, batch), x)
+        assert res.status["error"] == 0
+        np.testing.assert_array_equal(res.outputs, want, strict=True, err_msg=f"batch {batch}")
+
+
+def _lenet(seed=0):
+    return random_quantized_cnn(
+        (1, 28, 28),
+        [dict(out=8, kernel=3, padding=1, pool=2), dict(out=16, kernel=3, padding=1, pool=2)],
+        [10],
+        seed=seed,
+    )
+
+
+def test_lenet_program_uses_patterns_and_pooling():
+    cfg = CoreConfig()
+    q = _lenet()
+    prog = compile_model(q, cfg, 2)
+    ops = [isa.decode(int(w)) for w in prog.schedule["even"][prog.schedule["kind"] == 0]]
+    loops = [f for op, f in ops if op is Opcode.LOOP]
+    pooled = [f for op, f in ops if op is Opcode.POSTPROC and f["pool"]]
+    assert loops and pooled
+    # 2 images, 4 pooling phases: the first layer runs on 3x3 patches (9 values in 2 words
+    # of 8 lanes), 2 MATMULs of 14x14 rows a phase; the second reads 9 kernel offsets of
+    # one 8-channel word for each of its 2 output tiles, 7x7 rows each
+    m = [f["m"] for op, f in ops if op is Opcode.MATMUL]
+    assert m.count(14 * 14) == 2 * 4 * 2 and m.count(7 * 7) == 2 * 2 * 4 * 9
+    assert prog.header["in_tiles"] == 28 * 28 * 2 and prog.header["image"]["patch"] == [3, 1]
+    # every conv output the pooled maps need, and the Linear layer: 290k MACs an image
+    assert prog.header["useful_macs_per_row"] == 28 * 28 * 8 * 9 + 14 * 14 * 16 * 72 + 784 * 10
+
+
+def test_input_words_are_padded_nhwc_maps():
+    """Without patches (a 1x1 first layer) an image is its padded NHWC map."""
+    cfg = CoreConfig(rows=4, cols=4)
+    q = random_quantized_cnn((6, 3, 4), [dict(out=2, kernel=1, padding=1)], [2], seed=1)
+    prog = compile_model(q, cfg, 1)
+    assert prog.header["image"]["patch"] == [1, 1]
+    x = _inputs(q, 1)
+    words = prog.input_words(x)[:, :4].view(np.int8)  # [5 * 6 pixels * 2 words, 4 lanes]
+    maps = words.reshape(5, 6, 8)[..., :6]
+    zp = q.layers[0].input_zero_point
+    want = np.full((5, 6, 6), zp, np.int8)
+    want[1:4, 1:5] = x.reshape(6, 3, 4).transpose(1, 2, 0)
+    np.testing.assert_array_equal(maps, want)
+    assert not words.reshape(5, 6, 8)[..., 6:].any()  # unused lanes are zero
+
+
+def test_partial_batch_and_program_file(tmp_path):
+    cfg = CONFIGS["4x8"]
+    q = random_quantized_cnn(*NETS["lenet"], seed=4)
+    x = _inputs(q, 5)
+    prog = compile_model(q, cfg, 3)  # 5 images: a full batch and a partial one
+    prog.save(tmp_path / "cnn.prog")
+    back = Program.load(tmp_path / "cnn.prog", cfg)
+    res = get_backend("model", cfg).run(back, x)
+    np.testing.assert_array_equal(res.outputs, golden.run(q, x), strict=True)
+    assert predict(cfg, back.beats(x))["cycles"] == res.cycles
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda h: h["image"].update(shape=[1, 12, 13]), "has 156 values"),
+        (lambda h: h["image"].update(patch=[1, 2]), "patch must be"),
+        (lambda h: h["image"].update(pad=3), "pad is out of range"),
+        (lambda h: h["image"].pop("zero_point"), "must be an object with"),
+        (lambda h: h.update(in_tiles=h["in_tiles"] + 1), "header field in_tiles"),
+        (lambda h: h["image"].update(fill_params=5), "preamble loads"),
+    ],
+)
+def test_program_refuses_inconsistent_image_header(change, message):
+    cfg = CONFIGS["4x4"]
+    prog = compile_model(random_quantized_cnn(*NETS["lenet"], seed=2), cfg, 2)
+    header = {**prog.header, "image": dict(prog.header["image"])}
+    change(header)
+    with pytest.raises(ProgramError, match=message):
+        Program(cfg, header, prog.preamble, prog.schedule, prog.blocks)
+
+
+def test_program_refuses_a_read_outside_the_input_region():
+    cfg = CONFIGS["4x4"]
+    prog = compile_model(random_quantized_cnn(*NETS["lenet"], seed=2), cfg, 2)
+    s = {k: v.copy() for k, v in prog.schedule.items()}
+    for i, w in enumerate(s["even"]):
+        op, f = isa.decode(int(w))
+        if op is Opcode.MATMUL and f["act_addr"] < cfg.act_depth:
+            moved = f["act_addr"] + prog.header["input_regions"][1] - 10  # past its end
+            s["even"][i] = isa.encode(op, **{**f, "act_addr": moved})
+            break
+    with pytest.raises(ProgramError, match="expected inside input region 0"):
+        Program(cfg, prog.header, prog.preamble, s, prog.blocks)
+
+
+def test_too_large_batch_and_weights_are_refused():
+    q = _lenet()
+    cfg = CoreConfig()
+    best = max_batch(q, cfg)
+    compile_model(q, cfg, best)
+    with pytest.raises(CompileError, match="input words"):
+        compile_model(q, cfg, best + 1)
+    with pytest.raises(CompileError, match="weight tiles"):
+        compile_model(q, CoreConfig(weight_kib=4), 1)
+
+
+@pytest.mark.rtl
+def test_rtl_equals_model_on_cnns():
+    """Bytes and cycles of the RTL equal the model backend's on small CNNs (patterns,
+    pooling into the same words, padding borders, strided reads)."""
+    cfg = SIM_CONFIGS["4x4"]
+    for net in ("lenet", "stride2-pool3"):
+        q = random_quantized_cnn(*NETS[net], seed=5)
+        x = _inputs(q, 3, seed=5)
+        prog = compile_model(q, cfg, 2)
+        rtl = get_backend("rtl", cfg).run(prog, x)
+        model = get_backend("model", cfg).run(prog, x)
+        np.testing.assert_array_equal(rtl.outputs, golden.run(q, x), strict=True)
+        np.testing.assert_array_equal(rtl.out_beats, model.out_beats, strict=True)
+        assert rtl.cycles == rtl.predicted_cycles == model.cycles
