@@ -79,9 +79,17 @@ def onchip_bytes(program) -> dict:
     R, C, B = cfg.rows, cfg.cols, program.batch
     weights = min(h["weight_tiles"], cfg.weight_depth) * R * C * cfg.weight_bits // 8
     tiles = [-(-n // C) for n in h["sizes"][1:]]
-    act = (2 * h["in_tiles"] + sum(t * cfg.groups for t in tiles[:-1])) * B * R * cfg.act_bits // 8
-    acc = max(tiles) * B * C * cfg.acc_bits // 8
-    params = sum(tiles) * C * (isa.BIAS_BITS + isa.SCALE_WORD.size) // 8
+    word = R * cfg.act_bits // 8
+    param_words = sum(tiles)
+    if program.image is not None:  # a CNN: its plan says what it uses
+        fp = program.image["footprint"]
+        act = (fp["input"] + fp["hidden"]) * word
+        acc = fp["accumulators"] * C * cfg.acc_bits // 8
+        param_words += program.image["fill_params"]
+    else:
+        act = (2 * h["in_tiles"] + sum(t * cfg.groups for t in tiles[:-1])) * B * word
+        acc = max(tiles) * B * C * cfg.acc_bits // 8
+    params = param_words * C * (isa.BIAS_BITS + isa.SCALE_WORD.size) // 8
     return {
         "weights": weights,
         "activations": act,

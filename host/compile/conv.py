@@ -186,8 +186,8 @@ def _bands(g: ConvGeometry, cfg: CoreConfig) -> int:
 
 
 def _plan(geoms, linears, cfg, batch):
-    """Buffer bases: ``(regions, map_bases, feat_base, hidden_bases)``; CompileError when
-    something does not fit."""
+    """Buffer bases: ``(regions, map_bases, feat_base, hidden_bases, feat_words,
+    footprint)``; CompileError when something does not fit."""
     G = cfg.groups
     last = geoms[-1]
     t_feat = -(-last.cout // cfg.cols) * G
@@ -220,10 +220,11 @@ def _plan(geoms, linears, cfg, batch):
             f"batch {batch} needs {acc} accumulator words, the buffer has {cfg.acc_depth}"
         )
     for g in geoms:
-        _bands(g, cfg)
         if g.ph < 1 or g.pw < 1:
             raise CompileError("a conv layer's output is empty")
-    return [0, in_words], map_bases, feat_base, hidden_bases, feat_words
+        acc = max(acc, g.pool * g.pool * _bands(g, cfg) * g.pw)
+    footprint = {"input": 2 * in_words, "hidden": base - cfg.act_depth, "accumulators": acc}
+    return [0, in_words], map_bases, feat_base, hidden_bases, feat_words, footprint
 
 
 def max_batch_cnn(qmodel, cfg: CoreConfig) -> int:
@@ -336,7 +337,9 @@ def compile_cnn(qmodel, config: CoreConfig, batch: int) -> Program:
         raise CompileError("a convolutional network must end with a Linear layer")
     if any(q.kind == "conv" for q in qmodel.layers[len(geoms) :]):
         raise CompileError("conv layers must come before every Linear layer")
-    regions, map_bases, feat_base, hidden_bases, feat_words = _plan(geoms, linears, cfg, batch)
+    regions, map_bases, feat_base, hidden_bases, feat_words, footprint = _plan(
+        geoms, linears, cfg, batch
+    )
     em = Emitter(cfg, regions)
 
     # -- weights (resident), parameters --------------------------------------------
@@ -434,6 +437,7 @@ def compile_cnn(qmodel, config: CoreConfig, batch: int) -> Program:
             "zero_point": int(qmodel.layers[0].input_zero_point),
             "fill_params": len(fill_zps),
             "patch": list(patch[:2]) if patch else [1, 1],
+            "footprint": footprint,
         },
     }
     return Program(cfg, header, np.concatenate(pre), em.schedule(regions[1]), em.blocks)

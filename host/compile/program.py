@@ -97,10 +97,13 @@ HEADER_FIELDS = (
     "weight_tiles",
 )
 #: Optional header fields: ``image`` (a convolutional network's input: ``shape``
-#: ``[C, H, W]``, ``pad``, ``zero_point`` of the padding, ``fill_params``, the parameter
-#: words after the layers' that write padding) lays each image out as a padded NHWC map,
-#: ``in_tiles`` words an image, image ``b`` at ``b * in_tiles``, and every image of a
-#: batch is computed (MATMUL and POSTPROC row counts are not the batch).
+#: ``[C, H, W]``, ``pad``, ``zero_point`` of the padding, ``patch`` ``[kernel, stride]``
+#: of the first layer's windows laid out by the host (``[1, 1]``: none),
+#: ``fill_params``, the parameter words after the layers' that write padding, and
+#: ``footprint``, the input, hidden and accumulator words used) lays each image out as a
+#: padded NHWC map (or its patches), ``in_tiles`` words an image, image ``b`` at
+#: ``b * in_tiles``, and every image of a batch is computed (MATMUL and POSTPROC row
+#: counts are not the batch).
 OPTIONAL_FIELDS = ("image",)
 SCHEDULE_ARRAYS = ("kind", "even", "odd", "start", "count", "block")
 DIGEST_BYTES = 32  #: SHA-256, at the end of the file
@@ -369,8 +372,8 @@ class Program:
 
     def _validate_image(self, K):
         """The ``image`` field: shape, padding, zero point; returns ``(C, H, W)``."""
-        img = self.image
-        keys = {"shape", "pad", "zero_point", "fill_params", "patch"}
+        img, cfg = self.image, self.config
+        keys = {"shape", "pad", "zero_point", "fill_params", "patch", "footprint"}
         if not isinstance(img, dict) or set(img) != keys:
             raise ProgramError(
                 f"header field image must be an object with {', '.join(sorted(keys))}, "
@@ -397,6 +400,23 @@ class Program:
             raise ProgramError(
                 f"header field image patch must be [kernel, stride] (1..5; [1, 1]: no "
                 f"patches), not {_short(patch)}"
+            )
+        fp, depths = (
+            img["footprint"],
+            {
+                "input": cfg.act_depth,
+                "hidden": cfg.hidden_depth,
+                "accumulators": cfg.acc_depth,
+            },
+        )
+        if (
+            not isinstance(fp, dict)
+            or set(fp) != set(depths)
+            or not all(_is_json_int(fp[k]) and 0 <= fp[k] <= depths[k] for k in depths)
+        ):
+            raise ProgramError(
+                f"header field image footprint must give the input, hidden and accumulator "
+                f"words used, each within its buffer, not {_short(fp)}"
             )
         c, hh, ww = shape
         if patch[0] > hh + 2 * img["pad"] or patch[0] > ww + 2 * img["pad"]:
