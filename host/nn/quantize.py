@@ -7,6 +7,7 @@ the integer golden model with PyTorch's execution of the quantized model.
 """
 
 import dataclasses
+import math
 import os
 import zipfile
 
@@ -97,9 +98,10 @@ def quantize_checkpoint(
     model, meta = load_checkpoint(checkpoint_path)
     sha = file_sha256(checkpoint_path)
     width = data.train_images.shape[1]
-    if meta["sizes"][0] != width:
+    takes = math.prod(model.input_shape)
+    if takes != width:
         raise CheckpointError(
-            f"{checkpoint_path}: the network takes {meta['sizes'][0]} inputs, "
+            f"{checkpoint_path}: the network takes {takes} inputs, "
             f"expected {width} (28x28 MNIST images)"
         )
     try:
@@ -115,12 +117,16 @@ def quantize_checkpoint(
     qmeta = {
         "checkpoint": ref,
         "checkpoint_sha256": sha,
-        "sizes": meta["sizes"],
+        **(
+            {"model": "cnn", "channels": meta["channels"]}
+            if meta.get("model") == "cnn"
+            else {"sizes": meta["sizes"]}
+        ),
         "calibration_images": int(min(calibration, len(data.train_images))),
         "data": data.source,
         "torch_version": str(torch.__version__),
     }
-    return QuantizedModel(qmodel.layers, qmeta), tq_model, model
+    return QuantizedModel(qmodel.layers, qmeta, qmodel.input_shape), tq_model, model
 
 
 def _same_layers(a, b):
