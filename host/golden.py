@@ -89,7 +89,8 @@ def requantize(
     """int32 accumulators -> int8: ``acc * mult / 2**shift`` rounded, zero point, clamp.
 
     ``mult`` (unsigned 32-bit, 0..2**32-1) and ``shift`` (0..63) are per output channel
-    (last axis). The product is computed with Python integers, so nothing can overflow.
+    (last axis). The product is exact: in int64 for int32 accumulators (it is below
+    2**63), with Python integers beyond.
     A remainder of exactly one half rounds up, or with ``round_even`` to the even
     quotient (as ``numpy.rint`` and PyTorch's int8 kernels do).
     """
@@ -98,12 +99,23 @@ def requantize(
     shift = np.asarray(shift, np.int64)
     if np.any((mult < 0) | (mult >= 1 << 32)) or np.any((shift < 0) | (shift > 63)):
         raise ValueError("requantize: mult must be in [0, 2**32) and shift in [0, 63]")
-    p = acc.astype(object) * mult.astype(object)  # Python integers: exact
-    d = np.left_shift(np.ones_like(shift, dtype=object), shift.astype(object))
-    quotient, remainder = p // d, p % d  # floor division, 0 <= rem < d
-    twice = 2 * remainder
-    up = (twice > d) | ((twice == d) & (shift > 0) & ((quotient % 2 == 1) | (not round_even)))
-    r = (quotient + up.astype(np.int64)).astype(np.int64)
+    if np.all(np.abs(acc) <= 1 << 31):
+        # |acc * mult| <= 2**31 * (2**32 - 1) < 2**63: the product is exact in int64, and
+        # so are the floor shift, the remainder (a mask) and its comparison with one half
+        p = acc * mult
+        quotient = np.right_shift(p, shift)  # floor
+        remainder = p & (np.left_shift(np.int64(1), shift, dtype=np.int64) - 1)
+        half = np.left_shift(np.int64(1), np.maximum(shift - 1, 0))
+        tie = (remainder == half) & (shift > 0)
+        up = ((remainder > half) & (shift > 0)) | (tie & ((quotient % 2 == 1) | (not round_even)))
+        r = quotient + up.astype(np.int64)
+    else:
+        p = acc.astype(object) * mult.astype(object)  # Python integers: exact
+        d = np.left_shift(np.ones_like(shift, dtype=object), shift.astype(object))
+        quotient, remainder = p // d, p % d  # floor division, 0 <= rem < d
+        twice = 2 * remainder
+        up = (twice > d) | ((twice == d) & (shift > 0) & ((quotient % 2 == 1) | (not round_even)))
+        r = (quotient + up.astype(np.int64)).astype(np.int64)
     y = r + int(zero_point)
     floor = max(int(zero_point), lo) if relu else lo
     return np.clip(y, floor, hi).astype(np.int8)

@@ -56,7 +56,7 @@ from hw.config import CoreConfig
 from hw.core import Core
 from hw.frontend import IN_BUFFER_DEPTH
 from hw.isa import ErrorCode, Opcode
-from hw.payloads import INSTRUCTION
+from hw.payloads import QUEUED
 
 __all__ = [
     "CONFIGS",
@@ -385,7 +385,7 @@ class StreamContract(Core):
         ready_every = ready_every or self.ready_every
         not_ready = _counter(m, "not_ready", ready_every, ~self.m_axis_tready, self.m_axis_tready)
         m.d.comb += Assume(self.m_axis_tready | (not_ready < ready_every - 1))
-        instr = data.View(INSTRUCTION, queue.w_stream.payload)
+        instr = data.View(QUEUED, queue.w_stream.payload).instr
         with m.If(self._pushed(queue)):
             m.d.comb += Assume(
                 Mux(instr.bare.op == Opcode.MATMUL, instr.matmul.m, instr.postproc.m)

@@ -1,4 +1,5 @@
-"""Fast tests of the hardware description: configuration, ISA, and amaranth.sim units."""
+"""Fast tests of the hardware description: configuration, ISA, amaranth.sim units, and
+the whole core in amaranth.sim with address patterns and pooling."""
 
 import json
 import subprocess
@@ -10,9 +11,10 @@ from amaranth.sim import Simulator
 
 from hw import isa
 from hw.config import CoreConfig
+from hw.core import Core
 from hw.pe import ProcessingElement
 from hw.postproc import PostProcessor
-from sim.programs import reference_matmul
+from sim.programs import Builder, reference_matmul
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -255,3 +257,110 @@ def test_generate_rejects_bad_size(tmp_path):
     assert res.returncode != 0
     assert res.stderr.strip() == "error: rows must be between 2 and 16, not 40"
     assert not out.exists()
+
+
+# -- the whole core in amaranth.sim: address patterns and pooling --------------------------
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
+def test_core_reads_and_writes_through_patterns_and_pools(deep):
+    """A 2x2 core with an identity weight tile (each result row is the activation word it
+    read): MATMUL reads under a READ pattern, POSTPROC writes under a WRITE pattern,
+    pooled POSTPROCs (two rows into each word, back to back), then the hidden words
+    read back linearly to the stream. The next program starts linear."""
+    cfg = CoreConfig(
+        rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, deep_pipeline=deep
+    )
+    H, Op = cfg.act_depth, isa.Opcode
+    rng = np.random.default_rng(4)
+    x = rng.integers(-100, 101, (12, 2))
+    # the rows pooled below: each word's maximum takes its lanes from different rows
+    x[[1, 2, 5, 6, 9, 10]] = [[50, -60], [-70, 40], [10, 20], [30, -10], [-5, -6], [-7, 5]]
+    b = Builder(cfg)
+    b.load(isa.Target.WEIGHT, 0, [bytes([1, 0]), bytes([0, 1])])
+    b.load(isa.Target.BIAS, 0, [0, 0])
+    b.load(isa.Target.SCALE, 0, [isa.encode_scale(1, 0, 0, False)] * 2)
+    b.load(isa.Target.ACT, 0, [row.astype(np.int8).tobytes() for row in x])
+
+    def loop(target, inner, outer, inner_stride, outer_stride):
+        b.instr(
+            Op.LOOP,
+            target=target,
+            inner=inner,
+            outer=outer,
+            inner_stride=inner_stride,
+            outer_stride=outer_stride,
+        )
+
+    def rows(base, inner, outer, inner_stride, outer_stride):
+        return [
+            base + (i % inner) * inner_stride + (i // inner) * outer_stride
+            for i in range(inner * outer)
+        ]
+
+    hidden = {}
+    # acc 0..5 = x[1, 2, 5, 6, 9, 10]
+    loop(isa.LoopTarget.READ, 2, 3, 1, 4)
+    b.instr(Op.MATMUL, act_addr=1, weight_tile=0, acc_addr=0, m=6)
+    acc = [x[a] for a in rows(1, 2, 3, 1, 4)]
+    # hidden words 0, 2, 4, 1, 3, 5
+    loop(isa.LoopTarget.WRITE, 3, 2, 2, 1)
+    b.instr(Op.POSTPROC, acc_addr=0, m=6, param_addr=0, dst_addr=H)
+    for i, w in enumerate(rows(0, 3, 2, 2, 1)):
+        hidden[w] = acc[i]
+    # words 8..10 written, then acc rows 0..5 pooled two by two into them
+    loop(isa.LoopTarget.WRITE, 0, 0, 0, 0)
+    b.instr(Op.POSTPROC, acc_addr=3, m=3, param_addr=0, dst_addr=H + 8)
+    for i in range(3):
+        hidden[8 + i] = acc[3 + i]
+    loop(isa.LoopTarget.WRITE, 2, 3, 0, 1)
+    b.instr(Op.POSTPROC, acc_addr=0, m=6, param_addr=0, dst_addr=H + 8, pool=1)
+    for i, w in enumerate(rows(8, 2, 3, 0, 1)):
+        hidden[w] = np.maximum(hidden[w], acc[i])
+    # read back: a READ pattern over the hidden words 0..5 and 8..10, to the stream
+    loop(isa.LoopTarget.READ, 3, 3, 1, 3)  # 0 1 2, 3 4 5, 6 7 8 ...
+    b.instr(Op.MATMUL, act_addr=H + 2, weight_tile=0, acc_addr=6, m=9)  # 2..10
+    b.instr(Op.POSTPROC, acc_addr=6, m=9, param_addr=0, to_stream=1)
+    b.instr(Op.END)
+    first = b.array()
+    want = [hidden.get(w, np.zeros(2)) for w in range(2, 11)]
+    # the next program: linear again (a READ pattern would make m=3 BAD_LOOP)
+    b = Builder(cfg)
+    b.instr(Op.MATMUL, act_addr=0, weight_tile=0, acc_addr=0, m=3)
+    b.instr(Op.POSTPROC, acc_addr=0, m=3, param_addr=0, to_stream=1)
+    b.instr(Op.END)
+    second = b.array()
+    want += [x[0], x[1], x[2]]
+
+    dut = Core(cfg)
+    out = []
+
+    async def feed(ctx):
+        for program in (first, second):
+            for i, beat in enumerate(program):
+                ctx.set(dut.s_axis_tdata, int.from_bytes(bytes(beat), "little"))
+                ctx.set(dut.s_axis_tlast, i == len(program) - 1)
+                ctx.set(dut.s_axis_tvalid, 1)
+                await ctx.tick().until(dut.s_axis_tready)
+            ctx.set(dut.s_axis_tvalid, 0)
+
+    async def sink(ctx):
+        ctx.set(dut.m_axis_tready, 1)
+        packets = 0
+        while packets < 2:
+            _, _, valid, data, last = await ctx.tick().sample(
+                dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast
+            )
+            if valid:
+                out.append(data)
+                packets += last
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(sink)
+    sim.run_until(1e-8 * 3000)
+    status_n = len(isa.STATUS_FIELDS)
+    assert len(out) == 9 + status_n + 3 + status_n
+    assert out[9] == 0 and out[9 + status_n + 3] == 0  # no error in either program
+    results = out[:9] + out[9 + status_n : 9 + status_n + 3]
+    got = [[((v >> (8 * c) & 0xFF) ^ 0x80) - 0x80 for c in range(2)] for v in results]
+    assert got == [[int(v) for v in row] for row in want]

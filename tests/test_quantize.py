@@ -109,7 +109,10 @@ def _seq(middle, first=None):
     return nn.Sequential(first or nn.Linear(784, 16), middle, nn.Linear(16, 10))
 
 
-SUPPORTED = "the core runs Linear, ReLU, BatchNorm1d after a Linear, Flatten and Dropout"
+SUPPORTED = (
+    "the core runs Conv2d, MaxPool2d, Linear, ReLU, BatchNorm1d/2d after a Linear or Conv2d, "
+    "Flatten and Dropout"
+)
 
 
 class _Residual(nn.Module):
@@ -174,7 +177,7 @@ def test_unsupported_layer_in_an_mlp_names_its_path():
         quantize_model(model, np.zeros((4, 784), np.uint8))
 
 
-_NOT_AFTER_LINEAR = "does not directly follow a Linear: the core applies ReLU only fused"
+_NOT_AFTER_LINEAR = "does not directly follow a Linear or Conv2d: the core applies ReLU only fused"
 
 
 @pytest.mark.parametrize(
@@ -195,15 +198,15 @@ _NOT_AFTER_LINEAR = "does not directly follow a Linear: the core applies ReLU on
         (
             nn.Sequential(nn.BatchNorm1d(784), nn.Linear(784, 10)),
             r"layer BatchNorm1d at 0 \(aten.batch_norm, graph node 0\) does not directly follow a "
-            r"Linear: the core folds BatchNorm1d into the Linear before it",
+            r"Linear or Conv2d: the core folds BatchNorm1d/2d into the layer before it",
         ),
         (
             nn.Sequential(nn.Linear(784, 16), nn.Flatten(), nn.Linear(16, 10)),
             r"layer Flatten at 1 \(aten.flatten.using_ints, graph node 1\) comes after a Linear",
         ),
-        (nn.Sequential(nn.Flatten(), nn.Dropout()), "the model has no Linear layer"),
-        (nn.Sequential(), "the model has no Linear layer"),
-        (nn.Identity(), "the model has no Linear layer"),
+        (nn.Sequential(nn.Flatten(), nn.Dropout()), "the model has no Linear or Conv2d layer"),
+        (nn.Sequential(), "the model has no Linear or Conv2d layer"),
+        (nn.Identity(), "the model has no Linear or Conv2d layer"),
         (
             nn.Sequential(nn.Linear(784, 16), nn.ReLU(), nn.Linear(15, 10)),
             r"torch.export cannot capture the model: a and b must have same reduction dim, but got "

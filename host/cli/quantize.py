@@ -1,6 +1,7 @@
 """``python -m host quantize``: int8-quantize a float checkpoint, report against PyTorch."""
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -8,9 +9,9 @@ import sys
 import torch
 
 from ..files import atomic_write, check_output_path
-from ..nn.checkpoint import DEFAULT_CHECKPOINT
+from ..nn.checkpoint import DEFAULT_CHECKPOINTS, MODEL_NAMES
 from ..nn.data import load_mnist
-from ..nn.qmodel import DEFAULT_QUANTIZED, QuantError, QuantizedModel
+from ..nn.qmodel import DEFAULT_QUANTIZED_MODELS, QuantError
 from ..nn.quantize import quantize_checkpoint, report
 
 __all__ = ["main"]
@@ -18,11 +19,31 @@ __all__ = ["main"]
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m host quantize", description=__doc__)
-    p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="float checkpoint")
+    p.add_argument(
+        "--model",
+        default=MODEL_NAMES[0],
+        help=f"float checkpoint, or an architecture's checked-in one: "
+        f"{', '.join(MODEL_NAMES)} (default {MODEL_NAMES[0]})",
+    )
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", default=DEFAULT_QUANTIZED, help="quantized model to write")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="quantized model to write (default: models/<name>.qnpz for a named model "
+        "or a checked-in checkpoint, else models/mlp.qnpz)",
+    )
     p.add_argument("--json", default=None, help="write the report here")
     args = p.parse_args(argv)
+    name = args.model if args.model in MODEL_NAMES else None
+    if name is None:  # a path: a checked-in checkpoint keeps its quantized file
+        full = os.path.abspath(args.model)
+        name = next(
+            (n for n, c in DEFAULT_CHECKPOINTS.items() if os.path.abspath(c) == full),
+            MODEL_NAMES[0],
+        )
+    else:
+        args.model = DEFAULT_CHECKPOINTS[name]
+    args.out = args.out or DEFAULT_QUANTIZED_MODELS[name]
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     try:
         check_output_path(args.out, "--out")
@@ -33,7 +54,7 @@ def main(argv=None):
         data = load_mnist(args.data_dir)
         qmodel, tq_model, float_model = quantize_checkpoint(args.model, data, relative_to=args.out)
         res = report(qmodel, tq_model, float_model, data.test_images, data.test_labels)
-        qmodel = QuantizedModel(qmodel.layers, {**qmodel.meta, "report": res})
+        qmodel = dataclasses.replace(qmodel, meta={**qmodel.meta, "report": res})
         qmodel.save(args.out)
         if args.json:
             with atomic_write(args.json, "w") as f:

@@ -1,8 +1,10 @@
-"""The float network and its checkpoint file (``models/mlp.pt``).
+"""The float networks and their checkpoint files (``models/mlp.pt``, ``models/cnn.pt``).
 
-A checkpoint is a ``torch.save`` dictionary with the state dict and metadata; the
-metadata records a sha256 of the weights (:func:`weights_sha256`) that
-:func:`load_checkpoint` checks, so an altered or damaged file is refused.
+Two architectures, named in :data:`MODEL_NAMES`: :class:`Mlp` (the default) and the
+LeNet-class :class:`Cnn`. A checkpoint is a ``torch.save`` dictionary with the state
+dict and metadata; the metadata records a sha256 of the weights
+(:func:`weights_sha256`) that :func:`load_checkpoint` checks, so an altered or damaged
+file is refused, and for a CNN its ``model`` (``"cnn"``) and ``channels``.
 """
 
 import hashlib
@@ -17,6 +19,9 @@ from ..files import atomic_write
 
 __all__ = [
     "Mlp",
+    "Cnn",
+    "MODEL_NAMES",
+    "DEFAULT_CHECKPOINTS",
     "CheckpointError",
     "save_checkpoint",
     "load_checkpoint",
@@ -30,7 +35,12 @@ __all__ = [
 MODELS_DIR = os.path.relpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "models")
 )
-DEFAULT_CHECKPOINT = os.path.join(MODELS_DIR, "mlp.pt")
+#: The architectures ``--model`` names; the first is the default.
+MODEL_NAMES = ("mlp", "cnn")
+#: The checked-in float checkpoint of each architecture.
+DEFAULT_CHECKPOINTS = {name: os.path.join(MODELS_DIR, f"{name}.pt") for name in MODEL_NAMES}
+DEFAULT_CHECKPOINT = DEFAULT_CHECKPOINTS["mlp"]
+_FORMATS = {"mlp": "systolic-mnist-mlp", "cnn": "systolic-mnist-cnn"}
 
 
 class CheckpointError(ValueError):
@@ -50,11 +60,57 @@ class Mlp(nn.Module):
                 layers.append(nn.ReLU())
         self.net = nn.Sequential(*layers)
 
+    name = "mlp"
+
+    @property
+    def input_shape(self):
+        return (self.sizes[0],)
+
     def forward(self, x):
         return self.net(x)
 
     def linears(self):
         return [m for m in self.net if isinstance(m, nn.Linear)]
+
+
+class Cnn(nn.Module):
+    """LeNet-class: ``[N, 784]`` (or ``[N, 1, 28, 28]``) -> two blocks of 3x3 Conv2d
+    (padding 1), ReLU and 2x2 MaxPool2d -> Flatten -> Linear to 10 classes.
+
+    Parameters
+    ----------
+    channels : (int, int)
+        Output channels of the two convolutions (default 8 and 16: 784 features).
+    """
+
+    name = "cnn"
+    input_shape = (1, 28, 28)
+
+    def __init__(self, channels=(8, 16), classes: int = 10):
+        super().__init__()
+        self.channels = tuple(int(c) for c in channels)
+        self.classes = int(classes)
+        c1, c2 = self.channels
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * 7 * 7, self.classes),
+        )
+
+    def forward(self, x):
+        return self.net(x.reshape(x.shape[0], *self.input_shape))
+
+    def linears(self):
+        return [m for m in self.net if isinstance(m, nn.Linear)]
+
+    def describe(self):
+        c1, c2 = self.channels
+        return f"cnn conv{c1}-conv{c2}-{self.classes}"
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -82,8 +138,11 @@ def save_checkpoint(model: nn.Module, meta: dict, path: str) -> None:
     """Write to a temporary name, then rename; the metadata gets ``weights_sha256``."""
     state = model.state_dict()
     meta = {**meta, "weights_sha256": weights_sha256(state)}
+    if isinstance(model, Cnn):
+        meta = {**meta, "model": "cnn", "channels": list(model.channels)}
+    fmt = _FORMATS[getattr(model, "name", "mlp")]
     with atomic_write(path) as f:
-        torch.save({"format": "systolic-mnist-mlp", "state_dict": state, "meta": meta}, f)
+        torch.save({"format": fmt, "state_dict": state, "meta": meta}, f)
 
 
 def _sizes(path, meta):
@@ -99,15 +158,29 @@ def _sizes(path, meta):
     return tuple(found)
 
 
-def load_checkpoint(path: str, sizes: tuple | None = None) -> tuple["Mlp", dict]:
-    """Load a checkpoint saved by :func:`save_checkpoint`; returns ``(model, meta)``.
+def _channels(path, meta):
+    found = meta.get("channels")
+    if (
+        not isinstance(found, list)
+        or len(found) != 2
+        or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in found)
+    ):
+        raise CheckpointError(
+            f"{path}: metadata 'channels' must list two positive channel counts, not {found!r}"
+        )
+    return tuple(found)
+
+
+def load_checkpoint(path: str, sizes: tuple | None = None) -> tuple[nn.Module, dict]:
+    """Load a checkpoint saved by :func:`save_checkpoint`; returns ``(model, meta)``, the
+    model an :class:`Mlp` or a :class:`Cnn` as the file says.
 
     Raises
     ------
     CheckpointError
         The file is missing, not a checkpoint, has no recorded weights hash or weights
-        that do not match it (an altered or damaged file), or (with ``sizes``) is of
-        another shape.
+        that do not match it (an altered or damaged file), or (with ``sizes``, an MLP's
+        widths) is of another shape.
     """
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -115,10 +188,19 @@ def load_checkpoint(path: str, sizes: tuple | None = None) -> tuple["Mlp", dict]
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or blob.get("format") != "systolic-mnist-mlp":
-        raise CheckpointError(f"{path}: not a systolic-mnist MLP checkpoint")
+    fmt = blob.get("format") if isinstance(blob, dict) else None
+    if fmt not in _FORMATS.values():
+        raise CheckpointError(f"{path}: not a systolic-mnist MLP or CNN checkpoint")
     meta = blob.get("meta", {})
-    found = _sizes(path, meta)
+    if fmt == _FORMATS["cnn"]:
+        meta = meta if isinstance(meta, dict) else {}
+        found = _channels(path, meta)
+        if sizes is not None:
+            raise CheckpointError(
+                f"{path}: a CNN checkpoint, expected an MLP of widths {list(sizes)}"
+            )
+    else:
+        found = _sizes(path, meta)
     if sizes is not None and tuple(sizes) != found:
         raise CheckpointError(
             f"{path}: architecture {list(found)} does not match the expected {list(sizes)}"
@@ -140,12 +222,13 @@ def load_checkpoint(path: str, sizes: tuple | None = None) -> tuple["Mlp", dict]
         raise CheckpointError(
             f"{path}: weights do not match their recorded hash (the file was altered or damaged)"
         )
-    model = Mlp(found)
+    model = Cnn(found) if fmt == _FORMATS["cnn"] else Mlp(found)
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
+        what = f"CNN channels {list(found)}" if isinstance(model, Cnn) else list(found)
         raise CheckpointError(
-            f"{path}: weights do not match architecture {list(found)}: {str(exc).splitlines()[0]}"
+            f"{path}: weights do not match architecture {what}: {str(exc).splitlines()[0]}"
         ) from None
     model.eval()
     return model, meta

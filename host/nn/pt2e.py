@@ -1,13 +1,15 @@
 """Post-training int8 quantization with PT2E (``torch.export`` + torchao), to the core's
 arithmetic, and PyTorch's execution of the result as the reference.
 
-The captured float chain (:mod:`.torch_frontend`) is rebuilt as a plain
-``Linear``/``ReLU`` sequence, exported with a dynamic batch, annotated by
+The captured float chain (:mod:`.torch_frontend`) is rebuilt as a plain sequence
+(``Unflatten`` of the flat input for a CNN, ``Conv2d``/``ReLU``/``MaxPool2d`` blocks,
+``Flatten``, ``Linear``/``ReLU``), exported with a dynamic batch, annotated by
 :class:`CoreQuantizer` (the core's specification: int8 per-tensor affine activations,
 int8 per-channel symmetric weights in -127..127, int32 bias with the scale
-``input_scale * weight_scale``), calibrated with min/max observers, and converted by
-``convert_pt2e`` into a QDQ graph (``quantize_per_tensor`` / ``dequantize_per_*`` around
-float ``aten.linear``).
+``input_scale * weight_scale``; a max-pool and a flatten share their input's
+quantization), calibrated with min/max observers, and converted by ``convert_pt2e`` into
+a QDQ graph (``quantize_per_tensor`` / ``dequantize_per_*`` around float ``aten.linear``
+and ``aten.conv2d``).
 
 The integer layers are read back from that graph: the int8 weights, the int32 biases,
 the activations' scales and zero points, and per channel the requantization multiplier
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from .qmodel import QuantError, QuantizedModel, QuantLayer, multiplier_shift
-from .torch_frontend import FloatDense
+from .torch_frontend import FloatConv, FloatDense
 
 
 @contextlib.contextmanager
@@ -57,6 +59,7 @@ with _quiet("torchao", "torch.utils._pytree"):
         QuantizationAnnotation,
         QuantizationSpec,
         Quantizer,
+        SharedQuantizationSpec,
     )
 
 
@@ -84,6 +87,9 @@ WEIGHT = QuantizationSpec(
     observer_or_fake_quant_ctr=PerChannelMinMaxObserver,
 )
 _INT32 = (-(1 << 31), (1 << 31) - 1)
+_LAYERS = {_aten.linear.default, _aten.conv2d.default}
+#: ops whose int8 output is their int8 input rearranged: they share its quantization
+_SHARING = {_aten.max_pool2d.default, _aten.flatten.using_ints}
 
 
 def _bias_spec(x, w, linear):
@@ -104,12 +110,20 @@ def _bias_spec(x, w, linear):
 
 
 class CoreQuantizer(Quantizer):
-    """Annotates every ``aten.linear`` (and a ReLU right after it) with the core's
-    quantization: int8 input and output, per-channel int8 weight, int32 bias."""
+    """Annotates every ``aten.linear`` and ``aten.conv2d`` (and a ReLU right after it)
+    with the core's quantization: int8 input and output, per-channel int8 weight, int32
+    bias; a max-pool or flatten after them keeps its input's scale and zero point."""
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         for node in model.graph.nodes:
-            if node.op != "call_function" or node.target != _aten.linear.default:
+            if node.op == "call_function" and node.target in _SHARING:
+                x = node.args[0]
+                node.meta["quantization_annotation"] = QuantizationAnnotation(
+                    input_qspec_map={x: ACTIVATION},
+                    output_qspec=SharedQuantizationSpec((x, node)),
+                    _annotated=True,
+                )
+            if node.op != "call_function" or node.target not in _LAYERS:
                 continue
             x, w = node.args[0], node.args[1]
             specs = {x: ACTIVATION, w: WEIGHT}
@@ -137,7 +151,8 @@ class TorchReference:
     Members
     -------
     module : torch.fx.GraphModule
-        Takes float ``[N, in_features]`` and returns the dequantized output.
+        Takes float ``[N, in_features]`` (a CNN's input flattened in NCHW order) and
+        returns the dequantized output ``[N, out_features]``.
     input_scale, input_zero_point, output_scale, output_zero_point
         The quantization of its input and of its output (int8).
     """
@@ -172,13 +187,22 @@ class TorchReference:
 
 
 def _sequential(layers):
-    mods = []
-    for layer in layers:
-        lin = nn.Linear(layer.weight.shape[1], layer.weight.shape[0])
+    """The float chain as a module on flat input ``[N, in_features]``."""
+    mods = [nn.Unflatten(1, layers[0].input_shape)] if layers[0].kind == "conv" else []
+    for i, layer in enumerate(layers):
+        out, k = layer.weight.shape[:2]
+        if layer.kind == "conv":
+            mod = nn.Conv2d(k, out, layer.weight.shape[2], layer.stride, layer.padding)
+        else:
+            mod = nn.Linear(k, out)
         with torch.no_grad():
-            lin.weight.copy_(torch.from_numpy(layer.weight))
-            lin.bias.copy_(torch.from_numpy(layer.bias))
-        mods += [lin, nn.ReLU()] if layer.relu else [lin]
+            mod.weight.copy_(torch.from_numpy(layer.weight))
+            mod.bias.copy_(torch.from_numpy(layer.bias))
+        mods += [mod, nn.ReLU()] if layer.relu else [mod]
+        if layer.kind == "conv" and layer.pool:
+            mods.append(nn.MaxPool2d(layer.pool, layer.pool_stride))
+        if layer.kind == "conv" and (i + 1 == len(layers) or layers[i + 1].kind != "conv"):
+            mods.append(nn.Flatten())
     return nn.Sequential(*mods).eval()
 
 
@@ -186,12 +210,23 @@ def _const(gm, node):
     return getattr(gm, node.target).detach()
 
 
-def _extract(gm):
-    """The integer layers of a converted graph, in order."""
+def _extract(gm, layers):
+    """The integer layers of a converted graph, in order (geometry from ``layers``, the
+    float chain it was built from)."""
     out = []
     for node in gm.graph.nodes:
-        if node.op != "call_function" or node.target != _aten.linear.default:
+        if node.op != "call_function" or node.target not in _LAYERS:
             continue
+        layout = {}
+        src = layers[len(out)]
+        if isinstance(src, FloatConv):
+            layout = dict(
+                kind="conv",
+                stride=src.stride,
+                padding=src.padding,
+                pool=src.pool,
+                pool_stride=src.pool_stride,
+            )
         x_dq, w_dq = node.args[0], node.args[1]
         b_dq = node.args[2] if len(node.args) > 2 else None
         in_scale, in_zp = float(x_dq.args[1]), int(x_dq.args[2])
@@ -208,6 +243,11 @@ def _extract(gm):
         if q_out.target != _qd.quantize_per_tensor.default:
             raise QuantError(f"internal: {node.name} is not followed by a quantize op")
         out_scale, out_zp = float(q_out.args[1]), int(q_out.args[2])
+        if out and (out[-1].output_scale, out[-1].output_zero_point) != (in_scale, in_zp):
+            raise QuantError(
+                f"internal: {node.name} is not quantized at its input as the layer before "
+                f"it at its output"
+            )
         mult, shift = multiplier_shift(in_scale * w_scale / out_scale)
         out.append(
             QuantLayer(
@@ -222,6 +262,7 @@ def _extract(gm):
                 weight_scale=w_scale,
                 output_scale=out_scale,
                 round_even=True,
+                **layout,
             )
         )
     return out
@@ -234,10 +275,10 @@ def quantize_dense(
 
     Parameters
     ----------
-    layers : list of FloatDense
+    layers : list of FloatConv and FloatDense
         From :func:`host.nn.torch_frontend.capture`.
     calibration : float Tensor [N, in_features]
-        Inputs (already flattened) for the min/max observers.
+        Inputs (already flattened; a CNN's in NCHW order) for the min/max observers.
 
     Raises
     ------
@@ -245,7 +286,10 @@ def quantize_dense(
         No calibration data, the wrong width, or a scale the core's multiplier and shift
         cannot represent (naming the layer).
     """
-    k = layers[0].weight.shape[1]
+    input_shape = (
+        tuple(layers[0].input_shape) if layers[0].kind == "conv" else (layers[0].weight.shape[1],)
+    )
+    k = int(np.prod(input_shape))
     if (
         not isinstance(calibration, torch.Tensor)
         or calibration.ndim != 2
@@ -271,7 +315,7 @@ def quantize_dense(
             prepared(calibration[i : i + 1024])
     converted = convert_pt2e(prepared)
     try:
-        qlayers = _extract(converted)
+        qlayers = _extract(converted, layers)
     except ValueError as exc:
         raise QuantError(str(exc)) from None
     first, last = qlayers[0], qlayers[-1]
@@ -282,4 +326,6 @@ def quantize_dense(
         last.output_scale,
         last.output_zero_point,
     )
-    return QuantizedModel(tuple(qlayers), {}), ref
+    qmodel = QuantizedModel(tuple(qlayers), {}, input_shape)
+    qmodel.validate("the quantized network")
+    return qmodel, ref

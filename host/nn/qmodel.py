@@ -30,7 +30,7 @@ import zipfile
 import numpy as np
 
 from ..files import atomic_write
-from .checkpoint import MODELS_DIR
+from .checkpoint import MODEL_NAMES, MODELS_DIR
 
 __all__ = [
     "QuantLayer",
@@ -43,11 +43,14 @@ __all__ = [
     "is_quantized_model_file",
     "file_sha256",
     "DEFAULT_QUANTIZED",
+    "DEFAULT_QUANTIZED_MODELS",
     "FORMAT",
     "VERSION",
 ]
 
-DEFAULT_QUANTIZED = os.path.join(MODELS_DIR, "mlp.qnpz")
+#: The checked-in quantized model of each architecture (host.nn.checkpoint.MODEL_NAMES).
+DEFAULT_QUANTIZED_MODELS = {name: os.path.join(MODELS_DIR, f"{name}.qnpz") for name in MODEL_NAMES}
+DEFAULT_QUANTIZED = DEFAULT_QUANTIZED_MODELS["mlp"]
 FORMAT = "systolic-mnist-qmodel"
 VERSION = 2
 _ARRAYS = {

@@ -7,6 +7,7 @@ the integer golden model with PyTorch's execution of the quantized model.
 """
 
 import dataclasses
+import math
 import os
 import zipfile
 
@@ -39,8 +40,10 @@ def quantize_model(
     model : nn.Module
         Any module that ``torch.export`` captures as a chain of the supported layers
         (:data:`host.nn.torch_frontend.SUPPORTED`); Dropout is the identity (eval mode)
-        and a BatchNorm1d is folded into the Linear before it.
-    calibration_images : uint8 [N, in_features]
+        and a BatchNorm1d/2d is folded into the Linear or Conv2d before it. It takes the
+        flat images ``[N, pixels]`` (a CNN unflattens them itself, as
+        :class:`host.nn.checkpoint.Cnn` does).
+    calibration_images : uint8 [N, pixels]
         Pixels, scaled by 1/255 as in training.
 
     Returns
@@ -52,9 +55,10 @@ def quantize_model(
     Raises
     ------
     QuantError
-        Before any quantization: an unsupported layer or op (its name and place), a ReLU
-        or BatchNorm not directly after a Linear, no Linear, widths that do not chain,
-        non-finite weights, or images whose width is not the first Linear's.
+        Before any quantization: an unsupported layer or op (its name and place), a
+        convolution or pool geometry the core does not run, a ReLU, BatchNorm or
+        max-pool not directly after its layer, no layer, widths that do not chain,
+        non-finite weights, or images whose width is not the network's input.
     """
     images = np.asarray(calibration_images)
     if images.ndim != 2 or images.dtype != np.uint8:
@@ -94,9 +98,10 @@ def quantize_checkpoint(
     model, meta = load_checkpoint(checkpoint_path)
     sha = file_sha256(checkpoint_path)
     width = data.train_images.shape[1]
-    if meta["sizes"][0] != width:
+    takes = math.prod(model.input_shape)
+    if takes != width:
         raise CheckpointError(
-            f"{checkpoint_path}: the network takes {meta['sizes'][0]} inputs, "
+            f"{checkpoint_path}: the network takes {takes} inputs, "
             f"expected {width} (28x28 MNIST images)"
         )
     try:
@@ -112,12 +117,16 @@ def quantize_checkpoint(
     qmeta = {
         "checkpoint": ref,
         "checkpoint_sha256": sha,
-        "sizes": meta["sizes"],
+        **(
+            {"model": "cnn", "channels": meta["channels"]}
+            if meta.get("model") == "cnn"
+            else {"sizes": meta["sizes"]}
+        ),
         "calibration_images": int(min(calibration, len(data.train_images))),
         "data": data.source,
         "torch_version": str(torch.__version__),
     }
-    return QuantizedModel(qmodel.layers, qmeta), tq_model, model
+    return QuantizedModel(qmodel.layers, qmeta, qmodel.input_shape), tq_model, model
 
 
 def _same_layers(a, b):
@@ -194,8 +203,11 @@ def load_for_inference(path: str, data) -> tuple[QuantizedModel, object, nn.Modu
 
 
 def _tie(layer, x):
-    """Which outputs of ``layer`` on int8 ``x`` are exact ties in requantization
-    (``acc * mult / 2**shift`` ends in exactly one half)."""
+    """Which outputs of a Linear ``layer`` on int8 ``x`` are exact ties in requantization
+    (``acc * mult / 2**shift`` ends in exactly one half); none for a conv layer (its
+    outputs are pooled)."""
+    if layer.kind != "linear":
+        return np.zeros((len(x), layer.out_features), bool)
     acc = golden.wrap_int32(
         golden.matmul_i8(x, layer.weight, layer.input_zero_point) + np.asarray(layer.bias, np.int64)
     )

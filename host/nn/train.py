@@ -1,4 +1,4 @@
-"""Train the MNIST MLP in PyTorch (``python -m host train``, ``make train``).
+"""Train the MNIST MLP or CNN in PyTorch (``python -m host train``, ``make train``).
 
 Seeded and deterministic; the input is ``pixel / 255`` so that the int8 input
 quantization (scale 1/255) is exact.
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import Mlp, to_input
+from .checkpoint import MODEL_NAMES, Cnn, Mlp, to_input
 
 __all__ = ["train", "accuracy"]
 
@@ -34,19 +34,30 @@ def train(
     lr: float = 1e-3,
     batch_size: int = 64,
     progress: bool = True,
-) -> tuple[Mlp, dict]:
-    """Train an MLP on ``data``; returns ``(model, metadata)``."""
+    model: str = "mlp",
+    channels: tuple = (8, 16),
+) -> tuple[nn.Module, dict]:
+    """Train a network on ``data``; returns ``(model, metadata)``.
+
+    Parameters
+    ----------
+    model : str
+        ``"mlp"`` (an :class:`Mlp` with the ``hidden`` widths) or ``"cnn"`` (a
+        :class:`Cnn` with the two convolutions' ``channels``).
+    """
+    if model not in MODEL_NAMES:
+        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, not {model!r}")
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(data, hidden, epochs, seed, lr, batch_size, progress)
+        return _train(data, hidden, epochs, seed, lr, batch_size, progress, model, channels)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
 
 
-def _train(data, hidden, epochs, seed, lr, batch_size, progress):
+def _train(data, hidden, epochs, seed, lr, batch_size, progress, name, channels):
     torch.manual_seed(seed)
-    model = Mlp((784, *hidden, 10))
+    model = Cnn(channels) if name == "cnn" else Mlp((784, *hidden, 10))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x, y = to_input(data.train_images), torch.from_numpy(data.train_labels)
     gen = torch.Generator().manual_seed(seed)
@@ -63,8 +74,13 @@ def _train(data, hidden, epochs, seed, lr, batch_size, progress):
             opt.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")
     seconds = time.perf_counter() - start
+    arch = (
+        {"model": "cnn", "channels": list(model.channels)}
+        if name == "cnn"
+        else {"sizes": list(model.sizes)}
+    )
     meta = {
-        "sizes": list(model.sizes),
+        **arch,
         "seed": seed,
         "epochs": epochs,
         "lr": lr,
