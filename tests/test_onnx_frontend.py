@@ -17,6 +17,7 @@ from torch import nn
 from host import golden
 from host.backends import get_backend
 from host.compile import compile_model
+from host.nn.checkpoint import Cnn
 from host.nn.data import load_mnist
 from host.nn.onnx_frontend import OnnxError, load_onnx, run_onnxruntime
 from host.nn.qmodel import QuantError, random_quantized_model
@@ -438,3 +439,17 @@ def test_quantize_float_matches_quantizelinear(tmp_path):
         )
         q = dataclasses.replace(random_quantized_model((len(x), 2)), layers=(layer,))
         np.testing.assert_array_equal(q.quantize_float(x[None]), want, strict=True)
+
+
+def test_refuses_a_cnn_by_its_conv(tmp_path):
+    """ONNX convolutions are not taken yet (the PyTorch front end takes CNNs): the first
+    Conv of a QDQ-exported CNN is named."""
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((32, 784), np.float32)
+    path = _export_quantized(Cnn((2, 4)).eval(), x, tmp_path / "cnn.onnx")
+    with pytest.raises(
+        OnnxError,
+        match=r"cnn\.onnx: unsupported ONNX op Conv \(node '[^']*Conv[^']*', \d+\w\w node\): "
+        r"the core runs MatMul/Gemm",
+    ):
+        load_onnx(path)

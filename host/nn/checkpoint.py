@@ -103,7 +103,7 @@ class Cnn(nn.Module):
         )
 
     def forward(self, x):
-        return self.net(x.reshape(x.shape[0], *self.input_shape))
+        return self.net(x.reshape(-1, *self.input_shape))  # -1: no Shape op in ONNX
 
     def linears(self):
         return [m for m in self.net if isinstance(m, nn.Linear)]
