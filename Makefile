@@ -8,6 +8,7 @@ STAMP  := $(VENV)/.installed
 ROWS   ?= 8
 COLS   ?= 8
 ARGS   ?=
+MODEL  ?= mlp
 
 .DEFAULT_GOAL := help
 .PHONY: help venv lint rtl sim formal test test-fast test-all train quantize infer demo synth bench bench-core clean
@@ -54,8 +55,10 @@ train: $(STAMP)  ## train the MNIST MLP, save models/mlp.pt
 quantize: $(STAMP)  ## int8-quantize the checkpoint, report vs PyTorch
 	$(PY) -m host quantize --json build/quantize.json $(ARGS)
 
-infer: $(STAMP)  ## MNIST through the RTL core (and the model backend), checked vs PyTorch
-	$(PY) -m host infer --demo $(ARGS)
+# Without ARGS: the demo (rtl on 256 images, then model on the whole split); with ARGS
+# (for example ARGS="--backend model --batch 5"): exactly the run they describe.
+infer: $(STAMP)  ## MNIST through the RTL core (MODEL=mlp or cnn), checked vs PyTorch
+	$(PY) -m host infer --model $(MODEL) $(if $(ARGS),$(ARGS),--demo)
 
 demo: infer
 

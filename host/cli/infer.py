@@ -23,7 +23,7 @@ from hw.config import CoreConfig
 from ..backends import BACKENDS, BackendError, default_config
 from ..compile import CompileError, ProgramError, max_batch
 from ..files import atomic_write, check_output_path
-from ..nn.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from ..nn.checkpoint import DEFAULT_CHECKPOINTS, MODEL_NAMES, CheckpointError
 from ..nn.data import DataError, load_mnist
 from ..nn.quantize import load_for_inference
 from ..run import check_clock_mhz, evaluate
@@ -65,8 +65,9 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded)")
     p.add_argument(
         "--model",
-        default=DEFAULT_CHECKPOINT,
-        help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file (.onnx)",
+        default=MODEL_NAMES[0],
+        help=f"{' or '.join(MODEL_NAMES)} (the checked-in networks), or a float checkpoint "
+        "(.pt), quantized model (.qnpz) or quantized ONNX file (.onnx)",
     )
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--clock-mhz", type=float, default=None)
@@ -93,6 +94,7 @@ def main(argv=None):
         else:
             cfg = default_config(args.backend, args.rows, args.cols)
         data = load_mnist(args.data_dir)
+        args.model = DEFAULT_CHECKPOINTS.get(args.model, args.model)
         qmodel, tq_model, float_model = load_for_inference(args.model, data)
         if args.batch is None:
             args.batch = min(64, max_batch(qmodel, cfg))
