@@ -19,7 +19,16 @@ not the padded tiles the array runs.
 from hw import isa
 from hw.config import CoreConfig
 
-__all__ = ["utilization", "busy_utilization", "run_figures", "sim_speed", "onchip_bytes"]
+from .backends.model.cycles import walk
+
+__all__ = [
+    "utilization",
+    "busy_utilization",
+    "run_figures",
+    "sim_speed",
+    "onchip_bytes",
+    "cycle_breakdown",
+]
 
 
 def utilization(useful_macs: int, cfg: CoreConfig, cycles: int) -> float:
@@ -96,4 +105,72 @@ def onchip_bytes(program) -> dict:
         "accumulators": acc,
         "params": params,
         "total": weights + act + acc + params,
+    }
+
+
+def cycle_breakdown(program, inputs) -> dict:
+    """Where the cycles of a run go, from the exact cycle model (no gaps, no backpressure).
+
+    Every cycle of the program is counted once: ``start`` (the preamble and the first
+    batch's inputs, before the first row issues), then, for each layer, its MATMUL rows,
+    its POSTPROC rows and ``wait`` (cycles between one instruction's last row and the
+    next one's last row that issue no row of it: the drain when the engine switches
+    between MATMUL and POSTPROC, or waiting for the front end), ``padding`` (POSTPROCs
+    that write the zero-point borders of a CNN's maps) and ``end`` (the last drain and
+    END). A MATMUL belongs to the layer of the POSTPROC that follows it; a POSTPROC to
+    the layer whose parameter words it reads (``header["sizes"]``).
+
+    Returns ``{"cycles", "images", "start", "end", "layers": [...], "padding": {...}}``
+    with each layer's ``matmul_rows``, ``postproc_rows``, ``wait``, ``cycles``, and, where
+    the header gives ``layer_macs``, its ``macs`` and ``utilization`` (MACs / (rows x cols
+    x its cycles)).
+    """
+    cfg, h = program.config, program.header
+    bounds = [0]
+    for n in h["sizes"][1:]:
+        bounds.append(bounds[-1] + -(-n // cfg.cols))
+    ops = []
+
+    def record(op, f, pos):
+        if op in (isa.Opcode.MATMUL, isa.Opcode.POSTPROC):
+            slots = f["m"] * (cfg.raw_beats if op is isa.Opcode.POSTPROC and f["raw"] else 1)
+            ops.append([op, slots, f.get("param_addr")])
+
+    tl, err = walk(cfg, program.beats(inputs), record)
+    if err is not isa.ErrorCode.NONE:
+        raise ValueError(f"the program stops with {err.name}; no breakdown")
+    label = "end"
+    for op_ in reversed(ops):  # a POSTPROC's layer; a MATMUL takes the next POSTPROC's
+        if op_[0] is isa.Opcode.POSTPROC:
+            p = op_[2]
+            label = next((i for i in range(len(bounds) - 1) if p < bounds[i + 1]), "padding")
+        op_[2] = label
+    n_layers = len(bounds) - 1
+    layers = [
+        {"layer": i, "matmul_rows": 0, "postproc_rows": 0, "wait": 0} for i in range(n_layers)
+    ]
+    padding = {"postproc_rows": 0, "wait": 0}
+    prev = tl.pops[0] if ops else 0
+    for (op, slots, where), pop in zip(ops, tl.pops, strict=True):
+        end = pop + slots
+        entry = padding if where == "padding" else layers[where]
+        key = "matmul_rows" if op is isa.Opcode.MATMUL else "postproc_rows"
+        entry[key] += slots
+        entry["wait"] += end - prev - slots
+        prev = end
+    macs = h.get("layer_macs")
+    for i, e in enumerate(layers):
+        e["cycles"] = e["matmul_rows"] + e["postproc_rows"] + e["wait"]
+        if macs is not None:
+            e["macs"] = macs[i] * len(inputs)
+            e["utilization"] = e["macs"] / (cfg.macs_per_cycle * e["cycles"]) if e["cycles"] else 0
+    padding["cycles"] = padding["postproc_rows"] + padding["wait"]
+    total = tl.final + 1
+    return {
+        "cycles": total,
+        "images": len(inputs),
+        "start": tl.pops[0] if ops else total,
+        "end": total - prev if ops else 0,
+        "layers": layers,
+        "padding": padding,
     }

@@ -52,6 +52,7 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
         "out_tiles": nt[-1],
         "raw": bool(layers[-1].raw),
         "useful_macs_per_row": useful_macs,
+        "layer_macs": [int(ly.weight.size) for ly in layers],
         "sizes": [in_features] + [ly.weight.shape[0] for ly in layers],
         "weights_resident": tiles.resident,
         "weight_tiles": tiles.count,

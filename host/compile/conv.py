@@ -428,6 +428,7 @@ def compile_cnn(qmodel, config: CoreConfig, batch: int) -> Program:
         "out_tiles": -(-linears[-1].weight.shape[0] // cfg.cols),
         "raw": False,
         "useful_macs_per_row": macs,
+        "layer_macs": [g.macs for g in geoms] + [int(ly.weight.size) for ly in linears],
         "sizes": [in_features] + [g.cout for g in geoms] + [ly.weight.shape[0] for ly in linears],
         "weights_resident": True,
         "weight_tiles": n_tiles,
@@ -440,4 +441,6 @@ def compile_cnn(qmodel, config: CoreConfig, batch: int) -> Program:
             "footprint": footprint,
         },
     }
-    return Program(cfg, header, np.concatenate(pre), em.schedule(regions[1]), em.blocks)
+    return Program(
+        cfg, header, np.concatenate(pre), em.schedule(regions[1], by_rows=True), em.blocks
+    )

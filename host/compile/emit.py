@@ -77,7 +77,7 @@ class Emitter:
         if op in (Opcode.MATMUL, Opcode.POSTPROC):
             self.engine += 1
             if op is Opcode.MATMUL and self.engine >= self.cfg.input_reload_distance:
-                self.input_slots.append(len(self.items))
+                self.input_slots.append((len(self.items), fields["m"]))
 
     def block(self, beats: np.ndarray) -> None:
         """Constant beats between two instructions (a streamed weight tile)."""
@@ -99,14 +99,26 @@ class Emitter:
         for target in LoopTarget:
             self.pattern(target)
 
-    def schedule(self, in_words: int) -> dict:
+    def schedule(self, in_words: int, by_rows: bool = False) -> dict:
         """The schedule arrays, with the next batch's ``in_words`` input words spread over
-        the input slots (or loaded after a SYNC at the end when there are none)."""
+        the input slots (or loaded after a SYNC at the end when there are none): evenly,
+        or ``by_rows``, as many words after a MATMUL as it has rows (its cycles, during
+        which the front end takes the words), in chunks of at least 8."""
         items, inserts = list(self.items), {}
         slots = self.input_slots
-        if slots:
+        if slots and by_rows:
+            start, budget = 0, 0
+            for i, (pos, rows) in enumerate(slots):
+                budget += rows
+                count = min(in_words - start, budget)
+                if i == len(slots) - 1:
+                    count = in_words - start  # whatever is left, after the last MATMUL
+                if count >= min(8, in_words - start) and count > 0:
+                    inserts[pos] = (start, count)
+                    start, budget = start + count, budget - count
+        elif slots:
             per = max(-(-in_words // len(slots)), min(in_words, 8))
-            for i, pos in enumerate(slots):
+            for i, (pos, _) in enumerate(slots):
                 start = i * per
                 if start >= in_words:
                     break

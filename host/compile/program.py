@@ -103,8 +103,9 @@ HEADER_FIELDS = (
 #: ``footprint``, the input, hidden and accumulator words used) lays each image out as a
 #: padded NHWC map (or its patches), ``in_tiles`` words an image, image ``b`` at
 #: ``b * in_tiles``, and every image of a batch is computed (MATMUL and POSTPROC row
-#: counts are not the batch).
-OPTIONAL_FIELDS = ("image",)
+#: counts are not the batch). ``layer_macs``: each layer's share of
+#: ``useful_macs_per_row``.
+OPTIONAL_FIELDS = ("image", "layer_macs")
 SCHEDULE_ARRAYS = ("kind", "even", "odd", "start", "count", "block")
 DIGEST_BYTES = 32  #: SHA-256, at the end of the file
 _SCHEDULE_OPS = (Opcode.MATMUL, Opcode.POSTPROC, Opcode.SYNC, Opcode.LOOP)
@@ -327,6 +328,17 @@ class Program:
             raise ProgramError(
                 f"header field sizes is {sizes}, expected in_features {K} "
                 f"first and out_features {N} last"
+            )
+        macs = h.get("layer_macs")
+        if macs is not None and (
+            not isinstance(macs, list)
+            or len(macs) != len(sizes) - 1
+            or not all(_is_json_int(n) and n >= 0 for n in macs)
+            or sum(macs) != h["useful_macs_per_row"]
+        ):
+            raise ProgramError(
+                f"header field layer_macs must list {len(sizes) - 1} MAC counts adding up "
+                f"to useful_macs_per_row, not {_short(macs)}"
             )
         resident = boolean("weights_resident")
         tiles = integer("weight_tiles", 1)
