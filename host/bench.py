@@ -30,7 +30,7 @@ from . import golden, metrics
 from .backends import get_backend
 from .compile import compile_matmul, compile_model, max_batch
 from .files import atomic_write
-from .nn.checkpoint import DEFAULT_CHECKPOINT, to_input
+from .nn.checkpoint import DEFAULT_CHECKPOINT, Cnn, to_input
 from .nn.data import load_mnist
 from .nn.quantize import load_for_inference
 from .nn.train import train
@@ -92,20 +92,80 @@ def _torch_child(queue, model_path, images, repeat, sizes_train):
     queue.put(out)
 
 
-def measure_torch(model_path, images, repeat, epochs, hidden=(128,)):
+def measure_torch(model_path, images, repeat, epochs, architecture):
     """PyTorch on the CPU, in a child process so that its peak memory is its own: the float
-    model and the converted int8 graph of ``model_path``, and training an MLP of the same
-    hidden widths."""
+    model and the converted int8 graph of ``model_path``, and training a network of the
+    same ``architecture`` (:func:`host.nn.train.train` keyword arguments)."""
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(
         target=_torch_child,
-        args=(q, model_path, images, repeat, {"epochs": epochs, "hidden": hidden}),
+        args=(q, model_path, images, repeat, {"epochs": epochs, **architecture}),
     )
     p.start()
     out = q.get()
     p.join()
     out["threads"] = min(2, os.cpu_count() or 1)
+    return out
+
+
+def network_name(qmodel) -> str:
+    """``784-128-10`` for an MLP, ``CNN 1x28x28 conv8-pool-conv16-pool-10`` for a CNN."""
+    if not any(q.kind == "conv" for q in qmodel.layers):
+        return "-".join(map(str, qmodel.sizes))
+    parts = [
+        f"conv{q.out_features}" + ("-pool" if q.pool else "")
+        if q.kind == "conv"
+        else str(q.out_features)
+        for q in qmodel.layers
+    ]
+    return f"CNN {'x'.join(map(str, qmodel.input_shape))} {'-'.join(parts)}"
+
+
+def _architecture(float_model) -> dict:
+    """:func:`host.nn.train.train` arguments for a network like ``float_model``."""
+    if isinstance(float_model, Cnn):
+        return {"model": "cnn", "channels": float_model.channels}
+    return {"model": "mlp", "hidden": tuple(float_model.sizes[1:-1])}
+
+
+def breakdowns(qmodel, x, arrays, clock_override=None):
+    """Where the cycles of one image go at batch 1 (the exact cycle model,
+    :func:`host.metrics.cycle_breakdown`), per array size, steady state: the preamble
+    and the first image's load are reported apart."""
+    out = []
+    for r, c in arrays:
+        cfg = sweep_config(r, c)
+        br = metrics.cycle_breakdown(compile_model(qmodel, cfg, 1), x)
+        mhz, source = clock_for(CoreConfig(rows=r, cols=c), clock_override)
+        n = br["images"]
+        per_image = (br["cycles"] - br["start"]) / n
+        out.append(
+            {
+                "rows": r,
+                "cols": c,
+                "images": n,
+                "start_cycles": br["start"],
+                "cycles_per_image": per_image,
+                "latency_us_at_clock": per_image / mhz,
+                "clock_mhz": mhz,
+                "clock_source": source,
+                "layers": [
+                    {
+                        **e,
+                        **{k: e[k] / n for k in ("matmul_rows", "postproc_rows", "wait", "cycles")},
+                    }
+                    for e in br["layers"]
+                ],
+                "padding_cycles": br["padding"]["cycles"] / n,
+                "end_cycles": br["end"],
+            }
+        )
+        layers = ", ".join(
+            f"layer {e['layer']} {e['cycles']:.0f} (util {e['utilization']:.2f})"
+            for e in out[-1]["layers"]
+        )
+        print(f"  breakdown {r}x{c} batch 1: {per_image:.0f} cycles/image: {layers}", flush=True)
     return out
 
 
@@ -149,7 +209,7 @@ def rtl_samples(qmodel, x, arrays):
     out = []
     for r, c in arrays:
         cfg = CoreConfig(rows=r, cols=c)
-        prog = compile_model(qmodel, cfg, min(64, len(x)))
+        prog = compile_model(qmodel, cfg, min(64, len(x), max_batch(qmodel, cfg)))
         rtl = get_backend("rtl", cfg)
         rtl.prepare()
         a = rtl.run(prog, x)
@@ -178,7 +238,7 @@ def sharded(qmodel, x, shard, workers):
     from .parallel import local_client, run_shards_dask
 
     cfg = CoreConfig()
-    prog = compile_model(qmodel, cfg, 64)
+    prog = compile_model(qmodel, cfg, min(64, max_batch(qmodel, cfg)))
     backend = get_backend("rtl", cfg)
     backend.prepare()
     res = {}
@@ -228,7 +288,7 @@ def plots(result, out_dir, labels):
         xlabel="batch",
         ylabel="utilization (useful MACs / array capacity)",
         ylim=(0, 1.05),
-        title="Array utilization, MNIST 784-128-10",
+        title=f"Array utilization, MNIST {result['network']}",
     )
     batches = sorted({e["batch"] for e in result["sweep"]})
     ax.set_xticks(batches, [str(b) for b in batches])
@@ -296,7 +356,9 @@ def plots(result, out_dir, labels):
     return files
 
 
-def report_md(result: dict) -> str:
+def report_md(result: dict, prefix: str = "") -> str:
+    """The Markdown report of one :func:`bench` result; plots linked as ``prefix`` +
+    their file name."""
     t = result["torch"]
     cpu = (
         f"PyTorch {result['torch_version']} on {t['threads']} CPU threads."
@@ -306,7 +368,7 @@ def report_md(result: dict) -> str:
     lines = [
         "# Benchmark report",
         "",
-        f"Model: {result['model']}. Data: {result['data']}; "
+        f"Model: {result['model']} ({result['network']}). Data: {result['data']}; "
         f"{result['sweep'][0]['images']} test images in the sweep. {cpu}",
         "",
         "## Core (model backend, exact cycles)",
@@ -324,6 +386,7 @@ def report_md(result: dict) -> str:
             f"{e['onchip_bytes']['total']:,} |"
         )
     lines += ["", f"Clock: {result['sweep'][0]['clock_source']}."]
+    lines += _breakdown_md(result.get("breakdown", []))
     if t:
         lines += _torch_md(result)
     lines += [
@@ -354,12 +417,50 @@ def report_md(result: dict) -> str:
         ]
     lines += [
         "",
-        "![utilization](utilization.png)",
-        "![throughput](throughput.png)",
-        "![confusion](confusion.png)",
+        f"![utilization]({prefix}utilization.png)",
+        f"![throughput]({prefix}throughput.png)",
+        f"![confusion]({prefix}confusion.png)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _breakdown_md(rows):
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Where the cycles of one image go (batch 1, exact cycle model)",
+        "",
+        "Steady state: per image once the weights are resident (the preamble and the first "
+        "image's load, `start`, are counted apart). `wait`: cycles between a layer's "
+        "instructions that issue none of its rows (the drain when the engine switches "
+        "between MATMUL and POSTPROC, or waiting for the front end). Utilization: the "
+        "layer's MACs over rows x cols x its cycles.",
+        "",
+        "| array | layer | MACs | MATMUL rows | POSTPROC rows | wait | cycles | utilization |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for b in rows:
+        for e in b["layers"]:
+            lines.append(
+                f"| {b['rows']}x{b['cols']} | {e['layer']} | {e['macs'] / b['images']:,.0f} | "
+                f"{e['matmul_rows']:,.0f} | {e['postproc_rows']:,.0f} | {e['wait']:,.0f} | "
+                f"{e['cycles']:,.0f} | {e['utilization']:.3f} |"
+            )
+        lines.append(
+            f"| {b['rows']}x{b['cols']} | all | | | | | **{b['cycles_per_image']:,.0f}** "
+            f"({b['latency_us_at_clock']:.1f} us at {b['clock_mhz']:.0f} MHz; padding "
+            f"{b['padding_cycles']:.0f}, start {b['start_cycles']:,}) | |"
+        )
+    return lines
+
+
+def _times(core, cpu):
+    """``core`` against ``cpu`` (both rates, higher is better) as "3.8x faster" or
+    "3.8x slower", never a ratio below 1."""
+    r = core / cpu
+    return f"{r:.2f}x faster" if r >= 1 else f"{1 / r:.2f}x slower"
 
 
 def _torch_md(result):
@@ -384,7 +485,8 @@ def _torch_md(result):
         "",
         "## Core vs CPU (ratios from this run)",
         "",
-        "| array | core images/s (batch 256) | vs torch float b256 | vs torch int8 b256 | "
+        "| array | core images/s (batch 256, or the most that fits) | vs torch float b256 | "
+        "vs torch int8 b256 | "
         "core latency b1 (us) | vs torch float b1 | vs torch int8 b1 |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -394,13 +496,14 @@ def _torch_md(result):
             continue
         thr = es[256]["images_per_second_at_clock"]
         lat = es[1]["cycles_per_image"] / es[1]["clock_mhz"]
+        run = es[256]["batch_run"]
         lines.append(
-            f"| {r}x{c} | {thr:,.0f} | {thr / t['float']['images_per_second_batch256']:.3f} | "
-            f"{thr / t['int8']['images_per_second_batch256']:.3f} | {lat:.1f} | "
-            f"{t['float']['latency_us_batch1'] / lat:.2f}x faster | "
-            f"{t['int8']['latency_us_batch1'] / lat:.2f}x faster |"
+            f"| {r}x{c} | {thr:,.0f}{'' if run == 256 else f' (batch {run})'} | "
+            f"{_times(thr, t['float']['images_per_second_batch256'])} | "
+            f"{_times(thr, t['int8']['images_per_second_batch256'])} | {lat:.1f} | "
+            f"{_times(t['float']['latency_us_batch1'], lat)} | "
+            f"{_times(t['int8']['latency_us_batch1'], lat)} |"
         )
-    lines += ["", '("x faster" below 1 means the CPU is faster.)']
     return lines
 
 
@@ -425,6 +528,7 @@ def bench(
     result = {
         "size": size,
         "model": model,
+        "network": network_name(qmodel),
         "data": data.source,
         "torch_version": str(torch.__version__),
         "torch": None,
@@ -438,10 +542,11 @@ def bench(
             data.test_images[:256],
             s["repeat"],
             epochs=10 if size == "full" else 2,
-            hidden=tuple(qmodel.sizes[1:-1]),
+            architecture=_architecture(float_model),
         )
     print("model sweep ...", flush=True)
     result["sweep"] = sweep(qmodel, x, labels, arrays, batches, clock_mhz)
+    result["breakdown"] = breakdowns(qmodel, x[:4], arrays, clock_mhz)
     print("rtl samples ...", flush=True)
     result["rtl"] = rtl_samples(qmodel, x[: s["rtl"]], arrays)
     if workers > 1:

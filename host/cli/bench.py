@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import re
 import sys
 
 from hw.config import CoreConfig
@@ -11,7 +12,7 @@ from .. import bench as bench_module
 from ..backends import BackendError
 from ..bench import SIZES, bench, bench_core, report_md
 from ..files import atomic_write, check_output_path
-from ..nn.checkpoint import DEFAULT_CHECKPOINT
+from ..nn.checkpoint import DEFAULT_CHECKPOINTS, MODEL_NAMES
 from ..run import check_clock_mhz
 
 __all__ = ["main", "main_core"]
@@ -25,10 +26,14 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("build", "bench"))
     p.add_argument(
         "--model",
-        default=DEFAULT_CHECKPOINT,
-        help="float checkpoint (.pt), quantized model (.qnpz) or quantized ONNX file (.onnx)",
+        action="append",
+        help=f"{' or '.join(MODEL_NAMES)} (the checked-in networks), or a float checkpoint "
+        "(.pt), quantized model (.qnpz) or quantized ONNX file (.onnx); repeat for several "
+        f"(default: {', '.join(MODEL_NAMES)}, each in a folder of --out)",
     )
     args = p.parse_args(argv)
+    names = args.model or list(MODEL_NAMES)
+    models = [DEFAULT_CHECKPOINTS.get(m, m) for m in names]
     try:
         if args.workers < 1:
             raise ValueError(f"--workers must be positive, not {args.workers}")
@@ -37,19 +42,37 @@ def main(argv=None):
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out}: is not a directory")
         check_output_path(os.path.join(args.out, "bench.json"), "--out")
-        if not os.path.isfile(args.model):
-            raise ValueError(f"--model {args.model}: no such file")
+        for name, path in zip(names, models, strict=True):
+            if not os.path.isfile(path):
+                raise ValueError(f"--model {name}: no such file")
+        dirs = [os.path.splitext(os.path.basename(m))[0] for m in models]
+        if len(set(dirs)) != len(dirs):
+            raise ValueError(f"--model: two models would share the folder {dirs}")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    results = []
     try:
-        result = bench(args.size, args.workers, args.out, args.clock_mhz, model=args.model)
+        for path, sub in zip(models, dirs, strict=True):
+            out = os.path.join(args.out, sub) if len(models) > 1 else args.out
+            print(f"== {path}", flush=True)
+            results.append(bench(args.size, args.workers, out, args.clock_mhz, model=path))
     except (OSError, ValueError) as exc:  # CheckpointError, QuantError, OnnxError
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report_md(result))
-    bad = [e for e in result["sweep"] if e["mismatches"]] + [
-        s for s in result["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])
+    if len(results) > 1:  # one report for all, beside the folders; headings one level down
+        parts = [
+            re.sub(r"^(#+) ", r"#\1 ", report_md(r, prefix=f"{sub}/"), flags=re.M).replace(
+                "## Benchmark report", f"## {r['network']}", 1
+            )
+            for r, sub in zip(results, dirs, strict=True)
+        ]
+        with atomic_write(os.path.join(args.out, "REPORT.md"), "w") as f:
+            f.write("\n\n".join(["# Benchmark report", *parts]))
+    for r in results:
+        print(report_md(r))
+    bad = [e for r in results for e in r["sweep"] if e["mismatches"]] + [
+        s for r in results for s in r["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])
     ]
     if bad:
         print(
