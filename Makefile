@@ -49,11 +49,11 @@ test-fast: $(STAMP)  ## the unit tier: Python, numpy and amaranth.sim (under 3 m
 test-all: $(STAMP)  ## every tier including the slow sweeps
 	$(PY) -m pytest -n 2 -m "$(TIERS) or slow" $(ARGS)
 
-train: $(STAMP)  ## train the MNIST MLP, save models/mlp.pt
-	$(PY) -m host train $(ARGS)
+train: $(STAMP)  ## train the MNIST MLP (MODEL=cnn: the CNN), save models/$(MODEL).pt
+	$(PY) -m host train --model $(MODEL) $(ARGS)
 
 quantize: $(STAMP)  ## int8-quantize the checkpoint, report vs PyTorch
-	$(PY) -m host quantize --json build/quantize.json $(ARGS)
+	$(PY) -m host quantize --model $(MODEL) --json build/quantize-$(MODEL).json $(ARGS)
 
 # Without ARGS: the demo (rtl on 256 images, then model on the whole split); with ARGS
 # (for example ARGS="--backend model --batch 5"): exactly the run they describe.

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import torch
+import torch.utils.benchmark as benchmark
 
 from hw.config import CoreConfig
 
@@ -61,34 +62,33 @@ def _torch_child(queue, model_path, images, repeat, sizes_train):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = load_mnist()
     _, tq, float_model = load_for_inference(model_path, data)
-    out = {}
-    # int8: PyTorch's execution of the PT2E-converted graph (QDQ, float32 arithmetic)
+    out = {"load_before": os.getloadavg()[0]}
+    # int8: PyTorch's execution of the PT2E-converted graph (QDQ, float32 arithmetic).
+    # torch.utils.benchmark: warm-up, then blocks of runs; the median and the spread.
     for name, model in (("float", float_model), ("int8", tq.module)):
+        figures = {}
         with torch.no_grad():
-            x1 = to_input(images[:1])
-            for _ in range(20):
-                model(x1)
-            t = time.perf_counter()
-            for i in range(repeat):
-                model(to_input(images[i % len(images) : i % len(images) + 1]))
-            lat = (time.perf_counter() - t) / repeat
-            xb = to_input(np.resize(images, (256, images.shape[1])))
-            model(xb)
-            reps = max(5, repeat // 20)
-            t = time.perf_counter()
-            for _ in range(reps):
-                model(xb)
-            thr = 256 * reps / (time.perf_counter() - t)
+            for batch, key in ((1, "batch1"), (256, "batch256")):
+                x = to_input(np.resize(images, (batch, images.shape[1])))
+                for _ in range(3):
+                    model(x)
+                m = benchmark.Timer(
+                    stmt="model(x)", globals={"model": model, "x": x}
+                ).blocked_autorange(min_run_time=max(0.2, repeat / 2000))
+                figures[f"seconds_{key}"] = {"median": m.median, "iqr": m.iqr, "runs": len(m.times)}
+        lat = figures["seconds_batch1"]["median"]
         out[name] = {
             "latency_us_batch1": lat * 1e6,
             "images_per_second_batch1": 1 / lat,
-            "images_per_second_batch256": thr,
+            "images_per_second_batch256": 256 / figures["seconds_batch256"]["median"],
+            "timing": figures,
         }
     t = time.perf_counter()
     _, meta = train(data, progress=False, **sizes_train)
     out["train_seconds"] = time.perf_counter() - t
     out["train_epochs"] = meta["epochs"]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["load_after"] = os.getloadavg()[0]
     queue.put(out)
 
 
@@ -469,16 +469,35 @@ def _torch_md(result):
         "",
         "## PyTorch on this CPU",
         "",
-        "| model | latency batch 1 (us) | images/s batch 1 | images/s batch 256 |",
-        "|---|---|---|---|",
+        "Medians of `torch.utils.benchmark` blocks (warm-up first); the spread is the "
+        "interquartile range of the blocks. int8 is PyTorch executing the PT2E-converted "
+        "QDQ graph (float32 arithmetic between quantize and dequantize nodes).",
+        "",
+        "| model | latency batch 1 (us) | spread b1 (us) | images/s batch 1 | "
+        "images/s batch 256 | spread b256 (ms) |",
+        "|---|---|---|---|---|---|",
     ]
     for k in ("float", "int8"):
+        tm = t[k].get("timing", {})
+        iqr1 = tm.get("seconds_batch1", {}).get("iqr", float("nan")) * 1e6
+        iqr256 = tm.get("seconds_batch256", {}).get("iqr", float("nan")) * 1e3
         lines.append(
-            f"| {k} | {t[k]['latency_us_batch1']:.1f} | "
+            f"| {k} | {t[k]['latency_us_batch1']:.1f} | {iqr1:.1f} | "
             f"{t[k]['images_per_second_batch1']:,.0f} | "
-            f"{t[k]['images_per_second_batch256']:,.0f} |"
+            f"{t[k]['images_per_second_batch256']:,.0f} | {iqr256:.2f} |"
         )
+    cores = os.cpu_count() or 1
+    load = max(t.get("load_before", 0), t.get("load_after", 0))
     lines += [
+        "",
+        f"Load average (1 min) around the PyTorch timings: {t.get('load_before', 0):.1f} "
+        f"before, {t.get('load_after', 0):.1f} after, on {cores} cores"
+        + (
+            f" (**loaded: above {cores / 2:.0f}; these CPU figures and the ratios below are "
+            f"unreliable**)."
+            if load > cores / 2
+            else "."
+        ),
         "",
         f"Training ({t['train_epochs']} epochs): {t['train_seconds']:.1f} s; peak "
         f"memory of the PyTorch process: {t['peak_rss_mb']:.0f} MB.",
