@@ -12,7 +12,8 @@ from host import golden
 from host.backends import get_backend
 from host.backends.model.cycles import predict
 from host.compile import CompileError, Program, ProgramError, compile_model, max_batch
-from host.nn.qmodel import random_quantized_cnn
+from host.metrics import cycle_breakdown
+from host.nn.qmodel import random_quantized_cnn, random_quantized_model
 from hw import isa
 from hw.config import CoreConfig
 from hw.isa import Opcode
@@ -145,6 +146,32 @@ def test_program_refuses_a_read_outside_the_input_region():
             break
     with pytest.raises(ProgramError, match="expected inside input region 0"):
         Program(cfg, prog.header, prog.preamble, s, prog.blocks)
+
+
+@pytest.mark.parametrize("net", ["lenet", "mlp"])
+def test_cycle_breakdown_partitions_the_run(net):
+    """Every cycle of the run lands in exactly one place, and each layer's MATMUL rows
+    are what its tiling gives."""
+    cfg = CONFIGS["4x8"]
+    if net == "mlp":
+        q = random_quantized_model((30, 11, 6), seed=3)
+        rows = [8 * 2 * 4, 4 * 1 * 4]  # K words x N tiles x 4 images
+    else:
+        q = random_quantized_cnn(*NETS["lenet"], seed=3)
+        # 4 images. conv1 on 3x3 patches (3 words of 4 lanes), 4 phases of 6x6 pooled
+        # pixels; conv2 9 offsets x 1 word (its 4 input channels: the empty second slice
+        # of the 8-wide tile is no word), 4 phases of 3x3; the Linear 9 pixels x 2 words
+        # (6 channels) x 2 output tiles (10 of 8 columns)
+        rows = [3 * 4 * 36 * 4, 9 * 4 * 9 * 4, 9 * 2 * 2 * 4]
+    x = _inputs(q, 4)
+    prog = compile_model(q, cfg, 2)
+    br = cycle_breakdown(prog, x)
+    assert br["cycles"] == get_backend("model", cfg).run(prog, x).cycles
+    parts = br["start"] + br["end"] + br["padding"]["cycles"]
+    assert parts + sum(e["cycles"] for e in br["layers"]) == br["cycles"]
+    assert [e["matmul_rows"] for e in br["layers"]] == rows
+    assert all(0 < e["utilization"] <= 1 for e in br["layers"])
+    assert (br["padding"]["cycles"] > 0) == (net != "mlp")
 
 
 def test_too_large_batch_and_weights_are_refused():

@@ -119,7 +119,7 @@ def conv_geometry(qmodel, cfg: CoreConfig) -> list:
         )
         out.append(g)
         c, h, w = g.cout, g.ph, g.pw
-        kmap = output_kmap(c, cfg)
+        kmap = _words(c, cfg)
     return out
 
 
@@ -165,7 +165,7 @@ def _flatten_kmap(g: ConvGeometry, cfg: CoreConfig) -> np.ndarray:
     """K map of the first Linear layer: feature word ``q * T + t`` (pixel ``q`` of the last
     pooled map, channel word ``t``) lane ``r`` holds PyTorch's flattened index
     ``channel * ph * pw + q``."""
-    kmap = output_kmap(g.cout, cfg)
+    kmap = _words(g.cout, cfg)
     pixels = g.ph * g.pw
     flat = np.where(kmap >= 0, kmap * pixels, -1)  # [T, R]
     q = np.arange(pixels)[:, None, None]
@@ -190,7 +190,7 @@ def _plan(geoms, linears, cfg, batch):
     footprint)``; CompileError when something does not fit."""
     G = cfg.groups
     last = geoms[-1]
-    t_feat = -(-last.cout // cfg.cols) * G
+    t_feat = len(_words(last.cout, cfg))
     feat_words = last.ph * last.pw * t_feat
     in_words = geoms[0].in_words * batch
     if 2 * in_words > cfg.act_depth:
@@ -270,12 +270,21 @@ def _border(em, base, g: ConvGeometry, t, param):
         )
 
 
+def _words(channels: int, cfg: CoreConfig) -> np.ndarray:
+    """The channel of each lane of a map's words (:func:`output_kmap`), without the words
+    past the last channel (a ``cols``-wide tile's slices that hold none)."""
+    kmap = output_kmap(channels, cfg)
+    used = np.flatnonzero((kmap >= 0).any(axis=1))
+    return kmap[: used[-1] + 1]
+
+
 def _conv_image(em, g, slots, in_base, dst, param, region_dependent):
     """One image through one conv layer. ``dst(n, g_word, y0, rows)`` gives the
     destination word and WRITE pattern of pooled rows ``y0 ..`` of channel word
     ``n * groups + g_word``."""
     cfg = em.cfg
     nt = -(-g.cout // cfg.cols)
+    words_out = len(_words(g.cout, cfg))
     rb = _bands(g, cfg)
     s, ps, T = g.stride, g.pool_stride, g.t_in
     phases = list(itertools.product(range(g.pool), repeat=2))
@@ -301,6 +310,8 @@ def _conv_image(em, g, slots, in_base, dst, param, region_dependent):
                     first = False
             for ph_i in range(len(phases)):
                 for gw in range(cfg.groups):
+                    if n * cfg.groups + gw >= words_out:
+                        continue  # a slice past the last channel: no word of the map
                     addr, pattern = dst(n, gw, y0, rows)
                     em.pattern(LoopTarget.WRITE, *pattern)
                     em.word(
