@@ -428,12 +428,14 @@ class _Walker:
     def _layer_input(self, state, what, ndim=2):
         if isinstance(state, _Linear) or state.kind == "float":
             self.fail(f"{what} on float activations: quantize them (QuantizeLinear) first")
-        if len(state.shape) != ndim and ndim == 2:
-            self.fail(f"{what} on a {len(state.shape)}-D tensor: Flatten it to [batch, features]")
         if len(state.shape) != ndim:
             self.fail(
-                f"{what} on a {len(state.shape)}-D tensor: the core convolves "
-                f"[batch, C, H, W] images, before the first Linear layer"
+                f"{what} on a {len(state.shape)}-D tensor: "
+                + (
+                    "Flatten it to [batch, features]"
+                    if ndim == 2
+                    else "the core convolves [batch, C, H, W] images, before the first Linear layer"
+                )
             )
         return state
 
