@@ -1,16 +1,27 @@
-"""The ONNX front end: a quantized ONNX graph (a chain of dense layers) -> QuantizedModel.
+"""The ONNX front end: a quantized ONNX graph (convolutions, then dense layers) ->
+QuantizedModel.
 
 The compiler never sees ONNX objects: :func:`load_onnx` walks the graph from its input to
 its output, one node at a time, and turns each layer into a
 :class:`~host.nn.qmodel.QuantLayer`. Accepted forms, on a chain from one input to one output:
 
 * QDQ (``onnxruntime.quantization.quantize_static`` in QDQ format, ``torch.onnx.export`` of
-  a quantized model): ``QuantizeLinear -> DequantizeLinear -> MatMul | Gemm`` with the
-  weight (and bias) as ``DequantizeLinear`` of initializers, an optional bias ``Add`` and
-  ``Relu``, then ``QuantizeLinear``;
-* ``QLinearMatMul`` (int8 in and out, no bias);
+  a quantized model): ``QuantizeLinear -> DequantizeLinear -> Conv | MatMul | Gemm`` with
+  the weight (and bias) as ``DequantizeLinear`` of initializers, an optional bias ``Add``
+  and ``Relu`` (or ``Clip`` from 0 with no upper bound), then ``QuantizeLinear``; a ``Relu``
+  the quantizer folded into the output's range is the same clamp;
+* QOperator: ``QLinearConv``, ``QLinearMatMul`` (no bias) and ``com.microsoft.QGemm``, int8
+  or uint8 in and out;
 * ``MatMulInteger -> Cast(float) -> Mul(scale) [-> Add(bias)] [-> Relu] -> QuantizeLinear``;
-* ``Flatten`` (axis 1) and ``Reshape`` to ``[batch, features]``, ``Identity`` anywhere.
+* ``MaxPool`` (kernel 2 or 3, stride 2, no padding) of a convolution's output, on its
+  integers or between ``DequantizeLinear`` and ``QuantizeLinear`` of the same scale;
+* ``Flatten`` (axis 1) and ``Reshape`` to ``[batch, features]`` (NCHW order, as PyTorch
+  flattens), a ``Reshape`` of the graph input to ``[batch, C, H, W]``, ``Identity``
+  anywhere.
+
+A convolution is 2-D, square, with stride 1 or 2, padding 0 or 1 on every side, kernel
+1 to 5, no dilation and one group; the graph input (or its first ``Reshape``) gives the
+network's ``input_shape`` ``(C, H, W)``.
 
 uint8 activations with zero point ``z`` become int8 with zero point ``z - 128``. Weights
 must be int8 (or uint8 with zero point 128) symmetric, per tensor or per output channel.
@@ -30,9 +41,28 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .qmodel import QuantError, QuantizedModel, QuantLayer, file_sha256, multiplier_shift
+from .qmodel import (
+    CONV_KERNELS,
+    CONV_PADDINGS,
+    CONV_STRIDES,
+    POOL_KERNELS,
+    POOL_STRIDES,
+    QuantError,
+    QuantizedModel,
+    QuantLayer,
+    conv_output_size,
+    file_sha256,
+    multiplier_shift,
+)
 
-__all__ = ["OnnxError", "OnnxReference", "load_onnx", "run_onnxruntime", "SUPPORTED_OPS"]
+__all__ = [
+    "OnnxError",
+    "OnnxReference",
+    "load_onnx",
+    "run_onnxruntime",
+    "SUPPORTED_OPS",
+    "SUPPORTED_MS_OPS",
+]
 
 #: Op types of the default domain that a graph may contain.
 SUPPORTED_OPS = (
@@ -50,10 +80,16 @@ SUPPORTED_OPS = (
     "MatMulInteger",
     "Cast",
     "Mul",
+    "Conv",
+    "QLinearConv",
+    "MaxPool",
+    "Clip",
 )
+#: Op types of the ``com.microsoft`` domain (ONNX Runtime's QOperator format).
+SUPPORTED_MS_OPS = ("QGemm",)
 _RUNS = (
-    "the core runs MatMul/Gemm, Relu, Flatten/Reshape with QuantizeLinear/"
-    "DequantizeLinear, or QLinearMatMul/MatMulInteger"
+    "the core runs Conv/MatMul/Gemm, Relu, MaxPool, Flatten/Reshape with QuantizeLinear/"
+    "DequantizeLinear, or QLinearConv/QLinearMatMul/QGemm/MatMulInteger"
 )
 _INT8 = {onnx.TensorProto.INT8: "int8", onnx.TensorProto.UINT8: "uint8"}
 _SHIFT = {"int8": 0, "uint8": 128}  # int8 value = stored value - shift
@@ -83,14 +119,16 @@ class _Act:
     scale: float | None = None  # quant/dequant: float32 scale (None: not yet known)
     zero_point: int | None = None  # in the int8 domain
     dtype: str | None = None  # "int8" or "uint8"
+    poolable: bool = False  # a convolution layer's output, not yet pooled
 
 
 @dataclasses.dataclass
 class _Linear:
-    """A layer under construction: ``acc * acc_scale (+ bias) (relu)`` in float."""
+    """A layer under construction (Linear or conv): ``acc * acc_scale (+ bias) (relu)``
+    in float."""
 
     x: _Act
-    weight: np.ndarray  # int8 [N, K]
+    weight: np.ndarray  # int8 [N, K], or [N, C, k, k] for a convolution
     acc_scale: np.ndarray  # float64 [N]
     weight_scale: np.ndarray  # float64 [N]
     bias: np.ndarray | None = None  # int64 [N] in the accumulator scale
@@ -98,6 +136,8 @@ class _Linear:
     relu: bool = False
     is_float: bool = True  # False: MatMulInteger's int32 before its Cast
     shape: tuple = ()
+    conv: dict | None = None  # a convolution's kind, stride and padding (QuantLayer fields)
+    pool: int = 0  # a MaxPool before the QuantizeLinear (max commutes with quantization)
 
 
 def _ordinal(n):
@@ -113,6 +153,7 @@ class _Walker:
         self.graph = model.graph
         self.consts = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
         self.layers = []
+        self.input_shape = ()  # the first layer's input, batch excluded
         self.node = None
         self.index = 0
 
@@ -184,7 +225,7 @@ class _Walker:
         users = {}
         for i, node in enumerate(g.node):
             self.node, self.index = node, i
-            if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
+            if not _supported(node):
                 op = (
                     node.op_type
                     if node.domain in ("", "ai.onnx")
@@ -235,7 +276,7 @@ class _Walker:
                 "is not on the chain from the input to the output", g.node[stray[0]], stray[0]
             )
         if not self.layers:
-            self.fail("the graph has no MatMul/Gemm/QLinearMatMul/MatMulInteger layer")
+            self.fail("the graph has no Conv/MatMul/Gemm/QLinearConv/QLinearMatMul layer")
         if isinstance(state, _Linear) or state.kind == "float":
             self.fail(
                 f"the graph output {sink!r} is not quantized: the core gives int8 "
@@ -279,6 +320,19 @@ class _Walker:
             self.fail("allowzero with a zero in the shape is not supported")
         target = [shape[j] if v == 0 and j < len(shape) else v for j, v in enumerate(target)]
         features = math.prod(shape[1:])
+        if not self.layers and isinstance(state, _Act) and len(target) == 4:
+            # the graph input to [batch, C, H, W]: the flattened input, read as an image
+            image = [features // math.prod(target[1:]) if v == -1 else v for v in target[1:]]
+            if (
+                target[0] in (-1, shape[0])
+                and target[1:].count(-1) <= (target[0] != -1)
+                and all(v >= 1 for v in image)
+                and math.prod(image) == features
+            ):
+                return _with_shape(state, (shape[0], *image))
+            self.fail(
+                f"reshape of {list(shape)} to {target} cannot be resolved to [batch, C, H, W]"
+            )
         ok = (
             len(target) == 2
             and target[1] in (-1, features)
@@ -371,15 +425,22 @@ class _Walker:
         weight = (q.astype(np.int64) - _SHIFT[kind]).astype(np.int8)
         return (weight if out_axis == 0 else weight.T), np.broadcast_to(scale, (n,)).copy()
 
-    def _layer_input(self, state, what):
+    def _layer_input(self, state, what, ndim=2):
         if isinstance(state, _Linear) or state.kind == "float":
             self.fail(f"{what} on float activations: quantize them (QuantizeLinear) first")
-        if len(state.shape) != 2:
-            self.fail(f"{what} on a {len(state.shape)}-D tensor: Flatten it to [batch, features]")
+        if len(state.shape) != ndim:
+            self.fail(
+                f"{what} on a {len(state.shape)}-D tensor: "
+                + (
+                    "Flatten it to [batch, features]"
+                    if ndim == 2
+                    else "the core convolves [batch, C, H, W] images, before the first Linear layer"
+                )
+            )
         return state
 
-    def _linear(self, x, weight, weight_scale, acc_scale=None, is_float=True):
-        if weight.shape[1] != x.shape[1]:
+    def _linear(self, x, weight, weight_scale, acc_scale=None, is_float=True, shape=None):
+        if shape is None and weight.shape[1] != x.shape[1]:
             self.fail(
                 f"weight takes {weight.shape[1]} inputs but the activations have "
                 f"{x.shape[1]} features"
@@ -393,8 +454,161 @@ class _Walker:
             np.asarray(acc_scale, np.float64),
             weight_scale,
             is_float=is_float,
-            shape=(x.shape[0], weight.shape[0]),
+            shape=shape or (x.shape[0], weight.shape[0]),
         )
+
+    def _conv_layer(self, node, x, weight, weight_scale):
+        """A convolution ``_Linear`` from the node's attributes, refused unless the core
+        can run it: 2-D, square, stride 1 or 2, padding all 0 or all 1, one group."""
+        attrs = _attrs(node)
+        if weight.ndim != 4:
+            self.fail(
+                f"weight of shape {list(weight.shape)}: only 2-D convolutions "
+                f"([out, in, k, k] weights) are supported"
+            )
+        k = weight.shape[2:]
+        checks = (
+            ("group", attrs.get("group", 1), 1),
+            ("auto_pad", _text(attrs.get("auto_pad", "NOTSET")), "NOTSET"),
+            ("dilations", list(attrs.get("dilations", [1, 1])), [1, 1]),
+        )
+        for name, value, want in checks:
+            if value != want:
+                self.fail(f"{name} {value!r} is not supported: the core takes {want!r}")
+        kernel = list(attrs.get("kernel_shape", k))
+        strides = list(attrs.get("strides", [1, 1]))
+        pads = list(attrs.get("pads", [0, 0, 0, 0]))
+        if kernel != list(k) or k[0] != k[1] or k[0] not in CONV_KERNELS:
+            self.fail(
+                f"kernel {kernel} (weight {list(weight.shape)}) is not supported: the core "
+                f"takes square kernels of {CONV_KERNELS[0]} to {CONV_KERNELS[-1]}"
+            )
+        if len(strides) != 2 or strides[0] != strides[1] or strides[0] not in CONV_STRIDES:
+            self.fail(f"strides {strides} are not supported: the core takes [1, 1] or [2, 2]")
+        if len(pads) != 4 or len(set(pads)) != 1 or pads[0] not in CONV_PADDINGS:
+            self.fail(f"pads {pads} are not supported: the core takes [0, 0, 0, 0] or [1, 1, 1, 1]")
+        if weight.shape[1] != x.shape[1]:
+            self.fail(
+                f"weight takes {weight.shape[1]} channels but the activations have {x.shape[1]}"
+            )
+        stride, padding = strides[0], pads[0]
+        h, w = (conv_output_size(d, k[0], stride, padding) for d in x.shape[2:])
+        if min(h, w) < 1:
+            self.fail(f"a {k[0]}x{k[0]} kernel does not fit the {x.shape[2]}x{x.shape[3]} input")
+        layer = self._linear(x, weight, weight_scale, shape=(x.shape[0], weight.shape[0], h, w))
+        layer.conv = {"kind": "conv", "stride": stride, "padding": padding}
+        return layer
+
+    def _conv(self, node, state):
+        x = self._layer_input(state, "Conv", ndim=4)
+        if node.input[0] in self.consts:
+            self.fail("the activations must be the first input")
+        w = self.const(node.input[1], "weight")
+        if not isinstance(w, _QConst):
+            self.fail(f"weight {node.input[1]!r} must be a DequantizeLinear of an int8 initializer")
+        weight, w_scale = self._int8_weight(w.q, w.scale, w.zero_point, 0, w.axis, w.name)
+        layer = self._conv_layer(node, x, weight, w_scale)
+        if len(node.input) > 2 and node.input[2]:
+            self._bias(layer, node.input[2])
+        return layer
+
+    def _qlinearconv(self, node, state):
+        x = self._layer_input(state, "QLinearConv", ndim=4)
+        if state.kind != "quant":
+            self.fail("takes int8 activations, not dequantized ones")
+        x = self._same(x, *self._qparams(node, node.input[1:3], x.dtype), "quant")
+        weight, w_scale = self._int8_weight(
+            np.asarray(self.const(node.input[3], "weight")),
+            self.plain(node.input[4], "weight scale"),
+            self.plain(node.input[5], "weight zero point"),
+            0,
+            0,
+            node.input[3],
+        )
+        layer = self._conv_layer(node, x, weight, w_scale)
+        if len(node.input) > 8 and node.input[8]:
+            self._int32_bias(layer, node.input[8])
+        return self._emit(layer, *self._qparams(node, node.input[6:8]))
+
+    def _qgemm(self, node, state):
+        x = self._layer_input(state, "QGemm")
+        if state.kind != "quant":
+            self.fail("takes int8 activations, not dequantized ones")
+        attrs = _attrs(node)
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0:
+            self.fail("only transA=0 and alpha=1 are supported")
+        if len(node.input) < 8 or not node.input[7]:
+            self.fail("gives float outputs (no y_scale): the core gives int8 outputs")
+        x = self._same(x, *self._qparams(node, node.input[1:3], x.dtype), "quant")
+        out_axis = 0 if attrs.get("transB", 0) else 1
+        weight, w_scale = self._int8_weight(
+            np.asarray(self.const(node.input[3], "weight")),
+            self.plain(node.input[4], "weight scale"),
+            self.plain(node.input[5], "weight zero point"),
+            out_axis,
+            out_axis,
+            node.input[3],
+        )
+        layer = self._linear(x, weight, w_scale)
+        if node.input[6]:
+            self._int32_bias(layer, node.input[6])
+        return self._emit(layer, *self._qparams(node, node.input[7:9]))
+
+    def _int32_bias(self, layer, name):
+        """A QOperator layer's bias: int32 already in the accumulator scale."""
+        n = layer.weight.shape[0]
+        b = np.asarray(self.const(name, "bias"))
+        if b.dtype != np.int32 or b.size not in (1, n):
+            self.fail(f"bias {name!r} must be int32 with 1 or {n} values, not {b.dtype}")
+        layer.bias = np.broadcast_to(b.astype(np.int64).ravel(), (n,)).copy()
+
+    def _maxpool(self, node, state):
+        attrs = _attrs(node)
+        if len([n for n in node.output if n]) > 1:
+            self.fail("the Indices output is not supported")
+        kernel = list(attrs.get("kernel_shape", []))
+        strides = list(attrs.get("strides", [1] * len(kernel)))
+        k = kernel[0] if kernel else 0
+        checks = (
+            ("kernel_shape", kernel, len(kernel) == 2 and kernel == [k, k] and k in POOL_KERNELS),
+            ("strides", strides, len(set(strides)) == 1 and strides[0] in POOL_STRIDES),
+            ("pads", list(attrs.get("pads", [0] * 4)), not any(attrs.get("pads", []))),
+            (
+                "dilations",
+                list(attrs.get("dilations", [1, 1])),
+                set(attrs.get("dilations", [1])) == {1},
+            ),
+            ("ceil_mode", attrs.get("ceil_mode", 0), not attrs.get("ceil_mode", 0)),
+            (
+                "auto_pad",
+                _text(attrs.get("auto_pad", "NOTSET")),
+                _text(attrs.get("auto_pad", "NOTSET")) == "NOTSET",
+            ),
+            ("storage_order", attrs.get("storage_order", 0), not attrs.get("storage_order", 0)),
+        )
+        for name, value, ok in checks:
+            if not ok:
+                self.fail(
+                    f"{name} {value!r} is not supported: the core pools {POOL_KERNELS[0]}x"
+                    f"{POOL_KERNELS[0]} or {POOL_KERNELS[1]}x{POOL_KERNELS[1]} windows with "
+                    f"stride {POOL_STRIDES[0]}, no padding, no dilation, ceil_mode 0"
+                )
+        if isinstance(state, _Linear) and state.conv and state.is_float and not state.pool:
+            state.pool = k  # before the QuantizeLinear: max and quantization commute
+            shape = state.shape
+        elif isinstance(state, _Act) and state.poolable and state.kind != "float":
+            layer = self.layers[-1]
+            self.layers[-1] = dataclasses.replace(layer, pool=k, pool_stride=strides[0])
+            shape = state.shape
+        else:
+            self.fail("only the output of a convolution (after its Relu) can be max-pooled")
+        h, w = (conv_output_size(d, k, strides[0], 0) for d in shape[2:])
+        if min(h, w) < 1:
+            self.fail(f"a {k}x{k} window does not fit the {shape[2]}x{shape[3]} input")
+        if isinstance(state, _Linear):
+            state.shape = (*shape[:2], h, w)
+            return state
+        return dataclasses.replace(state, shape=(*shape[:2], h, w), poolable=False)
 
     def _matmul(self, node, state):
         x = self._layer_input(state, "MatMul")
@@ -454,9 +668,22 @@ class _Walker:
 
     def _relu(self, node, state):
         if not isinstance(state, _Linear) or not state.is_float:
-            self.fail("Relu must come between a MatMul/Gemm and its QuantizeLinear")
+            self.fail("Relu must come between a Conv/MatMul/Gemm and its QuantizeLinear")
         state.relu = True
         return state
+
+    def _clip(self, node, state):
+        """``Clip(0, none)``, ReLU as some exporters write it."""
+        attrs = _attrs(node)
+        lo = attrs.get("min") if len(node.input) < 2 or not node.input[1] else None
+        hi = attrs.get("max") if len(node.input) < 3 or not node.input[2] else None
+        if len(node.input) > 1 and node.input[1]:
+            lo = float(np.asarray(self.plain(node.input[1], "min")))
+        if len(node.input) > 2 and node.input[2]:
+            hi = float(np.asarray(self.plain(node.input[2], "max")))
+        if lo != 0 or (hi is not None and hi != math.inf):
+            self.fail(f"only Clip(min=0) with no max (a Relu) is supported, not min={lo}, max={hi}")
+        return self._relu(node, state)
 
     def _qlinearmatmul(self, node, state):
         x = self._layer_input(state, "QLinearMatMul")
@@ -540,6 +767,11 @@ class _Walker:
             mult, shift = multiplier_shift(layer.acc_scale / scale)
         except ValueError as exc:
             self.fail(str(exc))
+        if not self.layers:
+            self.input_shape = tuple(layer.x.shape[1:])
+        conv = layer.conv or {}
+        if layer.pool:
+            conv = {**conv, "pool": layer.pool, "pool_stride": POOL_STRIDES[0]}
         self.layers.append(
             QuantLayer(
                 weight=layer.weight,
@@ -553,9 +785,21 @@ class _Walker:
                 weight_scale=np.asarray(layer.weight_scale, np.float64),
                 output_scale=float(scale),
                 round_even=True,
+                **conv,
             )
         )
-        return _Act("quant", layer.shape, scale, zp, dtype)
+        poolable = bool(layer.conv) and not layer.pool
+        return _Act("quant", layer.shape, scale, zp, dtype, poolable)
+
+
+def _supported(node):
+    if node.domain in ("", "ai.onnx"):
+        return node.op_type in SUPPORTED_OPS
+    return node.domain == "com.microsoft" and node.op_type in SUPPORTED_MS_OPS
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _attrs(node):
@@ -573,6 +817,8 @@ def _expand(c, v):
 
 
 def _with_shape(state, shape):
+    if isinstance(state, _Act):
+        return dataclasses.replace(state, shape=shape, poolable=False)
     return dataclasses.replace(state, shape=shape)
 
 
@@ -627,7 +873,7 @@ def load_onnx(path: str) -> QuantizedModel:
             "output_dtype": last.dtype,
         }
     }
-    qmodel = QuantizedModel(tuple(walker.layers), meta)
+    qmodel = QuantizedModel(tuple(walker.layers), meta, walker.input_shape)
     qmodel.validate(path)
     return qmodel
 
