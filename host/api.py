@@ -138,7 +138,9 @@ class Accelerator:
         """The integer network and the core configuration, as a ``.qnpz`` file (the
         program is compiled again on :meth:`load`, deterministically)."""
         meta = {**self.qmodel.meta, "core_config": self.config.to_dict(), "batch": self.batch}
-        QuantizedModel(self.qmodel.layers, json.loads(json.dumps(meta))).save(path)
+        QuantizedModel(
+            self.qmodel.layers, json.loads(json.dumps(meta)), self.qmodel.input_shape
+        ).save(path)
 
     # -- running --------------------------------------------------------------------
     def quantize(self, x) -> np.ndarray:

@@ -100,6 +100,60 @@ def test_zoo_bit_exact_and_agrees_with_pytorch(mnist, images, name):
     assert abs(np.mean(pred.labels == labels) - np.mean(float_pred == labels)) <= 0.03
 
 
+class _Image(nn.Module):
+    """A CNN over ``[N, 784]`` inputs, reshaped to images first (as models/cnn.pt)."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x.reshape(-1, 1, 28, 28))
+
+
+def _cnns():
+    torch.manual_seed(0)
+    return {
+        "conv-bn-stride2": _Image(
+            nn.Conv2d(1, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 10, 3, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(10 * 6 * 6, 10),
+        ),
+        "conv5-pool3-two-linears": _Image(
+            nn.Conv2d(1, 5, 5, bias=False),
+            nn.MaxPool2d(3, 2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(5 * 11 * 11, 24),
+            nn.ReLU(),
+            nn.Linear(24, 10),
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", list(_cnns()))
+def test_cnn_zoo_bit_exact_and_agrees_with_pytorch(tmp_path, mnist, images, name):
+    model = fit(_cnns()[name], mnist, steps=60)
+    calib = torch.from_numpy(mnist.train_images[:200].astype(np.float32) / 255)
+    x, labels = images
+    acc = accelerate(model, calib, config=CoreConfig(rows=8, cols=4))
+    assert acc.qmodel.input_shape == (1, 28, 28)
+    pred = acc.predict(x[:60])
+    np.testing.assert_array_equal(pred.outputs, acc.golden(x[:60]), strict=True)
+    assert pred.cycles == pred.predicted_cycles
+    theirs = acc.reference.int8(x[:60])
+    assert np.abs(pred.outputs.astype(int) - theirs.astype(int)).max() <= 2
+    assert np.mean(pred.labels == theirs.argmax(1)) >= 0.98
+    acc.save(str(tmp_path / "cnn.qnpz"))  # the input shape travels with the network
+    again = Accelerator.load(str(tmp_path / "cnn.qnpz"))
+    np.testing.assert_array_equal(again.predict(x[:8]).outputs, pred.outputs[:8], strict=True)
+
+
 @pytest.mark.rtl
 def test_a_sequential_through_the_rtl(mnist, images):
     model = fit(
