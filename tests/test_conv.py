@@ -185,6 +185,52 @@ def test_too_large_batch_and_weights_are_refused():
         compile_model(q, CoreConfig(weight_kib=4), 1)
 
 
+def random_cnn(rng):
+    """A random valid CNN geometry: 1 or 2 conv layers (kernels 1 to 5, stride 1 or 2,
+    padding 0 or 1, pooling 2 or 3 where it fits, 1 to 9 channels) and 1 or 2 Linears."""
+    c, h, w = int(rng.integers(1, 6)), int(rng.integers(5, 13)), int(rng.integers(5, 13))
+    convs, hh, ww = [], h, w
+    for _ in range(int(rng.integers(1, 3))):
+        p = int(rng.integers(0, 2))
+        k = int(rng.integers(1, min(5, hh + 2 * p, ww + 2 * p) + 1))
+        s = int(rng.integers(1, 3))
+        oh, ow = (hh + 2 * p - k) // s + 1, (ww + 2 * p - k) // s + 1
+        pool = int(rng.choice([q for q in (0, 2, 3) if q <= min(oh, ow)]))
+        convs.append(dict(out=int(rng.integers(1, 10)), kernel=k, stride=s, padding=p, pool=pool))
+        hh, ww = (oh, ow) if not pool else ((oh - pool) // 2 + 1, (ow - pool) // 2 + 1)
+    linears = [int(n) for n in rng.integers(2, 12, int(rng.integers(1, 3)))]
+    return (c, h, w), convs, linears
+
+
+@pytest.mark.rtl
+def test_rtl_random_cnn_shapes_against_numpy():
+    """Random conv geometries through the RTL (cocotb on Verilator) against the numpy
+    golden model, and cycle for cycle against the model backend."""
+    cfg = SIM_CONFIGS["3x5"]  # non-square, groups of 2 words, the shallow pipeline
+    rng = np.random.default_rng(2026)
+    for i in range(4):
+        shape, convs, linears = random_cnn(rng)
+        q = random_quantized_cnn(shape, convs, linears, seed=i)
+        x = _inputs(q, 3, seed=i)
+        prog = compile_model(q, cfg, min(2, max_batch(q, cfg)))
+        rtl = get_backend("rtl", cfg).run(prog, x)
+        what = f"{shape} {convs} {linears}"
+        np.testing.assert_array_equal(rtl.outputs, golden.run(q, x), strict=True, err_msg=what)
+        assert rtl.cycles == rtl.predicted_cycles, what
+
+
+def test_random_cnn_shapes_on_the_model_backend():
+    rng = np.random.default_rng(7)
+    for i in range(25):
+        shape, convs, linears = random_cnn(rng)
+        q = random_quantized_cnn(shape, convs, linears, seed=i)
+        x = _inputs(q, 3, seed=i)
+        for cfg in (CONFIGS["4x8"], CONFIGS["3x5"]):
+            res = get_backend("model", cfg).run(compile_model(q, cfg, 2), x)
+            what = f"{shape} {convs} {linears} on {cfg.rows}x{cfg.cols}"
+            np.testing.assert_array_equal(res.outputs, golden.run(q, x), strict=True, err_msg=what)
+
+
 @pytest.mark.rtl
 def test_rtl_equals_model_on_cnns():
     """Bytes and cycles of the RTL equal the model backend's on small CNNs (patterns,
