@@ -25,7 +25,16 @@ import time
 from cocotb_tools.runner import Icarus, Verilator, get_results
 
 from hw.config import CoreConfig
-from sim.build import ROOT, SimError, cached, files_hash, hw_hash, simulator, tool_env
+from sim.build import (
+    ROOT,
+    VERILATOR_MAKEFLAGS,
+    SimError,
+    cached,
+    files_hash,
+    hw_hash,
+    simulator,
+    tool_env,
+)
 
 __all__ = [
     "PLAYER_DEPTH_LOG2",
@@ -67,6 +76,11 @@ BUILD_ARGS = {
     ],
     "icarus": ["-g2012"],
 }
+#: Added for the harness: its own clock (``#`` delays) needs Verilator's timing support,
+#: and cocotb sees only the harness's own signals (its ports, its clock): cocotb's runner
+#: makes every signal of the design public (``--public-flat-rw``), which keeps Verilator
+#: from optimizing the core (8x8: about 8x slower).
+HARNESS_ARGS = {"verilator": ["--timing", "--public-depth", "1"]}
 
 
 class _Verilator(Verilator):
@@ -76,6 +90,12 @@ class _Verilator(Verilator):
     def _set_env_common(self):
         super()._set_env_common()
         self.env.update(tool_env("verilator", self.env))
+
+    def _build_command(self):
+        cmds = super()._build_command()
+        if "--public-depth" in cmds[0]:  # the build names what cocotb may see
+            cmds[0].remove("--public-flat-rw")
+        return cmds
 
     def _simulator_in_path_build_only(self):
         self.executable = shutil.which("verilator", path=self.env.get("PATH"))
@@ -146,10 +166,11 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
     """
     sim = simulator(sim)
     srcs = [pathlib.Path(s) for s in (sources if sources is not None else rtl_sources(cfg))]
-    params = {}
+    params, build_args = {}, BUILD_ARGS[sim]
     if toplevel == "tb_top":
         srcs.append(HARNESS)
         params = {"W": cfg.stream_bits, "DEPTH_LOG2": PLAYER_DEPTH_LOG2}
+        build_args = [*build_args, *HARNESS_ARGS.get(sim, [])]
     bdir = build_dir(cfg, kind, sim)
     build_log = bdir.parent / f"{kind}-{sim}.build.log"
 
@@ -160,7 +181,7 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
                 hdl_toplevel=toplevel,
                 build_dir=str(bdir),
                 parameters=params,
-                build_args=BUILD_ARGS[sim],
+                build_args=build_args,
                 timescale=TIMESCALE,
                 always=True,
                 log_file=str(build_log),
@@ -173,7 +194,8 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
         (bdir / "config.json").write_text(cfg.to_json() + "\n")
 
     tools = [importlib.metadata.version(p) for p in ("cocotb", "verilator")]
-    key = files_hash(sim, toplevel, params, BUILD_ARGS[sim], TIMESCALE, tools, *srcs)
+    make_vars = VERILATOR_MAKEFLAGS if sim == "verilator" else ""
+    key = files_hash(sim, toplevel, params, build_args, make_vars, TIMESCALE, tools, *srcs)
     cached(bdir, key, make)
     return Simulator(cfg, kind, sim, bdir, toplevel)
 
