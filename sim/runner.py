@@ -37,6 +37,8 @@ from sim.build import (
 )
 
 __all__ = [
+    "HARNESS_PROGRAM",
+    "HARNESS_RESULTS",
     "PLAYER_DEPTH_LOG2",
     "ROOT",
     "SimError",
@@ -45,12 +47,14 @@ __all__ = [
     "build_dir",
     "config_from_env",
     "keep_log",
+    "read_hex",
     "rtl_sources",
     "run",
     "run_unit",
     "simulator",
     "stream_programs",
     "unit_sources",
+    "write_hex",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,8 +63,9 @@ HARNESS = ROOT / "sim" / "hdl" / "tb_top.sv"
 TIMESCALE = ("1ns", "1ps")
 #: Program beats the harness's player holds, log2 (the ``DEPTH_LOG2`` of ``tb_top``).
 PLAYER_DEPTH_LOG2 = 21
-#: The player's job and report, in the directory ``PLAYER_DIR`` names (``sim/player.py``).
-PLAYER_JOB, PLAYER_REPORT = "job.json", "report.json"
+#: The files the harness reads a program from and writes its results to, in the run's
+#: player directory (``+program=`` and ``+results=``, ``sim/hdl/tb_top.sv``).
+HARNESS_PROGRAM, HARNESS_RESULTS = "program.hex", "results.hex"
 BUILD_ARGS = {
     "verilator": [
         "-Wno-fatal",
@@ -250,8 +255,8 @@ class Simulator:
         player_dir = pathlib.Path(player_dir or tempfile.mkdtemp(prefix="player-", dir=test_dir))
         extra_env = {"CORE_CONFIG": cfg.to_json(), "PLAYER_DIR": str(player_dir), **(env or {})}
         plusargs = [
-            f"+program={player_dir / 'program.hex'}",
-            f"+results={player_dir / 'results.hex'}",
+            f"+program={player_dir / HARNESS_PROGRAM}",
+            f"+results={player_dir / HARNESS_RESULTS}",
             *plusargs,
         ]
         name = testcase if isinstance(testcase, str) else "all"
@@ -332,14 +337,20 @@ class Simulator:
         work.mkdir(parents=True, exist_ok=True)
         player_dir = pathlib.Path(tempfile.mkdtemp(prefix="program-", dir=work))
         try:
-            names = [f"program_{i}.npy" for i in range(len(checked))]
-            for name, beats in zip(names, checked):
-                np.save(player_dir / name, beats)
-            job = {"programs": names, "gap": gap, "stall": stall, "seed": seed}
-            (player_dir / PLAYER_JOB).write_text(json.dumps(job))
-            self.run("play", module="sim.player", test_dir=player_dir, player_dir=player_dir)
-            reports = json.loads((player_dir / PLAYER_REPORT).read_text())
-            outs = [np.load(player_dir / r["results"]) for r in reports]
+            job = _player_job(player_dir, checked, gap, stall, seed, cfg.raw_beats)
+            self.run(
+                "play",
+                module="sim.player",
+                # the player needs none of pytest's plugins, which cocotb would load
+                env={
+                    "PLAYER_JOB": str(player_dir / "job.json"),
+                    "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+                },
+                test_dir=player_dir,
+                player_dir=player_dir,
+            )
+            reports = json.loads((player_dir / job["report"]).read_text())
+            outs = [read_hex(player_dir / p["results"], cfg.stream_bytes) for p in job["programs"]]
         finally:
             shutil.rmtree(player_dir, ignore_errors=True)
         wall = time.perf_counter() - start
@@ -352,11 +363,67 @@ class Simulator:
                     "wall_seconds": wall,
                 },
             )
-            for out, r in zip(outs, reports)
+            for out, r in zip(outs, reports, strict=True)
         ]
 
     def _keep(self, log_path):
         return keep_log(self.config, log_path, self.kind, self.sim)
+
+
+def write_hex(path, beats):
+    """Write beats (uint8 ``[n, bytes]``, little-endian) as ``$readmemh`` lines, MSB first."""
+    import numpy as np
+
+    width = beats.shape[1]
+    hexed = beats[:, ::-1].tobytes().hex().encode()
+    lines = np.frombuffer(hexed, f"S{2 * width}")
+    with open(path, "wb") as f:
+        f.write(b"\n".join(lines.tolist()) + b"\n")
+
+
+def read_hex(path, width):
+    """Read the harness's recorded ``<hex> <tlast>`` lines back into uint8 ``[n, width]``."""
+    import numpy as np
+
+    with open(path) as f:
+        words = [line.split()[0] for line in f if line.strip()]
+    if not words:
+        return np.zeros((0, width), np.uint8)
+    raw = bytes.fromhex("".join(w.rjust(2 * width, "0") for w in words))
+    return np.frombuffer(raw, np.uint8).reshape(-1, width)[:, ::-1].copy()
+
+
+def _pause_level(p):
+    """The harness's 8-bit level for a pause probability: blocked when a byte is below it."""
+    return int(p * 256) if p else 0
+
+
+def _player_job(player_dir, programs, gap, stall, seed, raw_beats):
+    """Write the programs and the job of ``sim/player.py`` into ``player_dir``; the job.
+
+    A program may take 10,000 cycles plus 40 a beat (times the beats of a raw result
+    row) before the player calls a timeout.
+    """
+    job = {
+        "harness": {"program": HARNESS_PROGRAM, "results": HARNESS_RESULTS},
+        "gap_level": _pause_level(gap),
+        "stall_level": _pause_level(stall),
+        "programs": [],
+        "report": "report.json",
+    }
+    for i, beats in enumerate(programs):
+        write_hex(player_dir / f"program_{i}.hex", beats)
+        job["programs"].append(
+            {
+                "program": f"program_{i}.hex",
+                "beats": len(beats),
+                "results": f"results_{i}.hex",
+                "seed": seed + i,
+                "limit_cycles": 10_000 + 40 * len(beats) * max(1, raw_beats),
+            }
+        )
+    (player_dir / "job.json").write_text(json.dumps(job))
+    return job
 
 
 def run(cfg, testcase=None, *, kind="rtl", sim=None, sources=None, toplevel="tb_top", **options):
