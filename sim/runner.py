@@ -6,7 +6,9 @@ one netlist of the core, or one component on its own, built into
 are unchanged (:func:`sim.build.cached`). A simulator runs cocotb benches
 (:meth:`Simulator.run`) or streams programs through the core with the player
 (:meth:`Simulator.stream`, ``sim/player.py``), which is what the rtl and gate
-backends do. The configuration reaches the bench as JSON in the ``CORE_CONFIG``
+backends do; :func:`run_ceiling` plays a program on the same harness driven by a
+small C++ loop instead (Verilator's ceiling, what the player's speed is measured
+against). The configuration reaches the bench as JSON in the ``CORE_CONFIG``
 environment variable of the simulator's process. The simulator log of a failed run is
 kept in ``build/<config tag>/failed/`` (a run's own directory may be temporary), and
 the :class:`SimError` names that copy.
@@ -19,6 +21,7 @@ import logging
 import os
 import pathlib
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -44,12 +47,14 @@ __all__ = [
     "SimError",
     "Simulator",
     "build",
+    "build_ceiling",
     "build_dir",
     "config_from_env",
     "keep_log",
     "read_hex",
     "rtl_sources",
     "run",
+    "run_ceiling",
     "run_unit",
     "simulator",
     "stream_programs",
@@ -60,6 +65,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HARNESS = ROOT / "sim" / "hdl" / "tb_top.sv"
+CEILING_MAIN = ROOT / "sim" / "hdl" / "ceiling_main.cpp"
 TIMESCALE = ("1ns", "1ps")
 #: Program beats the harness's player holds, log2 (the ``DEPTH_LOG2`` of ``tb_top``).
 PLAYER_DEPTH_LOG2 = 21
@@ -424,6 +430,101 @@ def _player_job(player_dir, programs, gap, stall, seed, raw_beats):
         )
     (player_dir / "job.json").write_text(json.dumps(job))
     return job
+
+
+def build_ceiling(cfg, kind="rtl", sources=None):
+    """Build Verilator's ceiling for ``cfg`` (or find it built); the executable's path.
+
+    The same harness around the same netlist, with the same Verilator options, driven
+    by a small C++ loop (``sim/hdl/ceiling_main.cpp``) instead of cocotb: no VPI, no
+    Python, the clock toggled in C++. It is what Verilator alone makes of a program,
+    the figure the player's speed is measured against. Built into
+    ``build/<config tag>/<kind>-ceiling/``.
+
+    Raises
+    ------
+    SimError
+        The build failed (the message names its log).
+    """
+    srcs = [pathlib.Path(s) for s in (sources if sources is not None else rtl_sources(cfg))]
+    srcs += [HARNESS, CEILING_MAIN]
+    bdir = ROOT / "build" / cfg.tag / f"{kind}-ceiling"
+    build_log = bdir.parent / f"{kind}-ceiling.build.log"
+    params = [f"-GW={cfg.stream_bits}", f"-GDEPTH_LOG2={PLAYER_DEPTH_LOG2}"]
+    args = [*BUILD_ARGS["verilator"], "--timing", "--timescale", "/".join(TIMESCALE)]
+    cmd = [
+        "verilator",
+        "--cc",
+        "--exe",
+        "--build",
+        "--build-jobs",
+        str(os.cpu_count() or 1),
+        "-Mdir",
+        str(bdir),
+        "--top-module",
+        "tb_top",
+        "--prefix",
+        "Vtb",
+        "-o",
+        "ceiling",
+        *args,
+        *params,
+        *(str(s) for s in srcs),
+    ]
+
+    def make():
+        shutil.rmtree(bdir, ignore_errors=True)
+        env = {**os.environ, **tool_env("verilator")}
+        cmd[0] = shutil.which("verilator", path=env["PATH"]) or cmd[0]
+        with open(build_log, "w") as log:
+            res = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        if res.returncode != 0:
+            raise SimError(
+                f"verilator build of the {kind} ceiling for {cfg.tag} failed "
+                f"(see build/{cfg.tag}/{build_log.name})"
+            )
+
+    tools = importlib.metadata.version("verilator")
+    key = files_hash("ceiling", args, params, VERILATOR_MAKEFLAGS, tools, *srcs)
+    return cached(bdir, key, make) / "ceiling"
+
+
+def run_ceiling(cfg, beats, *, kind="rtl", sources=None):
+    """Play one program (uint8 beats ``[n, stream_bytes]``, no gaps, no backpressure) on
+    Verilator's ceiling (:func:`build_ceiling`); returns ``(result beats, report)``, the
+    report with ``sim_cycles`` and ``sim_seconds`` as :meth:`Simulator.stream` gives them.
+
+    Raises
+    ------
+    SimError
+        The build failed, or the run did (the message names its kept log).
+    """
+    exe = build_ceiling(cfg, kind, sources)
+    work = ROOT / "build" / cfg.tag / "runs"
+    work.mkdir(parents=True, exist_ok=True)
+    run_dir = pathlib.Path(tempfile.mkdtemp(prefix="ceiling-", dir=work))
+    try:
+        (job,) = _player_job(run_dir, [beats], 0.0, 0.0, 1, cfg.raw_beats)["programs"]
+        cmd = [
+            str(exe),
+            f"+program={run_dir / job['program']}",
+            f"+results={run_dir / job['results']}",
+            f"+beats={job['beats']}",
+            f"+limit={job['limit_cycles']}",
+        ]
+        res = subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            log_path = run_dir / "ceiling.log"
+            log_path.write_text(res.stdout + res.stderr)
+            raise SimError(
+                f"the {kind} ceiling for {cfg.tag} failed (exit status {res.returncode}; "
+                f"log: {keep_log(cfg, log_path, kind, 'ceiling')})"
+            )
+        report = json.loads(res.stdout.strip().splitlines()[-1])
+        out = read_hex(run_dir / job["results"], cfg.stream_bytes)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return out, {"sim_cycles": report["sim_cycles"], "sim_seconds": report["sim_seconds"]}
 
 
 def run(cfg, testcase=None, *, kind="rtl", sim=None, sources=None, toplevel="tb_top", **options):

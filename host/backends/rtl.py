@@ -114,6 +114,24 @@ class RtlBackend:
         except runner.SimError as exc:
             raise BackendError(str(exc)) from None
 
+    def ceiling(self, beats):
+        """Run raw program beats on Verilator's ceiling: the same harness around the
+        same netlist, driven by a small C++ loop instead of cocotb
+        (``sim.runner.run_ceiling``), without this instance's gaps and backpressure.
+        Returns ``(result beats, report)``, as :meth:`stream`.
+
+        Raises
+        ------
+        BackendError
+            The simulator is not Verilator, or the build or the run failed.
+        """
+        if self.sim != "verilator":
+            raise BackendError(f"{self.name} backend: the ceiling needs verilator, not {self.sim}")
+        try:
+            return runner.run_ceiling(self.config, beats, kind=self.kind, sources=self.sources())
+        except runner.SimError as exc:
+            raise BackendError(str(exc)) from None
+
     def run(self, program, inputs):
         from .base import Result
 
