@@ -4,9 +4,12 @@
 cocotb harness ``sim/hdl/tb_top.sv`` around the generated Verilog, cached on disk);
 every :meth:`RtlBackend.run` then runs that simulator with the player
 (``sim/player.py``): the harness streams the program's beats into the core's
-AXI4-Stream input, one beat a cycle unless ``gap``, and records every result beat;
-the status packet carries the core's counters and error code. ``gate`` does the same
-on the post-synthesis netlist (``sim/gate.py``).
+AXI4-Stream input, one beat a cycle unless ``gap``, and records every result beat,
+on its own clock, so that the simulator runs at its own speed with or without gaps
+and backpressure; the status packet carries the core's counters and error code.
+:meth:`RtlBackend.ceiling` plays the same program on the same harness driven by a
+small C++ loop instead of cocotb, Verilator's ceiling. ``gate`` does the same on the
+post-synthesis netlist (``sim/gate.py``).
 """
 
 import math

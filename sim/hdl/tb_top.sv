@@ -8,10 +8,11 @@
 //    every m_axis beat to a file (with pseudo-random backpressure), so Python only
 //    waits for `player_done` and the simulator runs at full speed.
 //
-// The clock: `clk` from outside (cocotb's Clock), or the harness's own, `own_clk`,
-// while the variable `own_clock` is 1 (the player sets it, sim/player.py). The harness's
-// clock crosses nothing into Python: the simulator runs on its own until `player_done`
-// or a timeout. Whichever clock is not in use stays low; the core sees their OR.
+// The clock: `clk` from outside (cocotb's Clock, or a C++ loop: ceiling_main.cpp), or
+// the harness's own, `own_clk`, while the variable `own_clock` is 1 (sim/player.py sets
+// it). Nothing of the harness's own clock crosses into Python: the simulator runs on
+// its own until `player_done` or a timeout. The clock not in use stays low; the core
+// sees their OR.
 `timescale 1ns/1ps
 //
 // The parameters have no defaults: the runner (sim/runner.py) sets both, the stream
