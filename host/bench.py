@@ -584,10 +584,17 @@ def bench(
 
 def bench_core(cfg: CoreConfig, M: int = 64, K: int = 784, N: int = 128, seed: int = 0) -> dict:
     """One ``M x K`` by ``K x N`` int8 matmul (default: the MNIST first layer at batch 64)
-    through the compiler and the rtl backend, checked against the golden model.
+    through the compiler and the rtl backend, checked against the golden model, then the
+    same program on Verilator's ceiling (the same harness driven by a small C++ loop
+    instead of cocotb), whose result beats must equal the backend's.
 
     Returns the counters and :func:`host.metrics.run_figures`, the outputs' mismatches
-    against numpy (-1 after a core error), and the simulation speed.
+    against numpy (-1 after a core error), and the simulation speeds: the backend's
+    inside the simulator (``sim_cycles_per_second``) and counting its start-up
+    (``wall_cycles_per_second``), Verilator's ceiling (``ceiling_cycles_per_second``)
+    and the share of it the backend reaches; ``ceiling_equal`` says whether the ceiling's
+    result beats are the backend's, byte for byte (``ceiling_cycles`` must be
+    ``sim_cycles``). ``ceiling_wall_seconds`` includes its build when it was not built.
     """
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (M, K), dtype=np.int8)
@@ -603,6 +610,12 @@ def bench_core(cfg: CoreConfig, M: int = 64, K: int = 784, N: int = 128, seed: i
     acc = golden.wrap_int32(golden.matmul_i8(a, w.T) + bias)
     want = golden.requantize(acc, np.full(N, mult), np.full(N, shift), 0, False)
     mismatches = -1 if res.outputs is None else int(np.count_nonzero(res.outputs != want))
+    beats = program.beats(a)
+    t0 = time.perf_counter()
+    ceiling_out, ceiling = backend.ceiling(beats)  # built on first use
+    ceiling_s = time.perf_counter() - t0
+    speed = metrics.sim_speed(res.sim_cycles, res.sim_seconds)
+    ceiling_speed = metrics.sim_speed(ceiling["sim_cycles"], ceiling["sim_seconds"])
     return {
         "rows": cfg.rows,
         "cols": cfg.cols,
@@ -614,9 +627,15 @@ def bench_core(cfg: CoreConfig, M: int = 64, K: int = 784, N: int = 128, seed: i
         "mismatches": mismatches,
         "predicted_cycles": res.predicted_cycles,
         **metrics.run_figures(cfg, M * K * N, res.status, M),
-        "program_beats": int(len(program.beats(a))),
+        "program_beats": int(len(beats)),
         "sim_cycles": res.sim_cycles,
-        "sim_cycles_per_second": metrics.sim_speed(res.sim_cycles, res.sim_seconds),
+        "sim_cycles_per_second": speed,
+        "wall_cycles_per_second": res.sim_cycles / res.wall_seconds,
+        "ceiling_cycles": ceiling["sim_cycles"],
+        "ceiling_cycles_per_second": ceiling_speed,
+        "ceiling_share": speed / ceiling_speed if speed and ceiling_speed else None,
+        "ceiling_equal": bool(np.array_equal(ceiling_out, res.out_beats)),
         "build_seconds": build_s,
         "wall_seconds": res.wall_seconds,
+        "ceiling_wall_seconds": ceiling_s,
     }

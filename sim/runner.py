@@ -6,7 +6,9 @@ one netlist of the core, or one component on its own, built into
 are unchanged (:func:`sim.build.cached`). A simulator runs cocotb benches
 (:meth:`Simulator.run`) or streams programs through the core with the player
 (:meth:`Simulator.stream`, ``sim/player.py``), which is what the rtl and gate
-backends do. The configuration reaches the bench as JSON in the ``CORE_CONFIG``
+backends do; :func:`run_ceiling` plays a program on the same harness driven by a
+small C++ loop instead (Verilator's ceiling, what the player's speed is measured
+against). The configuration reaches the bench as JSON in the ``CORE_CONFIG``
 environment variable of the simulator's process. The simulator log of a failed run is
 kept in ``build/<config tag>/failed/`` (a run's own directory may be temporary), and
 the :class:`SimError` names that copy.
@@ -19,39 +21,57 @@ import logging
 import os
 import pathlib
 import shutil
+import subprocess
 import tempfile
 import time
 
 from cocotb_tools.runner import Icarus, Verilator, get_results
 
 from hw.config import CoreConfig
-from sim.build import ROOT, SimError, cached, files_hash, hw_hash, simulator, tool_env
+from sim.build import (
+    ROOT,
+    VERILATOR_MAKEFLAGS,
+    SimError,
+    cached,
+    files_hash,
+    hw_hash,
+    simulator,
+    tool_env,
+)
 
 __all__ = [
+    "HARNESS_PROGRAM",
+    "HARNESS_RESULTS",
     "PLAYER_DEPTH_LOG2",
     "ROOT",
     "SimError",
     "Simulator",
     "build",
+    "build_ceiling",
     "build_dir",
     "config_from_env",
     "keep_log",
+    "read_hex",
     "rtl_sources",
     "run",
+    "run_ceiling",
     "run_unit",
     "simulator",
     "stream_programs",
     "unit_sources",
+    "write_hex",
 ]
 
 log = logging.getLogger(__name__)
 
 HARNESS = ROOT / "sim" / "hdl" / "tb_top.sv"
+CEILING_MAIN = ROOT / "sim" / "hdl" / "ceiling_main.cpp"
 TIMESCALE = ("1ns", "1ps")
 #: Program beats the harness's player holds, log2 (the ``DEPTH_LOG2`` of ``tb_top``).
 PLAYER_DEPTH_LOG2 = 21
-#: The player's job and report, in the directory ``PLAYER_DIR`` names (``sim/player.py``).
-PLAYER_JOB, PLAYER_REPORT = "job.json", "report.json"
+#: The files the harness reads a program from and writes its results to, in the run's
+#: player directory (``+program=`` and ``+results=``, ``sim/hdl/tb_top.sv``).
+HARNESS_PROGRAM, HARNESS_RESULTS = "program.hex", "results.hex"
 BUILD_ARGS = {
     "verilator": [
         "-Wno-fatal",
@@ -67,6 +87,11 @@ BUILD_ARGS = {
     ],
     "icarus": ["-g2012"],
 }
+#: Added for the harness: its own clock (``#`` delays) needs Verilator's timing support,
+#: and cocotb sees only the harness's own signals (its ports, its clock): cocotb's runner
+#: makes every signal of the design public (``--public-flat-rw``), which keeps Verilator
+#: from optimizing the core (8x8: about 8x slower).
+HARNESS_ARGS = {"verilator": ["--timing", "--public-depth", "1"]}
 
 
 class _Verilator(Verilator):
@@ -76,6 +101,12 @@ class _Verilator(Verilator):
     def _set_env_common(self):
         super()._set_env_common()
         self.env.update(tool_env("verilator", self.env))
+
+    def _build_command(self):
+        cmds = super()._build_command()
+        if "--public-depth" in cmds[0]:  # the build names what cocotb may see
+            cmds[0].remove("--public-flat-rw")
+        return cmds
 
     def _simulator_in_path_build_only(self):
         self.executable = shutil.which("verilator", path=self.env.get("PATH"))
@@ -146,10 +177,11 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
     """
     sim = simulator(sim)
     srcs = [pathlib.Path(s) for s in (sources if sources is not None else rtl_sources(cfg))]
-    params = {}
+    params, build_args = {}, BUILD_ARGS[sim]
     if toplevel == "tb_top":
         srcs.append(HARNESS)
         params = {"W": cfg.stream_bits, "DEPTH_LOG2": PLAYER_DEPTH_LOG2}
+        build_args = [*build_args, *HARNESS_ARGS.get(sim, [])]
     bdir = build_dir(cfg, kind, sim)
     build_log = bdir.parent / f"{kind}-{sim}.build.log"
 
@@ -160,7 +192,7 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
                 hdl_toplevel=toplevel,
                 build_dir=str(bdir),
                 parameters=params,
-                build_args=BUILD_ARGS[sim],
+                build_args=build_args,
                 timescale=TIMESCALE,
                 always=True,
                 log_file=str(build_log),
@@ -173,7 +205,8 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
         (bdir / "config.json").write_text(cfg.to_json() + "\n")
 
     tools = [importlib.metadata.version(p) for p in ("cocotb", "verilator")]
-    key = files_hash(sim, toplevel, params, BUILD_ARGS[sim], TIMESCALE, tools, *srcs)
+    make_vars = VERILATOR_MAKEFLAGS if sim == "verilator" else ""
+    key = files_hash(sim, toplevel, params, build_args, make_vars, TIMESCALE, tools, *srcs)
     cached(bdir, key, make)
     return Simulator(cfg, kind, sim, bdir, toplevel)
 
@@ -228,8 +261,8 @@ class Simulator:
         player_dir = pathlib.Path(player_dir or tempfile.mkdtemp(prefix="player-", dir=test_dir))
         extra_env = {"CORE_CONFIG": cfg.to_json(), "PLAYER_DIR": str(player_dir), **(env or {})}
         plusargs = [
-            f"+program={player_dir / 'program.hex'}",
-            f"+results={player_dir / 'results.hex'}",
+            f"+program={player_dir / HARNESS_PROGRAM}",
+            f"+results={player_dir / HARNESS_RESULTS}",
             *plusargs,
         ]
         name = testcase if isinstance(testcase, str) else "all"
@@ -310,14 +343,20 @@ class Simulator:
         work.mkdir(parents=True, exist_ok=True)
         player_dir = pathlib.Path(tempfile.mkdtemp(prefix="program-", dir=work))
         try:
-            names = [f"program_{i}.npy" for i in range(len(checked))]
-            for name, beats in zip(names, checked):
-                np.save(player_dir / name, beats)
-            job = {"programs": names, "gap": gap, "stall": stall, "seed": seed}
-            (player_dir / PLAYER_JOB).write_text(json.dumps(job))
-            self.run("play", module="sim.player", test_dir=player_dir, player_dir=player_dir)
-            reports = json.loads((player_dir / PLAYER_REPORT).read_text())
-            outs = [np.load(player_dir / r["results"]) for r in reports]
+            job = _player_job(player_dir, checked, gap, stall, seed, cfg.raw_beats)
+            self.run(
+                "play",
+                module="sim.player",
+                # the player needs none of pytest's plugins, which cocotb would load
+                env={
+                    "PLAYER_JOB": str(player_dir / "job.json"),
+                    "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+                },
+                test_dir=player_dir,
+                player_dir=player_dir,
+            )
+            reports = json.loads((player_dir / job["report"]).read_text())
+            outs = [read_hex(player_dir / p["results"], cfg.stream_bytes) for p in job["programs"]]
         finally:
             shutil.rmtree(player_dir, ignore_errors=True)
         wall = time.perf_counter() - start
@@ -330,11 +369,162 @@ class Simulator:
                     "wall_seconds": wall,
                 },
             )
-            for out, r in zip(outs, reports)
+            for out, r in zip(outs, reports, strict=True)
         ]
 
     def _keep(self, log_path):
         return keep_log(self.config, log_path, self.kind, self.sim)
+
+
+def write_hex(path, beats):
+    """Write beats (uint8 ``[n, bytes]``, little-endian) as ``$readmemh`` lines, MSB first."""
+    import numpy as np
+
+    width = beats.shape[1]
+    hexed = beats[:, ::-1].tobytes().hex().encode()
+    lines = np.frombuffer(hexed, f"S{2 * width}")
+    with open(path, "wb") as f:
+        f.write(b"\n".join(lines.tolist()) + b"\n")
+
+
+def read_hex(path, width):
+    """Read the harness's recorded ``<hex> <tlast>`` lines back into uint8 ``[n, width]``."""
+    import numpy as np
+
+    with open(path) as f:
+        words = [line.split()[0] for line in f if line.strip()]
+    if not words:
+        return np.zeros((0, width), np.uint8)
+    raw = bytes.fromhex("".join(w.rjust(2 * width, "0") for w in words))
+    return np.frombuffer(raw, np.uint8).reshape(-1, width)[:, ::-1].copy()
+
+
+def _pause_level(p):
+    """The harness's 8-bit level for a pause probability: blocked when a byte is below it."""
+    return int(p * 256) if p else 0
+
+
+def _player_job(player_dir, programs, gap, stall, seed, raw_beats):
+    """Write the programs and the job of ``sim/player.py`` into ``player_dir``; the job.
+
+    A program may take 10,000 cycles plus 40 a beat (times the beats of a raw result
+    row) before the player calls a timeout.
+    """
+    job = {
+        "harness": {"program": HARNESS_PROGRAM, "results": HARNESS_RESULTS},
+        "gap_level": _pause_level(gap),
+        "stall_level": _pause_level(stall),
+        "programs": [],
+        "report": "report.json",
+    }
+    for i, beats in enumerate(programs):
+        write_hex(player_dir / f"program_{i}.hex", beats)
+        job["programs"].append(
+            {
+                "program": f"program_{i}.hex",
+                "beats": len(beats),
+                "results": f"results_{i}.hex",
+                "seed": seed + i,
+                "limit_cycles": 10_000 + 40 * len(beats) * max(1, raw_beats),
+            }
+        )
+    (player_dir / "job.json").write_text(json.dumps(job))
+    return job
+
+
+def build_ceiling(cfg, kind="rtl", sources=None):
+    """Build Verilator's ceiling for ``cfg`` (or find it built); the executable's path.
+
+    The same harness around the same netlist, with the same Verilator options, driven
+    by a small C++ loop (``sim/hdl/ceiling_main.cpp``) instead of cocotb: no VPI, no
+    Python, the clock toggled in C++. It is what Verilator alone makes of a program,
+    the figure the player's speed is measured against. Built into
+    ``build/<config tag>/<kind>-ceiling/``.
+
+    Raises
+    ------
+    SimError
+        The build failed (the message names its log).
+    """
+    srcs = [pathlib.Path(s) for s in (sources if sources is not None else rtl_sources(cfg))]
+    srcs += [HARNESS, CEILING_MAIN]
+    bdir = ROOT / "build" / cfg.tag / f"{kind}-ceiling"
+    build_log = bdir.parent / f"{kind}-ceiling.build.log"
+    params = [f"-GW={cfg.stream_bits}", f"-GDEPTH_LOG2={PLAYER_DEPTH_LOG2}"]
+    args = [*BUILD_ARGS["verilator"], "--timing", "--timescale", "/".join(TIMESCALE)]
+    cmd = [
+        "verilator",
+        "--cc",
+        "--exe",
+        "--build",
+        "--build-jobs",
+        str(os.cpu_count() or 1),
+        "-Mdir",
+        str(bdir),
+        "--top-module",
+        "tb_top",
+        "--prefix",
+        "Vtb",
+        "-o",
+        "ceiling",
+        *args,
+        *params,
+        *(str(s) for s in srcs),
+    ]
+
+    def make():
+        shutil.rmtree(bdir, ignore_errors=True)
+        env = {**os.environ, **tool_env("verilator")}
+        cmd[0] = shutil.which("verilator", path=env["PATH"]) or cmd[0]
+        with open(build_log, "w") as log:
+            res = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        if res.returncode != 0:
+            raise SimError(
+                f"verilator build of the {kind} ceiling for {cfg.tag} failed "
+                f"(see build/{cfg.tag}/{build_log.name})"
+            )
+
+    tools = importlib.metadata.version("verilator")
+    key = files_hash("ceiling", args, params, VERILATOR_MAKEFLAGS, tools, *srcs)
+    return cached(bdir, key, make) / "ceiling"
+
+
+def run_ceiling(cfg, beats, *, kind="rtl", sources=None):
+    """Play one program (uint8 beats ``[n, stream_bytes]``, no gaps, no backpressure) on
+    Verilator's ceiling (:func:`build_ceiling`); returns ``(result beats, report)``, the
+    report with ``sim_cycles`` and ``sim_seconds`` as :meth:`Simulator.stream` gives them.
+
+    Raises
+    ------
+    SimError
+        The build failed, or the run did (the message names its kept log).
+    """
+    exe = build_ceiling(cfg, kind, sources)
+    work = ROOT / "build" / cfg.tag / "runs"
+    work.mkdir(parents=True, exist_ok=True)
+    run_dir = pathlib.Path(tempfile.mkdtemp(prefix="ceiling-", dir=work))
+    try:
+        (job,) = _player_job(run_dir, [beats], 0.0, 0.0, 1, cfg.raw_beats)["programs"]
+        cmd = [
+            str(exe),
+            f"+program={run_dir / job['program']}",
+            f"+results={run_dir / job['results']}",
+            f"+beats={job['beats']}",
+            f"+limit={job['limit_cycles']}",
+        ]
+        res = subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            log_path = run_dir / "ceiling.log"
+            log_path.write_text(res.stdout + res.stderr)
+            raise SimError(
+                f"the {kind} ceiling for {cfg.tag} failed (exit status {res.returncode}; "
+                f"log: {keep_log(cfg, log_path, kind, 'ceiling')})"
+            )
+        report = json.loads(res.stdout.strip().splitlines()[-1])
+        out = read_hex(run_dir / job["results"], cfg.stream_bytes)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return out, {"sim_cycles": report["sim_cycles"], "sim_seconds": report["sim_seconds"]}
 
 
 def run(cfg, testcase=None, *, kind="rtl", sim=None, sources=None, toplevel="tb_top", **options):

@@ -94,6 +94,28 @@ def test_rtl_gaps_and_backpressure_keep_results():
     assert res.cycles > res.predicted_cycles
 
 
+@pytest.mark.rtl
+def test_rtl_ceiling_equals_rtl():
+    """Verilator's ceiling (the harness driven from C++) plays a program as the backend
+    does: the same result beats, status packet included, and the same cycles."""
+    cfg = SIM_CONFIGS["4x4"]
+    q = random_quantized_model((30, 11, 6), seed=3)
+    x = np.random.default_rng(3).integers(-128, 128, (10, 30)).astype(np.int8)
+    beats = compile_model(q, cfg, 4).beats(x)
+    backend = get_backend("rtl", cfg)
+    out, report = backend.stream(beats)
+    ceiling_out, ceiling = backend.ceiling(beats)
+    np.testing.assert_array_equal(ceiling_out, out, strict=True)
+    assert ceiling["sim_cycles"] == report["sim_cycles"]
+
+
+def test_ceiling_needs_verilator():
+    backend = get_backend("rtl", CoreConfig())
+    backend.sim = "icarus"  # as if asked for; no build is attempted
+    with pytest.raises(BackendError, match="rtl backend: the ceiling needs verilator, not icarus"):
+        backend.ceiling(np.zeros((1, CoreConfig().stream_bytes), np.uint8))
+
+
 def test_unknown_backend():
     with pytest.raises(BackendError, match="unknown backend 'fpga'"):
         get_backend("fpga", CoreConfig())

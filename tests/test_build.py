@@ -1,5 +1,6 @@
 """The build helpers: the artefact cache, the tools' environment, and a real build and
-run that leave this process's environment as it was."""
+run (the player, and Verilator's ceiling) that leave this process's environment as it
+was."""
 
 import os
 import pathlib
@@ -52,6 +53,7 @@ def test_tool_env_is_a_new_dict():
     assert (root / "bin" / "verilator").exists()
     assert env["PATH"] == f"{root / 'bin'}{os.pathsep}/usr/bin"
     assert "CFG_CXXFLAGS_PCH_I=-include" in env["MAKEFLAGS"]
+    assert "CFG_CXXFLAGS_COROUTINES=-fcoroutines" in env["MAKEFLAGS"]  # for --timing
     assert base == {"PATH": "/usr/bin", "HOME": "/h"} and "HOME" not in env
     assert build.tool_env("icarus") == {}
 
@@ -86,3 +88,17 @@ def test_build_and_run_leave_os_environ_alone(tmp_path, monkeypatch):
     assert status["error"] == 0 and report["sim_cycles"] > status["cycles"] > 0
     assert dict(os.environ) == before
     assert runner.build(cfg) == simulator  # found built: the same simulator
+    # cocotb sees the harness's own signals only, so that Verilator optimizes the core
+    (cmdline,) = [
+        line
+        for line in (simulator.build_dir / "Vtop__verFiles.dat").read_text().splitlines()
+        if line.startswith("C ")
+    ]
+    assert "--public-depth 1" in cmdline and "--public-flat-rw" not in cmdline
+    assert "--timing" in cmdline  # the harness's own clock
+    # Verilator's ceiling: the same harness driven from C++, the same results and cycles
+    ceiling_out, ceiling = runner.run_ceiling(cfg, matmul_program(cfg, a, w, bias))
+    np.testing.assert_array_equal(ceiling_out, out, strict=True)
+    assert ceiling["sim_cycles"] == report["sim_cycles"] and ceiling["sim_seconds"] > 0
+    assert (tmp_path / "build" / cfg.tag / "rtl-ceiling" / "ceiling").exists()
+    assert dict(os.environ) == before

@@ -81,3 +81,20 @@ def test_keep_log_of_a_log_never_written(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "ROOT", tmp_path)
     missing = tmp_path / "gone" / "x.log"
     assert runner.keep_log(CoreConfig(), missing) == f"{missing} (not written)"
+
+
+def test_failed_ceiling_keeps_its_output(tmp_path, monkeypatch):
+    """Verilator's ceiling that gives up (exit status 1) raises with its output kept."""
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    exe = tmp_path / "ceiling"
+    exe.write_text('#!/bin/sh\necho "{\\"done\\": 0, \\"sim_cycles\\": 10000}"\nexit 1\n')
+    exe.chmod(0o755)
+    monkeypatch.setattr(runner, "build_ceiling", lambda cfg, kind, sources: exe)
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    beats = np.zeros((3, cfg.stream_bytes), np.uint8)
+    with pytest.raises(runner.SimError, match=r"rtl ceiling for .* failed \(exit status 1") as err:
+        runner.run_ceiling(cfg, beats)
+    kept = pathlib.Path(str(err.value).rsplit("; log: ", 1)[1].rstrip(")"))
+    assert kept.parent == tmp_path / "build" / cfg.tag / "failed"
+    assert '"done": 0' in kept.read_text()
+    assert not list((tmp_path / "build" / cfg.tag / "runs").iterdir())  # run dir removed

@@ -4,9 +4,12 @@
 cocotb harness ``sim/hdl/tb_top.sv`` around the generated Verilog, cached on disk);
 every :meth:`RtlBackend.run` then runs that simulator with the player
 (``sim/player.py``): the harness streams the program's beats into the core's
-AXI4-Stream input, one beat a cycle unless ``gap``, and records every result beat;
-the status packet carries the core's counters and error code. ``gate`` does the same
-on the post-synthesis netlist (``sim/gate.py``).
+AXI4-Stream input, one beat a cycle unless ``gap``, and records every result beat,
+on its own clock, so that the simulator runs at its own speed with or without gaps
+and backpressure; the status packet carries the core's counters and error code.
+:meth:`RtlBackend.ceiling` plays the same program on the same harness driven by a
+small C++ loop instead of cocotb, Verilator's ceiling. ``gate`` does the same on the
+post-synthesis netlist (``sim/gate.py``).
 """
 
 import math
@@ -111,6 +114,24 @@ class RtlBackend:
         simulator = self.prepare()
         try:
             return simulator.stream([beats], gap=self.gap, stall=self.stall, seed=self.seed)[0]
+        except runner.SimError as exc:
+            raise BackendError(str(exc)) from None
+
+    def ceiling(self, beats):
+        """Run raw program beats on Verilator's ceiling: the same harness around the
+        same netlist, driven by a small C++ loop instead of cocotb
+        (``sim.runner.run_ceiling``), without this instance's gaps and backpressure.
+        Returns ``(result beats, report)``, as :meth:`stream`.
+
+        Raises
+        ------
+        BackendError
+            The simulator is not Verilator, or the build or the run failed.
+        """
+        if self.sim != "verilator":
+            raise BackendError(f"{self.name} backend: the ceiling needs verilator, not {self.sim}")
+        try:
+            return runner.run_ceiling(self.config, beats, kind=self.kind, sources=self.sources())
         except runner.SimError as exc:
             raise BackendError(str(exc)) from None
 

@@ -107,4 +107,7 @@ def main_core(argv=None):
     if res["mismatches"] != 0 or res["error"] != 0:
         print("error: outputs differ from the numpy reference", file=sys.stderr)
         return 1
+    if not res["ceiling_equal"] or res["ceiling_cycles"] != res["sim_cycles"]:
+        print("error: Verilator's ceiling disagrees with the rtl backend", file=sys.stderr)
+        return 1
     return 0

@@ -7,6 +7,12 @@
 //    s_axis at one beat a cycle (or with pseudo-random gaps), and a recorder writes
 //    every m_axis beat to a file (with pseudo-random backpressure), so Python only
 //    waits for `player_done` and the simulator runs at full speed.
+//
+// The clock: `clk` from outside (cocotb's Clock, or a C++ loop: ceiling_main.cpp), or
+// the harness's own, `own_clk`, while the variable `own_clock` is 1 (sim/player.py sets
+// it). Nothing of the harness's own clock crosses into Python: the simulator runs on
+// its own until `player_done` or a timeout. The clock not in use stays low; the core
+// sees their OR.
 `timescale 1ns/1ps
 //
 // The parameters have no defaults: the runner (sim/runner.py) sets both, the stream
@@ -47,8 +53,22 @@ module tb_top #(
     logic [W-1:0] c_s_tdata;  logic c_s_tvalid, c_s_tready, c_s_tlast;
     logic [W-1:0] c_m_tdata;  logic c_m_tvalid, c_m_tready, c_m_tlast;
 
+    // the harness's own clock: 10 ns, as sim/tb.py's CLOCK_NS; the first rising edge
+    // comes half a period after own_clock goes to 1, the last before it goes to 0
+    logic own_clock = 1'b0;
+    logic own_clk = 1'b0;
+    wire  core_clk = clk | own_clk;
+
+    initial forever begin
+        wait (own_clock);
+        while (own_clock) begin
+            #5 own_clk = 1'b1;
+            #5 own_clk = 1'b0;
+        end
+    end
+
     core dut (
-        .clk(clk), .rst(rst),
+        .clk(core_clk), .rst(rst),
         .s_axis_tdata(c_s_tdata), .s_axis_tvalid(c_s_tvalid),
         .s_axis_tready(c_s_tready), .s_axis_tlast(c_s_tlast),
         .m_axis_tdata(c_m_tdata), .m_axis_tvalid(c_m_tvalid),
@@ -74,7 +94,7 @@ module tb_top #(
         if (!$value$plusargs("results=%s", results_file)) results_file = "results.hex";
     end
 
-    always_ff @(posedge clk) begin
+    always_ff @(posedge core_clk) begin
         // xorshift32, one step a cycle for each side
         lfsr_in  <= lfsr_in ^ (lfsr_in << 13) ^ ((lfsr_in ^ (lfsr_in << 13)) >> 17)
                     ^ ((lfsr_in ^ (lfsr_in << 13) ^ ((lfsr_in ^ (lfsr_in << 13)) >> 17)) << 5);
