@@ -49,7 +49,7 @@ test-fast: $(STAMP)  ## the unit tier: Python, numpy and amaranth.sim (under 3 m
 test-all: $(STAMP)  ## every tier including the slow sweeps
 	$(PY) -m pytest -n 2 -m "$(TIERS) or slow" $(ARGS)
 
-train: $(STAMP)  ## train the MNIST MLP (MODEL=cnn: the CNN), save models/$(MODEL).pt
+train: $(STAMP)  ## train the MNIST MLP (MODEL=cnn: the CNN) into build/models/$(MODEL).pt
 	$(PY) -m host train --model $(MODEL) $(ARGS)
 
 quantize: $(STAMP)  ## int8-quantize the checkpoint, report vs PyTorch

@@ -1,6 +1,7 @@
 """Training determinism and checkpoint handling."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -162,3 +163,20 @@ def test_cli_checks_the_output_before_training(tmp_path, capsys):
         err.startswith(f"error: --out {tmp_path}/file/m.pt: cannot create a directory")
         and err.count("\n") == 1
     )
+
+
+def test_cli_leaves_the_checked_in_checkpoint_alone(tmp_path, monkeypatch, capsys):
+    """Without --out, training writes build/models/<model>.pt under the working directory,
+    never the committed models/<model>.pt."""
+    import hashlib
+
+    from host.cli.train import main
+    from host.nn.checkpoint import DEFAULT_CHECKPOINTS
+
+    committed = os.path.abspath(DEFAULT_CHECKPOINTS["mlp"])
+    before = hashlib.sha256(open(committed, "rb").read()).hexdigest()
+    monkeypatch.chdir(tmp_path)
+    assert main(["--epochs", "1", "--hidden", "16"]) == 0
+    assert (tmp_path / "build" / "models" / "mlp.pt").is_file()
+    assert hashlib.sha256(open(committed, "rb").read()).hexdigest() == before
+    assert "models/mlp.pt is unchanged" in capsys.readouterr().out

@@ -38,9 +38,14 @@ def main(argv=None):
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data-dir", default=None, help="MNIST IDX files (default: embedded subset)")
-    p.add_argument("--out", default=None, help="default: models/<model>.pt")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="default: build/models/<model>.pt (the checked-in models/<model>.pt is "
+        "replaced only when named here)",
+    )
     args = p.parse_args(argv)
-    args.out = args.out or DEFAULT_CHECKPOINTS[args.model]
+    args.out = args.out or os.path.join("build", "models", f"{args.model}.pt")
     args.lr = DEFAULT_LR[args.model] if args.lr is None else args.lr
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     try:
@@ -78,4 +83,6 @@ def main(argv=None):
         f"train accuracy {meta['train_accuracy']:.4f}, test accuracy "
         f"{meta['test_accuracy']:.4f} -> {args.out}"
     )
+    if os.path.abspath(args.out) != os.path.abspath(DEFAULT_CHECKPOINTS[args.model]):
+        print(f"use it with --model {args.out} (models/{args.model}.pt is unchanged)")
     return 0
