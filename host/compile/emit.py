@@ -66,6 +66,8 @@ class Emitter:
         self.engine = 0  # engine instructions so far
         self.input_slots = []  # item positions after which a next-input chunk may go
         self._patterns = {LoopTarget.READ: None, LoopTarget.WRITE: None}
+        #: ``tile(weights) -> slot``: where the next weight tile goes (:meth:`Tiles.place`)
+        self.tile = None
 
     def word(self, op: Opcode, region_dependent: str | None = None, **fields) -> None:
         even = isa.encode(op, **fields)
