@@ -9,30 +9,11 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from sim.runner import config_from_env
+from sim.runner import config_from_env, read_hex, write_hex  # one copy of the hex format
 
 __all__ = ["TB", "write_hex", "read_hex", "pause"]
 
 CLOCK_NS = 10
-
-
-def write_hex(path, beats):
-    """Write beats (uint8 [n, bytes], little-endian) as $readmemh lines, MSB first."""
-    width = beats.shape[1]
-    hexed = beats[:, ::-1].tobytes().hex().encode()
-    lines = np.frombuffer(hexed, f"S{2 * width}")
-    with open(path, "wb") as f:
-        f.write(b"\n".join(lines.tolist()) + b"\n")
-
-
-def read_hex(path, width):
-    """Read the recorder's ``<hex> <tlast>`` lines back into uint8 [n, width]."""
-    with open(path) as f:
-        words = [line.split()[0] for line in f if line.strip()]
-    if not words:
-        return np.zeros((0, width), np.uint8)
-    raw = bytes.fromhex("".join(w.rjust(2 * width, "0") for w in words))
-    return np.frombuffer(raw, np.uint8).reshape(-1, width)[:, ::-1].copy()
 
 
 def pause(rng, level):
