@@ -10,15 +10,15 @@ __all__ = ["SystolicArray", "array_output_delay"]
 
 
 def array_output_delay(cfg):
-    """Cycles from a row on :attr:`SystolicArray.act` to its result on ``result``.
+    """Cycles from a row on :attr:`SystolicArray.act` to its result on ``result``
+    (:attr:`hw.config.CoreConfig.array_output_delay`).
 
-    ``rows - 1`` skew + ``cols - 1`` to cross the columns + 2 per PE of the last row
-    (product, sum) ... written out: the activation of lane ``r`` reaches PE ``(r, c)``
-    ``r + c`` cycles after it enters, the sum of column ``c`` leaves the bottom PE
-    ``rows + c + 1`` cycles after entry, and the deskew delays column ``c`` by
-    ``cols - 1 - c`` more, so every column is aligned at ``rows + cols``.
+    Written out: the activation of lane ``r`` reaches PE ``(r, c)`` ``r + c`` cycles
+    after it enters, the sum of column ``c`` leaves the bottom PE ``rows - 1 + c +
+    pe_latency`` cycles after entry, and the deskew delays column ``c`` by ``cols - 1 -
+    c`` more, so every column is aligned at ``rows + cols + pe_latency - 2``.
     """
-    return cfg.rows + cfg.cols
+    return cfg.array_output_delay
 
 
 class SystolicArray(wiring.Component):
@@ -37,7 +37,7 @@ class SystolicArray(wiring.Component):
                    |          |          |
                 [z^(C-1)]  [z^(C-2)]    [ ]        deskew
                    |          |          |
-               result[0]  result[1]  result[C-1]   aligned, rows + cols cycles later
+               result[0]  result[1]  result[C-1]   aligned, array_output_delay later
 
     ``x`` is one activation word: ``rows`` int8 values along the reduction axis.
     Lane ``r`` is delayed ``r`` cycles (skew), then moves right one PE a cycle; the

@@ -1,14 +1,38 @@
 """The instruction check: which error (if any) an instruction word would raise."""
 
 from amaranth.hdl import Module, Mux
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import MAX_ROWS_PER_OP
+from .config import ADDR_BITS, MAX_ROWS_PER_OP
 from .isa import ROWS_BITS, ErrorCode, LoopTarget, Opcode, Target
 from .payloads import INSTRUCTION, LoopCheck
 
-__all__ = ["InstructionCheck"]
+__all__ = ["LOOP_PRODUCTS", "InstructionCheck", "loop_products"]
+
+#: A LOOP's three products: ``rows = inner * outer`` (full width, for the row limit) and
+#: the two terms of its address span ``(inner - 1) * inner_stride + (outer - 1) *
+#: outer_stride``. They are the check's only multiplications; the deep pipeline
+#: registers them on their own (:func:`loop_products` of the beat arriving, beside the
+#: beat's register) so that no multiplier sits between two other paths.
+LOOP_PRODUCTS = data.StructLayout(
+    {
+        "rows": 2 * ROWS_BITS,
+        "inner_span": ROWS_BITS + ADDR_BITS["act_depth"],
+        "outer_span": ROWS_BITS + ADDR_BITS["act_depth"],
+    }
+)
+
+
+def loop_products(dst: data.View, lp: data.View) -> list:
+    """The assignments of the :data:`LOOP_PRODUCTS` of the LOOP fields ``lp``
+    (``isa.LOOP``) to ``dst`` (meaningful when the instruction is a LOOP)."""
+    inner_last, outer_last = (lp.inner - 1)[:ROWS_BITS], (lp.outer - 1)[:ROWS_BITS]
+    return [
+        dst.rows.eq(lp.inner * lp.outer),
+        dst.inner_span.eq(inner_last * lp.inner_stride),
+        dst.outer_span.eq(outer_last * lp.outer_stride),
+    ]
 
 
 def _first(rules):
@@ -34,6 +58,9 @@ class InstructionCheck(wiring.Component):
     -------
     instr : In(INSTRUCTION)
         The instruction word (the low bits of a program beat).
+    products : In(LOOP_PRODUCTS)
+        :func:`loop_products` of ``instr``'s LOOP fields: computed from the same word,
+        combinationally or one register earlier.
     last : In(1)
         The beat's tlast: ``END`` must carry it (a frame is exactly one program).
     error : Out(isa.ErrorCode)
@@ -47,6 +74,7 @@ class InstructionCheck(wiring.Component):
         super().__init__(
             {
                 "instr": In(INSTRUCTION),
+                "products": In(LOOP_PRODUCTS),
                 "last": In(1),
                 "error": Out(ErrorCode),
                 "loop": Out(LoopCheck(cfg)),
@@ -73,9 +101,8 @@ class InstructionCheck(wiring.Component):
         ]
         pp_below = to_hidden & (pp.dst_addr < cfg.act_depth)
         # LOOP: its rows and the span of its addresses (meaningful when it passes)
-        rows = lp.inner * lp.outer
-        inner_last, outer_last = (lp.inner - 1)[:ROWS_BITS], (lp.outer - 1)[:ROWS_BITS]
-        span = inner_last * lp.inner_stride + outer_last * lp.outer_stride
+        rows = self.products.rows
+        span = self.products.inner_span + self.products.outer_span
         rules = {
             Opcode.LOAD: [
                 (ld.count == 0, ErrorCode.ZERO_LENGTH),

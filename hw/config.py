@@ -175,14 +175,32 @@ class CoreConfig:
 
     # -- pipeline latencies (the hardware is built to these; the cycle model uses them)
     @property
+    def pe_latency(self):
+        """Cycles from a processing element's activation input to its partial sum.
+
+        Deep pipeline 3: the activation and the weight are registered in the PE, so that
+        the (diagonal, high-fan-out) weight bank registers and the left neighbour reach
+        only a register, then the product, then the sum. Shallow 2: product and sum
+        (``hw.pe.ProcessingElement``).
+        """
+        return 3 if self.deep_pipeline else 2
+
+    @property
+    def array_output_delay(self):
+        """Cycles from a word entering the array to its aligned result row:
+        ``rows - 1`` skew + ``cols - 1`` across + :attr:`pe_latency` in the last PE +
+        ``cols - 1 - c`` deskew of column ``c`` (``hw.array.SystolicArray``)."""
+        return self.rows + self.cols + self.pe_latency - 2
+
+    @property
     def mm_write_delay(self):
         """Cycles from issuing a MATMUL row to writing its accumulator word.
 
         3 to read the activation (block RAM, a register at each buffer's output, a
         register after the input/hidden select; the weights are read as late) +
-        ``rows + cols`` through the array (``hw.array.array_output_delay``).
+        :attr:`array_output_delay` through the array.
         """
-        return 3 + self.rows + self.cols
+        return 3 + self.array_output_delay
 
     @property
     def array_latency(self):

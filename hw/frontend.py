@@ -5,7 +5,7 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .check import InstructionCheck
+from .check import LOOP_PRODUCTS, InstructionCheck, loop_products
 from .isa import ErrorCode, LoopTarget, Opcode, Target
 from .payloads import (
     INSTRUCTION,
@@ -22,11 +22,17 @@ from .payloads import (
     scale_row,
 )
 
-__all__ = ["IN_BUFFER_DEPTH", "FrontEnd"]
+__all__ = ["IN_BUFFER_DEPTH", "FrontEnd", "input_beats"]
 
 #: Program beats the input buffer holds (deep pipeline): the least that passes a beat
 #: every cycle.
 IN_BUFFER_DEPTH = 3
+
+
+def input_beats(cfg) -> int:
+    """Program beats the front end can hold before its decoder: with the deep pipeline
+    the input register stage and the input buffer, else none."""
+    return 1 + IN_BUFFER_DEPTH if cfg.deep_pipeline else 0
 
 
 class _State(enum.Enum, shape=2):
@@ -141,41 +147,55 @@ class FrontEnd(wiring.Component):
         """The program stream with each beat's instruction check, as a stream of
         :class:`CheckedBeat` whose ``ready`` the decoder drives.
 
-        With the deep pipeline, the program stream enters through a small buffer
-        (:data:`IN_BUFFER_DEPTH` beats) that also holds each beat's check result, computed
-        as the beat arrives, so neither the check nor the port's tready sits on a path
-        with the decisions below (nor the check's multiplications, for LOOP). Timing is
-        counted from the buffer's output: a program's cycles are the same with it or
-        without it."""
+        With the deep pipeline, a beat is first registered (a pipeline stage whose ready
+        passes through), together with the LOOP products of the beat arriving, so that
+        the check's multipliers have a register on either side; the check of the
+        registered beat then enters a small buffer (:data:`IN_BUFFER_DEPTH` beats) with
+        the beat, so that neither the check nor the port's tready sits on a path with the
+        decisions below. Timing is counted from the buffer's output: a program's cycles
+        are the same with the stage and the buffer or without them."""
         cfg = self._cfg
         m.submodules.check = check = InstructionCheck(cfg)
         checked = stream.Signature(CheckedBeat(cfg)).create()
-        m.d.comb += [
-            check.instr.eq(self.i_program.payload.data[: isa.INSTR_BITS]),
-            check.last.eq(self.i_program.payload.last),
-        ]
+        program = self.i_program
+        arriving = data.View(INSTRUCTION, program.payload.data[: isa.INSTR_BITS])
         if cfg.deep_pipeline:
+            staged = Signal(ProgramBeat(cfg))
+            staged_valid = Signal()
+            products = Signal(LOOP_PRODUCTS)
             m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
                 width=CheckedBeat(cfg).size, depth=IN_BUFFER_DEPTH
             )
+            m.d.comb += program.ready.eq(~staged_valid | inbuf.w_rdy)
+            with m.If(program.ready):
+                m.d.sync += [
+                    staged.eq(program.payload),
+                    staged_valid.eq(program.valid),
+                    *loop_products(products, arriving.loop),
+                ]
             checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
             m.d.comb += [
-                checked_in.data.eq(self.i_program.payload.data),
-                checked_in.last.eq(self.i_program.payload.last),
+                check.instr.eq(staged.data[: isa.INSTR_BITS]),
+                check.last.eq(staged.last),
+                check.products.eq(products),
+                checked_in.data.eq(staged.data),
+                checked_in.last.eq(staged.last),
                 checked_in.error.eq(check.error),
                 checked_in.loop.eq(check.loop),
-                inbuf.w_en.eq(self.i_program.valid),
-                self.i_program.ready.eq(inbuf.w_rdy),
+                inbuf.w_en.eq(staged_valid),
             ]
             wiring.connect(m, inbuf.r_stream, wiring.flipped(checked))
         else:
             m.d.comb += [
-                checked.payload.data.eq(self.i_program.payload.data),
-                checked.payload.last.eq(self.i_program.payload.last),
+                check.instr.eq(arriving),
+                check.last.eq(program.payload.last),
+                *loop_products(check.products, arriving.loop),
+                checked.payload.data.eq(program.payload.data),
+                checked.payload.last.eq(program.payload.last),
                 checked.payload.error.eq(check.error),
                 checked.payload.loop.eq(check.loop),
-                checked.valid.eq(self.i_program.valid),
-                self.i_program.ready.eq(checked.ready),
+                checked.valid.eq(program.valid),
+                program.ready.eq(checked.ready),
             ]
         return checked
 

@@ -15,11 +15,15 @@ def psum_shape(cfg):
 class ProcessingElement(wiring.Component):
     """int8 x int8 multiply, add to the partial sum from above.
 
-    Two register stages: the product is registered (so the multiplier can use a
-    registered DSP block), then the sum. The activation is passed right one cycle
-    after it arrives, and the partial sum down one cycle after the product, so a
-    PE below sees this PE's sum in the same cycle as the product of the activation
-    that reached it one cycle later than here.
+    ``cfg.pe_latency`` register stages from ``act_in`` to ``psum_out``. Deep pipeline
+    (3): the activation and the weight are registered here first (the activation
+    register is also ``act_out``), so that the weight bank's register, which drives a
+    whole diagonal of PEs, and the left neighbour reach only a register; then the
+    product (a registered DSP block, or a carry-chain multiplier between two
+    registers); then the sum. Shallow (2): the product of the inputs, then the sum.
+    The activation is passed right one cycle after it arrives and the partial sum down
+    ``pe_latency`` cycles after it, so a PE below, whose activation arrives one cycle
+    later, receives this PE's sum in the cycle its own product is ready.
 
     Members
     -------
@@ -28,11 +32,12 @@ class ProcessingElement(wiring.Component):
     weight : In(signed(weight_bits))
         This PE's weight, valid in the cycle ``act_in`` arrives.
     psum_in : In(psum_shape)
-        Partial sum from the PE above (0 at the top row), one cycle after ``act_in``.
+        Partial sum from the PE above (0 at the top row), ``pe_latency - 1`` cycles
+        after ``act_in``.
     act_out : Out(signed(act_bits))
         ``act_in`` delayed by one cycle.
     psum_out : Out(psum_shape)
-        ``psum_in + act_in * weight``, two cycles after ``act_in``.
+        ``psum_in + act_in * weight``, ``pe_latency`` cycles after ``act_in``.
     """
 
     def __init__(self, cfg):
@@ -48,11 +53,18 @@ class ProcessingElement(wiring.Component):
         )
 
     def elaborate(self, platform):
+        cfg = self._cfg
         m = Module()
-        product = Signal(signed(self._cfg.act_bits + self._cfg.weight_bits))
-        m.d.sync += [
-            self.act_out.eq(self.act_in),
-            product.eq(self.act_in * self.weight),
-            self.psum_out.eq(self.psum_in + product),
-        ]
+        product = Signal(signed(cfg.act_bits + cfg.weight_bits))
+        m.d.sync += self.act_out.eq(self.act_in)
+        if cfg.pe_latency == 3:
+            weight = Signal.like(self.weight, name="weight_reg")
+            m.d.sync += [
+                weight.eq(self.weight),
+                product.eq(self.act_out * weight),
+            ]
+        else:
+            assert cfg.pe_latency == 2, cfg.pe_latency
+            m.d.sync += product.eq(self.act_in * self.weight)
+        m.d.sync += self.psum_out.eq(self.psum_in + product)
         return m

@@ -54,7 +54,7 @@ from amaranth.lib import data, wiring
 from hw import isa
 from hw.config import CoreConfig
 from hw.core import Core
-from hw.frontend import IN_BUFFER_DEPTH
+from hw.frontend import input_beats
 from hw.isa import ErrorCode, Opcode
 from hw.payloads import QUEUED
 
@@ -113,8 +113,9 @@ STATUS_BEATS = len(isa.STATUS_FIELDS)
 
 # -- bounds and depths ----------------------------------------------------------------
 def _in_buffer_beats(cfg):
-    """Program beats the front end's input buffer holds."""
-    return IN_BUFFER_DEPTH if cfg.deep_pipeline else 0
+    """Program beats the front end holds before its decoder (its input stage and
+    buffer)."""
+    return input_beats(cfg)
 
 
 def stall_bound(cfg, max_rows=MAX_ROWS, ready_every=READY_EVERY):

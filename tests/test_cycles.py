@@ -30,10 +30,10 @@ def test_load_matmul_end():
         (Opcode.END, {}, 0),
     )
     # header 0, data 1, MATMUL pushed 2, popped 3, rows 4..6, idle at 6 + L + 1
-    assert cfg.array_latency == 20
+    assert cfg.array_latency == 21
     st = predict(cfg, beats)
-    assert st["cycles"] == 28 and st["mac_cycles"] == 3
-    assert st["busy_cycles"] == (6 + 20) - 4 + 1 and st["error"] == 0
+    assert st["cycles"] == 29 and st["mac_cycles"] == 3
+    assert st["busy_cycles"] == (6 + 21) - 4 + 1 and st["error"] == 0
 
 
 def test_kind_switch_and_queue_full():
@@ -44,13 +44,13 @@ def test_kind_switch_and_queue_full():
         (Opcode.POSTPROC, dict(PP, m=2), 0),
         (Opcode.END, {}, 0),
     )
-    # L = 12 after a MATMUL, 11 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
+    # L = 13 after a MATMUL, 11 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
     # pops 1, 11, 21, 31 (each at the previous one's last row); MATMULs end at 41.
-    # POSTPROC pushed at 22 (after pop2), popped at 41 + 12 + 1 = 54, rows 55..56;
-    # END at 56 + 11 + 1 = 68 -> 69 cycles
-    assert (cfg.array_latency, cfg.postproc_latency) == (12, 11)
+    # POSTPROC pushed at 22 (after pop2), popped at 41 + 13 + 1 = 55, rows 56..57;
+    # END at 57 + 11 + 1 = 69 -> 70 cycles
+    assert (cfg.array_latency, cfg.postproc_latency) == (13, 11)
     st = predict(cfg, beats)
-    assert st["cycles"] == 69 and st["mac_cycles"] == 40
+    assert st["cycles"] == 70 and st["mac_cycles"] == 40
 
 
 def test_errors_stop_counting_at_tlast():
@@ -115,10 +115,10 @@ def test_loop_is_one_front_end_beat():
         (Opcode.END, {}, 0),
     )
     # header 0, data 1, LOOPs 2 and 3, MATMUL pushed 4, popped 5, rows 6..8, END at
-    # 8 + 20 + 1: two cycles more than test_load_matmul_end, and nothing else changes
+    # 8 + 21 + 1: two cycles more than test_load_matmul_end, and nothing else changes
     st = predict(cfg, beats)
-    assert st["cycles"] == 30 and st["mac_cycles"] == 3
-    assert st["busy_cycles"] == (8 + 20) - 6 + 1 and st["error"] == 0
+    assert st["cycles"] == 31 and st["mac_cycles"] == 3
+    assert st["busy_cycles"] == (8 + 21) - 6 + 1 and st["error"] == 0
 
 
 def test_loop_never_waits_for_the_queue():
@@ -140,7 +140,7 @@ def test_loop_never_waits_for_the_queue():
         (Opcode.END, {}, 0),
     )
     assert predict(cfg, looped) == predict(cfg, plain)
-    assert predict(cfg, plain)["cycles"] == 69  # as in test_kind_switch_and_queue_full
+    assert predict(cfg, plain)["cycles"] == 70  # as in test_kind_switch_and_queue_full
 
 
 def test_refused_loop_stops_counting_at_tlast():

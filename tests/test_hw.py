@@ -97,9 +97,12 @@ def test_isa_rejects_bad_fields():
 # -- amaranth.sim units -------------------------------------------------------------------
 
 
-def test_pe_multiply_accumulate():
-    cfg = CoreConfig(rows=4, cols=4)
+@pytest.mark.parametrize("deep", [True, False])
+def test_pe_multiply_accumulate(deep):
+    cfg = CoreConfig(rows=4, cols=4, deep_pipeline=deep)
     dut = ProcessingElement(cfg)
+    lat = cfg.pe_latency
+    assert lat == (3 if deep else 2)
     rng = np.random.default_rng(1)
     stim = [
         (int(a), int(w), int(p))
@@ -114,9 +117,13 @@ def test_pe_multiply_accumulate():
             ctx.set(dut.act_in, a)
             ctx.set(dut.weight, w)
             ctx.set(dut.psum_in, p)
-            if t >= 2:
-                want = stim[t - 1][2] + stim[t - 2][0] * stim[t - 2][1]
+            if t >= lat:
+                # psum_in of one cycle ago plus the product of the inputs of lat cycles
+                # ago: psum_in is due lat - 1 cycles after its activation
+                want = stim[t - 1][2] + stim[t - lat][0] * stim[t - lat][1]
                 assert ctx.get(dut.psum_out) == want
+            if t >= 1:
+                assert ctx.get(dut.act_out) == stim[t - 1][0]
             await ctx.tick()
 
     sim = Simulator(dut)
