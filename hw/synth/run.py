@@ -46,8 +46,11 @@ def _run(cmd, log, cwd, timeout=None):
             raise
 
 
-def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
+def synthesize(family, cfg, force=False, threads=1, timeout_min=None, seed=1):
     """Run the flow for one configuration; returns the report entry (cached).
+
+    ``seed`` is nextpnr's placement seed: the flow is reproducible for a given seed, and
+    the figures move by several MHz from one seed to the next (see docs/SYNTHESIS.md).
 
     nextpnr is stopped after ``timeout_min`` minutes (None: no limit); the entry then
     has the utilization nextpnr logged after placement, no Fmax, and a note. It is
@@ -55,13 +58,16 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
     """
     device, pnr_opts, _, _, target_mhz = TARGETS[family]
     script = yosys_script(family, cfg)
-    work = os.path.join("build", cfg.tag, f"synth-{family}")
+    work = os.path.join("build", cfg.tag, f"synth-{family}" + (f"-seed{seed}" if seed != 1 else ""))
     entry_path = os.path.join(work, "entry.json")
     # the hardware and this family's tool settings
     extra = nextpnr_extra(family, cfg)
     files = yosys_files(family, cfg)
     tools = repr(
-        (TARGETS[family], script) + ((extra,) if extra else ()) + ((files,) if files else ())
+        (TARGETS[family], script)
+        + ((extra,) if extra else ())
+        + ((files,) if files else ())
+        + ((("seed", seed),) if seed != 1 else ())
     )
     source = source_hash() + "-" + hashlib.sha256(tools.encode()).hexdigest()[:8]
     if not force and os.path.exists(entry_path):
@@ -99,6 +105,7 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
         "param_depth": cfg.param_depth,
         "pipeline": "deep" if cfg.deep_pipeline else "shallow",
         "target_mhz": target_mhz,
+        "seed": seed,
         "hw_hash": source,
     }
     if rc != 0:
@@ -126,7 +133,7 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None):
                 "--report",
                 "report.json",
                 "--seed",
-                "1",
+                str(seed),
                 *extra,
             ],
             os.path.join(work, "nextpnr.log"),
