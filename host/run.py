@@ -45,10 +45,16 @@ def check_clock_mhz(mhz, option: str = "--clock-mhz") -> float:
 
 
 def clock_for(
-    cfg: CoreConfig, override: float | None = None, report: str = SYNTH_REPORT
+    cfg: CoreConfig,
+    override: float | None = None,
+    report: str = SYNTH_REPORT,
+    figures: str | None = None,
 ) -> tuple[float, str]:
     """(MHz, where it came from): the option, else the synthesized ECP5 Fmax of this array
-    size and pipeline (the entry of this exact configuration if there is one), else 100.
+    size and pipeline from this checkout's ``make synth`` (the entry of this exact
+    configuration if there is one), else from the committed table
+    (:mod:`hw.synth.figures`; ``figures`` names another, for tests), saying if the
+    hardware has changed since, else 100.
 
     Raises
     ------
@@ -80,6 +86,16 @@ def clock_for(
             )
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
+    from hw.synth import figures as committed
+
+    found = committed.lookup(cfg, path=figures or committed.FIGURES)
+    if found is not None:
+        e, current = found
+        since = "" if current else "; the hardware source has changed since"
+        return float(e["fmax_mhz"]), (
+            f"synthesized Fmax ({e.get('device')}, {e['rows']}x{e['cols']}, committed table, "
+            f"source {str(e.get('hw_hash', '?'))[:16]}{since})"
+        )
     return DEFAULT_CLOCK_MHZ, "assumed (no synthesis report for this size)"
 
 

@@ -141,10 +141,48 @@ def test_clock_from_the_synthesis_report(tmp_path):
     other = CoreConfig(rows=8, cols=8, act_kib=16)  # same size, other buffers
     assert clock_for(other, report=report)[0] == 81.5
     assert clock_for(CoreConfig(rows=8, cols=8, deep_pipeline=False), report=report)[0] == 60.0
-    assert clock_for(CoreConfig(rows=16, cols=16), report=report)[0] == DEFAULT_CLOCK_MHZ
+    none = str(tmp_path / "no-figures.json")
+    assert clock_for(CoreConfig(rows=16, cols=16), report=report, figures=none) == (
+        DEFAULT_CLOCK_MHZ,
+        "assumed (no synthesis report for this size)",
+    )
     assert clock_for(cfg, override="123", report=report) == (123.0, "--clock-mhz")
     report.write_text("[{")  # unreadable: assumed
-    assert clock_for(cfg, report=report)[0] == DEFAULT_CLOCK_MHZ
+    assert clock_for(cfg, report=report, figures=none)[0] == DEFAULT_CLOCK_MHZ
+
+
+def test_clock_from_the_committed_figures(tmp_path):
+    """Without a local synthesis report the committed table gives the clock, and says
+    when the hardware source is no longer the one it was synthesized from."""
+    from host.run import clock_for
+    from hw.config import CoreConfig
+    from hw.generate import source_hash
+    from hw.synth import figures
+
+    cfg = CoreConfig(rows=8, cols=8)
+    other = CoreConfig(rows=8, cols=8, act_kib=16, weight_kib=96)
+    entry = {
+        "family": "ecp5",
+        "device": "LFE5U-85F-6BG381C",
+        "rows": 8,
+        "cols": 8,
+        "config": other.tag,
+        "pipeline": "deep",
+        "hw_hash": source_hash() + "-0123abcd",
+        "fmax_mhz": 101.5,
+    }
+    path = tmp_path / "figures.json"
+    standard = [("ecp5", other)]
+    figures.update([entry, {**entry, "config": "not-standard", "fmax_mhz": 1.0}], standard, path)
+    no_report = tmp_path / "no-report.json"
+    mhz, source = clock_for(cfg, report=no_report, figures=path)
+    assert mhz == 101.5 and "committed table" in source and "changed" not in source
+    stale = {**entry, "hw_hash": "0" * 16 + "-0123abcd", "fmax_mhz": 99.0}
+    figures.update([stale], standard, path)
+    assert len(json.loads(path.read_text())) == 1  # replaced, not added
+    mhz, source = clock_for(cfg, report=no_report, figures=path)
+    assert mhz == 99.0 and "the hardware source has changed since" in source
+    assert figures.lookup(CoreConfig(rows=4, cols=4), path=path) is None
 
 
 # -- --model takes a quantized model too ------------------------------------------------

@@ -1,0 +1,86 @@
+"""The committed table of synthesized figures (``hw/synth/figures.json``).
+
+``make synth`` writes its full results to ``build/synth/`` (git-ignored) and the entries
+of the standard configurations (``hw.synth.cli.DEFAULT_RUNS``) here as well, so that a
+fresh clone quotes latency and throughput at the clocks these configurations reached
+rather than at an assumed one. Each entry keeps the hash of the hardware source it was
+synthesized from (``hw_hash``, :func:`hw.generate.source_hash` and the tool settings);
+:func:`lookup` says when the source has changed since.
+"""
+
+import json
+import os
+
+from ..config import CoreConfig
+from ..generate import source_hash
+
+__all__ = ["FIGURES", "KEYS", "lookup", "update"]
+
+#: The committed table.
+FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures.json")
+
+#: What an entry of the table keeps of a synthesis report entry.
+KEYS = (
+    "family",
+    "device",
+    "rows",
+    "cols",
+    "config",
+    "pipeline",
+    "act_kib",
+    "hidden_kib",
+    "weight_kib",
+    "acc_kib",
+    "param_depth",
+    "target_mhz",
+    "seed",
+    "hw_hash",
+    "luts",
+    "ffs",
+    "dsps",
+    "brams",
+    "fmax_mhz",
+    "critical_path",
+)
+
+
+def _key(entry: dict) -> tuple:
+    return entry.get("family"), entry.get("rows"), entry.get("cols"), entry.get("pipeline")
+
+
+def update(entries: list[dict], standard: list[tuple[str, CoreConfig]], path: str = FIGURES):
+    """Put the routed entries of the ``standard`` configurations among ``entries`` into
+    the table at ``path`` (replacing the same family, size and pipeline); returns the
+    table."""
+    tags = {(fam, cfg.tag) for fam, cfg in standard}
+    try:
+        with open(path) as f:
+            table = json.load(f)
+    except (OSError, ValueError):
+        table = []
+    for entry in entries:
+        if (entry.get("family"), entry.get("config")) in tags and entry.get("fmax_mhz"):
+            kept = {k: entry.get(k) for k in KEYS}
+            table = [e for e in table if _key(e) != _key(kept)] + [kept]
+    table.sort(key=lambda e: (e["family"], e["rows"] * e["cols"], e["pipeline"]))
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(table, indent=1) + "\n")
+    os.replace(tmp, path)
+    return table
+
+
+def lookup(cfg: CoreConfig, family: str = "ecp5", path: str = FIGURES) -> tuple[dict, bool] | None:
+    """The table's entry for ``cfg``'s size and pipeline, and whether the hardware source
+    is still the one it was synthesized from; None if the table has none."""
+    try:
+        with open(path) as f:
+            table = json.load(f)
+    except (OSError, ValueError):
+        return None
+    pipeline = "deep" if cfg.deep_pipeline else "shallow"
+    for entry in table:
+        if _key(entry) == (family, cfg.rows, cfg.cols, pipeline) and entry.get("fmax_mhz"):
+            current = str(entry.get("hw_hash", "")).split("-")[0] == source_hash()
+            return entry, current
+    return None
