@@ -71,7 +71,7 @@ def test_files_hash_reads_contents(tmp_path):
 def test_build_and_run_leave_os_environ_alone(tmp_path, monkeypatch):
     """A real Verilator build (into an empty build/) and a player run: both work, with
     the tools' environment given to their subprocesses only."""
-    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)  # build/ goes under the working directory
     before = dict(os.environ)
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
     simulator = runner.build(cfg)

@@ -105,8 +105,9 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 @click.option(
     "--waves",
     is_flag=True,
-    help="keep a waveform (FST) of the rtl or gate run under build/<tag>/waves/ "
-    "(a separate traced simulator build; the same as WAVES=1)",
+    help="keep a waveform (VCD) of the rtl or gate run under build/<tag>/waves/ "
+    "(a separate traced simulator build; the same as WAVES=1); --limit defaults to one "
+    "batch, as a VCD takes some 10 KB a simulated cycle",
 )
 @click.option("--demo", is_flag=True, help="rtl on 256 images, then model on the whole test split")
 @click.pass_context
@@ -188,10 +189,11 @@ def command(
                 f"batch {batch} does not fit the {cfg.rows}x{cfg.cols} "
                 f"buffers; use --batch {most} or less"
             )
+        sim_limit = limit or (batch if waves else SIM_LIMIT)
         runs = (
-            [("rtl", SIM_LIMIT), ("model", None)]
+            [("rtl", sim_limit), ("model", None)]
             if demo
-            else [(backend, limit or (SIM_LIMIT if backend != "model" else None))]
+            else [(backend, sim_limit if backend != "model" else limit)]
         )
         reports = []
         for name, n in runs:
@@ -243,7 +245,7 @@ def command(
             if os.path.getmtime(p) >= started
         )
         for path in kept:
-            print(f"waves: {path}")
+            print(f"waves: {path} ({os.path.getsize(path) / 1e6:,.0f} MB)")
         if not kept:
             raise CliError(f"--waves: the simulator wrote no waveform under build/{cfg.tag}/waves")
     bad = [r for r in reports if not _ok(r)]
