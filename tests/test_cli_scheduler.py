@@ -109,3 +109,21 @@ def test_infer_with_scheduler_reports_as_a_local_run(cluster, tmp_path, capsys):
     for key in ("accuracy", "golden_accuracy", "argmax_agreement", "mismatches", "error"):
         assert dist[key] == local[key], key
     assert dist["mismatches"] == 0
+
+
+@pytest.mark.rtl
+def test_rtl_shards_on_a_cluster_equal_one_local_run(cluster):
+    """The rtl backend, built here, pickled to the workers with its simulator (they run
+    it from the same build/ folder)."""
+    from .conftest import SIM_CONFIGS
+
+    cfg = SIM_CONFIGS["4x4"]  # the configuration test_parallel builds too
+    prog = compile_model(random_quantized_model((60, 21, 10), seed=4), cfg, 8)
+    x = np.random.default_rng(4).integers(-128, 128, (40, 60), dtype=np.int8)
+    rtl = get_backend("rtl", cfg)
+    rtl.prepare()
+    local = run_images(rtl, prog, x, shard=16, progress=False)
+    remote = run_images(rtl, prog, x, shard=16, scheduler=cluster, progress=False)
+    assert remote["shards"] == 3
+    assert remote["outputs"].tobytes() == local["outputs"].tobytes()
+    assert remote["cycles"] == local["cycles"] == local["predicted_cycles"]

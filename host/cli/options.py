@@ -6,7 +6,14 @@ import click
 
 from ..nn.bundled import MODEL_NAMES
 
-__all__ = ["MODEL_HELP", "check_positive", "data_dir_option", "json_option", "model_option"]
+__all__ = [
+    "MODEL_HELP",
+    "check_positive",
+    "data_dir_option",
+    "json_option",
+    "model_option",
+    "torch_threads",
+]
 
 #: What ``--model`` takes wherever a network is read.
 MODEL_HELP = (
