@@ -17,7 +17,8 @@ __all__ = ["generate", "source_hash", "command", "main"]
 @functools.cache
 def source_hash():
     """Hash of the hardware description's source (``hw/*.py``; the synthesis flow is the
-    package ``hw/synth/``, not part of it).
+    package ``hw/synth/``, not part of it, nor are the command-line conventions,
+    ``hw/cli.py``).
 
     Build caches (Verilog, simulators, netlists, synthesis results) are keyed by it.
     Taken once per process, as the modules are loaded, so that what is generated and
@@ -26,7 +27,7 @@ def source_hash():
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256()
     for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
+        if name.endswith(".py") and name != "cli.py":
             with open(os.path.join(here, name), "rb") as f:
                 h.update(name.encode() + f.read())
     return h.hexdigest()[:16]
