@@ -31,6 +31,7 @@ lint: $(STAMP)  ## ruff check and ruff format --check (also a unit test)
 rtl: $(STAMP)  ## write Verilog + config JSON for SIZE (e.g. 8x8) to build/<tag>/rtl
 	$(SYSTOLIC) rtl --size $(SIZE) $(ARGS)
 
+# The benches are tests of this checkout (tests/test_sim.py), not a systolic command.
 sim: $(STAMP)  ## cocotb benches (units and whole core) on Verilator for 4x4, 8x8, 3x5
 	$(PY) -m pytest tests/test_sim.py -v $(ARGS)
 
