@@ -1,12 +1,12 @@
-# Thin wrappers: every target calls one Python entry point inside .venv, which is
-# created and filled from pyproject.toml on first use (and again when it changes).
+# Thin wrappers: every target calls the systolic command (or pytest, ruff) inside .venv,
+# which is created and filled from pyproject.toml on first use (and again when it changes).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+SYSTOLIC := $(VENV)/bin/systolic
 STAMP  := $(VENV)/.installed
-ROWS   ?= 8
-COLS   ?= 8
+SIZE   ?= 8x8
 ARGS   ?=
 MODEL  ?= mlp
 
@@ -28,14 +28,15 @@ lint: $(STAMP)  ## ruff check and ruff format --check (also a unit test)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-rtl: $(STAMP)  ## write Verilog + config JSON for ROWS x COLS to build/<tag>/rtl
-	$(PY) -m hw.generate --rows $(ROWS) --cols $(COLS) $(ARGS)
+rtl: $(STAMP)  ## write Verilog + config JSON for SIZE (e.g. 8x8) to build/<tag>/rtl
+	$(SYSTOLIC) rtl --size $(SIZE) $(ARGS)
 
+# The benches are tests of this checkout (tests/test_sim.py), not a systolic command.
 sim: $(STAMP)  ## cocotb benches (units and whole core) on Verilator for 4x4, 8x8, 3x5
 	$(PY) -m pytest tests/test_sim.py -v $(ARGS)
 
 formal: $(STAMP)  ## SymbiYosys proofs of the stream contract (2x2, 3x2); build/formal/
-	$(PY) -m sim.formal $(ARGS)
+	$(SYSTOLIC) formal $(ARGS)
 
 # Test tiers (markers, see pyproject.toml): unit < rtl < gate < synth < formal < slow.
 TIERS := unit or rtl or gate or synth or formal
@@ -50,26 +51,26 @@ test-all: $(STAMP)  ## every tier including the slow sweeps
 	$(PY) -m pytest -n 2 -m "$(TIERS) or slow" $(ARGS)
 
 train: $(STAMP)  ## train the MNIST MLP (MODEL=cnn: the CNN) into build/models/$(MODEL).pt
-	$(PY) -m host train --model $(MODEL) $(ARGS)
+	$(SYSTOLIC) train --model $(MODEL) $(ARGS)
 
 quantize: $(STAMP)  ## int8-quantize the checkpoint, report vs PyTorch
-	$(PY) -m host quantize --model $(MODEL) --json build/quantize-$(MODEL).json $(ARGS)
+	$(SYSTOLIC) quantize --model $(MODEL) --json build/quantize-$(MODEL).json $(ARGS)
 
 # Without ARGS: the demo (rtl on 256 images, then model on the whole split); with ARGS
 # (for example ARGS="--backend model --batch 5"): exactly the run they describe.
 infer: $(STAMP)  ## MNIST through the RTL core (MODEL=mlp or cnn), checked vs PyTorch
-	$(PY) -m host infer --model $(MODEL) $(if $(ARGS),$(ARGS),--demo)
+	$(SYSTOLIC) infer --model $(MODEL) $(if $(ARGS),$(ARGS),--demo)
 
 demo: infer
 
 synth: $(STAMP)  ## Yosys/nextpnr for ECP5-85F and iCE40 UP5K; build/synth/report.md
-	$(PY) -m hw.synth $(ARGS)
+	$(SYSTOLIC) synth $(ARGS)
 
 bench: $(STAMP)  ## full benchmark: array sizes x batch, RTL samples, PyTorch CPU
-	$(PY) -m host bench $(ARGS)
+	$(SYSTOLIC) bench $(ARGS)
 
 bench-core: $(STAMP)  ## 64x784 by 784x128 through the 8x8 RTL: utilization, sim speed
-	$(PY) -m host bench-core $(ARGS)
+	$(SYSTOLIC) bench-core $(ARGS)
 
 clean:  ## remove build/ (keeps .venv)
 	rm -rf build

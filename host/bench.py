@@ -234,8 +234,8 @@ def rtl_samples(qmodel, x, arrays):
     return out
 
 
-def sharded(qmodel, x, shard, workers):
-    from .parallel import local_client, run_shards_dask
+def sharded(qmodel, x, shard, workers, scheduler: str | None = None):
+    from .parallel import connect, local_client, run_shards_dask
 
     cfg = CoreConfig()
     prog = compile_model(qmodel, cfg, min(64, max_batch(qmodel, cfg)))
@@ -250,7 +250,8 @@ def sharded(qmodel, x, shard, workers):
     res["speedup"] = ref["wall_seconds"] / par["wall_seconds"]
     res["identical"] = bool(np.array_equal(ref["outputs"], par["outputs"]))
     pieces = [x[i : i + shard] for i in range(0, len(x), shard)]
-    with local_client(workers) as client:
+    res["dask_scheduler"] = scheduler or f"LocalCluster of {workers}"
+    with connect(scheduler) if scheduler else local_client(workers) as client:
         t = time.perf_counter()
         results = run_shards_dask(backend, prog, pieces, client)
         res["dask_seconds"] = time.perf_counter() - t
@@ -534,9 +535,12 @@ def bench(
     arrays=ARRAYS,
     batches=BATCHES,
     model: str = DEFAULT_CHECKPOINT,
+    scheduler: str | None = None,
 ) -> dict:
     """Run the benchmark on ``model`` (a float checkpoint, a quantized model or a
-    quantized ONNX file, see :func:`host.nn.quantize.load_for_inference`)."""
+    quantized ONNX file, see :func:`host.nn.quantize.load_for_inference`); the sharded
+    Dask run uses the cluster at ``scheduler`` (``tcp://HOST:PORT``) if given, else a
+    local one."""
     s = SIZES[size]
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data = load_mnist()
@@ -568,9 +572,9 @@ def bench(
     result["breakdown"] = breakdowns(qmodel, x[:4], arrays, clock_mhz)
     print("rtl samples ...", flush=True)
     result["rtl"] = rtl_samples(qmodel, x[: s["rtl"]], arrays)
-    if workers > 1:
+    if workers > 1 or scheduler is not None:
         xs = qmodel.quantize_input(np.resize(data.test_images, (s["shards"], 784)))
-        result["sharded"] = sharded(qmodel, xs, s["shard"], workers)
+        result["sharded"] = sharded(qmodel, xs, s["shard"], workers, scheduler=scheduler)
     os.makedirs(out_dir, exist_ok=True)
     result["plots"] = plots(result, out_dir, labels)
     for e in result["sweep"]:

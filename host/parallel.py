@@ -12,11 +12,16 @@ Ray would do as well; Dask needs no daemon and fits the numpy-centred host.
 """
 
 import concurrent.futures
+import contextlib
 import multiprocessing
+import re
 
 from tqdm import tqdm
 
-__all__ = ["run_shards", "run_shards_dask", "local_client"]
+__all__ = ["run_shards", "run_shards_dask", "local_client", "check_scheduler", "connect"]
+
+#: A Dask scheduler's address as ``--scheduler`` takes it.
+_ADDRESS = re.compile(r"tcp://(?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})")
 
 
 def _run_one(args):
@@ -62,3 +67,37 @@ def run_shards_dask(backend, program, pieces: list, client) -> list:
     """Run the shards as Dask tasks on ``client``'s cluster; results in order."""
     futures = client.map(_run_one, [(backend, program, p) for p in pieces], pure=False)
     return client.gather(futures)
+
+
+def check_scheduler(address: str, option: str = "--scheduler") -> str:
+    """``address`` if it is ``tcp://HOST:PORT`` (a port from 1 to 65535), else a ValueError."""
+    match = _ADDRESS.fullmatch(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"{option} must look like tcp://HOST:PORT, not {address!r}")
+    return address
+
+
+@contextlib.contextmanager
+def connect(address: str, timeout: float = 10.0):
+    """A Dask client connected to the running scheduler at ``address`` (closed after).
+
+    Raises
+    ------
+    ValueError
+        ``address`` is not ``tcp://HOST:PORT``.
+    OSError
+        No scheduler answers there within ``timeout`` seconds.
+    """
+    from dask.distributed import Client
+
+    check_scheduler(address)
+    try:
+        client = Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise OSError(
+            f"--scheduler {address}: no Dask scheduler answers there ({type(exc).__name__})"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()

@@ -106,11 +106,15 @@ def run_images(
     shard: int | None = None,
     workers: int = 1,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> dict:
     """Run ``x`` in shards of whole batches; returns outputs, summed status, timing.
 
     Each shard is a complete program (preamble, batches, END) in its own backend run,
-    so shards can run in parallel (``workers`` processes, see ``host.parallel``).
+    so shards can run in parallel: ``workers`` local processes, or the workers of the
+    Dask cluster whose scheduler is at ``scheduler`` (``tcp://HOST:PORT``; they must be
+    able to import this package and, for rtl and gate, see the simulator's build
+    folder), see ``host.parallel``.
     """
     B = program.batch
     for name, value in (("shard", shard), ("workers", workers)):
@@ -121,7 +125,12 @@ def run_images(
     shard = len(x) if shard is None else max(B, (shard // B) * B)
     pieces = [x[i : i + shard] for i in range(0, len(x), shard)]
     start = time.perf_counter()
-    if workers > 1 and len(pieces) > 1:
+    if scheduler is not None:
+        from .parallel import connect, run_shards_dask
+
+        with connect(scheduler) as client:
+            results = run_shards_dask(backend, program, pieces, client)
+    elif workers > 1 and len(pieces) > 1:
         from .parallel import run_shards
 
         results = run_shards(backend, program, pieces, workers, progress)
@@ -164,19 +173,20 @@ def evaluate(
     shard: int | None = None,
     workers: int = 1,
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> tuple[dict, np.ndarray | None]:
     """Run one backend on MNIST ``images`` and compare it with the golden model and the
     reference (PyTorch's converted graph, or ONNX Runtime), and the float model if any.
 
     Returns the report dictionary (accuracies, mismatches against the golden model, the
     counters and :func:`host.metrics.run_figures`) and the int8 logits (None after a
-    core error).
+    core error). ``shard``, ``workers`` and ``scheduler`` are :func:`run_images`'s.
     """
     x = qmodel.quantize_input(images)
     program = compile_model(qmodel, cfg, batch)
     backend = get_backend(backend_name, cfg)
     backend.prepare()
-    run = run_images(backend, program, x, shard, workers, progress)
+    run = run_images(backend, program, x, shard, workers, progress, scheduler)
     gold = golden.run(qmodel, x)
     ref_q = reference.int8(to_input(images))
     if float_model is not None:

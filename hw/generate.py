@@ -1,24 +1,24 @@
-"""Write the core's Verilog and its configuration JSON: ``python -m hw.generate``."""
+"""Write the core's Verilog and its configuration JSON: ``systolic rtl`` (or
+``python -m hw.generate``)."""
 
-import argparse
 import functools
 import hashlib
 import os
 import sys
 import tempfile
 
-from amaranth.back import verilog
+import click
 
-from .config import CoreConfig
-from .core import Core
+from .cli import CONTEXT_SETTINGS, CliError, config_from_options, config_option, run, size_option
 
-__all__ = ["generate", "source_hash", "main"]
+__all__ = ["generate", "source_hash", "command", "main"]
 
 
 @functools.cache
 def source_hash():
     """Hash of the hardware description's source (``hw/*.py``; the synthesis flow is the
-    package ``hw/synth/``, not part of it).
+    package ``hw/synth/``, not part of it, nor are the command-line conventions,
+    ``hw/cli.py``).
 
     Build caches (Verilog, simulators, netlists, synthesis results) are keyed by it.
     Taken once per process, as the modules are loaded, so that what is generated and
@@ -27,7 +27,7 @@ def source_hash():
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256()
     for name in sorted(os.listdir(here)):
-        if name.endswith(".py"):
+        if name.endswith(".py") and name != "cli.py":
             with open(os.path.join(here, name), "rb") as f:
                 h.update(name.encode() + f.read())
     return h.hexdigest()[:16]
@@ -39,6 +39,10 @@ def generate(cfg, out_dir, name="core"):
     Both files are written under temporary names and renamed, so an interrupted run
     leaves no half-written Verilog. Returns the Verilog path.
     """
+    from amaranth.back import verilog
+
+    from .core import Core
+
     os.makedirs(out_dir, exist_ok=True)
     core = Core(cfg)
     text = verilog.convert(core, name=name, emit_src=False)
@@ -53,26 +57,30 @@ def generate(cfg, out_dir, name="core"):
     return paths["v"]
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m hw.generate", description=__doc__)
-    parser.add_argument("--rows", type=int, default=CoreConfig.rows)
-    parser.add_argument("--cols", type=int, default=CoreConfig.cols)
-    parser.add_argument("--config", help="configuration JSON file (overrides --rows/--cols)")
-    parser.add_argument("-o", "--out", default=None, help="output directory (build/<tag>/rtl)")
-    args = parser.parse_args(argv)
-    try:
-        if args.config:
-            with open(args.config) as f:
-                cfg = CoreConfig.from_json(f.read())
-        else:
-            cfg = CoreConfig(rows=args.rows, cols=args.cols)
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = args.out or os.path.join("build", cfg.tag, "rtl")
-    path = generate(cfg, out)
-    print(path)
+@click.command("rtl", context_settings=CONTEXT_SETTINGS)
+@size_option()
+@config_option()
+@click.option(
+    "-o",
+    "--out",
+    metavar="DIR",
+    default=None,
+    show_default="build/<tag>/rtl",
+    help="output directory",
+)
+def command(size: str, config: str | None, out: str | None) -> int:
+    """Write the core's Verilog (core.v) and its configuration (core.json)."""
+    cfg = config_from_options(size, config)
+    out = out or os.path.join("build", cfg.tag, "rtl")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CliError(f"--out {out}: is not a directory")
+    print(generate(cfg, out))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hw.generate``: the same command as ``systolic rtl``."""
+    return run(command, argv, prog_name="python -m hw.generate")
 
 
 if __name__ == "__main__":

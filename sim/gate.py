@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 
-from sim.build import ROOT, SimError, cached, files_hash, hw_hash
+from sim.build import SimError, build_root, cached, files_hash, hw_hash
 from sim.runner import rtl_sources
 
 __all__ = ["GATE_BUFFERS", "SCRIPT", "gate_config", "gate_sources"]
@@ -53,7 +53,7 @@ def _simcells():
 def gate_sources(cfg):
     """``[gate.v, simcells.v]`` for ``cfg``, synthesizing the netlist if needed."""
     rtl = rtl_sources(cfg)[0]
-    out = ROOT / "build" / cfg.tag / "gate"
+    out = build_root() / cfg.tag / "gate"
 
     def synthesize():
         out.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,18 @@
 
 :func:`build` returns a :class:`Simulator`: the harness (``sim/hdl/tb_top.sv``) around
 one netlist of the core, or one component on its own, built into
-``build/<config tag>/<kind>-<simulator>/`` and reused while its sources and settings
-are unchanged (:func:`sim.build.cached`). A simulator runs cocotb benches
-(:meth:`Simulator.run`) or streams programs through the core with the player
-(:meth:`Simulator.stream`, ``sim/player.py``), which is what the rtl and gate
-backends do; :func:`run_ceiling` plays a program on the same harness driven by a
-small C++ loop instead (Verilator's ceiling, what the player's speed is measured
-against). The configuration reaches the bench as JSON in the ``CORE_CONFIG``
+``build/<config tag>/<kind>-<simulator>/`` (under the working directory) and reused
+while its sources and settings are unchanged (:func:`sim.build.cached`); with
+waveforms asked for (``WAVES=1``, ``systolic infer --waves``) a traced build of its own,
+``<kind>-<simulator>-waves/``, so that the untraced one stays fast, whose runs each keep
+a waveform in ``build/<config tag>/waves/``: VCD from Verilator (its FST writer needs
+the lz4 headers, which the packaged Verilator does not ship), FST from Icarus.
+
+A simulator runs cocotb benches (:meth:`Simulator.run`) or streams programs through
+the core with the player (:meth:`Simulator.stream`, ``sim/player.py``), which is what
+the rtl and gate backends do; :func:`run_ceiling` plays a program on the same harness
+driven by a small C++ loop instead (Verilator's ceiling, what the player's speed is
+measured against). The configuration reaches the bench as JSON in the ``CORE_CONFIG``
 environment variable of the simulator's process. The simulator log of a failed run is
 kept in ``build/<config tag>/failed/`` (a run's own directory may be temporary), and
 the :class:`SimError` names that copy.
@@ -29,21 +34,22 @@ from cocotb_tools.runner import Icarus, Verilator, get_results
 
 from hw.config import CoreConfig
 from sim.build import (
-    ROOT,
+    HDL,
     VERILATOR_MAKEFLAGS,
     SimError,
+    build_root,
     cached,
     files_hash,
     hw_hash,
     simulator,
     tool_env,
+    waves_requested,
 )
 
 __all__ = [
     "HARNESS_PROGRAM",
     "HARNESS_RESULTS",
     "PLAYER_DEPTH_LOG2",
-    "ROOT",
     "SimError",
     "Simulator",
     "build",
@@ -59,13 +65,14 @@ __all__ = [
     "simulator",
     "stream_programs",
     "unit_sources",
+    "waves_dir",
     "write_hex",
 ]
 
 log = logging.getLogger(__name__)
 
-HARNESS = ROOT / "sim" / "hdl" / "tb_top.sv"
-CEILING_MAIN = ROOT / "sim" / "hdl" / "ceiling_main.cpp"
+HARNESS = HDL / "tb_top.sv"
+CEILING_MAIN = HDL / "ceiling_main.cpp"
 TIMESCALE = ("1ns", "1ps")
 #: Program beats the harness's player holds, log2 (the ``DEPTH_LOG2`` of ``tb_top``).
 PLAYER_DEPTH_LOG2 = 21
@@ -121,15 +128,31 @@ def _cocotb_runner(sim):
     return runner
 
 
-def build_dir(cfg, kind="rtl", sim=None):
-    return ROOT / "build" / cfg.tag / f"{kind}-{simulator(sim)}"
+#: Added to a traced build (to cocotb's ``--trace``, VCD): structures as such; the
+#: run's ``--trace-file`` names where the waveform goes.
+WAVES_ARGS = {"verilator": ["--trace-structs"], "icarus": []}
+#: The waveform format each simulator writes.
+WAVES_SUFFIX = {"verilator": ".vcd", "icarus": ".fst"}
+#: Rough seconds a Verilator build of the harness takes on a busy two-core machine: a
+#: start plus a share per processing element (measured: 2x2 41 s, 8x8 50 s).
+_BUILD_SECONDS = (40, 0.2)
+
+
+def build_dir(cfg, kind="rtl", sim=None, waves=False):
+    """``build/<tag>/<kind>-<simulator>/`` (``-waves`` for the traced build)."""
+    return build_root() / cfg.tag / f"{kind}-{simulator(sim)}{'-waves' if waves else ''}"
+
+
+def waves_dir(cfg):
+    """``build/<tag>/waves/``: the waveforms of traced runs."""
+    return build_root() / cfg.tag / "waves"
 
 
 def rtl_sources(cfg):
     """The generated Verilog of the core (regenerated when hw/ changes)."""
     from hw.generate import generate
 
-    out = ROOT / "build" / cfg.tag / "rtl"
+    out = build_root() / cfg.tag / "rtl"
     return [cached(out / "core.v", hw_hash(), lambda: generate(cfg, str(out)))]
 
 
@@ -152,7 +175,7 @@ def unit_sources(cfg, unit):
     }
     if unit not in make:
         raise SimError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
-    path = ROOT / "build" / cfg.tag / f"unit-{unit}" / f"{unit}.v"
+    path = build_root() / cfg.tag / f"unit-{unit}" / f"{unit}.v"
 
     def write():
         tmp = path.with_suffix(".tmp")
@@ -168,7 +191,8 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
     ``kind`` names the netlist: ``rtl`` is the generated Verilog; other kinds pass
     their own ``sources`` (the gate-level netlist, a unit). With ``toplevel="tb_top"``
     the harness is built around them, with the stream width and the player's depth
-    (:data:`PLAYER_DEPTH_LOG2`) as its parameters.
+    (:data:`PLAYER_DEPTH_LOG2`) as its parameters. With ``WAVES`` set
+    (:func:`sim.build.waves_requested`) the traced build, in a folder of its own.
 
     Raises
     ------
@@ -182,10 +206,22 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
         srcs.append(HARNESS)
         params = {"W": cfg.stream_bits, "DEPTH_LOG2": PLAYER_DEPTH_LOG2}
         build_args = [*build_args, *HARNESS_ARGS.get(sim, [])]
-    bdir = build_dir(cfg, kind, sim)
-    build_log = bdir.parent / f"{kind}-{sim}.build.log"
+    waves = waves_requested()
+    if waves:
+        build_args = [*build_args, *WAVES_ARGS[sim]]
+    bdir = build_dir(cfg, kind, sim, waves)
+    build_log = bdir.parent / f"{bdir.name}.build.log"
 
     def make():
+        if sim == "verilator":
+            start, per_pe = _BUILD_SECONDS
+            minutes = (start + per_pe * cfg.rows * cfg.cols) / 60
+            log.warning(
+                "building the Verilator model for %s%s (first time, about %s)",
+                cfg.tag,
+                " with waveforms" if waves else "",
+                f"{minutes:.0f} minutes" if minutes >= 1.5 else "a minute",
+            )
         try:
             _cocotb_runner(sim).build(
                 sources=[str(s) for s in srcs],
@@ -196,11 +232,11 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
                 timescale=TIMESCALE,
                 always=True,
                 log_file=str(build_log),
+                waves=waves,
             )
         except (RuntimeError, ValueError, OSError) as exc:  # a failed command, bad sources
             raise SimError(
-                f"{sim} build of {kind} for {cfg.tag} failed: {exc} "
-                f"(see build/{cfg.tag}/{build_log.name})"
+                f"{sim} build of {kind} for {cfg.tag} failed: {exc} (see {build_log})"
             ) from None
         (bdir / "config.json").write_text(cfg.to_json() + "\n")
 
@@ -208,7 +244,7 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
     make_vars = VERILATOR_MAKEFLAGS if sim == "verilator" else ""
     key = files_hash(sim, toplevel, params, build_args, make_vars, TIMESCALE, tools, *srcs)
     cached(bdir, key, make)
-    return Simulator(cfg, kind, sim, bdir, toplevel)
+    return Simulator(cfg, kind, sim, bdir, toplevel, waves)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +262,8 @@ class Simulator:
     build_dir : pathlib.Path
     toplevel : str
         ``tb_top`` (the harness around the core) or ``unit_<name>``.
+    waves : bool
+        A traced build: every run keeps a waveform in :func:`waves_dir`.
     """
 
     config: CoreConfig
@@ -233,6 +271,7 @@ class Simulator:
     sim: str
     build_dir: pathlib.Path
     toplevel: str = "tb_top"
+    waves: bool = False
 
     def run(
         self,
@@ -268,6 +307,14 @@ class Simulator:
         name = testcase if isinstance(testcase, str) else "all"
         xml = test_dir / f"results-{name}-{os.getpid()}.xml"
         log_path = test_dir / f"{name}-{os.getpid()}.log"
+        test_args = []
+        if self.waves:
+            trace = self._waves_file(name)
+            if sim == "verilator":
+                test_args = ["--trace-file", str(trace)]
+            else:
+                plusargs.append(f"+dumpfile_path={trace}")
+            log.info("waves of this %s run: %s", name, trace)
         try:
             try:
                 _cocotb_runner(sim).test(
@@ -283,6 +330,8 @@ class Simulator:
                     log_file=str(log_path),
                     timescale=TIMESCALE,
                     test_filter=test_filter,
+                    waves=self.waves,
+                    test_args=test_args,
                 )
             # cocotb's runner exits when a test failed (under pytest) and raises when the
             # simulator's exit code is not 0; the XML, if written, says which test failed
@@ -339,7 +388,7 @@ class Simulator:
                 )
             checked.append(beats)
         start = time.perf_counter()
-        work = ROOT / "build" / cfg.tag / "runs"
+        work = build_root() / cfg.tag / "runs"
         work.mkdir(parents=True, exist_ok=True)
         player_dir = pathlib.Path(tempfile.mkdtemp(prefix="program-", dir=work))
         try:
@@ -371,6 +420,17 @@ class Simulator:
             )
             for out, r in zip(outs, reports, strict=True)
         ]
+
+    def _waves_file(self, name):
+        """A new file in :func:`waves_dir` for one run's waveform."""
+        folder = waves_dir(self.config)
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = WAVES_SUFFIX[self.sim]
+        stem = f"{self.kind}-{self.sim}-{name}-{time.strftime('%Y%m%d-%H%M%S')}-"
+        fd, path = tempfile.mkstemp(prefix=stem, suffix=suffix, dir=folder)
+        os.close(fd)
+        os.chmod(path, 0o644)
+        return pathlib.Path(path)
 
     def _keep(self, log_path):
         return keep_log(self.config, log_path, self.kind, self.sim)
@@ -448,7 +508,7 @@ def build_ceiling(cfg, kind="rtl", sources=None):
     """
     srcs = [pathlib.Path(s) for s in (sources if sources is not None else rtl_sources(cfg))]
     srcs += [HARNESS, CEILING_MAIN]
-    bdir = ROOT / "build" / cfg.tag / f"{kind}-ceiling"
+    bdir = build_root() / cfg.tag / f"{kind}-ceiling"
     build_log = bdir.parent / f"{kind}-ceiling.build.log"
     params = [f"-GW={cfg.stream_bits}", f"-GDEPTH_LOG2={PLAYER_DEPTH_LOG2}"]
     args = [*BUILD_ARGS["verilator"], "--timing", "--timescale", "/".join(TIMESCALE)]
@@ -500,7 +560,7 @@ def run_ceiling(cfg, beats, *, kind="rtl", sources=None):
         The build failed, or the run did (the message names its kept log).
     """
     exe = build_ceiling(cfg, kind, sources)
-    work = ROOT / "build" / cfg.tag / "runs"
+    work = build_root() / cfg.tag / "runs"
     work.mkdir(parents=True, exist_ok=True)
     run_dir = pathlib.Path(tempfile.mkdtemp(prefix="ceiling-", dir=work))
     try:
@@ -563,7 +623,7 @@ def keep_log(cfg, log, kind="rtl", sim="verilator"):
         return f"{log} (not written)"
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{sim}-{log.stem}"
     try:
-        failed = ROOT / "build" / cfg.tag / "failed"
+        failed = build_root() / cfg.tag / "failed"
         failed.mkdir(parents=True, exist_ok=True)
         fd, kept = tempfile.mkstemp(prefix=stem + "-", suffix=".log", dir=failed)
         with os.fdopen(fd, "wb") as out, open(log, "rb") as src:

@@ -71,7 +71,7 @@ def test_files_hash_reads_contents(tmp_path):
 def test_build_and_run_leave_os_environ_alone(tmp_path, monkeypatch):
     """A real Verilator build (into an empty build/) and a player run: both work, with
     the tools' environment given to their subprocesses only."""
-    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)  # build/ goes under the working directory
     before = dict(os.environ)
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
     simulator = runner.build(cfg)
@@ -102,3 +102,31 @@ def test_build_and_run_leave_os_environ_alone(tmp_path, monkeypatch):
     assert ceiling["sim_cycles"] == report["sim_cycles"] and ceiling["sim_seconds"] > 0
     assert (tmp_path / "build" / cfg.tag / "rtl-ceiling" / "ceiling").exists()
     assert dict(os.environ) == before
+
+
+@pytest.mark.rtl
+def test_waves_build_and_keep_a_waveform(tmp_path, monkeypatch, caplog):
+    """WAVES=1: a traced build of its own (the untraced folder is not touched), saying
+    that it builds, and a run that keeps a VCD of the simulation in build/<tag>/waves/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WAVES", "1")
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    with caplog.at_level("WARNING", logger="sim.runner"):
+        simulator = runner.build(cfg)
+    assert f"building the Verilator model for {cfg.tag} with waveforms" in caplog.text
+    assert simulator.waves and simulator.build_dir.name == "rtl-verilator-waves"
+    assert not (tmp_path / "build" / cfg.tag / "rtl-verilator").exists()
+    rng = np.random.default_rng(1)
+    a = rng.integers(-128, 128, (3, 5), dtype=np.int8)
+    w = rng.integers(-128, 128, (5, 3), dtype=np.int8)
+    ((out, report),) = simulator.stream([matmul_program(cfg, a, w, np.arange(3))])
+    got, _ = parse_output(cfg, out, 3, 3, raw=True)
+    np.testing.assert_array_equal(got, reference_matmul(a, w, np.arange(3)), strict=True)
+    (vcd,) = (tmp_path / "build" / cfg.tag / "waves").glob("rtl-verilator-play-*.vcd")
+    text = vcd.read_text()
+    assert "$enddefinitions" in text and "s_axis_tvalid" in text
+    # the last time stamp covers the simulated cycles (a clock period of at least 1 ns)
+    last = max(int(line[1:]) for line in text.splitlines() if line.startswith("#"))
+    assert last >= report["sim_cycles"] * 1000
+    monkeypatch.delenv("WAVES")
+    assert runner.build_dir(cfg).name == "rtl-verilator"  # the untraced build's folder

@@ -141,17 +141,18 @@ def test_quantize_refuses_nan_weights(tmp_path, capsys):
         (["--workers", "0"], "--workers must be positive, not 0"),
         (["--clock-mhz", "-77"], "--clock-mhz must be a positive finite number of MHz, not -77.0"),
         (["--clock-mhz", "nan"], "--clock-mhz must be a positive finite number of MHz, not nan"),
+        (["--scheduler", "tcp://:1"], "--scheduler must look like tcp://HOST:PORT, not 'tcp://:1'"),
     ],
 )
 def test_bench_options(tmp_path, capsys, args, message):
-    err = _error(capsys, bench.main, ["--size", "quick", "--out", str(tmp_path / "b"), *args])
+    err = _error(capsys, bench.main, ["--sweep", "quick", "--out", str(tmp_path / "b"), *args])
     assert err == message
     assert not list(tmp_path.iterdir())
 
 
 def test_bench_output_directory_is_checked_before_the_run(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    err = _error(capsys, bench.main, ["--size", "quick", "--out", str(tmp_path / "file")])
+    err = _error(capsys, bench.main, ["--sweep", "quick", "--out", str(tmp_path / "file")])
     assert err == f"--out {tmp_path}/file: is not a directory"
 
 
@@ -168,3 +169,37 @@ def test_run_images_refuses_a_bad_shard():
     for shard in (0, -4, 2.5):
         with pytest.raises(ValueError, match=f"shard must be a positive integer, not {shard}"):
             run.run_images(get_backend("model", cfg), prog, x, shard=shard, progress=False)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--waves", "--workers", "2"],
+            "--waves keeps one run's waveform: not with --workers or --scheduler",
+        ),
+        (
+            ["--waves", "--scheduler", "tcp://127.0.0.1:8786"],
+            "--waves keeps one run's waveform: not with --workers or --scheduler",
+        ),
+    ],
+)
+def test_infer_waves_options(tmp_path, capsys, args, message):
+    err = _error(capsys, infer.main, ["--backend", "rtl", "--model", MISSING_MODEL, *args])
+    assert err == message
+
+
+def test_group_usage_errors_are_one_line(capsys):
+    from host.cli import main
+
+    assert _error(capsys, main, ["nope"]) == "No such command 'nope'. (see systolic --help)"
+    assert main(["--help"]) == 0 and "bench-core" in capsys.readouterr().out
+
+
+def test_compile_options(tmp_path, capsys):
+    from host.cli import compile as compile_cli
+
+    assert _error(capsys, compile_cli.main, ["--batch", "0"]) == "--batch must be positive, not 0"
+    err = _error(capsys, compile_cli.main, ["--model", MISSING_MODEL, "--size", "40x8"])
+    assert err == "rows must be between 2 and 16, not 40"
+    assert not list(tmp_path.iterdir())

@@ -245,7 +245,7 @@ def test_postproc_matches_reference(deep):
 def test_generate_writes_verilog_and_config(tmp_path):
     out = tmp_path / "rtl"
     res = subprocess.run(
-        [sys.executable, "-m", "hw.generate", "--rows", "2", "--cols", "3", "-o", str(out)],
+        [sys.executable, "-m", "hw.generate", "--size", "2x3", "-o", str(out)],
         capture_output=True,
         text=True,
     )
@@ -257,7 +257,7 @@ def test_generate_writes_verilog_and_config(tmp_path):
 def test_generate_rejects_bad_size(tmp_path):
     out = tmp_path / "rtl"
     res = subprocess.run(
-        [sys.executable, "-m", "hw.generate", "--rows", "40", "-o", str(out)],
+        [sys.executable, "-m", "hw.generate", "--size", "40x8", "-o", str(out)],
         capture_output=True,
         text=True,
     )

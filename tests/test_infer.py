@@ -55,10 +55,8 @@ def test_rtl_backend_small_array(tmp_path):
             [
                 "--backend",
                 "rtl",
-                "--rows",
-                "4",
-                "--cols",
-                "4",
+                "--size",
+                "4x4",
                 "--limit",
                 "24",
                 "--batch",
@@ -84,7 +82,7 @@ def _cli(*args):
     [
         (["--data-dir", "no/such/dir"], "no/such/dir: no such directory"),
         (["--model", "no/such.pt"], "no/such.pt: no such checkpoint"),
-        (["--rows", "40"], "rows must be between 2 and 16, not 40"),
+        (["--size", "40x8"], "rows must be between 2 and 16, not 40"),
         (["--batch", "2000"], "batch 2000 does not fit"),
         (["--limit", "0"], "--limit must be positive, not 0"),
     ],

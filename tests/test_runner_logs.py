@@ -31,7 +31,7 @@ class _FailingSimulator:
 
 @pytest.fixture
 def fake_sim(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)  # build/ goes under the working directory
     monkeypatch.setattr(
         runner,
         "build",
@@ -78,14 +78,14 @@ def test_failed_run_with_its_own_player_dir(tmp_path, fake_sim):
 
 
 def test_keep_log_of_a_log_never_written(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)  # build/ goes under the working directory
     missing = tmp_path / "gone" / "x.log"
     assert runner.keep_log(CoreConfig(), missing) == f"{missing} (not written)"
 
 
 def test_failed_ceiling_keeps_its_output(tmp_path, monkeypatch):
     """Verilator's ceiling that gives up (exit status 1) raises with its output kept."""
-    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)  # build/ goes under the working directory
     exe = tmp_path / "ceiling"
     exe.write_text('#!/bin/sh\necho "{\\"done\\": 0, \\"sim_cycles\\": 10000}"\nexit 1\n')
     exe.chmod(0o755)

@@ -1,48 +1,70 @@
-"""The command line: ``python -m host <command> [options]`` (``python -m host --help``).
+"""The command line: ``systolic <command> [options]`` (also ``python -m host``).
 
-Each command is a thin layer over the library (parse, check the options before any
-work, call, print); errors are one line on stderr and a non-zero exit.
+One click group; each command is a thin layer over the library (parse, check the
+options before any work, call, print). A bad option or input is one ``error:`` line on
+stderr and exit status 2 (:mod:`hw.cli`). Commands are imported when they run (or
+show their help), so that ``systolic --help`` loads neither torch nor amaranth; the
+hardware commands live beside what they drive (``rtl`` in ``hw.generate``, ``synth``
+in ``hw.synth.cli``, ``formal`` in ``sim.formal``).
 """
 
 import importlib
 import sys
 
-__all__ = ["COMMANDS", "main"]
+import click
 
-#: command -> (module under host.cli, function, one line of help)
+from hw.cli import CONTEXT_SETTINGS, run
+
+__all__ = ["COMMANDS", "cli", "main"]
+
+#: command -> (module, click command in it, one line of help)
 COMMANDS = {
-    "train": ("train", "main", "train the MNIST MLP in PyTorch, save the checkpoint"),
-    "quantize": ("quantize", "main", "int8-quantize a checkpoint, report against PyTorch"),
-    "infer": ("infer", "main", "MNIST through a backend, checked against golden and PyTorch"),
-    "bench": ("bench", "main", "the core against PyTorch on this CPU: JSON, report, plots"),
-    "bench-core": (
-        "bench",
-        "main_core",
-        "one large matmul through the RTL: utilization, simulation speed",
+    "train": ("host.cli.train", "command", "train the MNIST MLP or CNN in PyTorch"),
+    "quantize": ("host.cli.quantize", "command", "int8-quantize a checkpoint, report vs PyTorch"),
+    "compile": ("host.cli.compile", "command", "compile a network into a program file"),
+    "infer": (
+        "host.cli.infer",
+        "command",
+        "MNIST through a backend, checked vs golden and PyTorch",
     ),
+    "bench": ("host.cli.bench", "command", "the core against PyTorch on this CPU: report, plots"),
+    "bench-core": ("host.cli.bench", "core_command", "one large matmul through the RTL"),
+    "rtl": ("hw.generate", "command", "write the core's Verilog and configuration JSON"),
+    "synth": ("hw.synth.cli", "command", "Yosys and nextpnr for ECP5 and iCE40"),
+    "formal": ("sim.formal", "command", "SymbiYosys proofs of the core's stream contract"),
 }
 
 
-def _usage():
-    width = max(map(len, COMMANDS))
-    lines = ["usage: python -m host <command> [options]", "", "commands:"]
-    lines += [f"  {name:{width}s}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
-    lines += ["", "python -m host <command> --help describes a command's options."]
-    return "\n".join(lines)
+class _Commands(click.Group):
+    """A group that imports a command's module only when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name, _ = COMMANDS[cmd_name]
+        return getattr(importlib.import_module(module), name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in COMMANDS.items()])
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT_SETTINGS)
+def cli() -> None:
+    """An int8 systolic matmul core: train and quantize an MNIST network, compile it, run
+    it on the simulated RTL (or the gate-level netlist, or the cycle-exact model),
+    benchmark, synthesize, prove.
+
+    'systolic COMMAND --help' describes a command's options.
+    """
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns its exit status."""
+    """Run ``systolic`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(
-            f"error: unknown command {name!r}; expected one of {', '.join(COMMANDS)}",
-            file=sys.stderr,
-        )
-        return 2
-    module, function, _ = COMMANDS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), function)(rest)
+    if not argv:  # the commands, not click's bare usage line
+        argv = ["--help"]
+    return run(cli, argv, prog_name="systolic")

@@ -1,65 +1,97 @@
-"""``python -m host bench`` and ``python -m host bench-core``: the benchmarks."""
+"""``systolic bench`` and ``systolic bench-core``: the benchmarks."""
 
-import argparse
 import json
 import os
 import re
-import sys
 
-from hw.config import CoreConfig
+import click
 
-from .. import bench as bench_module
-from ..backends import BackendError
-from ..bench import SIZES, bench, bench_core, report_md
+from hw.cli import CONTEXT_SETTINGS, CliError, config_from_options, config_option, run, size_option
+
 from ..files import atomic_write, check_output_path
-from ..nn.checkpoint import DEFAULT_CHECKPOINTS, MODEL_NAMES
-from ..run import check_clock_mhz
+from ..nn.bundled import DEFAULT_CHECKPOINTS, MODEL_NAMES
+from ..parallel import check_scheduler
+from .options import MODEL_HELP, check_positive, json_option
 
-__all__ = ["main", "main_core"]
+__all__ = ["SWEEPS", "command", "core_command", "main", "main_core"]
+
+#: The sweep sizes (host.bench.SIZES): images in the sweep, RTL samples, sharded run.
+SWEEPS = ("quick", "full")
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host bench", description=bench_module.__doc__)
-    p.add_argument("--size", choices=sorted(SIZES), default="full")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--clock-mhz", type=float, default=None)
-    p.add_argument("--out", default=os.path.join("build", "bench"))
-    p.add_argument(
-        "--model",
-        action="append",
-        help=f"{' or '.join(MODEL_NAMES)} (the checked-in networks), or a float checkpoint "
-        "(.pt), quantized model (.qnpz) or quantized ONNX file (.onnx); repeat for several "
-        f"(default: {', '.join(MODEL_NAMES)}, each in a folder of --out)",
-    )
-    args = p.parse_args(argv)
-    names = args.model or list(MODEL_NAMES)
-    models = [DEFAULT_CHECKPOINTS.get(m, m) for m in names]
+@click.command("bench", context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--sweep",
+    type=click.Choice(SWEEPS),
+    default="full",
+    help="how many images the sweep, the RTL samples and the sharded run take",
+)
+@click.option("--workers", type=int, default=2, help="local processes of the sharded RTL run")
+@click.option(
+    "--scheduler",
+    metavar="tcp://HOST:PORT",
+    default=None,
+    show_default="a local Dask cluster",
+    help="the Dask cluster of the sharded run",
+)
+@click.option(
+    "--clock-mhz",
+    type=float,
+    default=None,
+    show_default="the synthesized Fmax, or 100",
+    help="the clock the time figures assume",
+)
+@click.option("--out", metavar="DIR", default=os.path.join("build", "bench"))
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    metavar="NAME|FILE",
+    show_default=f"{', '.join(MODEL_NAMES)}, each in a folder of --out",
+    help=f"{MODEL_HELP}; repeat for several",
+)
+def command(
+    sweep: str,
+    workers: int,
+    scheduler: str | None,
+    clock_mhz: float | None,
+    out: str,
+    models: tuple[str, ...],
+) -> int:
+    """Benchmark the core against PyTorch on this CPU: array sizes x batch on the
+    cycle-exact model, a per-layer cycle breakdown, RTL samples, a sharded RTL run;
+    writes bench.json, REPORT.md and plots."""
+    names = list(models) or list(MODEL_NAMES)
+    paths = [DEFAULT_CHECKPOINTS.get(m, m) for m in names]
     try:
-        if args.workers < 1:
-            raise ValueError(f"--workers must be positive, not {args.workers}")
-        if args.clock_mhz is not None:
-            check_clock_mhz(args.clock_mhz)
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise ValueError(f"--out {args.out}: is not a directory")
-        check_output_path(os.path.join(args.out, "bench.json"), "--out")
-        for name, path in zip(names, models, strict=True):
+        check_positive(workers=workers)
+        if clock_mhz is not None:
+            from ..run import check_clock_mhz
+
+            check_clock_mhz(clock_mhz)
+        if scheduler is not None:
+            check_scheduler(scheduler)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out}: is not a directory")
+        check_output_path(os.path.join(out, "bench.json"), "--out")
+        for name, path in zip(names, paths, strict=True):
             if not os.path.isfile(path):
                 raise ValueError(f"--model {name}: no such file")
-        dirs = [os.path.splitext(os.path.basename(m))[0] for m in models]
+        dirs = [os.path.splitext(os.path.basename(m))[0] for m in paths]
         if len(set(dirs)) != len(dirs):
             raise ValueError(f"--model: two models would share the folder {dirs}")
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
+    from ..bench import bench, report_md
+
     results = []
     try:
-        for path, sub in zip(models, dirs, strict=True):
-            out = os.path.join(args.out, sub) if len(models) > 1 else args.out
+        for path, sub in zip(paths, dirs, strict=True):
+            where = os.path.join(out, sub) if len(paths) > 1 else out
             print(f"== {path}", flush=True)
-            results.append(bench(args.size, args.workers, out, args.clock_mhz, model=path))
+            results.append(bench(sweep, workers, where, clock_mhz, model=path, scheduler=scheduler))
     except (OSError, ValueError) as exc:  # CheckpointError, QuantError, OnnxError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
     if len(results) > 1:  # one report for all, beside the folders; headings one level down
         parts = [
             re.sub(r"^(#+) ", r"#\1 ", report_md(r, prefix=f"{sub}/"), flags=re.M).replace(
@@ -67,7 +99,7 @@ def main(argv=None):
             )
             for r, sub in zip(results, dirs, strict=True)
         ]
-        with atomic_write(os.path.join(args.out, "REPORT.md"), "w") as f:
+        with atomic_write(os.path.join(out, "REPORT.md"), "w") as f:
             f.write("\n\n".join(["# Benchmark report", *parts]))
     for r in results:
         print(report_md(r))
@@ -75,39 +107,55 @@ def main(argv=None):
         s for r in results for s in r["rtl"] if not (s["outputs_equal"] and s["cycles_equal"])
     ]
     if bad:
-        print(
-            "error: a backend disagreed with the golden model or the cycle model", file=sys.stderr
-        )
+        click.echo("error: a backend disagreed with the golden model or the cycle model", err=True)
+        print(f"FAIL: {len(bad)} runs disagreed with the golden model or the cycle model")
         return 1
+    print(f"PASS: {len(results)} networks, every run equal to the golden and the cycle model")
     return 0
 
 
-def main_core(argv=None):
-    p = argparse.ArgumentParser(prog="python -m host bench-core", description=bench_core.__doc__)
-    p.add_argument("--rows", type=int, default=8)
-    p.add_argument("--cols", type=int, default=8)
-    p.add_argument("--shape", default="64x784x128", help="MxKxN")
-    p.add_argument("--json", default=os.path.join("build", "bench", "core.json"))
-    args = p.parse_args(argv)
+@click.command("bench-core", context_settings=CONTEXT_SETTINGS)
+@size_option()
+@config_option()
+@click.option("--shape", default="64x784x128", metavar="MxKxN", help="the matmul's shape")
+@json_option(default=os.path.join("build", "bench", "core.json"))
+def core_command(size: str, config: str | None, shape: str, json_path: str) -> int:
+    """One large matmul (M x K by K x N) through the RTL: utilization, and the simulation
+    speed against Verilator's ceiling (the same harness driven from C++)."""
+    parts = shape.lower().split("x")
+    if len(parts) != 3 or not all(n.isdigit() and int(n) > 0 for n in parts):
+        raise CliError(f"--shape must be MxKxN with positive integers, not {shape!r}")
+    cfg = config_from_options(size, config)
+    M, K, N = (int(n) for n in parts)
+    from ..backends import BackendError
+    from ..bench import bench_core
+
     try:
-        cfg = CoreConfig(rows=args.rows, cols=args.cols)
-        shape = args.shape.lower().split("x")
-        if len(shape) != 3 or not all(n.isdigit() and int(n) > 0 for n in shape):
-            raise ValueError(f"--shape must be MxKxN with positive integers, not {args.shape!r}")
-        M, K, N = (int(n) for n in shape)
-        check_output_path(args.json, "--json")
+        check_output_path(json_path, "--json")
         res = bench_core(cfg, M, K, N)
-    except (OSError, ValueError, TypeError, BackendError) as exc:  # CompileError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    with atomic_write(args.json, "w") as f:
+    except (OSError, ValueError, TypeError, BackendError) as exc:  # CompileError: ValueError
+        raise CliError(str(exc)) from None
+    with atomic_write(json_path, "w") as f:
         json.dump(res, f, indent=2)
     for k, v in res.items():
         print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
     if res["mismatches"] != 0 or res["error"] != 0:
-        print("error: outputs differ from the numpy reference", file=sys.stderr)
+        click.echo("error: outputs differ from the numpy reference", err=True)
+        print(f"FAIL: rtl {cfg.rows}x{cfg.cols}, {M}x{K}x{N}, {res['mismatches']} mismatches")
         return 1
     if not res["ceiling_equal"] or res["ceiling_cycles"] != res["sim_cycles"]:
-        print("error: Verilator's ceiling disagrees with the rtl backend", file=sys.stderr)
+        click.echo("error: Verilator's ceiling disagrees with the rtl backend", err=True)
+        print(f"FAIL: rtl {cfg.rows}x{cfg.cols}, {M}x{K}x{N}, the ceiling disagrees")
         return 1
+    print(f"PASS: rtl {cfg.rows}x{cfg.cols}, {M}x{K}x{N}, 0 mismatches, ceiling equal")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``systolic bench`` with ``argv``; returns the exit status."""
+    return run(command, argv, prog_name="systolic bench")
+
+
+def main_core(argv: list[str] | None = None) -> int:
+    """``systolic bench-core`` with ``argv``; returns the exit status."""
+    return run(core_command, argv, prog_name="systolic bench-core")

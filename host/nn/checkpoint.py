@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..files import atomic_write
+from .bundled import DEFAULT_CHECKPOINTS, MODEL_NAMES, MODELS_DIR
 
 __all__ = [
     "Mlp",
@@ -31,14 +32,6 @@ __all__ = [
     "MODELS_DIR",
 ]
 
-#: The checked-in models (relative to the working directory, as the CLI prints paths).
-MODELS_DIR = os.path.relpath(
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "models")
-)
-#: The architectures ``--model`` names; the first is the default.
-MODEL_NAMES = ("mlp", "cnn")
-#: The checked-in float checkpoint of each architecture.
-DEFAULT_CHECKPOINTS = {name: os.path.join(MODELS_DIR, f"{name}.pt") for name in MODEL_NAMES}
 DEFAULT_CHECKPOINT = DEFAULT_CHECKPOINTS["mlp"]
 _FORMATS = {"mlp": "systolic-mnist-mlp", "cnn": "systolic-mnist-cnn"}
 

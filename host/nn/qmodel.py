@@ -30,7 +30,7 @@ import zipfile
 import numpy as np
 
 from ..files import atomic_write
-from .checkpoint import MODEL_NAMES, MODELS_DIR
+from .bundled import DEFAULT_QUANTIZED_MODELS
 
 __all__ = [
     "QuantLayer",
@@ -48,8 +48,6 @@ __all__ = [
     "VERSION",
 ]
 
-#: The checked-in quantized model of each architecture (host.nn.checkpoint.MODEL_NAMES).
-DEFAULT_QUANTIZED_MODELS = {name: os.path.join(MODELS_DIR, f"{name}.qnpz") for name in MODEL_NAMES}
 DEFAULT_QUANTIZED = DEFAULT_QUANTIZED_MODELS["mlp"]
 FORMAT = "systolic-mnist-qmodel"
 VERSION = 2

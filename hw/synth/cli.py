@@ -1,4 +1,5 @@
-"""Synthesis, place and route with Yosys and nextpnr from pip: ``python -m hw.synth``.
+"""Synthesis, place and route with Yosys and nextpnr from pip: ``systolic synth`` (or
+``python -m hw.synth``).
 
 For each configuration: the core inside :class:`SynthTop` (a shell that feeds the
 program port from a shift register loaded through one pin and folds the result port
@@ -10,18 +11,19 @@ read back from nextpnr's JSON report. Results are cached by configuration hash u
 ``build/synth/report.md``.
 """
 
-import argparse
 import json
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import click
+
+from ..cli import CONTEXT_SETTINGS, CliError, parse_size, run
 from ..config import CoreConfig
 from .reports import table
 from .run import synthesize
 from .targets import TARGETS
 
-__all__ = ["DEFAULT_RUNS", "DEFAULT_TIMEOUT_MIN", "main"]
+__all__ = ["DEFAULT_RUNS", "DEFAULT_TIMEOUT_MIN", "command", "main"]
 
 #: minutes nextpnr may take for one configuration in ``make synth``
 DEFAULT_TIMEOUT_MIN = 120
@@ -70,50 +72,60 @@ DEFAULT_RUNS = [
 ]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m hw.synth", description=__doc__)
-    p.add_argument("--family", choices=["ecp5", "ice40", "all"], default="all")
-    p.add_argument("--sizes", default=None, help="e.g. 4x4,8x8 (default: the standard set)")
-    p.add_argument("--force", action="store_true", help="ignore cached results")
-    p.add_argument("--out", default=os.path.join("build", "synth"))
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="configurations run side by side (default: one per core)",
-    )
-    p.add_argument(
-        "--route-timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT_MIN,
-        metavar="MIN",
-        help="stop nextpnr after this many minutes and report "
-        f"the configuration as unrouted (default {DEFAULT_TIMEOUT_MIN})",
-    )
-    args = p.parse_args(argv)
-    if args.jobs < 1 or args.route_timeout <= 0:
-        p.error("--jobs must be at least 1 and --route-timeout above 0")
-    runs = [(fam, cfg) for fam, cfg in DEFAULT_RUNS if args.family in ("all", fam)]
-    if args.sizes:
-        try:
-            want = {tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")}
-        except ValueError:
-            print(f"error: --sizes must look like 4x4,8x8, not {args.sizes!r}", file=sys.stderr)
-            return 2
+@click.command("synth", context_settings=CONTEXT_SETTINGS)
+@click.option("--family", type=click.Choice(["ecp5", "ice40", "all"]), default="all")
+@click.option(
+    "--size",
+    "sizes",
+    multiple=True,
+    metavar="RxC[,RxC...]",
+    show_default="the standard set",
+    help="array sizes to synthesize (repeatable, or a comma list: 4x4,8x8)",
+)
+@click.option("--force", is_flag=True, help="ignore cached results")
+@click.option("--out", default=os.path.join("build", "synth"), metavar="DIR")
+@click.option(
+    "--jobs",
+    type=int,
+    default=os.cpu_count() or 1,
+    show_default="one per core",
+    help="configurations run side by side",
+)
+@click.option(
+    "--route-timeout",
+    type=float,
+    default=DEFAULT_TIMEOUT_MIN,
+    metavar="MIN",
+    help="stop nextpnr after this many minutes and report the configuration as unrouted",
+)
+def command(
+    family: str, sizes: tuple[str, ...], force: bool, out: str, jobs: int, route_timeout: float
+) -> int:
+    """Synthesize the core for the ECP5 LFE5U-85F and the iCE40 UP5K with Yosys and
+    nextpnr; results are cached under build/<tag>/synth-<family>/ and summarized in
+    build/synth/report.md."""
+    if jobs < 1:
+        raise CliError(f"--jobs must be at least 1, not {jobs}")
+    if not route_timeout > 0:
+        raise CliError(f"--route-timeout must be above 0, not {route_timeout}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise CliError(f"--out {out}: is not a directory")
+    runs = [(fam, cfg) for fam, cfg in DEFAULT_RUNS if family in ("all", fam)]
+    if sizes:
+        want = {parse_size(s) for text in sizes for s in text.split(",")}
         runs = [(fam, cfg) for fam, cfg in runs if (cfg.rows, cfg.cols) in want]
         known = {(c.rows, c.cols) for _, c in runs}
         for r, c in sorted(want - known):
-            runs.append(
-                (
-                    "ecp5" if args.family != "ice40" else "ice40",
-                    CoreConfig(rows=r, cols=c, act_kib=32, weight_kib=32, acc_kib=16),
-                )
-            )
+            try:
+                cfg = CoreConfig(rows=r, cols=c, act_kib=32, weight_kib=32, acc_kib=16)
+            except ValueError as exc:
+                raise CliError(f"--size {r}x{c}: {exc}") from None
+            runs.append(("ecp5" if family != "ice40" else "ice40", cfg))
 
     def one(run):
         fam, cfg = run
         print(f"synthesizing {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]} ...", flush=True)
-        e = synthesize(fam, cfg, args.force, timeout_min=args.route_timeout)
+        e = synthesize(fam, cfg, force, timeout_min=route_timeout)
         print(
             f"done: {cfg.rows}x{cfg.cols} for {TARGETS[fam][0]}, "
             f"Fmax {e['fmax_mhz'] or '-'} MHz ({e.get('seconds', 0):.0f} s)",
@@ -123,20 +135,25 @@ def main(argv=None):
 
     # each run is one Yosys and one single-threaded nextpnr process; the largest start
     # first, so that the small ones fill in beside them
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {
             i: pool.submit(one, runs[i])
             for i in sorted(range(len(runs)), key=lambda i: -runs[i][1].rows * runs[i][1].cols)
         }
         entries = [futures[i].result() for i in range(len(runs))]
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     for name, body in (
         ("report.json", json.dumps(entries, indent=2)),
         ("report.md", table(entries)),
     ):
-        tmp = os.path.join(args.out, name + ".tmp")
+        tmp = os.path.join(out, name + ".tmp")
         with open(tmp, "w") as f:
             f.write(body)
-        os.replace(tmp, os.path.join(args.out, name))
+        os.replace(tmp, os.path.join(out, name))
     print(table(entries))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hw.synth``: the same command as ``systolic synth``."""
+    return run(command, argv, prog_name="python -m hw.synth")

@@ -1,0 +1,80 @@
+"""The built wheel is a working tool outside the checkout: installed into a folder of its
+own, run from another directory, it builds the simulator under that directory's build/
+(the harness and the shipped models come from the package) and an RTL inference passes.
+"""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: What the wheel is built from (copied, so that the build leaves the checkout alone).
+SOURCES = ("pyproject.toml", "README.md", "host", "hw", "sim", "models")
+
+
+def _files(folder):
+    return {
+        p.relative_to(folder)
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+@pytest.mark.rtl
+def test_wheel_runs_an_rtl_inference_from_another_directory(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SOURCES:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"), src],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "wheel").glob("systolic_mnist-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for data in ("sim/hdl/tb_top.sv", "sim/hdl/ceiling_main.cpp", "host/nn/_models/mlp.pt"):
+        assert data in names, data
+    assert {"host/nn/_models/mlp.qnpz", "host/nn/_models/cnn.pt"} <= set(names)
+    site = tmp_path / "site"
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    installed = _files(site)
+    run_dir = tmp_path / "elsewhere"
+    run_dir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("WAVES", None)
+    where = subprocess.run(
+        [sys.executable, "-c", "import host, hw, sim; print(host.__file__, sim.__file__)"],
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert all(pathlib.Path(p).is_relative_to(site) for p in where), where
+    res = subprocess.run(
+        [sys.executable, str(site / "bin" / "systolic"), "infer", "--backend", "rtl"]
+        + ["--size", "2x2", "--limit", "8", "--batch", "8"],
+        cwd=run_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert res.stdout.splitlines()[-1].startswith("PASS: rtl 2x2, 8 images, 0 mismatches"), (
+        res.stdout
+    )
+    assert "building the Verilator model for r2c2-" in res.stderr
+    assert (run_dir / "build").is_dir()
+    assert _files(site) == installed  # nothing written inside the installed package
