@@ -88,7 +88,7 @@ def clock_for(
         pass
     from hw.synth import figures as committed
 
-    found = committed.lookup(cfg, path=figures or committed.FIGURES)
+    found = committed.lookup(cfg, path=figures)
     if found is not None:
         e, current = found
         since = "" if current else "; the hardware source has changed since"

@@ -239,3 +239,53 @@ def test_run_stops_a_tool_at_its_time_limit(tmp_path):
 
     assert _run(["sleep", "30"], tmp_path / "log", tmp_path, timeout=0.2) is None
     assert _run(["true"], tmp_path / "log", tmp_path, timeout=10) == 0
+
+
+def test_seeds_report_the_best_and_the_spread(tmp_path, monkeypatch):
+    """``synth --seed`` runs each seed, reports the best with every seed's Fmax, and puts
+    the standard configurations' figures into the committed table."""
+    import json
+
+    from hw.synth import cli, figures
+
+    fmax = {1: 90.5, 2: 101.25, 3: None}
+    calls = []
+
+    def fake(family, cfg, force=False, threads=1, timeout_min=None, seed=1):
+        calls.append((family, cfg.rows, seed))
+        return {
+            "family": family,
+            "device": "LFE5U-85F-6BG381C",
+            "rows": cfg.rows,
+            "cols": cfg.cols,
+            "config": cfg.tag,
+            "act_kib": cfg.act_kib,
+            "hidden_kib": cfg.hidden_kib,
+            "weight_kib": cfg.weight_kib,
+            "acc_kib": cfg.acc_kib,
+            "pipeline": "deep",
+            "seed": seed,
+            "hw_hash": "0" * 16 + "-00000000",
+            "luts": 1,
+            "ffs": 1,
+            "dsps": 1,
+            "brams": 1,
+            "fmax_mhz": fmax[seed],
+            "fits": fmax[seed] is not None,
+        }
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "synthesize", fake)
+    monkeypatch.setattr(figures, "FIGURES", str(tmp_path / "figures.json"))
+    rc = cli.main(["--family", "ecp5", "--size", "8x8", "--seed", "1", "--seed", "2",
+                   "--seed", "3", "--jobs", "1", "--out", "out"])  # fmt: skip
+    assert rc == 0 and sorted(calls) == [("ecp5", 8, 1), ("ecp5", 8, 2), ("ecp5", 8, 3)]
+    (entry,) = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert entry["seed"] == 2 and entry["fmax_mhz"] == 101.25
+    assert entry["seeds"] == {"1": 90.5, "2": 101.25, "3": None}
+    assert (
+        "seed 1: 90.5 MHz, seed 2: 101.25 MHz, seed 3: - MHz (reported: seed 2)"
+        in (tmp_path / "out" / "report.md").read_text()
+    )
+    (kept,) = json.loads((tmp_path / "figures.json").read_text())
+    assert kept["fmax_mhz"] == 101.25 and kept["seeds"] == entry["seeds"]

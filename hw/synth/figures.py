@@ -34,6 +34,7 @@ KEYS = (
     "param_depth",
     "target_mhz",
     "seed",
+    "seeds",
     "hw_hash",
     "luts",
     "ffs",
@@ -48,10 +49,13 @@ def _key(entry: dict) -> tuple:
     return entry.get("family"), entry.get("rows"), entry.get("cols"), entry.get("pipeline")
 
 
-def update(entries: list[dict], standard: list[tuple[str, CoreConfig]], path: str = FIGURES):
+def update(
+    entries: list[dict], standard: list[tuple[str, CoreConfig]], path: str | None = None
+) -> list[dict]:
     """Put the routed entries of the ``standard`` configurations among ``entries`` into
-    the table at ``path`` (replacing the same family, size and pipeline); returns the
-    table."""
+    the table at ``path`` (default :data:`FIGURES`), replacing the same family, size and
+    pipeline; returns the table."""
+    path = path or FIGURES
     tags = {(fam, cfg.tag) for fam, cfg in standard}
     try:
         with open(path) as f:
@@ -70,9 +74,13 @@ def update(entries: list[dict], standard: list[tuple[str, CoreConfig]], path: st
     return table
 
 
-def lookup(cfg: CoreConfig, family: str = "ecp5", path: str = FIGURES) -> tuple[dict, bool] | None:
-    """The table's entry for ``cfg``'s size and pipeline, and whether the hardware source
-    is still the one it was synthesized from; None if the table has none."""
+def lookup(
+    cfg: CoreConfig, family: str = "ecp5", path: str | None = None
+) -> tuple[dict, bool] | None:
+    """The table's entry for ``cfg``'s size and pipeline in the table at ``path`` (default
+    :data:`FIGURES`), and whether the hardware source is still the one it was synthesized
+    from; None if the table has none."""
+    path = path or FIGURES
     try:
         with open(path) as f:
             table = json.load(f)

@@ -111,4 +111,13 @@ def table(entries):
         if (p := e.get("critical_path"))
     ]
     tail = "\nCritical paths:\n" + "\n".join(paths) + "\n" if paths else ""
+    spread = [
+        f"- {e['family']} {e['rows']}x{e['cols']}: "
+        + ", ".join(f"seed {k}: {v if v else '-'} MHz" for k, v in e["seeds"].items())
+        + f" (reported: seed {e['seed']})"
+        for e in entries
+        if e.get("seeds")
+    ]
+    if spread:
+        tail += "\nnextpnr seeds tried:\n" + "\n".join(spread) + "\n"
     return head + "\n".join(rows) + "\n" + tail
