@@ -120,7 +120,12 @@ def cycle_breakdown(program, inputs) -> dict:
     END). A MATMUL belongs to the layer of the POSTPROC that follows it; a POSTPROC to
     the layer whose parameter words it reads (``header["sizes"]``).
 
-    Returns ``{"cycles", "images", "start", "end", "layers": [...], "padding": {...}}``
+    Returns ``{"cycles", "images", "resident_beats", "start", "end", "layers": [...],
+    "padding": {...}}``; ``resident_beats`` are the beats of the weight and parameter
+    LOADs before the first MATMUL (one a cycle: the front end takes them while the engine
+    has nothing to do, and nothing the engine does comes before them), so that for one
+    image ``cycles - resident_beats`` is its latency with the weights already on chip:
+    from its first input beat to the END that follows its last result.
     with each layer's ``matmul_rows``, ``postproc_rows``, ``wait``, ``cycles``, and, where
     the header gives ``layer_macs``, its ``macs`` and ``utilization`` (MACs / (rows x cols
     x its cycles)).
@@ -130,8 +135,11 @@ def cycle_breakdown(program, inputs) -> dict:
     for n in h["sizes"][1:]:
         bounds.append(bounds[-1] + -(-n // cfg.cols))
     ops = []
+    resident = [0]  # beats of the LOADs of weights and parameters before the first row
 
     def record(op, f, pos):
+        if op is isa.Opcode.LOAD and isa.Target(f["target"]) is not isa.Target.ACT and not ops:
+            resident[0] += 1 + f["count"]
         if op in (isa.Opcode.MATMUL, isa.Opcode.POSTPROC):
             slots = f["m"] * (cfg.raw_beats if op is isa.Opcode.POSTPROC and f["raw"] else 1)
             ops.append([op, slots, f.get("param_addr")])
@@ -169,6 +177,7 @@ def cycle_breakdown(program, inputs) -> dict:
     return {
         "cycles": total,
         "images": len(inputs),
+        "resident_beats": resident[0],
         "start": tl.pops[0] if ops else total,
         "end": total - prev if ops else 0,
         "layers": layers,

@@ -12,6 +12,7 @@ from host import golden
 from host.backends import get_backend
 from host.backends.model.cycles import predict
 from host.compile import CompileError, Program, ProgramError, compile_model, max_batch
+from host.compile.program import beat_words
 from host.metrics import cycle_breakdown
 from host.nn.qmodel import random_quantized_cnn, random_quantized_model
 from hw import isa
@@ -245,3 +246,27 @@ def test_rtl_equals_model_on_cnns():
         np.testing.assert_array_equal(rtl.outputs, golden.run(q, x), strict=True)
         np.testing.assert_array_equal(rtl.out_beats, model.out_beats, strict=True)
         assert rtl.cycles == rtl.predicted_cycles == model.cycles
+
+
+@pytest.mark.parametrize("net", ["lenet", "mlp"])
+def test_one_image_latency_is_the_run_without_the_resident_loads(net):
+    """``cycles - resident_beats`` of a one-image run is what the same program takes with
+    its weight and parameter LOADs taken out (the weights already on chip): the cycle
+    model run on the stream without them."""
+    cfg = CONFIGS["4x8"]
+    q = random_quantized_model((30, 11, 6), seed=3) if net == "mlp" else _lenet()
+    x = _inputs(q, 1)
+    prog = compile_model(q, cfg, 1)
+    br = cycle_breakdown(prog, x)
+    beats = prog.beats(x)
+    words = beat_words(beats)
+    keep, pos, seen_row = [], 0, False
+    while pos < len(beats):  # walk the instruction headers; drop resident LOADs
+        op, f = isa.decode(int(words[pos]))
+        n = 1 + (f["count"] if op is Opcode.LOAD else 0)
+        seen_row |= op in (Opcode.MATMUL, Opcode.POSTPROC)
+        if not (op is Opcode.LOAD and isa.Target(f["target"]) is not isa.Target.ACT) or seen_row:
+            keep.extend(range(pos, pos + n))
+        pos += n
+    assert br["resident_beats"] == len(beats) - len(keep) > 0
+    assert predict(cfg, beats[keep])["cycles"] == br["cycles"] - br["resident_beats"]
