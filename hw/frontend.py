@@ -1,5 +1,6 @@
 """The instruction front end: decodes the program stream, loads buffers, reports status."""
 
+from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Module, Mux, Shape, Signal
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -109,7 +110,7 @@ class FrontEnd(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        beat = self._checked_input(m)
+        beat = self._checked_input(m, platform)
         fire = beat.valid & beat.ready
         state = Signal(_State)
         error = Signal(ErrorCode)
@@ -143,7 +144,7 @@ class FrontEnd(wiring.Component):
             )
         return m
 
-    def _checked_input(self, m):
+    def _checked_input(self, m, platform):
         """The program stream with each beat's instruction check, as a stream of
         :class:`CheckedBeat` whose ``ready`` the decoder drives.
 
@@ -153,8 +154,20 @@ class FrontEnd(wiring.Component):
         registered beat then enters a small buffer (:data:`IN_BUFFER_DEPTH` beats) with
         the beat, so that neither the check nor the port's tready sits on a path with the
         decisions below. Timing is counted from the buffer's output: a program's cycles
-        are the same with the stage and the buffer or without them."""
+        are the same with the stage and the buffer or without them.
+
+        In the formal proofs (``platform == "formal"``) the LOOP products are free values
+        (``AnySeq``): what is proved then holds whatever they are, the real products
+        included, and the solver does not bit-blast three multipliers. That they are the
+        right products is tested against the host's rules (``tests/test_frontend.py``)
+        and by the fuzzer."""
         cfg = self._cfg
+
+        def products_of(dst, lp):
+            if platform == "formal":
+                return [dst.eq(AnySeq(LOOP_PRODUCTS.size))]
+            return loop_products(dst, lp)
+
         m.submodules.check = check = InstructionCheck(cfg)
         checked = stream.Signature(CheckedBeat(cfg)).create()
         program = self.i_program
@@ -171,7 +184,7 @@ class FrontEnd(wiring.Component):
                 m.d.sync += [
                     staged.eq(program.payload),
                     staged_valid.eq(program.valid),
-                    *loop_products(products, arriving.loop),
+                    *products_of(products, arriving.loop),
                 ]
             checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
             m.d.comb += [
@@ -189,7 +202,7 @@ class FrontEnd(wiring.Component):
             m.d.comb += [
                 check.instr.eq(arriving),
                 check.last.eq(program.payload.last),
-                *loop_products(check.products, arriving.loop),
+                *products_of(check.products, arriving.loop),
                 checked.payload.data.eq(program.payload.data),
                 checked.payload.last.eq(program.payload.last),
                 checked.payload.error.eq(check.error),
@@ -304,26 +317,39 @@ class FrontEnd(wiring.Component):
                     ]
 
     def _load_writes(self, m, beat, writing, load):
-        """Buffer writes from LOAD data beats (the range was checked on the header)."""
+        """Buffer writes from LOAD data beats (the range was checked on the header).
+
+        The write ports are registered (a write lands the cycle after its beat is
+        taken): the beat's register feeds the decoder, and every buffer's write data,
+        enable and address are a register of their own that the placer can put near
+        the block RAMs. Without it the beat register, routed to banks all over the die,
+        was the 8x8's critical path (18.6 ns, 17.8 of it routing). A MATMUL or POSTPROC
+        taken after the beat reads the buffer two cycles later at the earliest (queue,
+        then issue), so it still sees the write."""
         C = self._cfg.cols
         act, wgt = self.act_write, self.weight_write
-        m.d.comb += [
-            act.en.eq(writing & (load.target == Target.ACT)),
-            act.addr.eq(load.addr),
-            act.data.eq(beat[: act.data.shape().size]),
-            wgt.en.eq(writing & (load.target == Target.WEIGHT)),
-            wgt.tile.eq(load.addr),
-            wgt.row.eq(load.sub),
-            wgt.data.eq(beat[: wgt.data.shape().size]),
-        ]
+        # each port's address and data registers load only on that port's writes, so
+        # that they stay separate registers (identical ones would be merged into one)
+        to_act = writing & (load.target == Target.ACT)
+        to_wgt = writing & (load.target == Target.WEIGHT)
+        m.d.sync += [act.en.eq(to_act), wgt.en.eq(to_wgt)]
+        with m.If(to_act):
+            m.d.sync += [act.addr.eq(load.addr), act.data.eq(beat[: act.data.shape().size])]
+        with m.If(to_wgt):
+            m.d.sync += [
+                wgt.tile.eq(load.addr),
+                wgt.row.eq(load.sub),
+                wgt.data.eq(beat[: wgt.data.shape().size]),
+            ]
         for port, target in ((self.bias_write, Target.BIAS), (self.scale_write, Target.SCALE)):
             lane_bits = Shape.cast(port.data.shape().elem_shape).width
-            m.d.comb += port.addr.eq(load.addr)
+            with m.If(writing & (load.target == target)):
+                m.d.sync += port.addr.eq(load.addr)
             for c in range(C):
-                m.d.comb += [
-                    port.data[c].eq(beat[:lane_bits]),
-                    port.en[c].eq(writing & (load.target == target) & (load.sub == c)),
-                ]
+                lane = writing & (load.target == target) & (load.sub == c)
+                m.d.sync += port.en[c].eq(lane)
+                with m.If(lane):
+                    m.d.sync += port.data[c].eq(beat[:lane_bits])
 
     def _counters(self, m, fire, valid, state):
         """The counters of the status packet, from the first beat of a program through the

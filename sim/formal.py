@@ -412,15 +412,17 @@ class StreamContract(Core):
             self._check(m, self.error == ErrorCode.NONE, "error cleared after the status packet")
         with m.Elif(prev_error != ErrorCode.NONE):
             self._check(m, self.error == prev_error, "error held until the status packet")
-        with m.If(self.error != ErrorCode.NONE):
+        # a buffer write lands the cycle after its beat is taken (registered write ports)
+        with m.If(prev_error != ErrorCode.NONE):
             self._check(
                 m,
                 ~fe.act_write.en
                 & ~wbuf.write.en
                 & ~fe.bias_write.en.any()
                 & ~fe.scale_write.en.any(),
-                "no buffer written while an error is held",
+                "no buffer written for a beat taken while an error is held",
             )
+        with m.If(self.error != ErrorCode.NONE):
             self._check(m, ~self._pushed(queue), "nothing queued while an error is held")
 
     def _status_frame(self, m, fe, queue, wbuf):

@@ -13,7 +13,7 @@ from sim import formal
 VIOLATED = {
     "valid_hiccup": "m_axis_tvalid held until tready",
     "idle_lost": "s_axis_tready low at most stall_bound cycles",
-    "write_after_error": "no buffer written while an error is held",
+    "write_after_error": "no buffer written for a beat taken while an error is held",
     "status_no_tlast": "status packet: tlast on its last beat only",
     "packet_lost": "frames waiting for a status packet bounded",
 }
@@ -84,7 +84,7 @@ def test_write_gives_the_design_and_the_sby_file(tmp_path):
     sby = (folder / "error_sticky.sby").read_text()
     assert "mode prove\ndepth 4\n" in sby and "smtbmc --nopresat yices" in sby
     design = (folder / "design.il").read_text()
-    assert "no buffer written while an error is held" in design
+    assert "no buffer written for a beat taken while an error is held" in design
     broken = formal.write("error_sticky", "3x2-shallow", "write_after_error", root=tmp_path)
     assert "mode bmc\n" in (broken / "error_sticky.sby").read_text()
 
