@@ -17,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from ..config import CoreConfig
+from ..util.files import atomic_write
 from .reports import table
 from .run import synthesize
 from .targets import TARGETS
@@ -134,9 +135,7 @@ def main(argv=None):
         ("report.json", json.dumps(entries, indent=2)),
         ("report.md", table(entries)),
     ):
-        tmp = os.path.join(args.out, name + ".tmp")
-        with open(tmp, "w") as f:
+        with atomic_write(os.path.join(args.out, name), "w") as f:
             f.write(body)
-        os.replace(tmp, os.path.join(args.out, name))
     print(table(entries))
     return 0
