@@ -40,8 +40,11 @@ __all__ = [
     "timed",
 ]
 
-#: CPU threads PyTorch may use here (the machine is shared; the same for every CPU figure).
-THREADS = min(2, os.cpu_count() or 1)
+#: CPU threads of every PyTorch process here, for inference and training alike. One: on
+#: a shared machine a second thread's waits dominate (the int8 QDQ graph at batch 1
+#: took 65 ms with 2 threads under load against 0.8 ms with one), and DDP's processes
+#: use one thread each, so that its speed-up over the CPU row is the data-parallel one.
+THREADS = 1
 
 
 def load_average() -> float:
@@ -256,7 +259,7 @@ def _ddp_worker(rank, world, port, result_path, arch, images, epochs, seed, batc
 
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
-    torch.set_num_threads(1)  # one core per process
+    torch.set_num_threads(THREADS)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         data = load_mnist()
@@ -354,6 +357,6 @@ def measure_ddp(
     out["load_before"], out["load_after"] = load, load_average()
     ref = _single_process(arch, images, epochs, seed, batch_size)
     out["max_abs_diff_vs_one_process"] = float(np.max(np.abs(out.pop("weights") - ref)))
-    out.update(world=world, backend="gloo", epochs=epochs, images_per_epoch=images)
+    out.update(world=world, threads=THREADS, backend="gloo", epochs=epochs, images_per_epoch=images)
     out["epoch_fraction"] = images / data_len
     return out

@@ -71,8 +71,12 @@ def _rate(ips: float) -> str:
     return f"{ips:,.0f} images/s" if ips >= 100 else f"{ips:,.2f} images/s"
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("s" if n != 1 else "")
+
+
 def _workers(n: int) -> str:
-    return f"{n} worker" + ("s" if n != 1 else "")
+    return _plural(n, "worker")
 
 
 def _best(batches: list[dict]) -> dict:
@@ -107,7 +111,7 @@ def _cpu_rows(t: Table, result: dict) -> None:
             train = t.na("int8 is the float model quantized after training; it is not trained")
         mem = f.get("peak_rss_delta_mb")
         t.add(
-            f"CPU: PyTorch {kind} ({tc['threads']} threads){flag}",
+            f"CPU: PyTorch {kind} ({_plural(tc['threads'], 'thread')}){flag}",
             train,
             f"{_lat(b1['median'])}" + (f" (IQR {_lat(b1['iqr'])})" if b1.get("iqr") else ""),
             _rate(b256["images_per_second"]),
@@ -216,9 +220,15 @@ def _ddp_row(t: Table, result: dict) -> None:
     else:
         train = f"{per:.2f} s ({d['images_per_epoch']:,} images; median of {d['epochs']} epochs)"
     only = t.na("training only")
+    tc = result.get("torch") or {}
+    vs = ""
+    if tc.get("train_images_per_epoch"):  # images/s against one process (same threads)
+        one = tc["train_images_per_epoch"] * tc["train_epochs"] / tc["train_seconds"]
+        vs = f"; vs one process: {times(d['images_per_epoch'] / per, one)} (images/s)"
     mem = [m for m in d["peak_rss_delta_mb_per_rank"] if m is not None]
     t.add(
-        f"distributed training: PyTorch DDP, {d['backend']}, {d['world']} processes{flag}",
+        f"distributed training: PyTorch DDP, {d['backend']}, {d['world']} processes x "
+        f"{_plural(d.get('threads', 1), 'thread')}{flag}",
         train,
         only,
         only,
@@ -228,7 +238,7 @@ def _ddp_row(t: Table, result: dict) -> None:
         else t.na("peak RSS needs /proc"),
         f"measured; test accuracy {d['test_accuracy']:.3f} after {d['images_trained']:,} "
         f"images; ranks' weights equal: {d['weights_equal_across_ranks']}; max difference "
-        f"from one process: {d['max_abs_diff_vs_one_process']:.1e}",
+        f"from one process: {d['max_abs_diff_vs_one_process']:.1e}{vs}",
     )
 
 

@@ -208,7 +208,7 @@ def test_comparison_rows_and_blanks():
         "CPU: PyTorch int8 (2 threads)",
         "GPU",
         "core 4x4 at 50 MHz [3] (model backend)",
-        "distributed training: PyTorch DDP, gloo, 2 processes",
+        "distributed training: PyTorch DDP, gloo, 2 processes x 1 thread",
         "distributed simulation: Dask, RTL of the 8x8 core",
     ]
     rows = {r[0].split(" (")[0]: dict(zip(t.columns, r)) for r in t.rows}
@@ -227,8 +227,9 @@ def test_comparison_rows_and_blanks():
     assert core[3] == "50,000 images/s (modelled) at batch 64 (only 64 images were run)"
     assert core[4] == "50,000 images/s (modelled, batch 64)"
     assert "RTL-confirmed: 16 images" in core[6]
-    ddp = rows["distributed training: PyTorch DDP, gloo, 2 processes"]
+    ddp = rows["distributed training: PyTorch DDP, gloo, 2 processes x 1 thread"]
     assert ddp["training time / epoch"] == "0.50 s for 512 images (13% of an epoch)"
+    assert ddp["notes"].endswith("vs one process: 1.95x slower (images/s)")  # 1024 vs 2000
     dask = t.rows[-1]
     assert "vs 1 worker: 2 workers: 1.25x slower" in dask[6]  # never "0.80x faster"
     assert not any(re.search(r"\b0\.\d+x", c) for r in t.rows for c in r)
