@@ -265,6 +265,8 @@ def sharded(qmodel, x, shard, workers, *, scheduler: str | None = None):
         res["dask_cluster"] = f"scheduler {scheduler}"
     with client:
         addresses = sorted(client.scheduler_info()["workers"])
+        if not addresses:
+            raise ValueError(f"Dask scheduler {scheduler}: no workers are connected")
         res["dask_scaling"] = []
         for w in range(1, min(workers, len(addresses)) + 1):
             pieces = np.array_split(x, w)

@@ -168,20 +168,26 @@ def _utilization(result, out_dir):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for r, c in _arrays(result):
-        pts = [
-            (e["batch"], e["utilization"])
+        pts = {  # at the batch that ran: never more images than were run
+            min(e["batch_run"], e["images"]): e["utilization"]
             for e in result["sweep"]
             if (e["rows"], e["cols"]) == (r, c)
-        ]
-        ax.plot(*zip(*pts, strict=True), "--", marker="o", label=f"{r}x{c} (modelled)")
+        }
+        ax.plot(
+            sorted(pts),
+            [pts[b] for b in sorted(pts)],
+            "--",
+            marker="o",
+            label=f"{r}x{c} (modelled)",
+        )
     ax.set(
         xscale="log",
-        xlabel="batch",
+        xlabel="batch (images per program batch)",
         ylabel="utilization (useful MACs / array capacity)",
         ylim=(0, 1.05),
         title=f"Array utilization, MNIST {result['network']}",
     )
-    batches = sorted({e["batch"] for e in result["sweep"]})
+    batches = sorted({min(e["batch_run"], e["images"]) for e in result["sweep"]})
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.minorticks_off()
     ax.axhline(0.9, color="grey", ls=":", lw=1)
