@@ -233,6 +233,11 @@ def rtl_samples(qmodel, x, arrays):
     return out
 
 
+def _warm_worker():
+    """Run on each Dask worker before timing: importing this module imports the backends."""
+    return True
+
+
 def sharded(qmodel, x, shard, workers, *, scheduler: str | None = None):
     """Sharded RTL simulation of the default core: 1 worker vs ``workers`` local
     processes (shards of ``shard`` images), and Dask with 1, 2, ..., ``workers``
@@ -267,6 +272,9 @@ def sharded(qmodel, x, shard, workers, *, scheduler: str | None = None):
         addresses = sorted(client.scheduler_info()["workers"])
         if not addresses:
             raise ValueError(f"Dask scheduler {scheduler}: no workers are connected")
+        # every worker imports the backends before the timing: a worker's first task
+        # would otherwise pay for importing torch and the host package
+        client.run(_warm_worker)
         res["dask_scaling"] = []
         for w in range(1, min(workers, len(addresses)) + 1):
             pieces = np.array_split(x, w)
