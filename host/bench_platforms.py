@@ -24,7 +24,6 @@ import torch.utils.benchmark as benchmark
 
 from .nn.checkpoint import to_input
 from .nn.data import load_mnist
-from .nn.quantize import load_for_inference
 from .nn.train import accuracy, new_model, train, train_epoch
 
 __all__ = [
@@ -102,6 +101,8 @@ def inference_figures(model, images: np.ndarray, batches, min_run_time: float, d
 
 
 def _cpu_child(queue, model_path, images, batches, min_run_time, train_kwargs):
+    from .nn.quantize import load_for_inference  # here: DDP's workers need not load it
+
     torch.set_num_threads(THREADS)
     data = load_mnist()
     _, tq, float_model = load_for_inference(model_path, data)
@@ -200,6 +201,8 @@ def _graph_batch1(model, x, min_run_time):
 
 
 def _gpu_child(queue, model_path, images, batches, min_run_time, train_kwargs):
+    from .nn.quantize import load_for_inference
+
     dev = torch.device("cuda")
     data = load_mnist()
     _, _, float_model = load_for_inference(model_path, data)
