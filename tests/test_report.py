@@ -342,3 +342,18 @@ def test_combined_report_for_several_networks(tmp_path):
     assert "## 784-128-10" in md and "## CNN 1x28x28" in md and "### CPU, GPU, core" in md
     assert "![latency vs batch](cnn/latency.png)" in md
     assert '<img src="mlp/latency.png"' in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"size": "huge"}, "size must be one of quick, full, not 'huge'"),
+        ({"ddp_epochs": 0}, "ddp_epochs must be a positive integer, not 0"),
+        ({"ddp_images": 2.5}, "ddp_images must be a positive integer, not 2.5"),
+    ],
+)
+def test_bench_refuses_bad_arguments_before_work(kwargs, message):
+    from host.bench import bench
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        bench(**kwargs)
