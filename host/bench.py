@@ -1,49 +1,80 @@
-"""``make bench``: the core against PyTorch on this machine's CPU, measured in one run.
+"""``make bench``: the core against PyTorch on the CPU, a CUDA GPU when there is one, and
+distributed runs, measured in one run.
 
-Writes ``build/bench/bench.json``, ``build/bench/REPORT.md`` and PNG plots:
+Writes ``build/bench/bench.json``, ``build/bench/REPORT.md``, ``build/bench/report.html``
+(the same report) and PNG plots:
 
+* the comparison table (:func:`host.report_bench.comparison_table`): training time per
+  epoch, batch-1 latency, throughput at batch 256 and at the best batch, peak memory,
+  for PyTorch on the CPU (float, int8), on a CUDA GPU (eager, and batch 1 as a CUDA
+  graph; a line says when there is none), the core per array size (modelled), DDP
+  training and Dask-sharded simulation;
 * array sizes 4x4, 8x8, 16x16 x batch 1, 8, 64, 256 on the model backend (exact
   cycles): cycles per image, utilization, images/s and latency at the synthesized
   Fmax (or a stated default clock), on-chip memory the program needs;
 * a sample of each size on the rtl backend: outputs and cycles equal to the model's,
   and the simulation speed;
-* PyTorch float and int8 on the CPU: latency at batch 1, throughput at batch 256,
-  training time, peak memory;
-* sharded RTL runs: 1 worker vs ``--workers`` local processes vs a Dask cluster,
-  with byte-identical outputs.
+* PyTorch (:mod:`host.bench_platforms`): ``torch.utils.benchmark`` timings at each
+  batch, training time, peak memory, the machine's load;
+* data-parallel training: DDP over gloo, 2 processes, weights checked equal across
+  the ranks and against one process;
+* sharded RTL runs: 1 worker vs ``--workers`` local processes, and Dask with 1, 2, ...
+  workers, with byte-identical outputs.
 
 ``--size quick`` runs a CI-sized version of the same measurements.
 """
 
 import json
-import multiprocessing
 import os
-import resource
 import time
 
 import numpy as np
 import torch
-import torch.utils.benchmark as benchmark
 
 from hw.config import CoreConfig
 
 from . import golden, metrics
 from .backends import get_backend
+from .bench_platforms import THREADS, measure_cpu, measure_ddp, measure_gpu
 from .compile import compile_matmul, compile_model, max_batch
 from .files import atomic_write
-from .nn.checkpoint import DEFAULT_CHECKPOINT, Cnn, to_input
+from .nn.checkpoint import DEFAULT_CHECKPOINT, Cnn
 from .nn.data import load_mnist
 from .nn.quantize import load_for_inference
-from .nn.train import train
+from .report import Heading, Image, times, to_html, to_markdown
+from .report_bench import comparison_table, report_blocks, synth_entries
 from .run import clock_for, run_images
 
-__all__ = ["bench", "bench_core", "report_md", "SIZES"]
+__all__ = ["bench", "bench_core", "report_md", "report_html", "write_combined_report", "SIZES"]
 
 ARRAYS = [(4, 4), (8, 8), (16, 16)]
 BATCHES = [1, 8, 64, 256]
-SIZES = {  # images in the model sweep, RTL sample images, sharded-run images, torch repeats
-    "quick": {"sweep": 64, "rtl": 16, "shards": 64, "shard": 32, "repeat": 50},
-    "full": {"sweep": None, "rtl": 128, "shards": 512, "shard": 128, "repeat": 1000},
+#: images in the model sweep, RTL sample images, sharded-run images and shard, torch
+#: repeats (timed seconds), PyTorch batches, training epochs (one process), DDP epochs
+#: and images per DDP epoch (None: the whole training set)
+SIZES = {
+    "quick": {
+        "sweep": 64,
+        "rtl": 16,
+        "shards": 64,
+        "shard": 32,
+        "repeat": 50,
+        "torch_batches": (1, 8, 64, 256),
+        "epochs": 2,
+        "ddp_epochs": 1,
+        "ddp_images": 512,
+    },
+    "full": {
+        "sweep": None,
+        "rtl": 128,
+        "shards": 512,
+        "shard": 128,
+        "repeat": 1000,
+        "torch_batches": (1, 8, 64, 256, 1024),
+        "epochs": 10,
+        "ddp_epochs": 2,
+        "ddp_images": None,
+    },
 }
 
 
@@ -58,55 +89,21 @@ def sweep_config(rows, cols):
     )
 
 
-def _torch_child(queue, model_path, images, repeat, sizes_train):
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    data = load_mnist()
-    _, tq, float_model = load_for_inference(model_path, data)
-    out = {"load_before": os.getloadavg()[0]}
-    # int8: PyTorch's execution of the PT2E-converted graph (QDQ, float32 arithmetic).
-    # torch.utils.benchmark: warm-up, then blocks of runs; the median and the spread.
-    for name, model in (("float", float_model), ("int8", tq.module)):
-        figures = {}
-        with torch.no_grad():
-            for batch, key in ((1, "batch1"), (256, "batch256")):
-                x = to_input(np.resize(images, (batch, images.shape[1])))
-                for _ in range(3):
-                    model(x)
-                m = benchmark.Timer(
-                    stmt="model(x)", globals={"model": model, "x": x}
-                ).blocked_autorange(min_run_time=max(0.2, repeat / 2000))
-                figures[f"seconds_{key}"] = {"median": m.median, "iqr": m.iqr, "runs": len(m.times)}
-        lat = figures["seconds_batch1"]["median"]
-        out[name] = {
-            "latency_us_batch1": lat * 1e6,
-            "images_per_second_batch1": 1 / lat,
-            "images_per_second_batch256": 256 / figures["seconds_batch256"]["median"],
-            "timing": figures,
-        }
-    t = time.perf_counter()
-    _, meta = train(data, progress=False, **sizes_train)
-    out["train_seconds"] = time.perf_counter() - t
-    out["train_epochs"] = meta["epochs"]
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["load_after"] = os.getloadavg()[0]
-    queue.put(out)
-
-
 def measure_torch(model_path, images, repeat, epochs, architecture):
     """PyTorch on the CPU, in a child process so that its peak memory is its own: the float
     model and the converted int8 graph of ``model_path``, and training a network of the
-    same ``architecture`` (:func:`host.nn.train.train` keyword arguments)."""
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(
-        target=_torch_child,
-        args=(q, model_path, images, repeat, {"epochs": epochs, **architecture}),
+    same ``architecture`` (:func:`host.nn.train.train` keyword arguments).
+
+    Kept for callers of the earlier interface: :func:`host.bench_platforms.measure_cpu`
+    at batches 1 and 256."""
+    return measure_cpu(
+        model_path, images, (1, 256), _min_run_time(repeat), {"epochs": epochs, **architecture}
     )
-    p.start()
-    out = q.get()
-    p.join()
-    out["threads"] = min(2, os.cpu_count() or 1)
-    return out
+
+
+def _min_run_time(repeat):
+    """Seconds of timed blocks per figure (torch.utils.benchmark.blocked_autorange)."""
+    return max(0.2, repeat / 2000)
 
 
 def network_name(qmodel) -> str:
@@ -209,7 +206,8 @@ def rtl_samples(qmodel, x, arrays):
     out = []
     for r, c in arrays:
         cfg = CoreConfig(rows=r, cols=c)
-        prog = compile_model(qmodel, cfg, min(64, len(x), max_batch(qmodel, cfg)))
+        batch = min(64, len(x), max_batch(qmodel, cfg))
+        prog = compile_model(qmodel, cfg, batch)
         rtl = get_backend("rtl", cfg)
         rtl.prepare()
         a = rtl.run(prog, x)
@@ -219,6 +217,7 @@ def rtl_samples(qmodel, x, arrays):
                 "rows": r,
                 "cols": c,
                 "images": len(x),
+                "batch": batch,
                 "cycles": a.cycles,
                 "model_cycles": m.cycles,
                 "cycles_equal": a.cycles == m.cycles,
@@ -234,14 +233,26 @@ def rtl_samples(qmodel, x, arrays):
     return out
 
 
-def sharded(qmodel, x, shard, workers, scheduler: str | None = None):
+def _warm_worker():
+    """Run on each Dask worker before timing: importing this module imports the backends."""
+    return True
+
+
+def sharded(qmodel, x, shard, workers, *, scheduler: str | None = None):
+    """Sharded RTL simulation of the default core: 1 worker vs ``workers`` local
+    processes (shards of ``shard`` images), and Dask with 1, 2, ..., ``workers``
+    workers, each given ``w`` equal shards (one per worker, so every worker is busy
+    and the work is the same for every ``w``). Outputs must equal the 1-worker run's.
+
+    ``scheduler``: a Dask scheduler address to use instead of a LocalCluster (its
+    workers must see this working directory, where the simulator is built)."""
     from .parallel import connect, local_client, run_shards_dask
 
     cfg = CoreConfig()
     prog = compile_model(qmodel, cfg, min(64, max_batch(qmodel, cfg)))
     backend = get_backend("rtl", cfg)
     backend.prepare()
-    res = {}
+    res = {"rows": cfg.rows, "cols": cfg.cols, "load_before": os.getloadavg()[0]}
     ref = run_images(backend, prog, x, shard, 1, progress=False)
     res["one_worker_seconds"] = ref["wall_seconds"]
     par = run_images(backend, prog, x, shard, workers, progress=False)
@@ -249,282 +260,103 @@ def sharded(qmodel, x, shard, workers, scheduler: str | None = None):
     res["workers"] = workers
     res["speedup"] = ref["wall_seconds"] / par["wall_seconds"]
     res["identical"] = bool(np.array_equal(ref["outputs"], par["outputs"]))
-    pieces = [x[i : i + shard] for i in range(0, len(x), shard)]
-    res["dask_scheduler"] = scheduler or f"LocalCluster of {workers}"
-    with connect(scheduler) if scheduler else local_client(workers) as client:
-        t = time.perf_counter()
-        results = run_shards_dask(backend, prog, pieces, client)
-        res["dask_seconds"] = time.perf_counter() - t
-    res["dask_identical"] = bool(
-        np.array_equal(np.concatenate([r.outputs for r in results]), ref["outputs"])
-    )
+    if scheduler is None:
+        cluster = local_client(workers)
+        res["dask_cluster"] = f"LocalCluster, {workers} single-threaded worker processes"
+    else:
+        cluster = connect(scheduler)
+        res["dask_cluster"] = f"scheduler {scheduler}"
+    with cluster as client:
+        addresses = sorted(client.scheduler_info()["workers"])
+        if not addresses:
+            raise ValueError(f"Dask scheduler {scheduler}: no workers are connected")
+        # every worker imports the backends before the timing: a worker's first task
+        # would otherwise pay for importing torch and the host package
+        client.run(_warm_worker)
+        res["dask_scaling"] = []
+        for w in range(1, min(workers, len(addresses)) + 1):
+            pieces = np.array_split(x, w)
+            t = time.perf_counter()
+            results = run_shards_dask(backend, prog, pieces, client, workers=addresses[:w])
+            seconds = time.perf_counter() - t
+            same = np.array_equal(np.concatenate([r.outputs for r in results]), ref["outputs"])
+            res["dask_scaling"].append(
+                {
+                    "workers": w,
+                    "shards": w,
+                    "shard_images": [len(p) for p in pieces],
+                    "seconds": seconds,
+                    "images_per_second": len(x) / seconds,
+                    "identical": bool(same),
+                }
+            )
+    base = res["dask_scaling"][0]["seconds"]
+    for e in res["dask_scaling"]:
+        e["speedup"] = base / e["seconds"]
+    top = res["dask_scaling"][-1]
+    res["dask_seconds"] = top["seconds"]
+    res["dask_identical"] = all(e["identical"] for e in res["dask_scaling"])
     res["images"], res["shard"] = len(x), shard
+    res["load_after"] = os.getloadavg()[0]
     print(
         f"  sharded rtl: 1 worker {ref['wall_seconds']:.1f} s, {workers} workers "
-        f"{par['wall_seconds']:.1f} s (x{res['speedup']:.2f}), dask "
-        f"{res['dask_seconds']:.1f} s, identical {res['identical'] and res['dask_identical']}",
+        f"{par['wall_seconds']:.1f} s ({_times(res['speedup'], 1)}), dask "
+        + ", ".join(f"{e['workers']}w {e['seconds']:.1f} s" for e in res["dask_scaling"])
+        + f", identical {res['identical'] and res['dask_identical']}",
         flush=True,
     )
     return res
 
 
+_times = times  # the wording of ratios, kept under its earlier name
+
+
 def plots(result, out_dir, labels):
-    import matplotlib
+    """The report's PNGs in ``out_dir`` (:func:`host.report_plots.plots`)."""
+    from .report_plots import plots as _plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = {}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r, c in ARRAYS:
-        pts = [
-            (e["batch"], e["utilization"])
-            for e in result["sweep"]
-            if (e["rows"], e["cols"]) == (r, c)
-        ]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{r}x{c}")
-    ax.set(
-        xscale="log",
-        xlabel="batch",
-        ylabel="utilization (useful MACs / array capacity)",
-        ylim=(0, 1.05),
-        title=f"Array utilization, MNIST {result['network']}",
-    )
-    batches = sorted({e["batch"] for e in result["sweep"]})
-    ax.set_xticks(batches, [str(b) for b in batches])
-    ax.minorticks_off()
-    ax.axhline(0.9, color="grey", ls=":", lw=1)
-    ax.legend()
-    files["utilization"] = os.path.join(out_dir, "utilization.png")
-    fig.tight_layout()
-    fig.savefig(files["utilization"], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names, vals = [], []
-    for e in result["sweep"]:
-        if e["batch"] in (1, 256):
-            names.append(f"core {e['rows']}x{e['cols']}\nb{e['batch']}")
-            vals.append(e["images_per_second_at_clock"])
-    t = result["torch"]
-    core = len(vals)
-    for kind in ("float", "int8") if t else ():
-        names += [f"torch {kind}\nb1", f"torch {kind}\nb256"]
-        vals += [t[kind]["images_per_second_batch1"], t[kind]["images_per_second_batch256"]]
-    ax.bar(range(len(vals)), vals, color=["tab:blue"] * core + ["tab:orange"] * (len(vals) - core))
-    ax.set_xticks(range(len(vals)), names, fontsize=7)
-    ax.set(yscale="log", ylabel="images / second", title="Throughput: core at its clock vs CPU")
-    files["throughput"] = os.path.join(out_dir, "throughput.png")
-    fig.tight_layout()
-    fig.savefig(files["throughput"], dpi=110)
-    plt.close(fig)
-
-    chosen = next(
-        (e for e in result["sweep"] if (e["rows"], e["cols"], e["batch"]) == (8, 8, 64)),
-        result["sweep"][-1],
-    )
-    pred = chosen["predictions"]
-    cm = np.zeros((10, 10), int)
-    for p, y in zip(pred, labels, strict=True):
-        cm[y, p] += 1
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    im = ax.imshow(cm, cmap="Blues")
-    for i in range(10):
-        for j in range(10):
-            if cm[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    cm[i, j],
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black",
-                )
-    ax.set(
-        xlabel="core prediction",
-        ylabel="label",
-        xticks=range(10),
-        yticks=range(10),
-        title=f"Confusion matrix, {chosen['rows']}x{chosen['cols']} core (int8)",
-    )
-    fig.colorbar(im)
-    files["confusion"] = os.path.join(out_dir, "confusion.png")
-    fig.tight_layout()
-    fig.savefig(files["confusion"], dpi=110)
-    plt.close(fig)
-    return files
+    return _plots(result, out_dir, labels)
 
 
 def report_md(result: dict, prefix: str = "") -> str:
     """The Markdown report of one :func:`bench` result; plots linked as ``prefix`` +
     their file name."""
-    t = result["torch"]
-    cpu = (
-        f"PyTorch {result['torch_version']} on {t['threads']} CPU threads."
-        if t
-        else "No PyTorch comparison: an ONNX model has no PyTorch float model."
-    )
-    lines = [
-        "# Benchmark report",
-        "",
-        f"Model: {result['model']} ({result['network']}). Data: {result['data']}; "
-        f"{result['sweep'][0]['images']} test images in the sweep. {cpu}",
-        "",
-        "## Core (model backend, exact cycles)",
-        "",
-        "| array | batch | run as | cycles/image | utilization | clock (MHz) | images/s | "
-        "latency (us) | on-chip bytes |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for e in result["sweep"]:
-        lat = f"{e['cycles_per_image'] / e['clock_mhz']:.1f}"
-        lines.append(
-            f"| {e['rows']}x{e['cols']} | {e['batch']} | {e['batch_run']} | "
-            f"{e['cycles_per_image']:.1f} | {e['utilization']:.3f} | {e['clock_mhz']:.0f} | "
-            f"{e['images_per_second_at_clock']:,.0f} | {lat} | "
-            f"{e['onchip_bytes']['total']:,} |"
-        )
-    lines += ["", f"Clock: {result['sweep'][0]['clock_source']}."]
-    lines += _breakdown_md(result.get("breakdown", []))
-    if t:
-        lines += _torch_md(result)
-    lines += [
-        "",
-        "## RTL samples (Verilator)",
-        "",
-        "| array | images | cycles | model cycles | outputs equal | sim cycles/s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s in result["rtl"]:
-        lines.append(
-            f"| {s['rows']}x{s['cols']} | {s['images']} | {s['cycles']} | "
-            f"{s['model_cycles']} | {s['outputs_equal']} | "
-            f"{s['sim_cycles_per_second']:,.0f} |"
-        )
-    sh = result.get("sharded")
-    if sh:
-        w = sh["workers"]
-        lines += [
-            "",
-            "## Sharded RTL simulation",
-            "",
-            f"{sh['images']} images in shards of {sh['shard']}: 1 worker "
-            f"{sh['one_worker_seconds']:.1f} s, {w} local workers "
-            f"{sh[f'{w}_workers_seconds']:.1f} s (speed-up {sh['speedup']:.2f}), Dask "
-            f"LocalCluster with {w} workers {sh['dask_seconds']:.1f} s; outputs identical: "
-            f"{sh['identical'] and sh['dask_identical']}.",
-        ]
-    lines += [
-        "",
-        f"![utilization]({prefix}utilization.png)",
-        f"![throughput]({prefix}throughput.png)",
-        f"![confusion]({prefix}confusion.png)",
-        "",
-    ]
-    return "\n".join(lines)
+    return to_markdown(report_blocks(result), prefix)
 
 
-def _breakdown_md(rows):
-    if not rows:
-        return []
-    lines = [
-        "",
-        "## Where the cycles of one image go (batch 1, exact cycle model)",
-        "",
-        "Steady state: per image once the weights are resident (the preamble and the first "
-        "image's load, `start`, are counted apart). `wait`: cycles between a layer's "
-        "instructions that issue none of its rows (the drain when the engine switches "
-        "between MATMUL and POSTPROC, or waiting for the front end). Utilization: the "
-        "layer's MACs over rows x cols x its cycles.",
-        "",
-        "| array | layer | MACs | MATMUL rows | POSTPROC rows | wait | cycles | utilization |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for b in rows:
-        for e in b["layers"]:
-            lines.append(
-                f"| {b['rows']}x{b['cols']} | {e['layer']} | {e['macs'] / b['images']:,.0f} | "
-                f"{e['matmul_rows']:,.0f} | {e['postproc_rows']:,.0f} | {e['wait']:,.0f} | "
-                f"{e['cycles']:,.0f} | {e['utilization']:.3f} |"
-            )
-        lines.append(
-            f"| {b['rows']}x{b['cols']} | all | | | | | **{b['cycles_per_image']:,.0f}** "
-            f"({b['latency_us_at_clock']:.1f} us at {b['clock_mhz']:.0f} MHz; padding "
-            f"{b['padding_cycles']:.0f}, start {b['start_cycles']:,}) | |"
-        )
-    return lines
+def report_html(result: dict, prefix: str = "") -> str:
+    """The same report as one HTML page (the PNGs as ``<img>`` at ``prefix`` + name)."""
+    return to_html(report_blocks(result), f"Benchmark report: {result['network']}", prefix)
 
 
-def _times(core, cpu):
-    """``core`` against ``cpu`` (both rates, higher is better) as "3.8x faster" or
-    "3.8x slower", never a ratio below 1."""
-    r = core / cpu
-    return f"{r:.2f}x faster" if r >= 1 else f"{1 / r:.2f}x slower"
+class _PhaseClock:
+    """Wall seconds of each phase of a run, for the record (``phase_seconds``)."""
+
+    def __init__(self):
+        self.seconds, self._t = {}, time.perf_counter()
+
+    def __call__(self, name):
+        now = time.perf_counter()
+        self.seconds[name] = now - self._t
+        self._t = now
 
 
-def _torch_md(result):
-    t = result["torch"]
-    lines = [
-        "",
-        "## PyTorch on this CPU",
-        "",
-        "Medians of `torch.utils.benchmark` blocks (warm-up first); the spread is the "
-        "interquartile range of the blocks. int8 is PyTorch executing the PT2E-converted "
-        "QDQ graph (float32 arithmetic between quantize and dequantize nodes).",
-        "",
-        "| model | latency batch 1 (us) | spread b1 (us) | images/s batch 1 | "
-        "images/s batch 256 | spread b256 (ms) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for k in ("float", "int8"):
-        tm = t[k].get("timing", {})
-        iqr1 = tm.get("seconds_batch1", {}).get("iqr", float("nan")) * 1e6
-        iqr256 = tm.get("seconds_batch256", {}).get("iqr", float("nan")) * 1e3
-        lines.append(
-            f"| {k} | {t[k]['latency_us_batch1']:.1f} | {iqr1:.1f} | "
-            f"{t[k]['images_per_second_batch1']:,.0f} | "
-            f"{t[k]['images_per_second_batch256']:,.0f} | {iqr256:.2f} |"
-        )
-    cores = os.cpu_count() or 1
-    load = max(t.get("load_before", 0), t.get("load_after", 0))
-    lines += [
-        "",
-        f"Load average (1 min) around the PyTorch timings: {t.get('load_before', 0):.1f} "
-        f"before, {t.get('load_after', 0):.1f} after, on {cores} cores"
-        + (
-            f" (**loaded: above {cores / 2:.0f}; these CPU figures and the ratios below are "
-            f"unreliable**)."
-            if load > cores / 2
-            else "."
-        ),
-        "",
-        f"Training ({t['train_epochs']} epochs): {t['train_seconds']:.1f} s; peak "
-        f"memory of the PyTorch process: {t['peak_rss_mb']:.0f} MB.",
-        "",
-        "## Core vs CPU (ratios from this run)",
-        "",
-        "| array | core images/s (batch 256, or the most that fits) | vs torch float b256 | "
-        "vs torch int8 b256 | "
-        "core latency b1 (us) | vs torch float b1 | vs torch int8 b1 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r, c in ARRAYS:
-        es = {e["batch"]: e for e in result["sweep"] if (e["rows"], e["cols"]) == (r, c)}
-        if 256 not in es or 1 not in es:
-            continue
-        thr = es[256]["images_per_second_at_clock"]
-        lat = es[1]["cycles_per_image"] / es[1]["clock_mhz"]
-        run = es[256]["batch_run"]
-        lines.append(
-            f"| {r}x{c} | {thr:,.0f}{'' if run == 256 else f' (batch {run})'} | "
-            f"{_times(thr, t['float']['images_per_second_batch256'])} | "
-            f"{_times(thr, t['int8']['images_per_second_batch256'])} | {lat:.1f} | "
-            f"{_times(t['float']['latency_us_batch1'], lat)} | "
-            f"{_times(t['int8']['latency_us_batch1'], lat)} |"
-        )
-    return lines
+def write_combined_report(results: list[dict], subdirs: list[str], out_dir: str) -> None:
+    """One ``REPORT.md`` and ``report.html`` in ``out_dir`` for several :func:`bench`
+    results whose files are in ``out_dir``/``subdirs``: each result's report one heading
+    level down, under its network's name, its plots linked in its folder."""
+    blocks = [Heading(1, "Benchmark report")]
+    for r, sub in zip(results, subdirs, strict=True):
+        for b in report_blocks(r):
+            if isinstance(b, Heading):
+                b = Heading(b.level + 1, r["network"] if b.level == 1 else b.text)
+            elif isinstance(b, Image):
+                b = Image(b.alt, f"{sub}/{b.file}")
+            blocks.append(b)
+    with atomic_write(os.path.join(out_dir, "REPORT.md"), "w") as f:
+        f.write(to_markdown(blocks))
+    with atomic_write(os.path.join(out_dir, "report.html"), "w") as f:
+        f.write(to_html(blocks, "Benchmark report"))
 
 
 def bench(
@@ -535,14 +367,37 @@ def bench(
     arrays=ARRAYS,
     batches=BATCHES,
     model: str = DEFAULT_CHECKPOINT,
+    *,
     scheduler: str | None = None,
+    gpu: bool = True,
+    ddp: bool = True,
+    ddp_epochs: int | None = None,
+    ddp_images: int | None = None,
 ) -> dict:
     """Run the benchmark on ``model`` (a float checkpoint, a quantized model or a
-    quantized ONNX file, see :func:`host.nn.quantize.load_for_inference`); the sharded
-    Dask run uses the cluster at ``scheduler`` (``tcp://HOST:PORT``) if given, else a
-    local one."""
+    quantized ONNX file, see :func:`host.nn.quantize.load_for_inference`).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        A Dask scheduler address for the sharded simulation (default: a LocalCluster
+        of ``workers`` processes).
+    gpu : bool
+        Measure PyTorch on a CUDA GPU when there is one (the row says when not).
+    ddp : bool
+        Measure data-parallel training (DDP, gloo, 2 processes).
+    ddp_epochs, ddp_images : int, optional
+        DDP's epochs, and the images of each (the first of the shuffled order; default:
+        the size's, ``SIZES``: whole epochs for ``full``, a slice for ``quick``).
+    """
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, not {size!r}")
+    for name, v in (("ddp_epochs", ddp_epochs), ("ddp_images", ddp_images)):
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive integer, not {v!r}")
     s = SIZES[size]
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(THREADS)
+    clock = _PhaseClock()
     data = load_mnist()
     qmodel, _, float_model = load_for_inference(model, data)
     n = len(data.test_images) if s["sweep"] is None else s["sweep"]
@@ -554,35 +409,69 @@ def bench(
         "network": network_name(qmodel),
         "data": data.source,
         "torch_version": str(torch.__version__),
+        "cores": os.cpu_count() or 1,
         "torch": None,
+        "gpu": None,
+        "ddp": None,
     }
     if float_model is None:
-        print("PyTorch on the CPU: skipped (an ONNX model has no PyTorch float model)")
+        print("PyTorch: skipped (an ONNX model has no PyTorch float model)")
     else:
+        arch = _architecture(float_model)
+        train_kwargs = {"epochs": s["epochs"], **arch}
+        min_run = _min_run_time(s["repeat"])
         print("PyTorch on the CPU ...", flush=True)
-        result["torch"] = measure_torch(
-            model,
-            data.test_images[:256],
-            s["repeat"],
-            epochs=10 if size == "full" else 2,
-            architecture=_architecture(float_model),
-        )
+        images = data.test_images[:256]
+        result["torch"] = measure_cpu(model, images, s["torch_batches"], min_run, train_kwargs)
+        clock("torch_cpu")
+        if gpu:
+            print("PyTorch on a CUDA GPU ...", flush=True)
+            result["gpu"] = measure_gpu(model, images, s["torch_batches"], min_run, train_kwargs)
+        else:
+            result["gpu"] = {"skipped": "GPU: skipped (not asked for)"}
+        if "skipped" in result["gpu"]:
+            print(f"  {result['gpu']['skipped']}", flush=True)
+        clock("gpu")
+        if ddp:
+            print("PyTorch DDP training (gloo, 2 processes) ...", flush=True)
+            result["ddp"] = measure_ddp(
+                arch,
+                s["ddp_images"] if ddp_images is None else ddp_images,
+                s["ddp_epochs"] if ddp_epochs is None else ddp_epochs,
+            )
+            d = result["ddp"]
+            print(
+                f"  DDP: {d['images_trained']} images in {sum(d['epoch_seconds']):.2f} s, "
+                f"accuracy {d['test_accuracy']:.3f}, ranks equal "
+                f"{d['weights_equal_across_ranks']}",
+                flush=True,
+            )
+            clock("ddp")
     print("model sweep ...", flush=True)
     result["sweep"] = sweep(qmodel, x, labels, arrays, batches, clock_mhz)
     result["breakdown"] = breakdowns(qmodel, x[:4], arrays, clock_mhz)
+    clock("sweep")
     print("rtl samples ...", flush=True)
     result["rtl"] = rtl_samples(qmodel, x[: s["rtl"]], arrays)
+    clock("rtl")
     if workers > 1 or scheduler is not None:
         xs = qmodel.quantize_input(np.resize(data.test_images, (s["shards"], 784)))
         result["sharded"] = sharded(qmodel, xs, s["shard"], workers, scheduler=scheduler)
+        clock("sharded")
+    result["synth"] = synth_entries()
     os.makedirs(out_dir, exist_ok=True)
     result["plots"] = plots(result, out_dir, labels)
+    clock("plots")
+    result["phase_seconds"] = clock.seconds
     for e in result["sweep"]:
         e.pop("predictions", None)
+    result["comparison"] = comparison_table(result).to_json()
     with atomic_write(os.path.join(out_dir, "bench.json"), "w") as f:
         json.dump(result, f, indent=2)
     with atomic_write(os.path.join(out_dir, "REPORT.md"), "w") as f:
         f.write(report_md(result))
+    with atomic_write(os.path.join(out_dir, "report.html"), "w") as f:
+        f.write(report_html(result))
     return result
 
 

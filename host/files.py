@@ -1,31 +1,12 @@
 """Output files: checked before any work, written atomically (a temporary name in the same
-directory, then rename)."""
+directory, then rename: :func:`hw.util.files.atomic_write`, re-exported here)."""
 
-import contextlib
 import os
 import tempfile
 
+from hw.util.files import atomic_write  # the one copy, shared with hw and sim
+
 __all__ = ["atomic_write", "check_output_path"]
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode="wb"):
-    """Open a temporary file beside ``path``; on success rename it to ``path``.
-
-    On an exception the temporary file is removed and ``path`` is left untouched, so
-    an interrupted or failed run leaves no partial output.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def check_output_path(path, option):

@@ -63,9 +63,15 @@ def local_client(workers):
     return Client(cluster)
 
 
-def run_shards_dask(backend, program, pieces: list, client) -> list:
-    """Run the shards as Dask tasks on ``client``'s cluster; results in order."""
-    futures = client.map(_run_one, [(backend, program, p) for p in pieces], pure=False)
+def run_shards_dask(backend, program, pieces: list, client, workers: list | None = None) -> list:
+    """Run the shards as Dask tasks on ``client``'s cluster; results in order.
+
+    ``workers``: the addresses of the workers that may run them (default: any), so that
+    one cluster can measure the speed-up with 1, 2, ... of its workers.
+    """
+    futures = client.map(
+        _run_one, [(backend, program, p) for p in pieces], pure=False, workers=workers
+    )
     return client.gather(futures)
 
 

@@ -86,9 +86,9 @@ def clock_for(
             )
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
-    from hw.synth import figures as committed
+    from hw.synth.figures import lookup
 
-    found = committed.lookup(cfg, path=figures)
+    found = lookup(cfg, path=figures)
     if found is not None:
         e, current = found
         since = "" if current else "; the hardware source has changed since"

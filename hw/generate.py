@@ -5,11 +5,11 @@ import functools
 import hashlib
 import os
 import sys
-import tempfile
 
 import click
 
 from .cli import CONTEXT_SETTINGS, CliError, config_from_options, config_option, run, size_option
+from .util.files import atomic_write
 
 __all__ = ["generate", "source_hash", "command", "main"]
 
@@ -48,12 +48,9 @@ def generate(cfg, out_dir, name="core"):
     text = verilog.convert(core, name=name, emit_src=False)
     paths = {}
     for ext, body in (("v", text), ("json", cfg.to_json() + "\n")):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=f".{ext}")
-        with os.fdopen(fd, "w") as f:
-            f.write(body)
         paths[ext] = os.path.join(out_dir, f"{name}.{ext}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, paths[ext])
+        with atomic_write(paths[ext], "w") as f:
+            f.write(body)
     return paths["v"]
 
 

@@ -10,12 +10,14 @@ subprocesses only; this process's ``os.environ`` is never changed.
 """
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import pathlib
 import shutil
-import tempfile
+
+import filelock
+
+from hw.util.files import atomic_write
 
 __all__ = [
     "HDL",
@@ -97,12 +99,8 @@ def locked(path):
     """Hold an exclusive lock on the file ``path`` (created if need be)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with filelock.FileLock(path):
+        yield
 
 
 def cached(target, key, make):
@@ -123,11 +121,8 @@ def cached(target, key, make):
         make()
         if not target.exists():
             raise SimError(f"building {target} did not write it")
-        fd, tmp = tempfile.mkstemp(dir=stamp.parent, prefix=f".{stamp.name}.")
-        with os.fdopen(fd, "w") as f:
+        with atomic_write(stamp, "w") as f:
             f.write(key)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, stamp)
     return target
 
 

@@ -33,6 +33,9 @@ CLOCK_NS = 10
 async def _play_one(dut, base, job, program):
     """One program through the on-chip player; returns (cycles, seconds)."""
     harness = {k: os.path.join(base, name) for k, name in job["harness"].items()}
+    # Renames of complete files (the host wrote the program before the simulator started;
+    # the harness has closed its results), not writes: no atomic_write needed, and this
+    # module imports only the standard library and cocotb so that it starts quickly.
     os.replace(os.path.join(base, program["program"]), harness["program"])
     dut.player_en.value = 1
     dut.player_beats.value = program["beats"]

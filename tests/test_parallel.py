@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from host.backends import get_backend
 from host.bench import bench
@@ -54,7 +55,38 @@ def test_quick_bench(tmp_path):
     assert all(e["mismatches"] == 0 for e in res["sweep"])
     assert all(s["outputs_equal"] and s["cycles_equal"] for s in res["rtl"])
     assert res["sharded"]["identical"] and res["sharded"]["dask_identical"]
-    for name in ("bench.json", "REPORT.md", "utilization.png", "throughput.png", "confusion.png"):
-        assert (tmp_path / name).stat().st_size > 0
+    names = ("bench.json", "REPORT.md", "report.html")
+    names += ("latency.png", "throughput.png", "utilization.png", "confusion.png")
+    for name in names:
+        assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "bench.json").read_text())
-    assert saved["torch"]["float"]["images_per_second_batch256"] > 0
+    cpu = saved["torch"]
+    assert cpu["float"]["images_per_second_batch256"] > 0
+    # throughput is images over the seconds of the same timing
+    for kind in ("float", "int8"):
+        for e in cpu[kind]["batches"]:
+            assert e["images_per_second"] == pytest.approx(e["batch"] / e["median"])
+    # DDP: the ranks hold the same weights, equal to one process's training on the same
+    # images, better than chance after the slice it trained on
+    ddp = saved["ddp"]
+    assert ddp["weights_equal_across_ranks"]
+    assert ddp["max_abs_diff_vs_one_process"] < 1e-4
+    assert ddp["images_trained"] == ddp["images_per_epoch"] * ddp["epochs"] == 512
+    assert ddp["test_accuracy"] > 0.3
+    # Dask: 1 and 2 workers, one equal shard each, the speed-ups from the same times
+    scaling = saved["sharded"]["dask_scaling"]
+    assert [(e["workers"], e["shard_images"]) for e in scaling] == [(1, [64]), (2, [32, 32])]
+    assert scaling[1]["speedup"] == pytest.approx(scaling[0]["seconds"] / scaling[1]["seconds"])
+    # the comparison table: one row a platform, the GPU's saying why it is blank
+    rows = {r[0].split(" (")[0]: r for r in saved["comparison"]["rows"]}
+    assert {"CPU: PyTorch float", "CPU: PyTorch int8"} <= rows.keys()
+    assert any(k.startswith("core 4x4 at ") for k in rows)
+    assert any(k.startswith("distributed training: PyTorch DDP, gloo, 2") for k in rows)
+    assert any(k.startswith("distributed simulation: Dask") for k in rows)
+    report = (tmp_path / "REPORT.md").read_text()
+    if not torch.cuda.is_available():
+        assert "GPU: skipped, no CUDA device (torch " in report
+        assert rows["GPU"][1].startswith("n/a [")
+    assert "512 images (13% of an epoch)" in report
+    page = (tmp_path / "report.html").read_text()
+    assert '<img src="latency.png"' in page and "<table>" in page

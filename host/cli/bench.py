@@ -2,7 +2,6 @@
 
 import json
 import os
-import re
 
 import click
 
@@ -50,6 +49,26 @@ SWEEPS = ("quick", "full")
     show_default=f"{', '.join(MODEL_NAMES)}, each in a folder of --out",
     help=f"{MODEL_HELP}; repeat for several",
 )
+@click.option(
+    "--gpu/--no-gpu",
+    default=True,
+    help="measure PyTorch on a CUDA GPU when there is one (the report says when not)",
+)
+@click.option(
+    "--ddp/--no-ddp",
+    default=True,
+    help="measure data-parallel training (PyTorch DDP over gloo, 2 processes)",
+)
+@click.option(
+    "--ddp-epochs", type=int, default=None, show_default="the sweep's", help="DDP's epochs"
+)
+@click.option(
+    "--ddp-images",
+    type=int,
+    default=None,
+    show_default="the sweep's: the whole training split for full",
+    help="images of each DDP epoch",
+)
 def command(
     sweep: str,
     workers: int,
@@ -57,14 +76,22 @@ def command(
     clock_mhz: float | None,
     out: str,
     models: tuple[str, ...],
+    gpu: bool,
+    ddp: bool,
+    ddp_epochs: int | None,
+    ddp_images: int | None,
 ) -> int:
-    """Benchmark the core against PyTorch on this CPU: array sizes x batch on the
-    cycle-exact model, a per-layer cycle breakdown, RTL samples, a sharded RTL run;
-    writes bench.json, REPORT.md and plots."""
+    """Benchmark the core against PyTorch on the CPU (and a CUDA GPU when present),
+    data-parallel training and sharded simulation: array sizes x batch on the
+    cycle-exact model, a per-layer cycle breakdown, RTL samples; writes bench.json,
+    REPORT.md, report.html and plots."""
     names = list(models) or list(MODEL_NAMES)
     paths = [DEFAULT_CHECKPOINTS.get(m, m) for m in names]
     try:
         check_positive(workers=workers)
+        for name, value in (("--ddp-epochs", ddp_epochs), ("--ddp-images", ddp_images)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, not {value}")
         if clock_mhz is not None:
             from ..run import check_clock_mhz
 
@@ -82,25 +109,31 @@ def command(
             raise ValueError(f"--model: two models would share the folder {dirs}")
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    from ..bench import bench, report_md
+    from ..bench import bench, report_md, write_combined_report
 
     results = []
     try:
         for path, sub in zip(paths, dirs, strict=True):
             where = os.path.join(out, sub) if len(paths) > 1 else out
             print(f"== {path}", flush=True)
-            results.append(bench(sweep, workers, where, clock_mhz, model=path, scheduler=scheduler))
+            results.append(
+                bench(
+                    sweep,
+                    workers,
+                    where,
+                    clock_mhz,
+                    model=path,
+                    scheduler=scheduler,
+                    gpu=gpu,
+                    ddp=ddp,
+                    ddp_epochs=ddp_epochs,
+                    ddp_images=ddp_images,
+                )
+            )
     except (OSError, ValueError) as exc:  # CheckpointError, QuantError, OnnxError
         raise CliError(str(exc)) from None
     if len(results) > 1:  # one report for all, beside the folders; headings one level down
-        parts = [
-            re.sub(r"^(#+) ", r"#\1 ", report_md(r, prefix=f"{sub}/"), flags=re.M).replace(
-                "## Benchmark report", f"## {r['network']}", 1
-            )
-            for r, sub in zip(results, dirs, strict=True)
-        ]
-        with atomic_write(os.path.join(out, "REPORT.md"), "w") as f:
-            f.write("\n\n".join(["# Benchmark report", *parts]))
+        write_combined_report(results, dirs, out)
     for r in results:
         print(report_md(r))
     bad = [e for r in results for e in r["sweep"] if e["mismatches"]] + [

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .checkpoint import MODEL_NAMES, Cnn, Mlp, to_input
 
-__all__ = ["train", "accuracy"]
+__all__ = ["train", "train_epoch", "new_model", "accuracy"]
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
@@ -55,9 +55,46 @@ def train(
         torch.use_deterministic_algorithms(was_deterministic)
 
 
+def new_model(model: str = "mlp", hidden: tuple = (128,), channels: tuple = (8, 16)) -> nn.Module:
+    """An untrained :class:`Mlp` (784, ``hidden``, 10) or :class:`Cnn` (``channels``),
+    initialized from torch's global generator (seed it first)."""
+    if model not in MODEL_NAMES:
+        raise ValueError(f"model must be one of {', '.join(MODEL_NAMES)}, not {model!r}")
+    return Cnn(channels) if model == "cnn" else Mlp((784, *hidden, 10))
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+    rank: int = 0,
+    world: int = 1,
+) -> torch.Tensor:
+    """One pass over the images ``order`` lists, ``batch_size`` at a time; the last loss.
+
+    With ``world`` > 1 (data-parallel training, ``model`` wrapped in
+    ``DistributedDataParallel``) each batch is split into ``world`` parts and this
+    process, ``rank``, takes its own; the averaged gradients make each step the same as
+    one process's on the whole batch (up to rounding) when the parts are equal.
+    """
+    loss = torch.zeros(())
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        if world > 1:
+            idx = idx.tensor_split(world)[rank]
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        opt.step()
+    return loss
+
+
 def _train(data, hidden, epochs, seed, lr, batch_size, progress, name, channels):
     torch.manual_seed(seed)
-    model = Cnn(channels) if name == "cnn" else Mlp((784, *hidden, 10))
+    model = new_model(name, hidden, channels)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x, y = to_input(data.train_images), torch.from_numpy(data.train_labels)
     gen = torch.Generator().manual_seed(seed)
@@ -66,12 +103,7 @@ def _train(data, hidden, epochs, seed, lr, batch_size, progress, name, channels)
     for _ in bar:
         model.train()
         order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = order[i : i + batch_size]
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
+        loss = train_epoch(model, opt, x, y, order, batch_size)
         bar.set_postfix(loss=f"{loss.item():.3f}")
     seconds = time.perf_counter() - start
     arch = (

@@ -19,6 +19,7 @@ import click
 
 from ..cli import CONTEXT_SETTINGS, CliError, parse_size, run
 from ..config import CoreConfig
+from ..util.files import atomic_write
 from . import figures
 from .reports import table
 from .run import synthesize
@@ -180,10 +181,8 @@ def command(
         ("report.json", json.dumps(entries, indent=2)),
         ("report.md", table(entries)),
     ):
-        tmp = os.path.join(out, name + ".tmp")
-        with open(tmp, "w") as f:
+        with atomic_write(os.path.join(out, name), "w") as f:
             f.write(body)
-        os.replace(tmp, os.path.join(out, name))
     print(table(entries))
     return 0
 

@@ -13,6 +13,7 @@ import os
 
 from ..config import CoreConfig
 from ..generate import source_hash
+from ..util.files import atomic_write
 
 __all__ = ["FIGURES", "KEYS", "lookup", "update"]
 
@@ -67,10 +68,8 @@ def update(
             kept = {k: entry.get(k) for k in KEYS}
             table = [e for e in table if _key(e) != _key(kept)] + [kept]
     table.sort(key=lambda e: (e["family"], e["rows"] * e["cols"], e["pipeline"]))
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         f.write(json.dumps(table, indent=1) + "\n")
-    os.replace(tmp, path)
     return table
 
 

@@ -16,6 +16,7 @@ import time
 from amaranth.back import verilog
 
 from ..generate import source_hash
+from ..util.files import atomic_write
 from .reports import _routing_left, _stat_ffs, critical_path, parse_log_utilization, parse_report
 from .shell import SynthTop
 from .targets import TARGETS, nextpnr_extra, yosys_files, yosys_script
@@ -170,7 +171,6 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None, seed=1):
         if family == "ice40":  # nextpnr counts logic cells, not flip-flops
             entry["ffs"] = _stat_ffs(os.path.join(work, "stat.txt"))
     entry["seconds"] = round(time.perf_counter() - start, 1)
-    with open(entry_path + ".tmp", "w") as f:  # an interrupted run leaves no entry
+    with atomic_write(entry_path, "w") as f:  # an interrupted run leaves no entry
         json.dump(entry, f, indent=2)
-    os.replace(entry_path + ".tmp", entry_path)
     return entry
