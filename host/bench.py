@@ -129,11 +129,20 @@ def _architecture(float_model) -> dict:
 def breakdowns(qmodel, x, arrays, clock_override=None):
     """Where the cycles of one image go at batch 1 (the exact cycle model,
     :func:`host.metrics.cycle_breakdown`), per array size, steady state: the preamble
-    and the first image's load are reported apart."""
+    and the first image's load are reported apart.
+
+    ``latency_cycles`` is one image alone with the weights already on chip: a program
+    of ``x[0]`` without its resident loads, from its first input beat to the END after
+    its last result (``cycles - resident_beats``); ``latency_us_at_clock`` is that at
+    the clock. ``cycles_per_image`` is the steady-state interval of ``x`` one after
+    another."""
     out = []
     for r, c in arrays:
         cfg = sweep_config(r, c)
-        br = metrics.cycle_breakdown(compile_model(qmodel, cfg, 1), x)
+        prog = compile_model(qmodel, cfg, 1)
+        br = metrics.cycle_breakdown(prog, x)
+        one = metrics.cycle_breakdown(prog, x[:1])
+        latency = one["cycles"] - one["resident_beats"]
         mhz, source = clock_for(CoreConfig(rows=r, cols=c), clock_override)
         n = br["images"]
         per_image = (br["cycles"] - br["start"]) / n
@@ -144,7 +153,8 @@ def breakdowns(qmodel, x, arrays, clock_override=None):
                 "images": n,
                 "start_cycles": br["start"],
                 "cycles_per_image": per_image,
-                "latency_us_at_clock": per_image / mhz,
+                "latency_cycles": latency,
+                "latency_us_at_clock": latency / mhz,
                 "clock_mhz": mhz,
                 "clock_source": source,
                 "layers": [
@@ -162,7 +172,12 @@ def breakdowns(qmodel, x, arrays, clock_override=None):
             f"layer {e['layer']} {e['cycles']:.0f} (util {e['utilization']:.2f})"
             for e in out[-1]["layers"]
         )
-        print(f"  breakdown {r}x{c} batch 1: {per_image:.0f} cycles/image: {layers}", flush=True)
+        print(
+            f"  breakdown {r}x{c} batch 1: one image {latency:,} cycles "
+            f"({latency / mhz:.2f} us at {mhz:.1f} MHz), {per_image:.0f} cycles/image "
+            f"streamed: {layers}",
+            flush=True,
+        )
     return out
 
 

@@ -195,12 +195,19 @@ def _core_rows(t: Table, result: dict) -> None:
             confirmed = f"RTL-confirmed: {sum(s['images'] for s in rtl)} images (outputs, cycles)"
         else:
             confirmed = "**RTL disagreed with the cycle model**"
+        one = next(
+            (b for b in result.get("breakdown", []) if (b["rows"], b["cols"]) == (r, c)), None
+        )
+        if one is not None and "latency_cycles" in one:
+            lat = f"{one['latency_us_at_clock']:,.2f} us (modelled: one image, weights on chip)"
+        elif e1:
+            lat = f"{e1['cycles_per_image'] / e1['clock_mhz']:,.1f} us (modelled)"
+        else:
+            lat = t.na("batch 1 is not among this run's batches")
         t.add(
             f"core {r}x{c} at {es[0]['clock_mhz']:.0f} MHz {clock} (model backend)",
             t.na("the core runs inference only"),
-            f"{e1['cycles_per_image'] / e1['clock_mhz']:,.1f} us (modelled)"
-            if e1
-            else t.na("batch 1 is not among this run's batches"),
+            lat,
             thr,
             f"{_rate(best['images_per_second'])} (modelled, batch {best['batch_effective']})",
             f"{max(e['onchip_bytes']['total'] for e in es):,} B on chip (the program's need)",
@@ -336,8 +343,9 @@ def _breakdown_blocks(rows):
             "",
             "",
             "",
-            f"**{b['cycles_per_image']:,.0f}** ({b['latency_us_at_clock']:.1f} us at "
-            f"{b['clock_mhz']:.0f} MHz; padding {b['padding_cycles']:.0f}, start "
+            f"**{b['cycles_per_image']:,.0f}** streamed; one image alone "
+            f"**{b['latency_cycles']:,}** ({b['latency_us_at_clock']:.2f} us at "
+            f"{b['clock_mhz']:.1f} MHz; padding {b['padding_cycles']:.0f}, start "
             f"{b['start_cycles']:,})",
             "",
         )
@@ -345,7 +353,9 @@ def _breakdown_blocks(rows):
         Heading(2, "Where the cycles of one image go (batch 1, exact cycle model)"),
         Text(
             "Steady state: per image once the weights are resident (the preamble and the "
-            "first image's load, `start`, are counted apart). `wait`: cycles between a "
+            "first image's load, `start`, are counted apart); one image alone: its input "
+            "load, its layers and its results with the weights already on chip, the "
+            "batch-1 latency. `wait`: cycles between a "
             "layer's instructions that issue none of its rows (the drain when the engine "
             "switches between MATMUL and POSTPROC, or waiting for the front end). "
             "Utilization: the layer's MACs over rows x cols x its cycles."
@@ -417,7 +427,14 @@ def _torch_blocks(result):
         if 256 not in es or 1 not in es:
             continue
         thr = es[256]["images_per_second_at_clock"]
-        lat = es[1]["cycles_per_image"] / es[1]["clock_mhz"]
+        one = next(
+            (b for b in result.get("breakdown", []) if (b["rows"], b["cols"]) == (r, c)), None
+        )  # one image with its weights on chip, else the batch-1 sweep's interval
+        lat = (
+            one["latency_us_at_clock"]
+            if one is not None and "latency_cycles" in one
+            else es[1]["cycles_per_image"] / es[1]["clock_mhz"]
+        )
         eff = min(es[256]["batch_run"], es[256]["images"])
         ratio.add(
             f"{r}x{c}",
