@@ -66,7 +66,7 @@ demo: infer
 synth: $(STAMP)  ## Yosys/nextpnr for ECP5-85F and iCE40 UP5K; build/synth/report.md
 	$(SYSTOLIC) synth $(ARGS)
 
-bench: $(STAMP)  ## full benchmark: array sizes x batch, RTL samples, PyTorch CPU
+bench: $(STAMP)  ## CPU / GPU / core / distributed comparison, plots, REPORT.md + report.html
 	$(SYSTOLIC) bench $(ARGS)
 
 bench-core: $(STAMP)  ## 64x784 by 784x128 through the 8x8 RTL: utilization, sim speed
