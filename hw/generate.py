@@ -14,11 +14,16 @@ from .util.files import atomic_write
 __all__ = ["generate", "source_hash", "command", "main"]
 
 
+#: Modules of ``hw/`` that describe no hardware: not part of :func:`source_hash`.
+NOT_HARDWARE = ("cli.py", "generate.py")
+
+
 @functools.cache
 def source_hash():
     """Hash of the hardware description's source (``hw/*.py``; the synthesis flow is the
     package ``hw/synth/``, not part of it, nor are the command-line conventions,
-    ``hw/cli.py``).
+    ``hw/cli.py``, or this module, which writes the Verilog and holds the ``rtl``
+    command: :data:`NOT_HARDWARE`).
 
     Build caches (Verilog, simulators, netlists, synthesis results) are keyed by it.
     Taken once per process, as the modules are loaded, so that what is generated and
@@ -27,7 +32,7 @@ def source_hash():
     here = os.path.dirname(os.path.abspath(__file__))
     h = hashlib.sha256()
     for name in sorted(os.listdir(here)):
-        if name.endswith(".py") and name != "cli.py":
+        if name.endswith(".py") and name not in NOT_HARDWARE:
             with open(os.path.join(here, name), "rb") as f:
                 h.update(name.encode() + f.read())
     return h.hexdigest()[:16]
