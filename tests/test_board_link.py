@@ -1,0 +1,142 @@
+"""The serial link's host side (framing, CRC, resynchronization, options) and the board's
+UART and PLL settings, without a simulator."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from host.backends import BackendError, get_backend
+from host.backends.link import Frame, FrameParser, LinkSession, Receive, Send, crc16, encode_frame
+from hw import isa
+from hw.board.build import baud_divisor
+from hw.board.pll import ecp5_pll
+from hw.board.uart import UARTReceiver, UARTTransmitter
+from hw.config import CoreConfig
+
+
+def test_crc16_check_value():
+    # CRC-16/CCITT-FALSE's published check value, and a bitwise reference
+    assert crc16(b"123456789") == 0x29B1
+    data = bytes(range(200))
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xFFFF
+    assert crc16(data) == crc
+
+
+def _frame(seq, beats=2, width=8):
+    payload = bytes(range(seq, seq + beats * width))
+    return Frame(isa.LinkFrame.DATA, seq, beats, isa.LINK_FLAG_LAST, 300, 7, payload)
+
+
+def test_frame_round_trip_in_pieces():
+    frames = [_frame(1), _frame(2, beats=0), _frame(3, beats=5)]
+    wire = b"".join(encode_frame(f) for f in frames)
+    parser = FrameParser(8)
+    got = []
+    for i in range(0, len(wire), 3):
+        got += parser.feed(wire[i : i + 3])
+    assert got == frames and parser.dropped == 0
+
+
+@pytest.mark.parametrize("fault", ["flip", "drop", "garbage"])
+def test_parser_resynchronizes(fault):
+    bad, good = bytearray(encode_frame(_frame(1))), encode_frame(_frame(2))
+    if fault == "flip":
+        bad[5] ^= 0x04
+    elif fault == "drop":
+        del bad[6]
+    else:
+        bad = bytearray([isa.LINK_SOF, 0x77, isa.LINK_SOF, 0x83, 0, 200])
+    parser = FrameParser(8, max_beats=16)  # a count of 200 is no frame of this session
+    frames = parser.feed(bytes(bad) + good)
+    assert frames == [_frame(2)] and parser.dropped >= 1
+
+
+def test_session_retries_a_lost_response():
+    """The session as data: no answer to the first RESET, a repeat with the same seq."""
+    session = LinkSession(8)
+    actions = session.reset()
+    first = next(actions)
+    assert isinstance(first, Send)
+    assert isinstance(actions.send(None), Receive)
+    quiet = actions.send(b"")  # timed out: wait for a quiet line, then send again
+    assert isinstance(quiet, Receive)
+    again = actions.send(b"")
+    assert again == first
+    actions.send(None)
+    ack = Frame(isa.LinkFrame.ACK, first.data[2], credit=512)
+    with pytest.raises(StopIteration) as stop:
+        actions.send(encode_frame(ack))
+    assert stop.value.value == ack and session.stats.retries == 1
+
+
+def test_session_refuses_bad_beats():
+    with pytest.raises(ValueError, match=r"program beats must be \[n >= 1, 8\]"):
+        next(LinkSession(8).run(np.zeros((3, 4), np.uint8)))
+
+
+def test_board_backend_options():
+    cfg = CoreConfig(rows=4, cols=4)
+    with pytest.raises(BackendError, match="needs a serial port"):
+        get_backend("board", cfg)
+    with pytest.raises(BackendError, match="max_beats must be between 1 and 255, not 0"):
+        get_backend("board", cfg, port="/dev/null", max_beats=0)
+    with pytest.raises(BackendError, match="takes only port, baud, max_beats; not gap"):
+        get_backend("board", cfg, port="/dev/null", gap=0.1)
+    with pytest.raises(BackendError, match="cannot open /nonexistent/tty"):
+        get_backend("board", cfg, port="/nonexistent/tty").prepare()
+
+
+def test_pll_matches_ecppll():
+    # what `ecppll -i 25 -o 30` and `-o 40` print
+    assert ecp5_pll(25, 30) == dict(
+        CLKI_DIV=5, CLKFB_DIV=6, CLKOP_DIV=20, CLKOP_CPHASE=9, vco_mhz=600.0, fout_mhz=30.0
+    )
+    assert ecp5_pll(25, 40)["CLKFB_DIV"] == 8 and ecp5_pll(25, 40)["CLKOP_DIV"] == 15
+    with pytest.raises(ValueError, match="cannot make 1000 MHz"):
+        ecp5_pll(25, 1000)
+
+
+def test_baud_divisor():
+    assert baud_divisor(30, 3_000_000) == 10
+    with pytest.raises(ValueError, match=r"3200000 baud is 4.2% off at 40 MHz \(divisor 12\)"):
+        baud_divisor(40, 3_200_000)  # 12.5 cycles a bit
+    with pytest.raises(ValueError, match="2.6% off at 40 MHz"):
+        baud_divisor(40, 3_000_000)
+
+
+def test_uart_loopback():
+    """Transmitter into receiver: every byte value, back to back."""
+    divisor = 5
+    tx, rx = UARTTransmitter(divisor), UARTReceiver(divisor)
+    from amaranth.hdl import Module
+
+    m = Module()
+    m.submodules.tx, m.submodules.rx = tx, rx
+    m.d.comb += rx.rx.eq(tx.tx)
+    sent = list(range(256))
+    got = []
+
+    async def send(ctx):
+        for byte in sent:
+            ctx.set(tx.i_byte.payload, byte)
+            ctx.set(tx.i_byte.valid, 1)
+            await ctx.tick().until(tx.i_byte.ready)
+        ctx.set(tx.i_byte.valid, 0)
+
+    async def receive(ctx):
+        async for _, _, valid, data in ctx.tick().sample(rx.o_byte.valid, rx.o_byte.payload):
+            if valid:
+                got.append(data)
+                if len(got) == len(sent):
+                    return
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(send)
+    sim.add_testbench(receive)
+    sim.run_until(1e-6 * divisor * 10 * 300)
+    assert got == sent
