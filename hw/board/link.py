@@ -19,7 +19,7 @@ The core's program and result streams stay on the core's side of two FIFOs; RESE
 resets the core and both FIFOs (``core_reset``).
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,13 +37,27 @@ def stream_beat(cfg):
     return data.StructLayout({"data": cfg.stream_bits, "last": 1})
 
 
-def crc16_step(crc, byte):
-    """CRC-16/CCITT-FALSE of ``byte`` after ``crc`` (an expression, MSB first)."""
-    value = crc ^ Cat(Const(0, 8), byte)
+def _crc16_byte(crc, byte):
+    """CRC-16/CCITT-FALSE of ``byte`` after ``crc``, on integers (MSB first)."""
+    crc ^= byte << 8
     for _ in range(8):
-        shifted = Cat(Const(0, 1), value[:15])
-        value = Mux(value[15], shifted ^ isa.LINK_CRC_POLY, shifted)
-    return value
+        crc = ((crc << 1) ^ isa.LINK_CRC_POLY if crc & 0x8000 else crc << 1) & 0xFFFF
+    return crc
+
+
+#: The CRC step is linear over GF(2): output bit ``i`` is the XOR of the input bits
+#: (``crc`` bits 0-15, then ``byte`` bits 16-23) listed here, found from unit vectors.
+_CRC_TAPS = [
+    [j for j in range(24) if _crc16_byte((1 << j) & 0xFFFF, (1 << j) >> 16) >> i & 1]
+    for i in range(16)
+]
+
+
+def crc16_step(crc, byte):
+    """CRC-16/CCITT-FALSE of ``byte`` after ``crc``: 16 XORs of the 24 input bits (an
+    expression; the bitwise loop, written out, would repeat its input at every step)."""
+    bits = Cat(crc, byte)
+    return Cat(*(Cat(*(bits[j] for j in taps)).xor() for taps in _CRC_TAPS))
 
 
 class LinkController(wiring.Component):
