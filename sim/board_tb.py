@@ -28,8 +28,32 @@ SIM_CLOCK_NS = 10
 SIM_DIVISOR = 4
 
 
-def build_board(cfg, divisor=SIM_DIVISOR):
-    """Build the board top for ``cfg`` in Verilator (cached); a ``sim.runner.Simulator``."""
+def _gate_netlist(cfg, rtl, divisor):
+    """The board top's technology-independent netlist (``sim/gate.py``'s Yosys script)."""
+    import subprocess
+
+    from sim.build import ROOT, SimError, cached, files_hash
+    from sim.gate import SCRIPT, _simcells, _yosys
+
+    script = SCRIPT.replace("core.v", "board_top.v").replace("-top core", "-top board_top")
+    out = ROOT / "build" / cfg.tag / f"board-gate-{divisor}"
+
+    def synthesize():
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(rtl, out / "board_top.v")
+        with open(out / "yosys.log", "w") as log:
+            res = subprocess.run(
+                [_yosys(), "-q", "-p", script], cwd=out, stdout=log, stderr=subprocess.STDOUT
+            )
+        if res.returncode != 0 or not (out / "gate.v").exists():
+            raise SimError(f"gate-level synthesis of the board top failed (see {out}/yosys.log)")
+
+    return [cached(out / "gate.v", files_hash(script, rtl), synthesize), _simcells()]
+
+
+def build_board(cfg, divisor=SIM_DIVISOR, gate=False):
+    """Build the board top for ``cfg`` in Verilator (cached); a ``sim.runner.Simulator``.
+    With ``gate``, its gate-level netlist (as the ``gate`` backend's)."""
     from amaranth.back import verilog
 
     from hw.board.top import BoardTop
@@ -48,39 +72,41 @@ def build_board(cfg, divisor=SIM_DIVISOR):
         tmp.replace(out)
 
     source = cached(out, key, write)
+    sources = _gate_netlist(cfg, source, divisor) if gate else [source]
     sim = "verilator"
-    bdir = runner.build_dir(cfg, f"board-{divisor}", sim)
+    kind = f"board-{'gate-' if gate else ''}{divisor}"
+    bdir = runner.build_dir(cfg, kind, sim)
     args = [*runner.BUILD_ARGS[sim], "--public-depth", "1"]
 
     def make():
         runner._cocotb_runner(sim).build(
-            sources=[str(source)],
+            sources=[str(src) for src in sources],
             hdl_toplevel="board_top",
             build_dir=str(bdir),
             build_args=args,
             timescale=runner.TIMESCALE,
             always=True,
-            log_file=str(bdir.parent / f"board-{divisor}.build.log"),
+            log_file=str(bdir.parent / f"{kind}.build.log"),
         )
 
-    cached(bdir, files_hash("board", args, runner.VERILATOR_MAKEFLAGS, source), make)
-    return runner.Simulator(cfg, f"board-{divisor}", sim, bdir, "board_top")
+    cached(bdir, files_hash("board", args, runner.VERILATOR_MAKEFLAGS, *sources), make)
+    return runner.Simulator(cfg, kind, sim, bdir, "board_top")
 
 
-def run_board(cfg, programs, *, max_beats=32, faults=None, divisor=SIM_DIVISOR, seed=1):
+def run_board(cfg, programs, *, max_beats=32, faults=None, divisor=SIM_DIVISOR, seed=1, gate=False):
     """Run each program (uint8 beats ``[n, stream_bytes]``) through the simulated board.
 
     ``faults`` maps ``flip``, ``drop`` (request numbers, counted from 0 over the whole
     run, whose frame loses a byte or has one flipped) and ``corrupt`` (response reads
     with a byte flipped) to lists. Returns ``(outputs, stats)``: the result beats of each
     program and the link's counters (requests, retries, bytes each way, frames dropped,
-    simulated ns).
+    simulated ns). ``gate`` runs the gate-level netlist of the board top.
     """
     import numpy as np
 
     from sim.build import ROOT
 
-    simulator = build_board(cfg, divisor)
+    simulator = build_board(cfg, divisor, gate)
     work = simulator.build_dir / "runs"
     work.mkdir(parents=True, exist_ok=True)
     job_dir = pathlib.Path(tempfile.mkdtemp(prefix="board-", dir=work))

@@ -69,3 +69,17 @@ def test_board_mnist():
     outputs, status = prog.parse_output(out, len(x))
     np.testing.assert_array_equal(outputs, golden.run(q, x), strict=True)
     print(f"MNIST over the simulated link: {stats}")
+
+
+@pytest.mark.slow
+def test_board_gate_level():
+    """A short run on the board top's gate-level netlist (2x2 core, small buffers)."""
+    from sim.gate import gate_config
+
+    cfg = gate_config(2, 2)
+    q, x, prog = _net(cfg, (6, 5, 3), 2, 2, 3)
+    (out,), stats = run_board(cfg, [prog.beats(x)], max_beats=8, faults={"drop": [2]}, gate=True)
+    ((ref, _),) = runner.stream_programs(cfg, [prog.beats(x)])
+    assert_same_run(out, ref)
+    np.testing.assert_array_equal(prog.parse_output(out, len(x))[0], golden.run(q, x), strict=True)
+    assert stats["retries"] >= 1
