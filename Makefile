@@ -81,5 +81,5 @@ SIZE  ?= 8x8
 .PHONY: bitstream
 bitstream: $(STAMP)  ## board bitstream (BOARD=ulx3s SIZE=8x8 [CLK_MHZ=30]) with its timing report
 	$(PY) -m hw.board.build --board $(BOARD) --size $(SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) $(ARGS)
-	$(PY) -m host.backends.board --size $(SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) \
-		--report build/bitstream/$(BOARD)-$(SIZE)/report.md
+	$(PY) -m host.backends.board --config build/bitstream/$(BOARD)-$(SIZE)/config.json \
+		$(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) --report build/bitstream/$(BOARD)-$(SIZE)/report.md

@@ -8,7 +8,7 @@ import pytest
 from host import golden
 from host.compile import compile_model
 from host.nn.qmodel import random_quantized_model
-from hw.config import CoreConfig
+from hw.board.build import board_config
 from hw.isa import STATUS_FIELDS
 from sim import runner
 from sim.board_tb import run_board
@@ -54,12 +54,13 @@ def test_board_equals_rtl_through_byte_errors():
 
 @pytest.mark.slow
 def test_board_mnist():
-    """MNIST images through the default 8x8 core over the link: equal to the rtl backend."""
+    """MNIST images through the ULX3S build's 8x8 core over the link: equal to the rtl
+    backend."""
     from host.backends import get_backend
     from host.nn.data import load_mnist
     from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
 
-    cfg = CoreConfig()
+    cfg = board_config(8, 8)
     q = QuantizedModel.load(DEFAULT_QUANTIZED)
     x = q.quantize_input(load_mnist().test_images[:8])
     prog = compile_model(q, cfg, 8)

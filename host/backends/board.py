@@ -118,7 +118,7 @@ def wire_bytes(beats_in, beats_out, beat_bytes, max_beats=255):
     return to_board, to_host, rounds
 
 
-def link_figures(qmodel, config, clk_mhz, baud=DEFAULT_BAUD, batch=64, images=None):
+def link_figures(qmodel, config, clk_mhz, baud=DEFAULT_BAUD, batch=32, images=None):
     """Throughput and latency over the serial link for ``qmodel`` on ``config``, beside
     the core's own time (exact cycle model) at ``clk_mhz`` and faster links.
 
@@ -199,29 +199,29 @@ def main(argv=None):
     from hw.config import CoreConfig
 
     parser = argparse.ArgumentParser(prog="python -m host.backends.board", description=main.__doc__)
-    parser.add_argument("--size", default="8x8", help="array rows x cols")
+    parser.add_argument("--config", required=True, help="the board build's config.json")
     parser.add_argument("--clk-mhz", type=float, default=30.0)
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     parser.add_argument("--report", default=None, help="a report.md to append the table to")
     args = parser.parse_args(argv)
     try:
-        rows, cols = (int(v) for v in args.size.lower().split("x"))
-        cfg = CoreConfig(rows=rows, cols=cols)
-    except (ValueError, TypeError) as exc:
-        print(
-            f"error: size must be ROWSxCOLS such as 8x8, not {args.size!r} ({exc})", file=sys.stderr
-        )
+        with open(args.config) as f:
+            cfg = CoreConfig.from_json(f.read())
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 2
     from host.nn.data import load_mnist
     from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
 
     qmodel = QuantizedModel.load(DEFAULT_QUANTIZED)
-    images = qmodel.quantize_input(load_mnist().test_images[:64])
+    images = qmodel.quantize_input(load_mnist().test_images[:32])
     table = figures_markdown(
-        link_figures(qmodel, cfg, args.clk_mhz, args.baud, 64, images), args.clk_mhz, args.baud
+        link_figures(qmodel, cfg, args.clk_mhz, args.baud, 32, images), args.clk_mhz, args.baud
     )
     text = (
-        f"\n## The link: MNIST MLP ({qmodel.sizes}) on the {args.size} core\n\n" + table + "\n"
+        f"\n## The link: MNIST MLP ({qmodel.sizes}) on the {cfg.rows}x{cfg.cols} core\n\n"
+        + table
+        + "\n"
         "Serial: 8N1, requests and responses one at a time, plus "
         f"{SERIAL_ROUND_TRIP_S * 1e3:g} ms a round (USB latency timer); the core: exact "
         "cycle model.\n"

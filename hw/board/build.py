@@ -18,10 +18,14 @@ import time
 
 from ..config import CoreConfig
 
-__all__ = ["BOARDS", "baud_divisor", "build_bitstream", "main"]
+__all__ = ["BOARDS", "BOARD_BUFFERS", "baud_divisor", "board_config", "build_bitstream", "main"]
 
 #: Boards: platform class (module, name), clock (MHz) the top runs at by default.
 BOARDS = {"ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 30.0)}
+#: The core's buffers on the ULX3S (KiB): those ``make synth`` places the 8x8 with (153
+#: of the 85F's 208 block RAMs); the defaults (128 KiB buffers) need more than there are
+#: once the link's FIFOs and frame buffers (8 block RAMs) are added.
+BOARD_BUFFERS = dict(act_kib=64, hidden_kib=32, weight_kib=96, acc_kib=32)
 #: The FT231X's fastest rate.
 DEFAULT_BAUD = 3_000_000
 #: The largest baud-rate error an 8N1 receiver tolerates comfortably (both ends add up).
@@ -49,6 +53,12 @@ def baud_divisor(clk_mhz, baud):
             f"at most {MAX_BAUD_ERROR:.0%}"
         )
     return divisor
+
+
+def board_config(rows, cols):
+    """The core's configuration on a board: a ``rows x cols`` array, :data:`BOARD_BUFFERS`.
+    The host compiles the board's programs for it (``config.json`` beside the bitstream)."""
+    return CoreConfig(rows=rows, cols=cols, **BOARD_BUFFERS)
 
 
 def _tool_env():
@@ -144,7 +154,7 @@ def main(argv=None):
             rows, cols = (int(v) for v in args.size.lower().split("x"))
         except ValueError:
             raise ValueError(f"size must be ROWSxCOLS such as 8x8, not {args.size!r}") from None
-        cfg = CoreConfig(rows=rows, cols=cols)
+        cfg = board_config(rows, cols)
         clk = args.clk_mhz if args.clk_mhz is not None else BOARDS[args.board][2]
         report = build_bitstream(args.board, cfg, clk, args.baud, args.out)
     except (ValueError, TypeError) as exc:

@@ -3,11 +3,9 @@
 from amaranth.hdl import (
     Cat,
     ClockDomain,
-    ClockSignal,
     Instance,
     Module,
     ResetInserter,
-    ResetSignal,
     Signal,
 )
 from amaranth.lib import wiring
@@ -129,7 +127,9 @@ class BoardTop(wiring.Component):
         clk_in = platform.request(platform.default_clk).i
         fin_mhz = platform.default_clk_frequency / 1e6
         params = ecp5_pll(fin_mhz, self.clk_mhz)
-        clk, locked = Signal(), Signal()
+        cd_sync = ClockDomain("sync")
+        m.domains += cd_sync
+        clk, locked = cd_sync.clk, Signal()
         m.submodules.pll = Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{fin_mhz:g}",
@@ -167,8 +167,6 @@ class BoardTop(wiring.Component):
             i_ENCLKOP=0,
             o_LOCK=locked,
         )
-        m.domains.sync = ClockDomain("sync")
-        m.d.comb += [ClockSignal("sync").eq(clk)]
         # held in reset until the PLL locks (and for 2**16 cycles after, for the pins)
         settle = Signal(17)
         m.domains.por = por = ClockDomain("por", reset_less=True)
@@ -177,7 +175,7 @@ class BoardTop(wiring.Component):
             m.d.por += settle.eq(0)
         with m.Elif(~settle[-1]):
             m.d.por += settle.eq(settle + 1)
-        m.d.comb += ResetSignal("sync").eq(~settle[-1])
+        m.d.comb += cd_sync.rst.eq(~settle[-1])
         platform.add_clock_constraint(clk, self.clk_mhz * 1e6)
         uart = platform.request("uart", 0)
         m.d.comb += [self.rx.eq(uart.rx.i), uart.tx.o.eq(self.tx)]
