@@ -29,6 +29,7 @@ __all__ = [
     "FrameParser",
     "LinkError",
     "LinkSession",
+    "LinkStats",
     "Receive",
     "Send",
     "SerialTransport",
