@@ -140,3 +140,65 @@ def test_uart_loopback():
     sim.add_testbench(receive)
     sim.run_until(1e-6 * divisor * 10 * 300)
     assert got == sent
+
+
+def _link_scenario(requests, gap=3):
+    """LinkController in amaranth.sim, its program stream looped back into its result
+    stream; each request's bytes in (a byte every ``gap`` cycles), every response out."""
+    from amaranth.hdl import Module
+
+    from hw.board.link import LinkController
+
+    cfg = CoreConfig(rows=4, cols=4)
+    link = LinkController(cfg, divisor=4)
+    m = Module()
+    m.submodules.link = link
+    m.d.comb += [
+        link.i_result.payload.eq(link.o_program.payload),
+        link.i_result.valid.eq(link.o_program.valid),
+        link.o_program.ready.eq(link.i_result.ready),
+    ]
+    out = bytearray()
+
+    async def drive(ctx):
+        for request in requests:
+            for byte in request:
+                ctx.set(link.i_byte.payload, byte)
+                ctx.set(link.i_byte.valid, 1)
+                await ctx.tick()
+                ctx.set(link.i_byte.valid, 0)
+                await ctx.tick().repeat(gap)
+            await ctx.tick().repeat(2000)  # the response, or a dropped frame's idle timeout
+
+    async def collect(ctx):
+        ctx.set(link.o_byte.ready, 1)
+        async for _, _, valid, byte in ctx.tick().sample(link.o_byte.valid, link.o_byte.payload):
+            if valid:
+                out.append(byte)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(drive)
+    sim.add_testbench(collect, background=True)
+    sim.run()
+    parser = FrameParser(cfg.stream_bytes)
+    return parser.feed(bytes(out)), parser.dropped
+
+
+def test_link_controller_frames():
+    reset = encode_frame(Frame(isa.LinkFrame.RESET, 1))
+    beats = bytes(range(24))  # three 8-byte beats
+    write = encode_frame(Frame(isa.LinkFrame.WRITE, 2, 3, isa.LINK_FLAG_LAST, payload=beats))
+    bad = bytearray(encode_frame(Frame(isa.LinkFrame.WRITE, 3, 1, payload=bytes(8))))
+    bad[12] ^= 1
+    read = encode_frame(Frame(isa.LinkFrame.READ, 4, 16))
+    frames, dropped = _link_scenario([reset, write, bytes(bad), write, read, read])
+    assert dropped == 0
+    kinds = [(f.kind, f.seq) for f in frames]
+    ack, data = isa.LinkFrame.ACK, isa.LinkFrame.DATA
+    # no answer to the corrupted frame; the repeated WRITE is acknowledged, not written
+    assert kinds == [(ack, 1), (ack, 2), (ack, 2), (data, 4), (data, 4)]
+    assert frames[0].credit == 512 and frames[0].avail == 0
+    for frame in frames[3:]:  # the repeated READ gets the same beats again
+        assert frame.count == 3 and frame.payload == beats
+        assert frame.flags == isa.LINK_FLAG_LAST and frame.avail == 0

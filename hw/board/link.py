@@ -222,7 +222,7 @@ class LinkController(wiring.Component):
                 with m.Elif(idle == idle_limit):
                     drop()
             with m.State("TAKE"):
-                m.d.sync += [tx_count.eq(0), tx_last.eq(0), beat_index.eq(0), pending.eq(0)]
+                m.d.sync += [beat_index.eq(0), pending.eq(0)]
                 with m.Switch(kind):
                     with m.Case(isa.LinkFrame.RESET):
                         m.d.comb += self.core_reset.eq(1)
@@ -241,8 +241,9 @@ class LinkController(wiring.Component):
                         m.d.sync += response.eq(isa.LinkFrame.DATA)
                         with m.If(is_repeat):
                             m.next = "RESPOND"
-                        with m.Else():
+                        with m.Else():  # a repeat keeps the beats it sent
                             m.d.sync += [have_seq.eq(1), last_seq.eq(seq)]
+                            m.d.sync += [tx_count.eq(0), tx_last.eq(0)]
                             m.next = "FILL"
             with m.State("COPY"):  # the buffered beats into the input FIFO (room checked)
                 m.d.comb += rx_read.addr.eq(beat_index)
