@@ -21,6 +21,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Timer
 
+from hw import isa
+
 __all__ = ["board_run", "build_board", "run_board", "SIM_CLOCK_NS", "SIM_DIVISOR"]
 
 #: The bench's clock period (ns) and the baud divisor the tests use: 25 Mbaud.
@@ -97,10 +99,11 @@ def run_board(cfg, programs, *, max_beats=32, faults=None, divisor=SIM_DIVISOR, 
     """Run each program (uint8 beats ``[n, stream_bytes]``) through the simulated board.
 
     ``faults`` maps ``flip``, ``drop`` (request numbers, counted from 0 over the whole
-    run, whose frame loses a byte or has one flipped) and ``corrupt`` (response reads
-    with a byte flipped) to lists. Returns ``(outputs, stats)``: the result beats of each
-    program and the link's counters (requests, retries, bytes each way, frames dropped,
-    simulated ns). ``gate`` runs the gate-level netlist of the board top.
+    run, whose frame loses a byte or has one flipped), ``corrupt`` (response reads with
+    a byte flipped) and ``corrupt_data`` (DATA responses with beats, counted from 0, with
+    a payload byte flipped: the READ is repeated) to lists. Returns ``(outputs, stats)``:
+    the result beats of each program and the link's counters (requests, retries, bytes
+    each way, frames dropped, simulated ns). ``gate`` runs the gate-level netlist of the board top.
     """
     import numpy as np
 
@@ -149,6 +152,8 @@ class _PinTransport:
         self.flip = set(faults.get("flip", ()))
         self.drop = set(faults.get("drop", ()))
         self.corrupt = set(faults.get("corrupt", ()))
+        self.corrupt_data = set(faults.get("corrupt_data", ()))
+        self.seen, self.data_frames, self.target = bytearray(), 0, None
         self.writes = self.reads = 0
         self.rng = random.Random(seed)
 
@@ -171,6 +176,16 @@ class _PinTransport:
             self.reads += 1
             if n in self.corrupt:
                 data[self.rng.randrange(len(data))] ^= 0x10
+        for i in range(len(data)):  # a payload byte of the chosen DATA responses
+            seen = self.seen
+            seen.append(data[i])
+            if len(seen) == self.target:
+                data[i] ^= 0x01
+            if len(seen) >= 4 and seen[-4] == isa.LINK_SOF and seen[-3] == isa.LinkFrame.DATA:
+                if seen[-1] > 0:  # a DATA frame with beats: its header starts at len - 4
+                    if self.data_frames in self.corrupt_data:
+                        self.target = len(seen) - 4 + 1 + len(isa.LINK_HEADER) + 1
+                    self.data_frames += 1
         return bytes(data)
 
 
