@@ -202,3 +202,18 @@ def test_link_controller_frames():
     for frame in frames[3:]:  # the repeated READ gets the same beats again
         assert frame.count == 3 and frame.payload == beats
         assert frame.flags == isa.LINK_FLAG_LAST and frame.avail == 0
+
+
+def test_board_top_wrong_arguments():
+    from hw.board.top import BoardTop
+
+    cfg = CoreConfig(rows=4, cols=4)
+    with pytest.raises(TypeError, match="clock must be a number of MHz, not '30'"):
+        BoardTop(cfg, "30", 10)
+    with pytest.raises(ValueError, match="clock must be between 1 and 400 MHz, not 0"):
+        BoardTop(cfg, 0, 10)
+    with pytest.raises(ValueError, match="baud divisor must be between 4 and 65536, not 3"):
+        BoardTop(cfg, 30, 3)
+    with pytest.raises(TypeError, match="baud divisor must be an integer, not 10.0"):
+        BoardTop(cfg, 30, 10.0)
+    assert BoardTop(cfg, 30, 10).baud == 3_000_000
