@@ -176,7 +176,8 @@ class BoardTop(wiring.Component):
         with m.Elif(~settle[-1]):
             m.d.por += settle.eq(settle + 1)
         m.d.comb += cd_sync.rst.eq(~settle[-1])
-        platform.add_clock_constraint(clk, self.clk_mhz * 1e6)
+        # no constraint of our own: nextpnr derives the PLL output's (clk_mhz) from the
+        # oscillator's and the PLL's dividers, and a net named here may not survive Yosys
         uart = platform.request("uart", 0)
         m.d.comb += [self.rx.eq(uart.rx.i), uart.tx.o.eq(self.tx)]
         for i in range(len(LEDS)):
