@@ -77,9 +77,9 @@ clean:  ## remove build/ (keeps .venv)
 # The board top (core + serial link + PLL) through amaranth-boards' platform with the
 # yowasp tools: build/bitstream/$(BOARD)-$(SIZE)/top.bit and report.md.
 BOARD ?= ulx3s
-SIZE  ?= 8x8
+SIZE  ?= 4x4
 .PHONY: bitstream
-bitstream: $(STAMP)  ## board bitstream (BOARD=ulx3s SIZE=8x8 [CLK_MHZ=30]) with its timing report
+bitstream: $(STAMP)  ## board bitstream (BOARD=ulx3s SIZE=4x4 [CLK_MHZ=30]) with its timing report
 	$(PY) -m hw.board.build --board $(BOARD) --size $(SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) $(ARGS)
 	$(PY) -m host.backends.board --config build/bitstream/$(BOARD)-$(SIZE)/config.json \
 		$(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) --report build/bitstream/$(BOARD)-$(SIZE)/report.md
