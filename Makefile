@@ -74,3 +74,13 @@ bench-core: $(STAMP)  ## 64x784 by 784x128 through the 8x8 RTL: utilization, sim
 
 clean:  ## remove build/ (keeps .venv)
 	rm -rf build
+
+# The board top (core + serial link + PLL) through amaranth-boards' platform with the
+# yowasp tools: build/bitstream/$(BOARD)-$(SIZE)/top.bit and report.md.
+BOARD ?= ulx3s
+SIZE  ?= 4x4
+.PHONY: bitstream
+bitstream: $(STAMP)  ## board bitstream (BOARD=ulx3s SIZE=4x4 [CLK_MHZ=30]) with its timing report
+	$(PY) -m hw.board.build --board $(BOARD) --size $(SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) $(ARGS)
+	$(PY) -m host.backends.board --config build/bitstream/$(BOARD)-$(SIZE)/config.json \
+		$(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) --report build/bitstream/$(BOARD)-$(SIZE)/report.md

@@ -1,6 +1,6 @@
 """The host side, by data flow: ``nn`` (data, training, the PyTorch front end, PT2E
 quantization, the quantized model) -> ``compile`` (plan, compiler, program) ->
-``backends`` (model, rtl, gate) -> ``run`` and ``metrics`` -> ``bench``, ``api`` and
+``backends`` (model, rtl, gate, board) -> ``run`` and ``metrics`` -> ``bench``, ``api`` and
 ``cli``; ``golden`` is the reference at every level.
 
 ``host.accelerate(model, calibration)`` is the one call for your own network (see

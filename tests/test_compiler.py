@@ -192,7 +192,7 @@ MATMUL_REFUSALS = [
         r"not 'nearest'",
     ),
     (dict(rounding=None), r"rounding must be 'half_up' or 'half_even', not NoneType None"),
-    (dict(backend="fpga"), r"backend must be one of model, rtl, gate, not 'fpga'"),
+    (dict(backend="fpga"), r"backend must be one of model, rtl, gate, board, not 'fpga'"),
     (dict(config={"rows": 4}), r"config must be a CoreConfig, not dict"),
     (
         dict(a=np.zeros((2, 70000), np.int8), b=np.zeros((70000, 3), np.int8)),

@@ -7,14 +7,15 @@ from .base import Backend, BackendError
 __all__ = ["BACKENDS", "get_backend", "default_config"]
 
 #: Every backend, by the name the CLI and the API take.
-BACKENDS = ("model", "rtl", "gate")
+BACKENDS = ("model", "rtl", "gate", "board")
 
 
 def get_backend(name: str, config: CoreConfig, **options) -> Backend:
     """An instance of backend ``name`` for ``config``; never silently another one.
 
     ``options`` go to the backend's constructor: none for ``model``; ``sim``, ``gap``,
-    ``stall`` and ``seed`` for ``rtl`` and ``gate`` (see ``RtlBackend``).
+    ``stall`` and ``seed`` for ``rtl`` and ``gate`` (see ``RtlBackend``); ``port``,
+    ``baud`` and ``max_beats`` for ``board`` (see ``BoardBackend``).
 
     Raises
     ------
@@ -28,6 +29,8 @@ def get_backend(name: str, config: CoreConfig, **options) -> Backend:
         from .model import ModelBackend as cls
     elif name == "rtl":
         from .rtl import RtlBackend as cls
+    elif name == "board":
+        from .board import BoardBackend as cls
     else:
         from .rtl import GateBackend as cls
     allowed = cls.options
