@@ -174,17 +174,19 @@ def evaluate(
     workers: int = 1,
     progress: bool = True,
     scheduler: str | None = None,
+    backend_options: dict | None = None,
 ) -> tuple[dict, np.ndarray | None]:
     """Run one backend on MNIST ``images`` and compare it with the golden model and the
     reference (PyTorch's converted graph, or ONNX Runtime), and the float model if any.
 
     Returns the report dictionary (accuracies, mismatches against the golden model, the
     counters and :func:`host.metrics.run_figures`) and the int8 logits (None after a
-    core error). ``shard``, ``workers`` and ``scheduler`` are :func:`run_images`'s.
+    core error). ``shard``, ``workers`` and ``scheduler`` are :func:`run_images`'s;
+    ``backend_options`` go to :func:`host.backends.get_backend` (the board's ``port``).
     """
     x = qmodel.quantize_input(images)
     program = compile_model(qmodel, cfg, batch)
-    backend = get_backend(backend_name, cfg)
+    backend = get_backend(backend_name, cfg, **(backend_options or {}))
     backend.prepare()
     run = run_images(backend, program, x, shard, workers, progress, scheduler)
     gold = golden.run(qmodel, x)

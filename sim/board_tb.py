@@ -21,7 +21,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Timer
 
-from hw import isa
+import hw.board.protocol as protocol
 
 __all__ = ["board_run", "build_board", "run_board", "SIM_CLOCK_NS", "SIM_DIVISOR"]
 
@@ -181,10 +181,14 @@ class _PinTransport:
             seen.append(data[i])
             if len(seen) == self.target:
                 data[i] ^= 0x01
-            if len(seen) >= 4 and seen[-4] == isa.LINK_SOF and seen[-3] == isa.LinkFrame.DATA:
+            if (
+                len(seen) >= 4
+                and seen[-4] == protocol.LINK_SOF
+                and seen[-3] == protocol.LinkFrame.DATA
+            ):
                 if seen[-1] > 0:  # a DATA frame with beats: its header starts at len - 4
                     if self.data_frames in self.corrupt_data:
-                        self.target = len(seen) - 4 + 1 + len(isa.LINK_HEADER) + 1
+                        self.target = len(seen) - 4 + 1 + len(protocol.LINK_HEADER) + 1
                     self.data_frames += 1
         return bytes(data)
 

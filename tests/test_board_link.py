@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+import hw.board.protocol as protocol
 from host.backends import BackendError, get_backend
 from host.backends.link import Frame, FrameParser, LinkSession, Receive, Send, crc16, encode_frame
-from hw import isa
 from hw.board.build import baud_divisor
 from hw.board.pll import ecp5_pll
 from hw.board.uart import UARTReceiver, UARTTransmitter
@@ -30,7 +30,7 @@ def test_crc16_check_value():
 
 def _frame(seq, beats=2, width=8):
     payload = bytes(range(seq, seq + beats * width))
-    return Frame(isa.LinkFrame.DATA, seq, beats, isa.LINK_FLAG_LAST, 300, 7, payload)
+    return Frame(protocol.LinkFrame.DATA, seq, beats, protocol.LINK_FLAG_LAST, 300, 7, payload)
 
 
 def test_frame_round_trip_in_pieces():
@@ -51,7 +51,7 @@ def test_parser_resynchronizes(fault):
     elif fault == "drop":
         del bad[6]
     else:
-        bad = bytearray([isa.LINK_SOF, 0x77, isa.LINK_SOF, 0x83, 0, 200])
+        bad = bytearray([protocol.LINK_SOF, 0x77, protocol.LINK_SOF, 0x83, 0, 200])
     parser = FrameParser(8, max_beats=16)  # a count of 200 is no frame of this session
     frames = parser.feed(bytes(bad) + good)
     assert frames == [_frame(2)] and parser.dropped >= 1
@@ -69,7 +69,7 @@ def test_session_retries_a_lost_response():
     again = actions.send(b"")
     assert again == first
     actions.send(None)
-    ack = Frame(isa.LinkFrame.ACK, first.data[2], credit=512)
+    ack = Frame(protocol.LinkFrame.ACK, first.data[2], credit=512)
     with pytest.raises(StopIteration) as stop:
         actions.send(encode_frame(ack))
     assert stop.value.value == ack and session.stats.retries == 1
@@ -188,22 +188,24 @@ def _link_scenario(requests, gap=3):
 
 
 def test_link_controller_frames():
-    reset = encode_frame(Frame(isa.LinkFrame.RESET, 1))
+    reset = encode_frame(Frame(protocol.LinkFrame.RESET, 1))
     beats = bytes(range(24))  # three 8-byte beats
-    write = encode_frame(Frame(isa.LinkFrame.WRITE, 2, 3, isa.LINK_FLAG_LAST, payload=beats))
-    bad = bytearray(encode_frame(Frame(isa.LinkFrame.WRITE, 3, 1, payload=bytes(8))))
+    write = encode_frame(
+        Frame(protocol.LinkFrame.WRITE, 2, 3, protocol.LINK_FLAG_LAST, payload=beats)
+    )
+    bad = bytearray(encode_frame(Frame(protocol.LinkFrame.WRITE, 3, 1, payload=bytes(8))))
     bad[12] ^= 1
-    read = encode_frame(Frame(isa.LinkFrame.READ, 4, 16))
+    read = encode_frame(Frame(protocol.LinkFrame.READ, 4, 16))
     frames, dropped = _link_scenario([reset, write, bytes(bad), write, read, read])
     assert dropped == 0
     kinds = [(f.kind, f.seq) for f in frames]
-    ack, data = isa.LinkFrame.ACK, isa.LinkFrame.DATA
+    ack, data = protocol.LinkFrame.ACK, protocol.LinkFrame.DATA
     # no answer to the corrupted frame; the repeated WRITE is acknowledged, not written
     assert kinds == [(ack, 1), (ack, 2), (ack, 2), (data, 4), (data, 4)]
     assert frames[0].credit == 512 and frames[0].avail == 0
     for frame in frames[3:]:  # the repeated READ gets the same beats again
         assert frame.count == 3 and frame.payload == beats
-        assert frame.flags == isa.LINK_FLAG_LAST and frame.avail == 0
+        assert frame.flags == protocol.LINK_FLAG_LAST and frame.avail == 0
 
 
 # a component whose constructor raises is never elaborated, which Amaranth warns about

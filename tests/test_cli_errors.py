@@ -189,6 +189,29 @@ def test_infer_waves_options(tmp_path, capsys, args, message):
     assert err == message
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "board"], "--backend board needs --port (the board's serial device)"),
+        (
+            ["--backend", "rtl", "--port", "/dev/null"],
+            "--port and --baud are the board backend's (--backend board)",
+        ),  # fmt: skip
+        (
+            ["--backend", "model", "--baud", "9600"],
+            "--port and --baud are the board backend's (--backend board)",
+        ),  # fmt: skip
+        (
+            ["--backend", "board", "--port", "/dev/null", "--workers", "2"],
+            "--backend board runs on one board: not with --workers or --scheduler",
+        ),
+    ],
+)
+def test_infer_board_options(capsys, args, message):
+    err = _error(capsys, infer.main, ["--model", MISSING_MODEL, *args])
+    assert err == message
+
+
 def test_group_usage_errors_are_one_line(capsys):
     from host.cli import main
 

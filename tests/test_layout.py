@@ -3,6 +3,7 @@
 ``hw`` imports nothing of ours but itself; ``host`` takes only ``hw.config`` and
 ``hw.isa`` from the hardware (and ``hw.util``, helpers that are not hardware, such as
 the one atomic file writer; ``hw.synth.figures``, the committed synthesis results;
+``hw.board.protocol``, the encoding of the board's serial link;
 ``hw.cli``, the command-line conventions, in ``host.cli``),
 and ``sim`` only in the rtl/gate backends; inside ``host``
 every module imports only from its own layer or the layers before it.
@@ -85,6 +86,7 @@ def test_host_imports_flow_one_way(name, path, is_package):
                 "hw.isa",
                 "hw.util",
                 "hw.synth.figures",  # the committed synthesis results: data, not hardware
+                "hw.board.protocol",  # the board link's encoding, shared with the host
                 *(("hw.cli",) if name.startswith("host.cli") else ()),
             )
             assert imported == "hw" or any(

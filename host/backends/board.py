@@ -108,13 +108,13 @@ def wire_bytes(beats_in, beats_out, beat_bytes, max_beats=255):
     """Bytes on the line each way for a program of ``beats_in`` beats that returns
     ``beats_out`` (results and status), and the request-response rounds, with the
     fewest frames: a RESET, full WRITEs, full READs."""
-    from hw import isa
+    import hw.board.protocol as protocol
 
     writes = -(-beats_in // max_beats)
     reads = max(1, -(-beats_out // max_beats))
     rounds = 1 + writes + reads
-    to_board = rounds * isa.LINK_OVERHEAD + beats_in * beat_bytes
-    to_host = rounds * isa.LINK_OVERHEAD + beats_out * beat_bytes
+    to_board = rounds * protocol.LINK_OVERHEAD + beats_in * beat_bytes
+    to_host = rounds * protocol.LINK_OVERHEAD + beats_out * beat_bytes
     return to_board, to_host, rounds
 
 

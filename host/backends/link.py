@@ -5,7 +5,7 @@ methods are generators that yield :class:`Send` and :class:`Receive` actions and
 received bytes back, so that the same framing, CRC and retry logic drives a real board
 over pyserial (:func:`run_blocking` with :class:`SerialTransport`) and the simulated
 board top in cocotb (:func:`run_async`, ``sim/board_tb.py``). Frame layout and codes:
-``hw/isa.py`` (``LinkFrame``, ``LINK_*``); the board's side: ``hw/board/link.py``.
+``hw/board/protocol.py`` (``LinkFrame``, ``LINK_*``); the board's side: ``hw/board/link.py``.
 
 Each request gets one response carrying its ``seq``. A response that does not come in
 time, or comes with a bad CRC, makes the host wait until the line is quiet (the board's
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from hw import isa
+import hw.board.protocol as protocol
 
 __all__ = [
     "Frame",
@@ -41,7 +41,7 @@ __all__ = [
 
 #: Bit times on the line for one byte (8N1).
 BYTE_BITS = 10
-_PAYLOAD_KINDS = (isa.LinkFrame.WRITE, isa.LinkFrame.DATA)
+_PAYLOAD_KINDS = (protocol.LinkFrame.WRITE, protocol.LinkFrame.DATA)
 
 
 class LinkError(RuntimeError):
@@ -50,14 +50,14 @@ class LinkError(RuntimeError):
 
 def crc16(data: bytes) -> int:
     """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection) of ``data``."""
-    return binascii.crc_hqx(bytes(data), isa.LINK_CRC_INIT)
+    return binascii.crc_hqx(bytes(data), protocol.LINK_CRC_INIT)
 
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
     """One frame. ``payload`` is ``count`` beats for WRITE and DATA, else empty."""
 
-    kind: isa.LinkFrame
+    kind: protocol.LinkFrame
     seq: int
     count: int = 0
     flags: int = 0
@@ -82,7 +82,7 @@ def encode_frame(frame: Frame) -> bytes:
     )
     body += frame.payload
     crc = crc16(body)
-    return bytes([isa.LINK_SOF]) + body + bytes([crc >> 8, crc & 0xFF])
+    return bytes([protocol.LINK_SOF]) + body + bytes([crc >> 8, crc & 0xFF])
 
 
 class FrameParser:
@@ -102,7 +102,7 @@ class FrameParser:
         Frames (or stray bytes' false starts) dropped for a bad header or CRC.
     """
 
-    def __init__(self, beat_bytes: int, max_beats: int = isa.LINK_MAX_BEATS):
+    def __init__(self, beat_bytes: int, max_beats: int = protocol.LINK_MAX_BEATS):
         self.beat_bytes = beat_bytes
         self.max_beats = max_beats
         self.buffer = bytearray()
@@ -110,10 +110,10 @@ class FrameParser:
 
     def _length(self, header):
         kind, count = header[0], header[2]
-        if kind not in set(isa.LinkFrame) or count > self.max_beats:
+        if kind not in set(protocol.LinkFrame) or count > self.max_beats:
             return None
         payload = count * self.beat_bytes if kind in _PAYLOAD_KINDS else 0
-        return 1 + len(isa.LINK_HEADER) + payload + 2
+        return 1 + len(protocol.LINK_HEADER) + payload + 2
 
     def feed(self, data: bytes) -> list[Frame]:
         """Take ``data``; return every complete good frame it finishes, in order."""
@@ -121,14 +121,14 @@ class FrameParser:
         frames = []
         buf = self.buffer
         while True:
-            start = buf.find(isa.LINK_SOF)
+            start = buf.find(protocol.LINK_SOF)
             if start < 0:
                 buf.clear()
                 break
             del buf[:start]
-            if len(buf) < 1 + len(isa.LINK_HEADER):
+            if len(buf) < 1 + len(protocol.LINK_HEADER):
                 break
-            length = self._length(buf[1 : 1 + len(isa.LINK_HEADER)])
+            length = self._length(buf[1 : 1 + len(protocol.LINK_HEADER)])
             if length is None:
                 self.dropped += 1
                 del buf[:1]  # not a frame: hunt from the next byte
@@ -142,13 +142,13 @@ class FrameParser:
                 continue
             frames.append(
                 Frame(
-                    kind=isa.LinkFrame(body[0]),
+                    kind=protocol.LinkFrame(body[0]),
                     seq=body[1],
                     count=body[2],
                     flags=body[3],
                     credit=body[4] | body[5] << 8,
                     avail=body[6] | body[7] << 8,
-                    payload=body[len(isa.LINK_HEADER) :],
+                    payload=body[len(protocol.LINK_HEADER) :],
                 )
             )
             del buf[:length]
@@ -197,10 +197,10 @@ class LinkSession:
         Times a request is sent again before :class:`LinkError`.
     """
 
-    def __init__(self, beat_bytes: int, max_beats: int = isa.LINK_MAX_BEATS, retries: int = 8):
-        if not 1 <= max_beats <= isa.LINK_MAX_BEATS:
+    def __init__(self, beat_bytes: int, max_beats: int = protocol.LINK_MAX_BEATS, retries: int = 8):
+        if not 1 <= max_beats <= protocol.LINK_MAX_BEATS:
             raise ValueError(
-                f"max_beats must be between 1 and {isa.LINK_MAX_BEATS}, not {max_beats}"
+                f"max_beats must be between 1 and {protocol.LINK_MAX_BEATS}, not {max_beats}"
             )
         self.beat_bytes = beat_bytes
         self.max_beats = max_beats
@@ -212,7 +212,7 @@ class LinkSession:
     def _quiet(self):
         """Wait until the line has been quiet for the board's idle timeout (twice)."""
         self.parser.clear()
-        while (yield Receive(2 * isa.LINK_IDLE_BYTES * BYTE_BITS)):
+        while (yield Receive(2 * protocol.LINK_IDLE_BYTES * BYTE_BITS)):
             pass
         self.parser.clear()
 
@@ -220,14 +220,16 @@ class LinkSession:
         """Send one request until its response comes back good; returns the response."""
         self.seq = (self.seq + 1) & 0xFF
         request = encode_frame(Frame(kind, self.seq, count, flags, payload=bytes(payload)))
-        expect = isa.LinkFrame.DATA if kind == isa.LinkFrame.READ else isa.LinkFrame.ACK
-        answer = 1 + len(isa.LINK_HEADER) + 2
-        if kind == isa.LinkFrame.READ:
+        expect = (
+            protocol.LinkFrame.DATA if kind == protocol.LinkFrame.READ else protocol.LinkFrame.ACK
+        )
+        answer = 1 + len(protocol.LINK_HEADER) + 2
+        if kind == protocol.LinkFrame.READ:
             answer += count * self.beat_bytes
         # the request on the wire, the board's work (a frame's beats, well under a byte
         # time each), the response's first byte, and margin
-        first = BYTE_BITS * (len(request) + 2 * isa.LINK_IDLE_BYTES + 1) + 64
-        gap = BYTE_BITS * isa.LINK_IDLE_BYTES
+        first = BYTE_BITS * (len(request) + 2 * protocol.LINK_IDLE_BYTES + 1) + 64
+        gap = BYTE_BITS * protocol.LINK_IDLE_BYTES
         self.stats.requests += 1
         for attempt in range(self.retries + 1):
             if attempt:
@@ -257,7 +259,7 @@ class LinkSession:
 
     def reset(self):
         """RESET the board (core, FIFOs, sequence state); returns the ACK."""
-        return (yield from self.exchange(isa.LinkFrame.RESET))
+        return (yield from self.exchange(protocol.LinkFrame.RESET))
 
     def run(self, beats: np.ndarray, max_polls: int = 1_000_000):
         """Stream a program (uint8 ``[n, beat_bytes]``, tlast on its last beat) and collect
@@ -281,11 +283,11 @@ class LinkSession:
                 k = min(credit, self.max_beats, len(beats) - sent)
                 last = sent + k == len(beats)
                 chunk = beats[sent : sent + k].tobytes()
-                flags = isa.LINK_FLAG_LAST if last else 0
-                resp = yield from self.exchange(isa.LinkFrame.WRITE, k, flags, chunk)
+                flags = protocol.LINK_FLAG_LAST if last else 0
+                resp = yield from self.exchange(protocol.LinkFrame.WRITE, k, flags, chunk)
                 sent += k
             else:
-                resp = yield from self.exchange(isa.LinkFrame.READ, self.max_beats)
+                resp = yield from self.exchange(protocol.LinkFrame.READ, self.max_beats)
                 if resp.count:
                     out.append(np.frombuffer(resp.payload, np.uint8).reshape(-1, self.beat_bytes))
                     idle = 0
@@ -293,7 +295,7 @@ class LinkSession:
                     idle += 1
                     if idle > max_polls:
                         raise LinkError(f"no result beat after {max_polls} READs")
-                if resp.flags & isa.LINK_FLAG_LAST:
+                if resp.flags & protocol.LINK_FLAG_LAST:
                     if sent < len(beats):
                         raise LinkError(
                             f"the status packet came after {sent} of {len(beats)} beats"

@@ -109,6 +109,19 @@ def _explicit(ctx: click.Context, name: str) -> bool:
     "(a separate traced simulator build; the same as WAVES=1); --limit defaults to one "
     "batch, as a VCD takes some 10 KB a simulated cycle",
 )
+@click.option(
+    "--port",
+    metavar="DEVICE",
+    default=None,
+    help="the board backend's serial port (e.g. /dev/ttyUSB0; see docs/BOARD.md)",
+)
+@click.option(
+    "--baud",
+    type=int,
+    default=None,
+    show_default="3000000, the board build's rate",
+    help="the board backend's serial rate",
+)
 @click.option("--demo", is_flag=True, help="rtl on 256 images, then model on the whole test split")
 @click.pass_context
 def command(
@@ -126,6 +139,8 @@ def command(
     workers: int,
     scheduler: str | None,
     waves: bool,
+    port: str | None,
+    baud: int | None,
     demo: bool,
 ) -> int:
     """Run the MNIST test images through a backend (rtl: the Verilog in Verilator; gate:
@@ -158,11 +173,19 @@ def command(
                 raise ValueError(
                     "--waves keeps one run's waveform: not with --workers or --scheduler"
                 )
+        if (port is not None or baud is not None) and (backend != "board" or demo):
+            raise ValueError("--port and --baud are the board backend's (--backend board)")
+        if backend == "board" and port is None:
+            raise ValueError("--backend board needs --port (the board's serial device)")
+        if backend == "board" and (workers > 1 or scheduler is not None):
+            raise ValueError("--backend board runs on one board: not with --workers or --scheduler")
         if json_path:
             check_output_path(json_path, "--json")
     except ValueError as exc:
         raise CliError(str(exc)) from None
     from ..backends import default_config
+
+    board = {"port": port, **({"baud": baud} if baud is not None else {})}
 
     cfg = config_from_options(size, config, lambda r, c: default_config(backend, r, c))
     torch_threads()
@@ -212,6 +235,7 @@ def command(
                 shard,
                 workers,
                 scheduler=scheduler,
+                backend_options=board if name == "board" else None,
             )
             report["data"] = data.source
             report["model"] = model

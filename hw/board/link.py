@@ -1,14 +1,14 @@
 """The board side of the serial link: frames in, the core's beats through two FIFOs, frames out.
 
-Frame format, types and constants: ``hw/isa.py`` (``LinkFrame``, ``LINK_*``). The host
+Frame format, types and constants: ``hw/board/protocol.py`` (``LinkFrame``, ``LINK_*``). The host
 asks and the board answers, one response a request, so the board never sends on its own
 and a host can never overrun it:
 
 * **Credit.** Every response carries ``credit``, the free beats of the input FIFO, and
   ``avail``, the result beats waiting in the output FIFO. A WRITE carries at most the
   credit; one that carries more is dropped (a host bug, not line noise).
-* **Resynchronization.** The receiver hunts for :data:`~hw.isa.LINK_SOF`; a header with
-  an unknown type or count, a wrong CRC, or :data:`~hw.isa.LINK_IDLE_BYTES` byte times of
+* **Resynchronization.** The receiver hunts for :data:`~hw.board.protocol.LINK_SOF`; a header with
+  an unknown type or count, a wrong CRC, or :data:`~hw.board.protocol.LINK_IDLE_BYTES` byte times of
   silence inside a frame send it back to hunting, with no response (``link_error``
   pulses). The host repeats a request it got no good response to.
 * **Repeats.** A request with the ``seq`` of the last one taken is a repeat (its response
@@ -23,7 +23,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, ResetInserter, Signal
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .. import isa
+from . import protocol
 from .uart import check_divisor
 
 __all__ = ["FIFO_DEPTH", "LinkController", "crc16_step", "stream_beat"]
@@ -41,7 +41,7 @@ def _crc16_byte(crc, byte):
     """CRC-16/CCITT-FALSE of ``byte`` after ``crc``, on integers (MSB first)."""
     crc ^= byte << 8
     for _ in range(8):
-        crc = ((crc << 1) ^ isa.LINK_CRC_POLY if crc & 0x8000 else crc << 1) & 0xFFFF
+        crc = ((crc << 1) ^ protocol.LINK_CRC_POLY if crc & 0x8000 else crc << 1) & 0xFFFF
     return crc
 
 
@@ -126,7 +126,7 @@ class LinkController(wiring.Component):
         free = Signal(range(FIFO_DEPTH + 1))
         m.d.comb += free.eq(FIFO_DEPTH - in_fifo.level)
 
-        max_beats = isa.LINK_MAX_BEATS
+        max_beats = protocol.LINK_MAX_BEATS
         m.submodules.rx_buffer = rx_mem = memory.Memory(shape=width, depth=max_beats, init=[])
         m.submodules.tx_buffer = tx_mem = memory.Memory(shape=width, depth=max_beats, init=[])
         rx_write, rx_read = rx_mem.write_port(), rx_mem.read_port()
@@ -134,15 +134,15 @@ class LinkController(wiring.Component):
 
         byte = self.i_byte.payload
         got = self.i_byte.valid
-        crc = Signal(16, init=isa.LINK_CRC_INIT)
-        header = Signal(range(len(isa.LINK_HEADER)))
+        crc = Signal(16, init=protocol.LINK_CRC_INIT)
+        header = Signal(range(len(protocol.LINK_HEADER)))
         kind, seq, count, flags = (Signal(8, name=n) for n in ("kind", "seq", "count", "flags"))
         last_seq, have_seq = Signal(8), Signal()
         beat = Signal(width)
         byte_index = Signal(range(nbytes))
         beat_index = Signal(range(max_beats + 1))
         crc_hi_ok = Signal()
-        idle_limit = isa.LINK_IDLE_BYTES * 10 * self._divisor
+        idle_limit = protocol.LINK_IDLE_BYTES * 10 * self._divisor
         idle = Signal(range(idle_limit + 1))
         # the response
         response, resp_count, resp_flags = Signal(8), Signal(8), Signal(8)
@@ -153,7 +153,7 @@ class LinkController(wiring.Component):
         m.d.sync += self.link_error.eq(0)
         m.d.comb += self.core_reset.eq(0)
         is_repeat = have_seq & (seq == last_seq)
-        kinds = (isa.LinkFrame.RESET, isa.LinkFrame.WRITE, isa.LinkFrame.READ)
+        kinds = (protocol.LinkFrame.RESET, protocol.LinkFrame.WRITE, protocol.LinkFrame.READ)
         known = Cat(*(kind == k for k in kinds)).any()
 
         def drop():
@@ -165,8 +165,8 @@ class LinkController(wiring.Component):
 
         with m.FSM():
             with m.State("HUNT"):
-                m.d.sync += [crc.eq(isa.LINK_CRC_INIT), header.eq(0), idle.eq(0)]
-                with m.If(got & (byte == isa.LINK_SOF)):
+                m.d.sync += [crc.eq(protocol.LINK_CRC_INIT), header.eq(0), idle.eq(0)]
+                with m.If(got & (byte == protocol.LINK_SOF)):
                     m.next = "HEADER"
             with m.State("HEADER"):
                 m.d.sync += idle.eq(idle + 1)
@@ -177,15 +177,15 @@ class LinkController(wiring.Component):
                     with m.If(header < 4):
                         m.d.sync += fields[header[:2]].eq(byte)
                     m.d.sync += [byte_index.eq(0), beat_index.eq(0)]
-                    with m.If(header == len(isa.LINK_HEADER) - 1):
+                    with m.If(header == len(protocol.LINK_HEADER) - 1):
                         with m.If(~known):
                             drop()
-                        with m.Elif(kind == isa.LinkFrame.WRITE):
+                        with m.Elif(kind == protocol.LinkFrame.WRITE):
                             with m.If(count == 0):
                                 drop()
                             with m.Else():
                                 m.next = "PAYLOAD"
-                        with m.Elif((kind == isa.LinkFrame.RESET) & (count != 0)):
+                        with m.Elif((kind == protocol.LinkFrame.RESET) & (count != 0)):
                             drop()
                         with m.Else():
                             m.next = "CRC_HI"
@@ -224,12 +224,12 @@ class LinkController(wiring.Component):
             with m.State("TAKE"):
                 m.d.sync += [beat_index.eq(0), pending.eq(0)]
                 with m.Switch(kind):
-                    with m.Case(isa.LinkFrame.RESET):
+                    with m.Case(protocol.LinkFrame.RESET):
                         m.d.comb += self.core_reset.eq(1)
-                        m.d.sync += [have_seq.eq(0), response.eq(isa.LinkFrame.ACK)]
+                        m.d.sync += [have_seq.eq(0), response.eq(protocol.LinkFrame.ACK)]
                         m.next = "RESPOND"
-                    with m.Case(isa.LinkFrame.WRITE):
-                        m.d.sync += response.eq(isa.LinkFrame.ACK)
+                    with m.Case(protocol.LinkFrame.WRITE):
+                        m.d.sync += response.eq(protocol.LinkFrame.ACK)
                         with m.If(is_repeat):
                             m.next = "RESPOND"
                         with m.Elif(count > free):
@@ -238,7 +238,7 @@ class LinkController(wiring.Component):
                             m.d.sync += [have_seq.eq(1), last_seq.eq(seq)]
                             m.next = "COPY"
                     with m.Default():  # READ
-                        m.d.sync += response.eq(isa.LinkFrame.DATA)
+                        m.d.sync += response.eq(protocol.LinkFrame.DATA)
                         with m.If(is_repeat):
                             m.next = "RESPOND"
                         with m.Else():  # a repeat keeps the beats it sent
@@ -252,7 +252,7 @@ class LinkController(wiring.Component):
                         beat_index.eq(beat_index + 1),
                         pending.eq(1),
                         pending_last.eq(
-                            (beat_index + 1 == count) & (flags & isa.LINK_FLAG_LAST).any()
+                            (beat_index + 1 == count) & (flags & protocol.LINK_FLAG_LAST).any()
                         ),
                     ]
                 with m.Else():
@@ -275,19 +275,19 @@ class LinkController(wiring.Component):
                 m.d.sync += [
                     credit.eq(free),
                     avail.eq(out_fifo.level),
-                    crc.eq(isa.LINK_CRC_INIT),
+                    crc.eq(protocol.LINK_CRC_INIT),
                     header.eq(0),
-                    resp_count.eq(Mux(response == isa.LinkFrame.DATA, tx_count, 0)),
+                    resp_count.eq(Mux(response == protocol.LinkFrame.DATA, tx_count, 0)),
                     resp_flags.eq(
                         Cat(
-                            (response == isa.LinkFrame.DATA) & tx_last,
+                            (response == protocol.LinkFrame.DATA) & tx_last,
                             self.core_error,
                         )
                     ),
                 ]
                 m.next = "SEND_SOF"
             with m.State("SEND_SOF"):
-                m.d.comb += [self.o_byte.valid.eq(1), self.o_byte.payload.eq(isa.LINK_SOF)]
+                m.d.comb += [self.o_byte.valid.eq(1), self.o_byte.payload.eq(protocol.LINK_SOF)]
                 with m.If(self.o_byte.ready):
                     m.next = "SEND_HEADER"
             with m.State("SEND_HEADER"):
@@ -300,7 +300,7 @@ class LinkController(wiring.Component):
                 with m.If(self.o_byte.ready):
                     m.d.sync += [crc.eq(crc16_step(crc, out)), header.eq(header + 1)]
                     m.d.sync += [byte_index.eq(0), beat_index.eq(0)]
-                    with m.If(header == len(isa.LINK_HEADER) - 1):
+                    with m.If(header == len(protocol.LINK_HEADER) - 1):
                         with m.If(resp_count == 0):
                             m.next = "SEND_CRC_HI"
                         with m.Else():
