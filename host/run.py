@@ -135,6 +135,8 @@ def run_images(
 
         results = run_shards(backend, program, pieces, workers, progress)
     else:
+        if len(pieces) == 1 and hasattr(backend, "progress"):
+            backend.progress = progress  # one shard: the simulator's own progress bar
         results = [
             backend.run(program, p)
             for p in tqdm(

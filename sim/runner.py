@@ -352,7 +352,7 @@ class Simulator:
             )
         return tests, failed
 
-    def stream(self, programs, *, gap=0.0, stall=0.0, seed=1):
+    def stream(self, programs, *, gap=0.0, stall=0.0, seed=1, progress=None):
         """Stream each program (uint8 beats ``[n, stream_bytes]``) through the core.
 
         One simulator run, the player (``sim/player.py``), streams them one after the
@@ -362,6 +362,10 @@ class Simulator:
         its own until each status packet. Returns a list of ``(result beats, report)``;
         a report has ``sim_cycles`` and ``sim_seconds`` (that program's simulated run
         alone) and ``wall_seconds`` (the whole run, simulator start-up included).
+
+        ``progress``: a label; with it, a progress bar counts the result beats the
+        harness has written so far (its results file, flushed every 1024 beats and read
+        twice a second from this process: nothing crosses into the simulator).
 
         Raises
         ------
@@ -391,6 +395,7 @@ class Simulator:
         work = build_root() / cfg.tag / "runs"
         work.mkdir(parents=True, exist_ok=True)
         player_dir = pathlib.Path(tempfile.mkdtemp(prefix="program-", dir=work))
+        watch = _ResultsWatch(player_dir / HARNESS_RESULTS, progress) if progress else None
         try:
             job = _player_job(player_dir, checked, gap, stall, seed, cfg.raw_beats)
             self.run(
@@ -406,7 +411,12 @@ class Simulator:
             )
             reports = json.loads((player_dir / job["report"]).read_text())
             outs = [read_hex(player_dir / p["results"], cfg.stream_bytes) for p in job["programs"]]
+            if watch is not None:
+                watch.stop(sum(len(o) for o in outs))
+                watch = None
         finally:
+            if watch is not None:
+                watch.stop()
             shutil.rmtree(player_dir, ignore_errors=True)
         wall = time.perf_counter() - start
         return [
@@ -434,6 +444,44 @@ class Simulator:
 
     def _keep(self, log_path):
         return keep_log(self.config, log_path, self.kind, self.sim)
+
+
+class _ResultsWatch:
+    """A progress bar of the result beats the harness has written to ``path`` (one line
+    a beat), updated from a thread of this process until :meth:`stop`."""
+
+    def __init__(self, path, label):
+        import threading
+
+        from tqdm import tqdm
+
+        self._path, self._stop = path, threading.Event()
+        self._bar = tqdm(desc=f"{label} result beats", unit="beat", mininterval=0.5)
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _count(self):
+        try:
+            with open(self._path, "rb") as f:
+                return f.read().count(b"\n")
+        except OSError:  # not written yet, or moved away when the program ended
+            return None
+
+    def _poll(self):
+        seen = 0
+        while not self._stop.wait(0.5):
+            n = self._count()
+            if n is not None and n > seen:
+                self._bar.update(n - seen)
+                seen = n
+
+    def stop(self, total=None):
+        """End the bar, at ``total`` beats when the run's results are known."""
+        self._stop.set()
+        self._thread.join()
+        if total is not None and total > self._bar.n:
+            self._bar.update(total - self._bar.n)
+        self._bar.close()
 
 
 def write_hex(path, beats):

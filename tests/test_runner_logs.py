@@ -98,3 +98,26 @@ def test_failed_ceiling_keeps_its_output(tmp_path, monkeypatch):
     assert kept.parent == tmp_path / "build" / cfg.tag / "failed"
     assert '"done": 0' in kept.read_text()
     assert not list((tmp_path / "build" / cfg.tag / "runs").iterdir())  # run dir removed
+
+
+def test_results_watch_counts_the_beats_written(tmp_path, capsys):
+    """The progress bar of a one-shard run counts the lines the harness has written to
+    its results file, before the file exists and after it is moved away."""
+    import time
+
+    from sim.runner import _ResultsWatch
+
+    path = tmp_path / "results.hex"
+    watch = _ResultsWatch(path, "rtl 2x2")
+    time.sleep(0.7)  # no file yet
+    path.write_text("00 0\n" * 5)
+    time.sleep(1.2)
+    with open(path, "a") as f:
+        f.write("01 1\n" * 3)
+    time.sleep(1.2)
+    n = watch._bar.n
+    path.unlink()  # moved away when the program ends
+    time.sleep(0.7)
+    watch.stop()
+    assert n == 8 and watch._bar.n == 8
+    assert "rtl 2x2 result beats" in capsys.readouterr().err

@@ -94,6 +94,9 @@ class RtlBackend:
             )
         self.gap, self.stall, self.seed = float(gap), float(stall), int(seed)
         self._simulator = None
+        #: show a progress bar of the result beats while a run streams (set by
+        #: ``host.run.run_images`` for a run of one shard in this process)
+        self.progress = False
 
     def sources(self):
         """The netlist to simulate: None for the generated Verilog."""
@@ -113,7 +116,15 @@ class RtlBackend:
         """Run raw program beats; returns ``(result beats, report)``."""
         simulator = self.prepare()
         try:
-            return simulator.stream([beats], gap=self.gap, stall=self.stall, seed=self.seed)[0]
+            return simulator.stream(
+                [beats],
+                gap=self.gap,
+                stall=self.stall,
+                seed=self.seed,
+                progress=f"{self.name} {self.config.rows}x{self.config.cols}"
+                if self.progress
+                else None,
+            )[0]
         except runner.SimError as exc:
             raise BackendError(str(exc)) from None
 

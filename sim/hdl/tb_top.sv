@@ -45,6 +45,7 @@ module tb_top #(
 );
     logic [W-1:0] program_mem [0:(1 << DEPTH_LOG2) - 1];
     logic [31:0]  idx;
+    logic [31:0]  written;  // result beats written; flushed every 1024 for progress bars
     logic         running;
     logic [31:0]  lfsr_in, lfsr_out;
     string        program_file, results_file;
@@ -104,6 +105,7 @@ module tb_top #(
             $readmemh(program_file, program_mem, 0, player_beats - 1);
             fd <= $fopen(results_file, "w");
             idx <= 0;
+            written <= 0;
             running <= 1;
             player_done <= 0;
             player_cycles <= 0;
@@ -114,6 +116,8 @@ module tb_top #(
             if (p_valid && c_s_tready) idx <= idx + 1;
             if (c_m_tvalid && c_m_tready) begin
                 $fdisplay(fd, "%h %0d", c_m_tdata, c_m_tlast);
+                written <= written + 1;
+                if (written[9:0] == 10'h3ff) $fflush(fd);
                 if (c_m_tlast) begin
                     $fclose(fd);
                     running <= 0;
