@@ -52,7 +52,8 @@ def clock_for(
 ) -> tuple[float, str]:
     """(MHz, where it came from): the option, else the synthesized ECP5 Fmax of this array
     size and pipeline from this checkout's ``make synth`` (the entry of this exact
-    configuration if there is one), else from the committed table
+    configuration if there is one; not one of other hardware), else from the committed
+    table
     (:mod:`hw.synth.figures`; ``figures`` names another, for tests), saying if the
     hardware has changed since, else 100.
 
@@ -63,17 +64,20 @@ def clock_for(
     """
     if override is not None:
         return check_clock_mhz(override), "--clock-mhz"
+    from hw.synth.figures import current, lookup
+
     try:
         with open(report) as f:
             entries = json.load(f)
         pipeline = "deep" if cfg.deep_pipeline else "shallow"
-        same = [
+        same = [  # a local entry of older hardware gives way to the committed table
             e
             for e in entries
             if e.get("family") == "ecp5"
             and e.get("fmax_mhz")
             and (e.get("rows"), e.get("cols"), e.get("pipeline", "deep"))
             == (cfg.rows, cfg.cols, pipeline)
+            and current(e)
         ]
         same.sort(key=lambda e: e.get("config") != cfg.tag)
         if same:
@@ -86,8 +90,6 @@ def clock_for(
             )
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
-    from hw.synth.figures import lookup
-
     found = lookup(cfg, path=figures)
     if found is not None:
         e, current = found

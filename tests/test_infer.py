@@ -181,6 +181,12 @@ def test_clock_from_the_committed_figures(tmp_path):
     mhz, source = clock_for(cfg, report=no_report, figures=path)
     assert mhz == 99.0 and "the hardware source has changed since" in source
     assert figures.lookup(CoreConfig(rows=4, cols=4), path=path) is None
+    # a local report of other hardware gives way to the committed table; of this, not
+    local = tmp_path / "report.json"
+    local.write_text(json.dumps([{**entry, "hw_hash": "f" * 16 + "-0", "fmax_mhz": 12.0}]))
+    assert clock_for(cfg, report=local, figures=path)[0] == 99.0
+    local.write_text(json.dumps([{**entry, "fmax_mhz": 12.0}]))
+    assert clock_for(cfg, report=local, figures=path)[0] == 12.0
 
 
 # -- --model takes a quantized model too ------------------------------------------------

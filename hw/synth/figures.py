@@ -15,7 +15,7 @@ from ..config import CoreConfig
 from ..generate import source_hash
 from ..util.files import atomic_write
 
-__all__ = ["FIGURES", "KEYS", "lookup", "update"]
+__all__ = ["FIGURES", "KEYS", "current", "lookup", "update"]
 
 #: The committed table.
 FIGURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures.json")
@@ -44,6 +44,12 @@ KEYS = (
     "fmax_mhz",
     "critical_path",
 )
+
+
+def current(entry: dict) -> bool:
+    """Whether a synthesis entry was made from the hardware source as it is now (an
+    entry without a hash, written by hand or by an older flow, counts as current)."""
+    return str(entry.get("hw_hash", source_hash())).split("-")[0] == source_hash()
 
 
 def _key(entry: dict) -> tuple:
@@ -88,6 +94,5 @@ def lookup(
     pipeline = "deep" if cfg.deep_pipeline else "shallow"
     for entry in table:
         if _key(entry) == (family, cfg.rows, cfg.cols, pipeline) and entry.get("fmax_mhz"):
-            current = str(entry.get("hw_hash", "")).split("-")[0] == source_hash()
-            return entry, current
+            return entry, current(entry)
     return None
