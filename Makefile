@@ -76,11 +76,13 @@ clean:  ## remove build/ (keeps .venv)
 	rm -rf build
 
 # The board top (core + serial link + PLL) through amaranth-boards' platform with the
-# yowasp tools: build/bitstream/$(BOARD)-$(SIZE)/top.bit and report.md.
+# yowasp tools: build/bitstream/$(BOARD)-$(BOARD_SIZE)/top.bit and report.md.
 BOARD ?= ulx3s
-SIZE  ?= 4x4
+# the board's array: SIZE when given (make bitstream SIZE=8x8), else the 4x4 (the 8x8
+# board top does not route yet; SIZE's own default, 8x8, is the other targets')
+BOARD_SIZE = $(if $(filter command line environment,$(origin SIZE)),$(SIZE),4x4)
 .PHONY: bitstream
-bitstream: $(STAMP)  ## board bitstream (BOARD=ulx3s SIZE=4x4 [CLK_MHZ=30]) with its timing report
-	$(PY) -m hw.board.build --board $(BOARD) --size $(SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) $(ARGS)
-	$(PY) -m host.backends.board --config build/bitstream/$(BOARD)-$(SIZE)/config.json \
-		$(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) --report build/bitstream/$(BOARD)-$(SIZE)/report.md
+bitstream: $(STAMP)  ## board bitstream (BOARD=ulx3s, SIZE default 4x4 [CLK_MHZ=30]) with its timing report
+	$(PY) -m hw.board.build --board $(BOARD) --size $(BOARD_SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) $(ARGS)
+	$(PY) -m host.backends.board --config build/bitstream/$(BOARD)-$(BOARD_SIZE)/config.json \
+		$(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) --report build/bitstream/$(BOARD)-$(BOARD_SIZE)/report.md
