@@ -202,7 +202,7 @@ PROOFS = {
         ),
     ),
     "error_sticky": Proof(
-        "error sticky until the status packet; no write or push after it", lambda cfg: ("prove", 4)
+        "error sticky until the status packet; no write or push after it", lambda cfg: ("prove", 6)
     ),
     # a frame left without a status packet, then every frame the core can hold, then
     # a status packet
