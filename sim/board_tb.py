@@ -34,11 +34,11 @@ def _gate_netlist(cfg, rtl, divisor):
     """The board top's technology-independent netlist (``sim/gate.py``'s Yosys script)."""
     import subprocess
 
-    from sim.build import ROOT, SimError, cached, files_hash
+    from sim.build import SimError, build_root, cached, files_hash
     from sim.gate import SCRIPT, _simcells, _yosys
 
     script = SCRIPT.replace("core.v", "board_top.v").replace("-top core", "-top board_top")
-    out = ROOT / "build" / cfg.tag / f"board-gate-{divisor}"
+    out = build_root() / cfg.tag / f"board-gate-{divisor}"
 
     def synthesize():
         out.mkdir(parents=True, exist_ok=True)
@@ -58,13 +58,14 @@ def build_board(cfg, divisor=SIM_DIVISOR, gate=False):
     With ``gate``, its gate-level netlist (as the ``gate`` backend's)."""
     from amaranth.back import verilog
 
+    import hw.board
     from hw.board.top import BoardTop
     from sim import runner
-    from sim.build import ROOT, cached, files_hash, hw_hash
+    from sim.build import build_root, cached, files_hash, hw_hash
 
-    board_src = sorted((ROOT / "hw" / "board").glob("*.py"))
+    board_src = sorted(pathlib.Path(hw.board.__file__).resolve().parent.glob("*.py"))
     key = files_hash(hw_hash(), divisor, *board_src)
-    out = ROOT / "build" / cfg.tag / f"board-rtl-{divisor}" / "board_top.v"
+    out = build_root() / cfg.tag / f"board-rtl-{divisor}" / "board_top.v"
 
     def write():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +108,10 @@ def run_board(cfg, programs, *, max_beats=32, faults=None, divisor=SIM_DIVISOR, 
     """
     import numpy as np
 
-    from sim.build import ROOT
+    import host
 
+    # the bench imports the host's link code: the folder that holds the host package
+    packages = pathlib.Path(host.__file__).resolve().parent.parent
     simulator = build_board(cfg, divisor, gate)
     work = simulator.build_dir / "runs"
     work.mkdir(parents=True, exist_ok=True)
@@ -132,7 +135,7 @@ def run_board(cfg, programs, *, max_beats=32, faults=None, divisor=SIM_DIVISOR, 
             env={
                 "BOARD_JOB": str(job_dir / "job.json"),
                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-                "PYTHONPATH": str(ROOT),  # the bench imports the host's link code
+                "PYTHONPATH": str(packages),
             },
             test_dir=job_dir,
             player_dir=job_dir,
