@@ -43,7 +43,9 @@ async def _start(dut):
 
 @cocotb.test()
 async def pe_random(dut):
-    """psum_out(t+2) == psum_in(t+1) + act_in(t) * weight(t), incl. -128 x -128."""
+    """psum_out(t+L) == psum_in(t+L-1) + act_in(t) * weight(t), L = pe_latency (2, or 3
+    with the deep pipeline), incl. -128 x -128."""
+    lat = config_from_env().pe_latency
     rng = await _start(dut)
     psum_bits = len(dut.psum_in)
     hist = []
@@ -57,9 +59,9 @@ async def pe_random(dut):
         dut.weight.value = w & 0xFF
         dut.psum_in.value = p & ((1 << psum_bits) - 1)
         hist.append((a, w, p))
-        if t >= 2:
+        if t >= lat:
             got = dut.psum_out.value.to_signed()
-            a2, w2, _ = hist[t - 2]
+            a2, w2, _ = hist[t - lat]
             want = hist[t - 1][2] + a2 * w2
             assert got == want, f"cycle {t}: psum_out {got}, expected {want}"
             assert dut.act_out.value.to_signed() == hist[t - 1][0]
@@ -78,7 +80,7 @@ async def array_tile_per_cycle(dut):
     words = rng.integers(-128, 128, (n, R), dtype=np.int8)
     words[::9] = -128
     choice = rng.integers(0, len(tiles), n)
-    delay = R + C
+    delay = cfg.array_output_delay
     for t in range(n + delay + 1):
         await FallingEdge(dut.clk)
         if t < n:
