@@ -82,7 +82,7 @@ def test_stall_bound_from_the_configuration():
 def test_write_gives_the_design_and_the_sby_file(tmp_path):
     folder = formal.write("error_sticky", "3x2-shallow", root=tmp_path)
     sby = (folder / "error_sticky.sby").read_text()
-    assert "mode prove\ndepth 4\n" in sby and "smtbmc --nopresat yices" in sby
+    assert "mode prove\ndepth 6\n" in sby and "smtbmc --nopresat yices" in sby
     design = (folder / "design.il").read_text()
     assert "no buffer written for a beat taken while an error is held" in design
     broken = formal.write("error_sticky", "3x2-shallow", "write_after_error", root=tmp_path)
