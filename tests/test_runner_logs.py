@@ -109,15 +109,24 @@ def test_results_watch_counts_the_beats_written(tmp_path, capsys):
 
     path = tmp_path / "results.hex"
     watch = _ResultsWatch(path, "rtl 2x2")
+
+    def seen(n, timeout=30.0):  # the bar's count once it reaches n (or the time is up)
+        end = time.monotonic() + timeout
+        while watch._bar.n < n and time.monotonic() < end:
+            time.sleep(0.05)
+        return watch._bar.n
+
     time.sleep(0.7)  # no file yet
     path.write_text("00 0\n" * 5)
-    time.sleep(1.2)
+    assert seen(5) == 5
     with open(path, "a") as f:
         f.write("01 1\n" * 3)
-    time.sleep(1.2)
-    n = watch._bar.n
+    assert seen(8) == 8
     path.unlink()  # moved away when the program ends
     time.sleep(0.7)
     watch.stop()
-    assert n == 8 and watch._bar.n == 8
+    assert watch._bar.n == 8
+    watch2 = _ResultsWatch(tmp_path / "never.hex", "gate 2x2")
+    watch2.stop(total=12)  # the run's own count when nothing was read in time
+    assert watch2._bar.n == 12
     assert "rtl 2x2 result beats" in capsys.readouterr().err
