@@ -1,4 +1,4 @@
-"""``python -m host <command>``: see :mod:`host.cli`."""
+"""``python -m systolic.host <command>``: see :mod:`systolic.host.cli`."""
 
 import sys
 

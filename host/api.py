@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hw.config import CoreConfig
+from systolic.hw.config import CoreConfig
 
 from . import golden, metrics
 from .backends import BACKENDS, BackendError, get_backend
@@ -102,7 +102,7 @@ class Accelerator:
         cls, path: str, config: CoreConfig | None = None, batch: int | None = None
     ) -> "Accelerator":
         """A quantized ONNX file (QDQ, QLinearMatMul or MatMulInteger; see
-        :mod:`host.nn.onnx_frontend`); ONNX Runtime is its reference."""
+        :mod:`systolic.host.nn.onnx_frontend`); ONNX Runtime is its reference."""
         from .nn.onnx_frontend import OnnxReference, load_onnx
 
         qmodel = load_onnx(path)

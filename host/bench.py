@@ -4,7 +4,7 @@ distributed runs, measured in one run.
 Writes ``build/bench/bench.json``, ``build/bench/REPORT.md``, ``build/bench/report.html``
 (the same report) and PNG plots:
 
-* the comparison table (:func:`host.report_bench.comparison_table`): training time per
+* the comparison table (:func:`systolic.host.report_bench.comparison_table`): training time per
   epoch, batch-1 latency, throughput at batch 256 and at the best batch, peak memory,
   for PyTorch on the CPU (float, int8), on a CUDA GPU (eager, and batch 1 as a CUDA
   graph; a line says when there is none), the core per array size (modelled), DDP
@@ -14,7 +14,7 @@ Writes ``build/bench/bench.json``, ``build/bench/REPORT.md``, ``build/bench/repo
   Fmax (or a stated default clock), on-chip memory the program needs;
 * a sample of each size on the rtl backend: outputs and cycles equal to the model's,
   and the simulation speed;
-* PyTorch (:mod:`host.bench_platforms`): ``torch.utils.benchmark`` timings at each
+* PyTorch (:mod:`systolic.host.bench_platforms`): ``torch.utils.benchmark`` timings at each
   batch, training time, peak memory, the machine's load;
 * data-parallel training: DDP over gloo, 2 processes, weights checked equal across
   the ranks and against one process;
@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from hw.config import CoreConfig
+from systolic.hw.config import CoreConfig
 
 from . import golden, metrics
 from .backends import get_backend
@@ -92,9 +92,9 @@ def sweep_config(rows, cols):
 def measure_torch(model_path, images, repeat, epochs, architecture):
     """PyTorch on the CPU, in a child process so that its peak memory is its own: the float
     model and the converted int8 graph of ``model_path``, and training a network of the
-    same ``architecture`` (:func:`host.nn.train.train` keyword arguments).
+    same ``architecture`` (:func:`systolic.host.nn.train.train` keyword arguments).
 
-    Kept for callers of the earlier interface: :func:`host.bench_platforms.measure_cpu`
+    Kept for callers of the earlier interface: :func:`systolic.host.bench_platforms.measure_cpu`
     at batches 1 and 256."""
     return measure_cpu(
         model_path, images, (1, 256), _min_run_time(repeat), {"epochs": epochs, **architecture}
@@ -120,7 +120,7 @@ def network_name(qmodel) -> str:
 
 
 def _architecture(float_model) -> dict:
-    """:func:`host.nn.train.train` arguments for a network like ``float_model``."""
+    """:func:`systolic.host.nn.train.train` arguments for a network like ``float_model``."""
     if isinstance(float_model, Cnn):
         return {"model": "cnn", "channels": float_model.channels}
     return {"model": "mlp", "hidden": tuple(float_model.sizes[1:-1])}
@@ -128,7 +128,7 @@ def _architecture(float_model) -> dict:
 
 def breakdowns(qmodel, x, arrays, clock_override=None):
     """Where the cycles of one image go at batch 1 (the exact cycle model,
-    :func:`host.metrics.cycle_breakdown`), per array size, steady state: the preamble
+    :func:`systolic.host.metrics.cycle_breakdown`), per array size, steady state: the preamble
     and the first image's load are reported apart.
 
     ``latency_cycles`` is one image alone with the weights already on chip: a program
@@ -327,7 +327,7 @@ _times = times  # the wording of ratios, kept under its earlier name
 
 
 def plots(result, out_dir, labels):
-    """The report's PNGs in ``out_dir`` (:func:`host.report_plots.plots`)."""
+    """The report's PNGs in ``out_dir`` (:func:`systolic.host.report_plots.plots`)."""
     from .report_plots import plots as _plots
 
     return _plots(result, out_dir, labels)
@@ -390,7 +390,7 @@ def bench(
     ddp_images: int | None = None,
 ) -> dict:
     """Run the benchmark on ``model`` (a float checkpoint, a quantized model or a
-    quantized ONNX file, see :func:`host.nn.quantize.load_for_inference`).
+    quantized ONNX file, see :func:`systolic.host.nn.quantize.load_for_inference`).
 
     Parameters
     ----------
@@ -496,7 +496,7 @@ def bench_core(cfg: CoreConfig, M: int = 64, K: int = 784, N: int = 128, seed: i
     same program on Verilator's ceiling (the same harness driven by a small C++ loop
     instead of cocotb), whose result beats must equal the backend's.
 
-    Returns the counters and :func:`host.metrics.run_figures`, the outputs' mismatches
+    Returns the counters and :func:`systolic.host.metrics.run_figures`, the outputs' mismatches
     against numpy (-1 after a core error), and the simulation speeds: the backend's
     inside the simulator (``sim_cycles_per_second``) and counting its start-up
     (``wall_cycles_per_second``), Verilator's ceiling (``ceiling_cycles_per_second``)

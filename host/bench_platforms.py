@@ -162,7 +162,7 @@ def _in_child(target, *args):
 def measure_cpu(model_path: str, images: np.ndarray, batches, min_run_time: float, train_kwargs):
     """PyTorch on the CPU (:data:`THREADS` threads) in a child process: the float model
     and the converted int8 graph of ``model_path`` at each batch, and training
-    (:func:`host.nn.train.train` with ``train_kwargs``). ``batches`` must hold 1 and 256.
+    (:func:`systolic.host.nn.train.train` with ``train_kwargs``). ``batches`` must hold 1 and 256.
     """
     if not {1, 256} <= set(batches):
         raise ValueError(f"batches must include 1 and 256, not {sorted(batches)}")
@@ -215,7 +215,7 @@ def _gpu_child(queue, model_path, images, batches, min_run_time, train_kwargs):
         x1 = to_input(images[:1]).to(dev)
         out["graph_batch1"] = _graph_batch1(model, x1, min_run_time)
     out["inference_peak_bytes"] = torch.cuda.max_memory_allocated(dev)
-    # training: the recipe of host.nn.train (seeded Adam, shuffled batches), on the GPU
+    # training: the recipe of systolic.host.nn.train (seeded Adam, shuffled batches), on the GPU
     torch.cuda.reset_peak_memory_stats(dev)
     torch.manual_seed(train_kwargs.get("seed", 0))
     arch = {k: train_kwargs[k] for k in ("model", "hidden", "channels") if k in train_kwargs}
@@ -328,7 +328,7 @@ def measure_ddp(
     arch: dict, images: int | None, epochs: int, world: int = 2, seed: int = 0, batch_size: int = 64
 ) -> dict:
     """Data-parallel training: ``world`` processes (``torch.multiprocessing.spawn``),
-    DistributedDataParallel over gloo, the recipe of :func:`host.nn.train.train`
+    DistributedDataParallel over gloo, the recipe of :func:`systolic.host.nn.train.train`
     (seeded Adam, lr 1e-3, global batch ``batch_size`` split between the ranks).
 
     ``images``: the first ``images`` of each epoch's shuffled order (a fraction of an

@@ -1,10 +1,10 @@
 """Output files: checked before any work, written atomically (a temporary name in the same
-directory, then rename: :func:`hw.util.files.atomic_write`, re-exported here)."""
+directory, then rename: :func:`systolic.hw.util.files.atomic_write`, re-exported here)."""
 
 import os
 import tempfile
 
-from hw.util.files import atomic_write  # the one copy, shared with hw and sim
+from systolic.hw.util.files import atomic_write  # the one copy, shared with hw and sim
 
 __all__ = ["atomic_write", "check_output_path"]
 

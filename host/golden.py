@@ -122,7 +122,7 @@ def requantize(
 
 
 def linear(x: np.ndarray, layer) -> np.ndarray:
-    """One quantized Linear layer (a ``host.nn.qmodel.QuantLayer``) on int8 ``x``."""
+    """One quantized Linear layer (a ``systolic.host.nn.qmodel.QuantLayer``) on int8 ``x``."""
     acc = wrap_int32(
         matmul_i8(x, layer.weight, layer.input_zero_point) + np.asarray(layer.bias, np.int64)
     )

@@ -1,7 +1,7 @@
 """One quantized matrix multiply on any backend, for users who bring their own matrices.
 
 >>> import numpy as np
->>> from host.matmul import matmul
+>>> from systolic.host.matmul import matmul
 >>> a = np.array([[1, -2], [3, 4]], np.int8)
 >>> b = np.array([[5, 6, 7], [8, 9, 10]], np.int8)
 >>> matmul(a, b, bias=np.array([1, 2, 3]))              # int32 accumulators
@@ -22,7 +22,7 @@ True
 
 import numpy as np
 
-from hw.config import CoreConfig
+from systolic.hw.config import CoreConfig
 
 from .backends import BACKENDS, get_backend
 from .compile import CompileError, compile_matmul

@@ -16,8 +16,8 @@ Useful MACs are the multiply-accumulates the network needs (``K x N`` a row of a
 not the padded tiles the array runs.
 """
 
-from hw import isa
-from hw.config import CoreConfig
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
 
 from .backends.model.cycles import walk
 

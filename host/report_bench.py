@@ -1,5 +1,5 @@
-"""The bench's report: one :func:`host.bench.bench` result as report blocks
-(:mod:`host.report`), the comparison table first.
+"""The bench's report: one :func:`systolic.host.bench.bench` result as report blocks
+(:mod:`systolic.host.report`), the comparison table first.
 
 Figures are either measured here (PyTorch timings, RTL simulation, DDP training, Dask
 runs) or modelled (the core: exact cycle counts of the model backend at the
@@ -536,7 +536,7 @@ _PLOT_TITLES = {
 
 
 def report_blocks(result: dict) -> list:
-    """The report of one :func:`host.bench.bench` result, as blocks."""
+    """The report of one :func:`systolic.host.bench.bench` result, as blocks."""
     table = comparison_table(result)
     n = result["sweep"][0]["images"]
     intro = (

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hw.config import CoreConfig
+from systolic.hw.config import CoreConfig
 
 from . import golden, metrics
 from .backends import get_backend
@@ -54,7 +54,7 @@ def clock_for(
     size and pipeline from this checkout's ``make synth`` (the entry of this exact
     configuration if there is one; not one of other hardware), else from the committed
     table
-    (:mod:`hw.synth.figures`; ``figures`` names another, for tests), saying if the
+    (:mod:`systolic.hw.synth.figures`; ``figures`` names another, for tests), saying if the
     hardware has changed since, else 100.
 
     Raises
@@ -64,7 +64,7 @@ def clock_for(
     """
     if override is not None:
         return check_clock_mhz(override), "--clock-mhz"
-    from hw.synth.figures import current, lookup
+    from systolic.hw.synth.figures import current, lookup
 
     try:
         with open(report) as f:
@@ -116,7 +116,7 @@ def run_images(
     so shards can run in parallel: ``workers`` local processes, or the workers of the
     Dask cluster whose scheduler is at ``scheduler`` (``tcp://HOST:PORT``; they must be
     able to import this package and, for rtl and gate, see the simulator's build
-    folder), see ``host.parallel``.
+    folder), see ``systolic.host.parallel``.
     """
     B = program.batch
     for name, value in (("shard", shard), ("workers", workers)):
@@ -184,9 +184,9 @@ def evaluate(
     reference (PyTorch's converted graph, or ONNX Runtime), and the float model if any.
 
     Returns the report dictionary (accuracies, mismatches against the golden model, the
-    counters and :func:`host.metrics.run_figures`) and the int8 logits (None after a
+    counters and :func:`systolic.host.metrics.run_figures`) and the int8 logits (None after a
     core error). ``shard``, ``workers`` and ``scheduler`` are :func:`run_images`'s;
-    ``backend_options`` go to :func:`host.backends.get_backend` (the board's ``port``).
+    ``backend_options`` go to :func:`systolic.host.backends.get_backend` (the board's ``port``).
     """
     x = qmodel.quantize_input(images)
     program = compile_model(qmodel, cfg, batch)

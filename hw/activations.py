@@ -19,7 +19,7 @@ class ActivationBuffer(wiring.Component):
     POSTPROC's pooling (:attr:`pool`), so it maps to two copies. Each buffer's output
     is registered (the block RAM's clock-to-output is slow and the buffers are many
     RAMs deep), then the selected word once more, like the weights (see
-    :class:`hw.weights.WeightBuffer`): ``cfg.mm_write_delay`` counts these three cycles.
+    :class:`systolic.hw.weights.WeightBuffer`): ``cfg.mm_write_delay`` counts these three cycles.
 
     Members
     -------

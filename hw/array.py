@@ -11,7 +11,7 @@ __all__ = ["SystolicArray", "array_output_delay"]
 
 def array_output_delay(cfg):
     """Cycles from a row on :attr:`SystolicArray.act` to its result on ``result``
-    (:attr:`hw.config.CoreConfig.array_output_delay`).
+    (:attr:`systolic.hw.config.CoreConfig.array_output_delay`).
 
     Written out: the activation of lane ``r`` reaches PE ``(r, c)`` ``r + c`` cycles
     after it enters, the sum of column ``c`` leaves the bottom PE ``rows - 1 + c +

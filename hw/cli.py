@@ -1,10 +1,11 @@
 """What every command of the ``systolic`` tool shares: click settings, one-line errors and
 the ``--size RxC`` and ``--config FILE`` options.
 
-The commands live beside what they drive (``hw.generate``, ``hw.synth.cli``,
-``sim.formal``, ``host.cli``); this module is the one place that says how a command
+The commands live beside what they drive (``systolic.hw.generate``, ``systolic.hw.synth.cli``,
+``systolic.sim.formal``, ``systolic.host.cli``); this module is the one place that says how a
+command
 reports a bad input: ``error: <what is wrong>`` on one line of stderr and exit status 2.
-It imports nothing but click and :mod:`hw.config`, so that ``--help`` stays fast.
+It imports nothing but click and :mod:`systolic.hw.config`, so that ``--help`` stays fast.
 """
 
 import sys

@@ -181,7 +181,7 @@ class CoreConfig:
         Deep pipeline 3: the activation and the weight are registered in the PE, so that
         the (diagonal, high-fan-out) weight bank registers and the left neighbour reach
         only a register, then the product, then the sum. Shallow 2: product and sum
-        (``hw.pe.ProcessingElement``).
+        (``systolic.hw.pe.ProcessingElement``).
         """
         return 3 if self.deep_pipeline else 2
 
@@ -189,7 +189,7 @@ class CoreConfig:
     def array_output_delay(self):
         """Cycles from a word entering the array to its aligned result row:
         ``rows - 1`` skew + ``cols - 1`` across + :attr:`pe_latency` in the last PE +
-        ``cols - 1 - c`` deskew of column ``c`` (``hw.array.SystolicArray``)."""
+        ``cols - 1 - c`` deskew of column ``c`` (``systolic.hw.array.SystolicArray``)."""
         return self.rows + self.cols + self.pe_latency - 2
 
     @property
@@ -210,7 +210,7 @@ class CoreConfig:
 
     @property
     def postproc_stages(self):
-        """Register stages of ``hw.postproc.PostProcessor``."""
+        """Register stages of ``systolic.hw.postproc.PostProcessor``."""
         return 8 if self.deep_pipeline else 4
 
     @property

@@ -38,14 +38,15 @@ class Engine(wiring.Component):
                                             PostProcessor)  -> hidden_write, o_result
 
     MATMUL row ``i`` reads activation word ``act_addr + i`` (or the word its address
-    pattern gives, see :class:`hw.sequencer.Sequencer`), selects ``weight_tile``
+    pattern gives, see :class:`systolic.hw.sequencer.Sequencer`), selects ``weight_tile``
     and, ``mm_write_delay`` cycles later, adds the array's result row into (or writes
-    it over) accumulator word ``acc_addr + i`` (:class:`hw.accumulator.Accumulator`).
+    it over) accumulator word ``acc_addr + i`` (:class:`systolic.hw.accumulator.Accumulator`).
     POSTPROC row ``i`` reads accumulator word ``acc_addr + i`` and parameter word
     ``param_addr`` and, ``postproc_latency - 1`` cycles later, writes the requantized
     row to the hidden buffer (``pool``: its maximum with the word there, read through
     ``pool_read`` a cycle before) or sends it on the result stream
-    (:class:`hw.result_path.ResultPath`). :class:`hw.sequencer.Sequencer` issues the rows
+    (:class:`systolic.hw.result_path.ResultPath`). :class:`systolic.hw.sequencer.Sequencer`
+    issues the rows
     and keeps the two kinds apart.
 
     Members

@@ -46,7 +46,7 @@ class _State(enum.Enum, shape=2):
 class _PatternRegister(data.StructLayout):
     """One target's address pattern, with what the checks of the instructions under it
     compare: its ``rows`` (``inner * outer``) and address ``limit`` (see
-    :class:`hw.payloads.LoopCheck`). ``set`` is low while the pattern is linear."""
+    :class:`systolic.hw.payloads.LoopCheck`). ``set`` is low while the pattern is linear."""
 
     def __init__(self, cfg):
         super().__init__(
@@ -71,7 +71,7 @@ class FrontEnd(wiring.Component):
 
     LOOP sets one target's address pattern (:class:`isa.LoopTarget`) in the cycle it is
     taken; it never waits and never enters the queue. Each queued MATMUL carries the
-    READ pattern, each POSTPROC the WRITE pattern (:data:`hw.payloads.QUEUED`). Both
+    READ pattern, each POSTPROC the WRITE pattern (:data:`systolic.hw.payloads.QUEUED`). Both
     are linear at reset and again from the cycle the status packet's last word is sent.
 
     Members

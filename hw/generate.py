@@ -1,5 +1,5 @@
 """Write the core's Verilog and its configuration JSON: ``systolic rtl`` (or
-``python -m hw.generate``)."""
+``python -m systolic.hw.generate``)."""
 
 import functools
 import hashlib
@@ -81,8 +81,8 @@ def command(size: str, config: str | None, out: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hw.generate``: the same command as ``systolic rtl``."""
-    return run(command, argv, prog_name="python -m hw.generate")
+    """``python -m systolic.hw.generate``: the same command as ``systolic rtl``."""
+    return run(command, argv, prog_name="python -m systolic.hw.generate")
 
 
 if __name__ == "__main__":

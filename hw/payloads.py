@@ -3,7 +3,7 @@
 Streams between blocks are :class:`amaranth.lib.stream.Signature`\\ s of the layouts
 below; buffer ports are the small :class:`wiring.Signature`\\ s at the end, named from
 the side that drives the address (the writer of a write port, the reader of a read
-port). Every width comes from :class:`hw.config.CoreConfig` or :mod:`hw.isa`.
+port). Every width comes from :class:`systolic.hw.config.CoreConfig` or :mod:`systolic.hw.isa`.
 """
 
 from amaranth.hdl import signed

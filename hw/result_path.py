@@ -56,7 +56,7 @@ class ResultPath(wiring.Component):
     ``raw_beats`` beats of int32 lanes).
 
     A row is issued by reading its accumulator word (through the accumulator's port)
-    and its parameter word; the row enters :class:`hw.postproc.PostProcessor` a cycle
+    and its parameter word; the row enters :class:`systolic.hw.postproc.PostProcessor` a cycle
     later, beside the read data. Result rows meet the stream's backpressure in one of
     two ways. With ``cfg.deep_pipeline``, rows for the stream go into a row FIFO
     (:func:`result_fifo_rows`) and a POSTPROC row for the stream is issued only while

@@ -4,8 +4,8 @@
 clock is the core's) with a fast baud divisor and builds it in Verilator;
 :func:`run_board` runs :func:`board_run`, the cocotb entry of this module, which drives
 ``rx`` with cocotbext-uart's ``UartSource``, listens on ``tx`` with its ``UartSink``, and
-runs each program through the same :class:`host.backends.link.LinkSession` that drives a
-real board over pyserial (:func:`host.backends.link.run_async` instead of
+runs each program through the same :class:`systolic.host.backends.link.LinkSession` that drives a
+real board over pyserial (:func:`systolic.host.backends.link.run_async` instead of
 ``run_blocking``). Faults are injected between the protocol and the pins: a byte of a
 request flipped or dropped, a byte of a response flipped.
 """
@@ -21,7 +21,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, Timer
 
-import hw.board.protocol as protocol
+import systolic.hw.board.protocol as protocol
 
 __all__ = ["board_run", "build_board", "run_board", "SIM_CLOCK_NS", "SIM_DIVISOR"]
 
@@ -34,8 +34,8 @@ def _gate_netlist(cfg, rtl, divisor):
     """The board top's technology-independent netlist (``sim/gate.py``'s Yosys script)."""
     import subprocess
 
-    from sim.build import SimError, build_root, cached, files_hash
-    from sim.gate import SCRIPT, _simcells, _yosys
+    from systolic.sim.build import SimError, build_root, cached, files_hash
+    from systolic.sim.gate import SCRIPT, _simcells, _yosys
 
     script = SCRIPT.replace("core.v", "board_top.v").replace("-top core", "-top board_top")
     out = build_root() / cfg.tag / f"board-gate-{divisor}"
@@ -54,16 +54,16 @@ def _gate_netlist(cfg, rtl, divisor):
 
 
 def build_board(cfg, divisor=SIM_DIVISOR, gate=False):
-    """Build the board top for ``cfg`` in Verilator (cached); a ``sim.runner.Simulator``.
+    """Build the board top for ``cfg`` in Verilator (cached); a ``systolic.sim.runner.Simulator``.
     With ``gate``, its gate-level netlist (as the ``gate`` backend's)."""
     from amaranth.back import verilog
 
-    import hw.board
-    from hw.board.top import BoardTop
-    from sim import runner
-    from sim.build import build_root, cached, files_hash, hw_hash
+    import systolic.hw.board as board_pkg
+    from systolic.hw.board.top import BoardTop
+    from systolic.sim import runner
+    from systolic.sim.build import build_root, cached, files_hash, hw_hash
 
-    board_src = sorted(pathlib.Path(hw.board.__file__).resolve().parent.glob("*.py"))
+    board_src = sorted(pathlib.Path(board_pkg.__file__).resolve().parent.glob("*.py"))
     key = files_hash(hw_hash(), divisor, *board_src)
     out = build_root() / cfg.tag / f"board-rtl-{divisor}" / "board_top.v"
 
@@ -108,10 +108,6 @@ def run_board(cfg, programs, *, max_beats=32, faults=None, divisor=SIM_DIVISOR, 
     """
     import numpy as np
 
-    import host
-
-    # the bench imports the host's link code: the folder that holds the host package
-    packages = pathlib.Path(host.__file__).resolve().parent.parent
     simulator = build_board(cfg, divisor, gate)
     work = simulator.build_dir / "runs"
     work.mkdir(parents=True, exist_ok=True)
@@ -131,11 +127,10 @@ def run_board(cfg, programs, *, max_beats=32, faults=None, divisor=SIM_DIVISOR, 
         (job_dir / "job.json").write_text(json.dumps(job))
         simulator.run(
             "board_run",
-            module="sim.board_tb",
+            module="systolic.sim.board_tb",
             env={
                 "BOARD_JOB": str(job_dir / "job.json"),
                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-                "PYTHONPATH": str(packages),
             },
             test_dir=job_dir,
             player_dir=job_dir,
@@ -202,8 +197,8 @@ async def board_run(dut):
     import numpy as np
     from cocotbext.uart import UartSink, UartSource
 
-    from host.backends.link import LinkSession, run_async
-    from sim.runner import config_from_env
+    from systolic.host.backends.link import LinkSession, run_async
+    from systolic.sim.runner import config_from_env
 
     path = pathlib.Path(os.environ["BOARD_JOB"])
     job = json.loads(path.read_text())

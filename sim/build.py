@@ -17,7 +17,7 @@ import shutil
 
 import filelock
 
-from hw.util.files import atomic_write
+from systolic.hw.util.files import atomic_write
 
 __all__ = [
     "HDL",
@@ -127,8 +127,8 @@ def cached(target, key, make):
 
 
 def hw_hash():
-    """Hash of the hardware description's source (``hw.generate.source_hash``)."""
-    from hw.generate import source_hash
+    """Hash of the hardware description's source (``systolic.hw.generate.source_hash``)."""
+    from systolic.hw.generate import source_hash
 
     return source_hash()
 

@@ -1,7 +1,7 @@
 """Formal proofs of the core's stream contract with SymbiYosys: ``systolic formal`` (or
-``python -m sim.formal``).
+``python -m systolic.sim.formal``).
 
-Each proof wraps the whole :class:`hw.core.Core` in a :class:`StreamContract` (the core
+Each proof wraps the whole :class:`systolic.hw.core.Core` in a :class:`StreamContract` (the core
 plus the properties of one proof) whose inputs are free: any program-stream
 tdata/tvalid/tlast and any result-stream tready, a new value every cycle, with no
 AXI4-Stream assumption on the input side. :func:`write` puts its RTLIL and a ``.sby``
@@ -52,14 +52,14 @@ from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Mux, ResetSignal, Signal
 from amaranth.lib import data, wiring
 
-from hw import isa
-from hw.cli import CONTEXT_SETTINGS, CliError
-from hw.cli import run as run_command
-from hw.config import CoreConfig
-from hw.core import Core
-from hw.frontend import input_beats
-from hw.isa import ErrorCode, Opcode
-from hw.payloads import QUEUED
+from systolic.hw import isa
+from systolic.hw.cli import CONTEXT_SETTINGS, CliError
+from systolic.hw.cli import run as run_command
+from systolic.hw.config import CoreConfig
+from systolic.hw.core import Core
+from systolic.hw.frontend import input_beats
+from systolic.hw.isa import ErrorCode, Opcode
+from systolic.hw.payloads import QUEUED
 
 __all__ = [
     "CONFIGS",
@@ -707,8 +707,8 @@ def command(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sim.formal``: the same command as ``systolic formal``."""
-    return run_command(command, argv, prog_name="python -m sim.formal")
+    """``python -m systolic.sim.formal``: the same command as ``systolic formal``."""
+    return run_command(command, argv, prog_name="python -m systolic.sim.formal")
 
 
 if __name__ == "__main__":

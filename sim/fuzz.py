@@ -1,6 +1,6 @@
 """Random raw programs for differential testing of the backends (rtl == model == gate).
 
-:func:`random_program` writes one frame of beats straight from :mod:`hw.isa`, not
+:func:`random_program` writes one frame of beats straight from :mod:`systolic.hw.isa`, not
 through the compiler: valid instructions with random fields (biased towards the ends
 of every buffer), random LOAD data (every bit of every beat, including the bits an
 instruction does not use), LOOPs that set random valid address patterns (or set a
@@ -22,9 +22,9 @@ backend.
 
 import numpy as np
 
-from hw import isa
-from hw.config import ADDR_BITS, MAX_ROWS_PER_OP
-from hw.isa import LoopTarget, Opcode, Target
+from systolic.hw import isa
+from systolic.hw.config import ADDR_BITS, MAX_ROWS_PER_OP
+from systolic.hw.isa import LoopTarget, Opcode, Target
 
 __all__ = ["random_program", "random_programs", "FAULTS"]
 
@@ -240,7 +240,8 @@ class _Writer:
             self.pending.append(("param", param * cfg.cols, (param + 1) * cfg.cols))
 
     def bad_instruction(self):
-        """One instruction the front end must refuse (each check of ``host.compile.checks``)."""
+        """One instruction the front end must refuse (each check of
+        ``systolic.host.compile.checks``)."""
         cfg, rng = self.cfg, self.rng
         R, C = cfg.rows, cfg.cols
         mm = dict(act_addr=0, weight_tile=0, acc_addr=0, m=1, accumulate=0)

@@ -14,8 +14,8 @@ import shutil
 import subprocess
 import sys
 
-from sim.build import SimError, build_root, cached, files_hash, hw_hash
-from sim.runner import rtl_sources
+from systolic.sim.build import SimError, build_root, cached, files_hash, hw_hash
+from systolic.sim.runner import rtl_sources
 
 __all__ = ["GATE_BUFFERS", "SCRIPT", "gate_config", "gate_sources"]
 
@@ -34,7 +34,7 @@ SCRIPT = (
 
 def gate_config(rows, cols):
     """The configuration the gate-level backend uses for a ``rows x cols`` array."""
-    from hw.config import CoreConfig
+    from systolic.hw.config import CoreConfig
 
     return CoreConfig(rows=rows, cols=cols, **GATE_BUFFERS)
 

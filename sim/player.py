@@ -1,6 +1,6 @@
 """The player: the cocotb entry that streams programs through the core for the backends.
 
-:meth:`sim.runner.Simulator.stream` (what the rtl and gate backends run) writes the
+:meth:`systolic.sim.runner.Simulator.stream` (what the rtl and gate backends run) writes the
 programs (``$readmemh`` files) and a job into a fresh directory, names the job in
 ``PLAYER_JOB`` and runs :func:`play`, the one entry of this module. The job
 (``job.json``) lists the programs (each with its length, its results file, the seed

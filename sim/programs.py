@@ -1,4 +1,4 @@
-"""Stimulus for the core benches: small, explicit programs built from hw.isa.
+"""Stimulus for the core benches: small, explicit programs built from systolic.hw.isa.
 
 Deliberately simple (every tile loaded, one MATMUL per tile, nothing overlapped) and
 separate from host/compile/, so the benches check the core without trusting the
@@ -7,9 +7,9 @@ compiler, and the compiler's own tests check it against the core.
 
 import numpy as np
 
-from hw import isa
-from hw.config import MAX_ROWS_PER_OP
-from hw.isa import Opcode, Target
+from systolic.hw import isa
+from systolic.hw.config import MAX_ROWS_PER_OP
+from systolic.hw.isa import Opcode, Target
 
 __all__ = ["Builder", "matmul_program", "parse_output", "reference_matmul"]
 

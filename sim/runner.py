@@ -3,7 +3,7 @@
 :func:`build` returns a :class:`Simulator`: the harness (``sim/hdl/tb_top.sv``) around
 one netlist of the core, or one component on its own, built into
 ``build/<config tag>/<kind>-<simulator>/`` (under the working directory) and reused
-while its sources and settings are unchanged (:func:`sim.build.cached`); with
+while its sources and settings are unchanged (:func:`systolic.sim.build.cached`); with
 waveforms asked for (``WAVES=1``, ``systolic infer --waves``) a traced build of its own,
 ``<kind>-<simulator>-waves/``, so that the untraced one stays fast, whose runs each keep
 a waveform in ``build/<config tag>/waves/``: VCD from Verilator (its FST writer needs
@@ -32,8 +32,8 @@ import time
 
 from cocotb_tools.runner import Icarus, Verilator, get_results
 
-from hw.config import CoreConfig
-from sim.build import (
+from systolic.hw.config import CoreConfig
+from systolic.sim.build import (
     HDL,
     VERILATOR_MAKEFLAGS,
     SimError,
@@ -103,7 +103,7 @@ HARNESS_ARGS = {"verilator": ["--timing", "--public-depth", "1"]}
 
 class _Verilator(Verilator):
     """cocotb's Verilator runner, with the packaged Verilator's environment
-    (:func:`sim.build.tool_env`) given to its subprocesses only."""
+    (:func:`systolic.sim.build.tool_env`) given to its subprocesses only."""
 
     def _set_env_common(self):
         super()._set_env_common()
@@ -150,7 +150,7 @@ def waves_dir(cfg):
 
 def rtl_sources(cfg):
     """The generated Verilog of the core (regenerated when hw/ changes)."""
-    from hw.generate import generate
+    from systolic.hw.generate import generate
 
     out = build_root() / cfg.tag / "rtl"
     return [cached(out / "core.v", hw_hash(), lambda: generate(cfg, str(out)))]
@@ -164,9 +164,9 @@ def unit_sources(cfg, unit):
     ``array`` would collide with the C++ header of that name in Verilator's build)."""
     from amaranth.back import verilog
 
-    from hw.array import SystolicArray
-    from hw.pe import ProcessingElement
-    from hw.postproc import PostProcessor
+    from systolic.hw.array import SystolicArray
+    from systolic.hw.pe import ProcessingElement
+    from systolic.hw.postproc import PostProcessor
 
     make = {
         "pe": lambda: ProcessingElement(cfg),
@@ -192,7 +192,7 @@ def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
     their own ``sources`` (the gate-level netlist, a unit). With ``toplevel="tb_top"``
     the harness is built around them, with the stream width and the player's depth
     (:data:`PLAYER_DEPTH_LOG2`) as its parameters. With ``WAVES`` set
-    (:func:`sim.build.waves_requested`) the traced build, in a folder of its own.
+    (:func:`systolic.sim.build.waves_requested`) the traced build, in a folder of its own.
 
     Raises
     ------
@@ -277,7 +277,7 @@ class Simulator:
         self,
         testcase=None,
         *,
-        module="sim.test_core",
+        module="systolic.sim.test_core",
         env=None,
         plusargs=(),
         test_dir=None,
@@ -400,7 +400,7 @@ class Simulator:
             job = _player_job(player_dir, checked, gap, stall, seed, cfg.raw_beats)
             self.run(
                 "play",
-                module="sim.player",
+                module="systolic.sim.player",
                 # the player needs none of pytest's plugins, which cocotb would load
                 env={
                     "PLAYER_JOB": str(player_dir / "job.json"),
@@ -650,7 +650,7 @@ def run_unit(cfg, unit, sim=None, check=True):
     return run(
         cfg,
         None,
-        module="sim.test_units",
+        module="systolic.sim.test_units",
         kind=f"unit-{unit}",
         sim=sim,
         sources=unit_sources(cfg, unit),

@@ -9,7 +9,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, with_timeout
 from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
-from sim.runner import config_from_env, read_hex, write_hex  # one copy of the hex format
+from systolic.sim.runner import config_from_env, read_hex, write_hex  # one copy of the hex format
 
 __all__ = ["TB", "write_hex", "read_hex", "pause"]
 
@@ -61,7 +61,7 @@ class TB:
 
     async def run_player(self, beats, gap=0, stall=0, seed=1, timeout_cycles=None):
         """Stream ``beats`` with the on-chip player; returns (result beats, cycles, seconds)."""
-        # The harness took these file names from plusargs at time 0 (sim.runner.run).
+        # The harness took these file names from plusargs at time 0 (systolic.sim.runner.run).
         prog, res = (
             os.path.join(os.environ["PLAYER_DIR"], name) for name in ("program.hex", "results.hex")
         )

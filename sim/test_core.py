@@ -7,9 +7,9 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw.isa import ErrorCode, Opcode, Target
-from sim.programs import Builder, matmul_program, parse_output, reference_matmul
-from sim.tb import TB
+from systolic.hw.isa import ErrorCode, Opcode, Target
+from systolic.sim.programs import Builder, matmul_program, parse_output, reference_matmul
+from systolic.sim.tb import TB
 
 SHAPES = [(1, 1, 1), (5, 13, 7), (17, 40, 19), (3, 100, 2), (33, 9, 30)]
 

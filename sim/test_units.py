@@ -1,6 +1,6 @@
 """Unit benches: the PE, the array and post-processing, randomized against numpy.
 
-The runner builds each component on its own (``sim.runner.run_unit``) and runs the
+The runner builds each component on its own (``systolic.sim.runner.run_unit``) and runs the
 tests whose names start with that component's name.
 """
 
@@ -9,8 +9,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
-from sim.programs import reference_matmul
-from sim.runner import config_from_env
+from systolic.sim.programs import reference_matmul
+from systolic.sim.runner import config_from_env
 
 
 def _pack(values, bits):
@@ -105,7 +105,7 @@ async def postproc_random(dut):
     cfg = config_from_env()
     C = cfg.cols
     rng = await _start(dut)
-    from hw import isa
+    from systolic.hw import isa
 
     N = cfg.postproc_stages
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from host.nn.data import load_mnist
-from hw.config import CoreConfig
+from systolic.host.nn.data import load_mnist
+from systolic.hw.config import CoreConfig
 
 #: Configurations the benches run on: square, the default, and non-square. Buffers are
 #: kept small so that the simulator builds stay quick.

@@ -11,9 +11,9 @@ value; the expected words come from a plain dictionary.
 import numpy as np
 import pytest
 
-from hw.accumulator import Accumulator
-from hw.config import CoreConfig
-from hw.pe import psum_shape
+from systolic.hw.accumulator import Accumulator
+from systolic.hw.config import CoreConfig
+from systolic.hw.pe import psum_shape
 
 from .streams import run_scenario
 

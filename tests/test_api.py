@@ -1,4 +1,4 @@
-"""Bring your own model: host.accelerate on a zoo of PyTorch networks.
+"""Bring your own model: systolic.host.accelerate on a zoo of PyTorch networks.
 
 Each network is trained briefly on the embedded MNIST subset, captured, quantized with
 PT2E and compiled; the model backend must equal the integer golden model byte for byte,
@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from host import accelerate
-from host.api import Accelerator
-from host.backends import BackendError
-from host.compile import CompileError
-from host.nn.qmodel import QuantError
-from hw.config import CoreConfig
+from systolic.host import accelerate
+from systolic.host.api import Accelerator
+from systolic.host.backends import BackendError
+from systolic.host.compile import CompileError
+from systolic.host.nn.qmodel import QuantError
+from systolic.hw.config import CoreConfig
 from tests.nets import fit
 
 
@@ -278,7 +278,7 @@ def test_an_onnx_file_through_the_api(onnx_mlp, images, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript")
 def test_infer_cli_takes_an_onnx_file(onnx_mlp, tmp_path):
-    from host.cli.infer import main
+    from systolic.host.cli.infer import main
 
     out = tmp_path / "r.json"
     assert (

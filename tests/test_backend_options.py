@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from host.backends import BackendError, get_backend
-from host.backends.rtl import MAX_PAUSE_PROBABILITY, RtlBackend
-from hw.config import CoreConfig
+from systolic.host.backends import BackendError, get_backend
+from systolic.host.backends.rtl import MAX_PAUSE_PROBABILITY, RtlBackend
+from systolic.hw.config import CoreConfig
 
 
 def test_model_backend_takes_no_options():

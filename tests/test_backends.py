@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 
-from host import golden
-from host.backends import BackendError, get_backend
-from host.backends.model import Machine
-from host.backends.model.cycles import predict
-from host.compile import compile_model
-from host.compile.program import status_packet
-from host.nn.data import load_mnist
-from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_model
-from hw.config import CoreConfig
-from hw.isa import Opcode, Target
-from sim import runner
+from systolic.host import golden
+from systolic.host.backends import BackendError, get_backend
+from systolic.host.backends.model import Machine
+from systolic.host.backends.model.cycles import predict
+from systolic.host.compile import compile_model
+from systolic.host.compile.program import status_packet
+from systolic.host.nn.data import load_mnist
+from systolic.host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_model
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import Opcode, Target
+from systolic.sim import runner
 
 from .conftest import SIM_CONFIGS
 from .test_cycles import MM, PP, _prog

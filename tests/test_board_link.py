@@ -7,13 +7,21 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-import hw.board.protocol as protocol
-from host.backends import BackendError, get_backend
-from host.backends.link import Frame, FrameParser, LinkSession, Receive, Send, crc16, encode_frame
-from hw.board.build import baud_divisor
-from hw.board.pll import ecp5_pll
-from hw.board.uart import UARTReceiver, UARTTransmitter
-from hw.config import CoreConfig
+import systolic.hw.board.protocol as protocol
+from systolic.host.backends import BackendError, get_backend
+from systolic.host.backends.link import (
+    Frame,
+    FrameParser,
+    LinkSession,
+    Receive,
+    Send,
+    crc16,
+    encode_frame,
+)
+from systolic.hw.board.build import baud_divisor
+from systolic.hw.board.pll import ecp5_pll
+from systolic.hw.board.uart import UARTReceiver, UARTTransmitter
+from systolic.hw.config import CoreConfig
 
 
 def test_crc16_check_value():
@@ -149,7 +157,7 @@ def _link_scenario(requests, gap=3):
     stream; each request's bytes in (a byte every ``gap`` cycles), every response out."""
     from amaranth.hdl import Module
 
-    from hw.board.link import LinkController
+    from systolic.hw.board.link import LinkController
 
     cfg = CoreConfig(rows=4, cols=4)
     link = LinkController(cfg, divisor=4)
@@ -211,7 +219,7 @@ def test_link_controller_frames():
 # a component whose constructor raises is never elaborated, which Amaranth warns about
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_board_top_wrong_arguments():
-    from hw.board.top import BoardTop
+    from systolic.hw.board.top import BoardTop
 
     cfg = CoreConfig(rows=4, cols=4)
     with pytest.raises(TypeError, match="clock must be a number of MHz, not '30'"):

@@ -5,13 +5,13 @@ errors both ways."""
 import numpy as np
 import pytest
 
-from host import golden
-from host.compile import compile_model
-from host.nn.qmodel import random_quantized_model
-from hw.board.build import board_config
-from hw.isa import STATUS_FIELDS
-from sim import runner
-from sim.board_tb import run_board
+from systolic.host import golden
+from systolic.host.compile import compile_model
+from systolic.host.nn.qmodel import random_quantized_model
+from systolic.hw.board.build import board_config
+from systolic.hw.isa import STATUS_FIELDS
+from systolic.sim import runner
+from systolic.sim.board_tb import run_board
 
 from .conftest import SIM_CONFIGS
 
@@ -57,9 +57,9 @@ def test_board_equals_rtl_through_byte_errors():
 def test_board_mnist():
     """MNIST images through the ULX3S build's 8x8 core over the link: equal to the rtl
     backend."""
-    from host.backends import get_backend
-    from host.nn.data import load_mnist
-    from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
+    from systolic.host.backends import get_backend
+    from systolic.host.nn.data import load_mnist
+    from systolic.host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
 
     cfg = board_config(8, 8)
     q = QuantizedModel.load(DEFAULT_QUANTIZED)
@@ -76,7 +76,7 @@ def test_board_mnist():
 @pytest.mark.slow
 def test_board_gate_level():
     """A short run on the board top's gate-level netlist (2x2 core, small buffers)."""
-    from sim.gate import gate_config
+    from systolic.sim.gate import gate_config
 
     cfg = gate_config(2, 2)
     q, x, prog = _net(cfg, (6, 5, 3), 2, 2, 3)

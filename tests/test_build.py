@@ -8,9 +8,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from hw.config import CoreConfig
-from sim import build, runner
-from sim.programs import matmul_program, parse_output, reference_matmul
+from systolic.hw.config import CoreConfig
+from systolic.sim import build, runner
+from systolic.sim.programs import matmul_program, parse_output, reference_matmul
 
 
 def test_cached_makes_once_per_key(tmp_path):
@@ -111,7 +111,7 @@ def test_waves_build_and_keep_a_waveform(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WAVES", "1")
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
-    with caplog.at_level("WARNING", logger="sim.runner"):
+    with caplog.at_level("WARNING", logger="systolic.sim.runner"):
         simulator = runner.build(cfg)
     assert f"building the Verilator model for {cfg.tag} with waveforms" in caplog.text
     assert simulator.waves and simulator.build_dir.name == "rtl-verilator-waves"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from host.compile.checks import LINEAR, check_instruction, loop_pattern, pattern_span
-from hw.config import MAX_ROWS_PER_OP, CoreConfig
-from hw.isa import ErrorCode, LoopTarget, Opcode
+from systolic.host.compile.checks import LINEAR, check_instruction, loop_pattern, pattern_span
+from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
+from systolic.hw.isa import ErrorCode, LoopTarget, Opcode
 
 CFG = CoreConfig(rows=4, cols=4, act_kib=1, weight_kib=1, acc_kib=1)
 E = ErrorCode

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from host import run
-from host.backends import get_backend
-from host.cli import bench, infer, quantize
-from host.compile import compile_model
-from host.nn.checkpoint import Mlp, save_checkpoint
-from host.nn.qmodel import random_quantized_model
-from hw.config import CoreConfig
+from systolic.host import run
+from systolic.host.backends import get_backend
+from systolic.host.cli import bench, infer, quantize
+from systolic.host.compile import compile_model
+from systolic.host.nn.checkpoint import Mlp, save_checkpoint
+from systolic.host.nn.qmodel import random_quantized_model
+from systolic.hw.config import CoreConfig
 
 #: a model path that would fail later: the option errors must come first
 MISSING_MODEL = "no/such/model.pt"
@@ -213,14 +213,14 @@ def test_infer_board_options(capsys, args, message):
 
 
 def test_group_usage_errors_are_one_line(capsys):
-    from host.cli import main
+    from systolic.host.cli import main
 
     assert _error(capsys, main, ["nope"]) == "No such command 'nope'. (see systolic --help)"
     assert main(["--help"]) == 0 and "bench-core" in capsys.readouterr().out
 
 
 def test_compile_options(tmp_path, capsys):
-    from host.cli import compile as compile_cli
+    from systolic.host.cli import compile as compile_cli
 
     assert _error(capsys, compile_cli.main, ["--batch", "0"]) == "--batch must be positive, not 0"
     err = _error(capsys, compile_cli.main, ["--model", MISSING_MODEL, "--size", "40x8"])

@@ -9,8 +9,8 @@ import tomllib
 
 import pytest
 
-from host.cli import COMMANDS, main
-from host.cli.infer import verdict
+from systolic.host.cli import COMMANDS, main
+from systolic.host.cli.infer import verdict
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ def test_help_is_fast_and_loads_no_torch(args):
     code = (
         "import sys, time\n"
         "t = time.perf_counter()\n"
-        "from host.cli import main\n"
+        "from systolic.host.cli import main\n"
         f"assert main({args!r}) == 0\n"
         "print(time.perf_counter() - t, 'torch' in sys.modules, 'amaranth' in sys.modules)\n"
     )
@@ -34,7 +34,7 @@ def test_help_is_fast_and_loads_no_torch(args):
 
 def test_python_m_host_is_the_same_group():
     res = subprocess.run(
-        [sys.executable, "-m", "host", "--help"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "systolic.host", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert res.returncode == 0 and "Usage: systolic" in res.stdout
     for name in COMMANDS:
@@ -81,23 +81,26 @@ def test_pyproject_lists_every_package():
     conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(conf["tool"]["setuptools"]["packages"])
     found = {
-        ".".join(p.parent.relative_to(ROOT).parts)
+        ".".join(("systolic", *p.parent.relative_to(ROOT).parts))
         for top in ("host", "hw", "sim")
         for p in (ROOT / top).rglob("__init__.py")
     }
-    assert listed == found | {"host.nn._models", "sim.hdl"}
-    assert conf["project"]["scripts"] == {"systolic": "host.cli:main"}
-    assert conf["tool"]["setuptools"]["package-dir"] == {"host.nn._models": "models"}
+    assert listed == found | {"systolic.host.nn._models", "systolic.sim.hdl"}
+    assert conf["project"]["scripts"] == {"systolic": "systolic.host.cli:main"}
+    assert conf["tool"]["setuptools"]["package-dir"] == {
+        **{f"systolic.{top}": top for top in ("host", "hw", "sim")},
+        "systolic.host.nn._models": "models",
+    }
 
 
 def test_compile_writes_the_program_the_library_compiles(tmp_path, capsys):
     import numpy as np
 
-    from host.cli.compile import main as compile_main
-    from host.compile import Program, compile_model
-    from host.nn.bundled import DEFAULT_QUANTIZED_MODELS
-    from host.nn.qmodel import QuantizedModel
-    from hw.config import CoreConfig
+    from systolic.host.cli.compile import main as compile_main
+    from systolic.host.compile import Program, compile_model
+    from systolic.host.nn.bundled import DEFAULT_QUANTIZED_MODELS
+    from systolic.host.nn.qmodel import QuantizedModel
+    from systolic.hw.config import CoreConfig
 
     out = tmp_path / "mlp.prog"
     model = DEFAULT_QUANTIZED_MODELS["mlp"]

@@ -12,13 +12,13 @@ import time
 import numpy as np
 import pytest
 
-from host.backends import get_backend
-from host.cli.infer import main as infer
-from host.compile import compile_model
-from host.nn.qmodel import random_quantized_model
-from host.parallel import check_scheduler, connect
-from host.run import run_images
-from hw.config import CoreConfig
+from systolic.host.backends import get_backend
+from systolic.host.cli.infer import main as infer
+from systolic.host.compile import compile_model
+from systolic.host.nn.qmodel import random_quantized_model
+from systolic.host.parallel import check_scheduler, connect
+from systolic.host.run import run_images
+from systolic.hw.config import CoreConfig
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
@@ -29,8 +29,7 @@ def cluster(tmp_path_factory):
     """A scheduler on a free port (its address read from its scheduler file) and two
     single-threaded workers that import this checkout; stopped afterwards."""
     tmp = tmp_path_factory.mktemp("dask")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    common = dict(cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    common = dict(cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     procs = []
     try:
         sched_file = tmp / "scheduler.json"

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from host import golden
-from host.nn.qmodel import QuantError
-from host.nn.quantize import quantize_model, torch_int8_logits
-from host.nn.torch_frontend import capture
+from systolic.host import golden
+from systolic.host.nn.qmodel import QuantError
+from systolic.host.nn.quantize import quantize_model, torch_int8_logits
+from systolic.host.nn.torch_frontend import capture
 
 
 class _Functional(nn.Module):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from host import golden
-from host.nn.checkpoint import (
+from systolic.host import golden
+from systolic.host.nn.checkpoint import (
     DEFAULT_CHECKPOINT,
     DEFAULT_CHECKPOINTS,
     MODEL_NAMES,
@@ -19,14 +19,14 @@ from host.nn.checkpoint import (
     save_checkpoint,
     weights_sha256,
 )
-from host.nn.qmodel import (
+from systolic.host.nn.qmodel import (
     DEFAULT_QUANTIZED,
     DEFAULT_QUANTIZED_MODELS,
     QuantizedModel,
     file_sha256,
 )
-from host.nn.quantize import load_for_inference, report
-from host.nn.train import train
+from systolic.host.nn.quantize import load_for_inference, report
+from systolic.host.nn.train import train
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_cnn_golden_matches_torch_on_the_test_split(mnist):
 
 
 def test_train_cli_refuses_bad_channels(tmp_path, capsys):
-    from host.cli.train import main
+    from systolic.host.cli.train import main
 
     assert main(["--model", "cnn", "--channels", "8", "0", "--out", str(tmp_path / "c.pt")]) == 2
     assert capsys.readouterr().err == "error: --channels must be positive, not [8, 0]\n"
@@ -134,7 +134,7 @@ def test_train_cli_refuses_bad_channels(tmp_path, capsys):
 
 
 def test_quantize_cli_resolves_a_model_name(capsys):
-    from host.cli.quantize import main
+    from systolic.host.cli.quantize import main
 
     # the name stands for its checked-in checkpoint: refused before any work
     assert main(["--model", "cnn", "--out", DEFAULT_CHECKPOINTS["cnn"]]) == 2

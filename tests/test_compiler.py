@@ -6,13 +6,13 @@ import doctest
 import numpy as np
 import pytest
 
-import host.matmul
-from host import golden
-from host.backends import get_backend
-from host.compile import CompileError, compile_matmul, compile_model, max_batch
-from host.matmul import matmul
-from host.nn.qmodel import random_quantized_model
-from hw.config import CoreConfig
+import systolic.host.matmul
+from systolic.host import golden
+from systolic.host.backends import get_backend
+from systolic.host.compile import CompileError, compile_matmul, compile_model, max_batch
+from systolic.host.matmul import matmul
+from systolic.host.nn.qmodel import random_quantized_model
+from systolic.hw.config import CoreConfig
 
 CONFIGS = {
     "8x8": CoreConfig(),
@@ -257,7 +257,7 @@ def test_round_even_network():
 
 
 def test_matmul_doctest():
-    assert doctest.testmod(host.matmul).failed == 0
+    assert doctest.testmod(systolic.host.matmul).failed == 0
 
 
 def test_matmul_returns_the_cores_cycles():

@@ -8,16 +8,16 @@ through LOOP patterns, so the two share nothing but the quantized model.
 import numpy as np
 import pytest
 
-from host import golden
-from host.backends import get_backend
-from host.backends.model.cycles import predict
-from host.compile import CompileError, Program, ProgramError, compile_model, max_batch
-from host.compile.program import beat_words
-from host.metrics import cycle_breakdown
-from host.nn.qmodel import random_quantized_cnn, random_quantized_model
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import Opcode
+from systolic.host import golden
+from systolic.host.backends import get_backend
+from systolic.host.backends.model.cycles import predict
+from systolic.host.compile import CompileError, Program, ProgramError, compile_model, max_batch
+from systolic.host.compile.program import beat_words
+from systolic.host.metrics import cycle_breakdown
+from systolic.host.nn.qmodel import random_quantized_cnn, random_quantized_model
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import Opcode
 from tests.conftest import SIM_CONFIGS
 
 #: (input shape, conv layers, Linear sizes): odd sizes, stride 2, padding 0 and 1,

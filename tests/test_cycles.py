@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from host.backends.model.cycles import predict
-from hw.config import CoreConfig
-from hw.isa import ErrorCode, LoopTarget, Opcode, Target
-from sim.programs import Builder
+from systolic.host.backends.model.cycles import predict
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import ErrorCode, LoopTarget, Opcode, Target
+from systolic.sim.programs import Builder
 
 
 def _prog(cfg, *steps):

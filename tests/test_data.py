@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from host.nn.data import DataError, load_mnist, read_idx
+from systolic.host.nn.data import DataError, load_mnist, read_idx
 
 
 def _idx(path, magic, dims, payload, gz=False):
@@ -149,7 +149,7 @@ def test_clis_report_an_empty_split(tmp_path, command):
         "infer": ["--backend", "model", "--json", str(out)],
     }[command]
     res = subprocess.run(
-        [sys.executable, "-m", "host", command, "--data-dir", str(tmp_path), *args],
+        [sys.executable, "-m", "systolic.host", command, "--data-dir", str(tmp_path), *args],
         capture_output=True,
         text=True,
     )

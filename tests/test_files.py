@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from host.files import atomic_write as host_atomic_write
-from hw.util.files import atomic_write
-from sim.build import locked
+from systolic.host.files import atomic_write as host_atomic_write
+from systolic.hw.util.files import atomic_write
+from systolic.sim.build import locked
 
 
 def test_host_reexports_the_one_helper():

@@ -7,7 +7,7 @@ proof with a waiting output fails with its bound a few cycles too small.
 
 import pytest
 
-from sim import formal
+from systolic.sim import formal
 
 #: The property each broken variant must violate.
 VIOLATED = {

@@ -1,7 +1,7 @@
 """The front end (hw/frontend.py) and its instruction check (hw/check.py) in amaranth.sim.
 
 The check is compared with the host's statement of the same rules
-(``host.cycles.check_instruction``) on instructions at and around every limit. The
+(``systolic.host.cycles.check_instruction``) on instructions at and around every limit. The
 front end runs small programs as data: the buffer writes, the queued instructions and
 the status packet it must produce, worked out by hand from the ISA. Programs with
 address patterns (LOOP) and pooling run back to back against :func:`_reference`, the
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module
 
-from host.compile.checks import check_instruction
-from hw import isa
-from hw.check import InstructionCheck, loop_products
-from hw.config import MAX_ROWS_PER_OP, CoreConfig
-from hw.frontend import FrontEnd
-from hw.isa import ErrorCode, LoopTarget, Opcode, Target
+from systolic.host.compile.checks import check_instruction
+from systolic.hw import isa
+from systolic.hw.check import InstructionCheck, loop_products
+from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
+from systolic.hw.frontend import FrontEnd
+from systolic.hw.isa import ErrorCode, LoopTarget, Opcode, Target
 
 from .streams import run_scenario, stream_get, stream_put
 

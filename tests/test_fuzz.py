@@ -11,13 +11,13 @@ import os
 import numpy as np
 import pytest
 
-from host.backends.model import Machine
-from host.backends.model.cycles import predict
-from host.compile.program import beat_words, status_packet
-from hw import isa
-from hw.isa import STATUS_FIELDS, ErrorCode, LoopTarget, Opcode
-from sim import runner
-from sim.fuzz import FAULTS, random_programs
+from systolic.host.backends.model import Machine
+from systolic.host.backends.model.cycles import predict
+from systolic.host.compile.program import beat_words, status_packet
+from systolic.hw import isa
+from systolic.hw.isa import STATUS_FIELDS, ErrorCode, LoopTarget, Opcode
+from systolic.sim import runner
+from systolic.sim.fuzz import FAULTS, random_programs
 
 from .conftest import SIM_CONFIGS
 
@@ -108,7 +108,7 @@ def test_random_programs_under_gaps_and_backpressure(name):
 
 @pytest.mark.gate
 def test_random_programs_gate_equals_model():
-    from sim.gate import gate_config, gate_sources
+    from systolic.sim.gate import gate_config, gate_sources
 
     cfg = gate_config(4, 4)
     _compare(cfg, random_programs(cfg, SEED, 24), kind="gate", sources=gate_sources(cfg))

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from host import golden
-from host.backends import get_backend
-from host.compile import compile_model, max_batch
-from host.nn.data import load_mnist
-from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_cnn
-from sim import runner
-from sim.gate import gate_config, gate_sources
+from systolic.host import golden
+from systolic.host.backends import get_backend
+from systolic.host.compile import compile_model, max_batch
+from systolic.host.nn.data import load_mnist
+from systolic.host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel, random_quantized_cnn
+from systolic.sim import runner
+from systolic.sim.gate import gate_config, gate_sources
 
 pytestmark = pytest.mark.gate
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from host import golden
-from host.nn.checkpoint import Mlp
-from host.nn.qmodel import random_quantized_cnn
-from host.nn.quantize import quantize_model, torch_int8_logits
+from systolic.host import golden
+from systolic.host.nn.checkpoint import Mlp
+from systolic.host.nn.qmodel import random_quantized_cnn
+from systolic.host.nn.quantize import quantize_model, torch_int8_logits
 
 
 def test_requantize_rounds_half_up():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw import isa
-from hw.config import CoreConfig
-from hw.core import Core
-from hw.pe import ProcessingElement
-from hw.postproc import PostProcessor
-from sim.programs import Builder, reference_matmul
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.core import Core
+from systolic.hw.pe import ProcessingElement
+from systolic.hw.postproc import PostProcessor
+from systolic.sim.programs import Builder, reference_matmul
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def test_postproc_matches_reference(deep):
 def test_generate_writes_verilog_and_config(tmp_path):
     out = tmp_path / "rtl"
     res = subprocess.run(
-        [sys.executable, "-m", "hw.generate", "--size", "2x3", "-o", str(out)],
+        [sys.executable, "-m", "systolic.hw.generate", "--size", "2x3", "-o", str(out)],
         capture_output=True,
         text=True,
     )
@@ -257,7 +257,7 @@ def test_generate_writes_verilog_and_config(tmp_path):
 def test_generate_rejects_bad_size(tmp_path):
     out = tmp_path / "rtl"
     res = subprocess.run(
-        [sys.executable, "-m", "hw.generate", "--size", "40x8", "-o", str(out)],
+        [sys.executable, "-m", "systolic.hw.generate", "--size", "40x8", "-o", str(out)],
         capture_output=True,
         text=True,
     )

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from host.cli.infer import main
-from host.nn.checkpoint import Mlp, load_checkpoint, save_checkpoint
-from host.nn.qmodel import QuantizedModel
+from systolic.host.cli.infer import main
+from systolic.host.nn.checkpoint import Mlp, load_checkpoint, save_checkpoint
+from systolic.host.nn.qmodel import QuantizedModel
 
 
 def test_model_backend_report(tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_model_backend_report(tmp_path, capsys):
     assert r["backend"] == "model" and r["images"] == 200 and r["mismatches"] == 0
     assert r["argmax_agreement"] >= 0.999 and abs(r["accuracy"] - r["float_accuracy"]) <= 0.005
     # the counters are consistent: busy and MAC cycles within the program's cycles, and
-    # the two utilizations defined by host.metrics ordered accordingly
+    # the two utilizations defined by systolic.host.metrics ordered accordingly
     assert r["mac_cycles"] <= r["busy_cycles"] <= r["cycles"]
     assert 0.85 < r["utilization"] <= r["busy_utilization"] <= 1
     assert r["images_per_second_at_clock"] > 0
@@ -73,7 +73,7 @@ def test_rtl_backend_small_array(tmp_path):
 
 def _cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "host", "infer", *args], capture_output=True, text=True
+        [sys.executable, "-m", "systolic.host", "infer", *args], capture_output=True, text=True
     )
 
 
@@ -107,8 +107,8 @@ def test_corrupt_checkpoint(tmp_path):
 
 
 def test_clock_from_the_synthesis_report(tmp_path):
-    from host.run import DEFAULT_CLOCK_MHZ, clock_for
-    from hw.config import CoreConfig
+    from systolic.host.run import DEFAULT_CLOCK_MHZ, clock_for
+    from systolic.hw.config import CoreConfig
 
     cfg = CoreConfig(rows=8, cols=8)
     base = {
@@ -152,10 +152,10 @@ def test_clock_from_the_synthesis_report(tmp_path):
 def test_clock_from_the_committed_figures(tmp_path):
     """Without a local synthesis report the committed table gives the clock, and says
     when the hardware source is no longer the one it was synthesized from."""
-    from host.run import clock_for
-    from hw.config import CoreConfig
-    from hw.generate import source_hash
-    from hw.synth import figures
+    from systolic.host.run import clock_for
+    from systolic.hw.config import CoreConfig
+    from systolic.hw.generate import source_hash
+    from systolic.hw.synth import figures
 
     cfg = CoreConfig(rows=8, cols=8)
     other = CoreConfig(rows=8, cols=8, act_kib=16, weight_kib=96)

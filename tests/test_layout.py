@@ -1,12 +1,13 @@
-"""The package layout: imports flow one way, with the data.
+"""The package layout: one namespaced package, and imports flow one way, with the data.
 
-``hw`` imports nothing of ours but itself; ``host`` takes only ``hw.config`` and
-``hw.isa`` from the hardware (and ``hw.util``, helpers that are not hardware, such as
-the one atomic file writer; ``hw.synth.figures``, the committed synthesis results;
-``hw.board.protocol``, the encoding of the board's serial link;
-``hw.cli``, the command-line conventions, in ``host.cli``),
-and ``sim`` only in the rtl/gate backends; inside ``host``
-every module imports only from its own layer or the layers before it.
+Every import of our code names the namespace (``systolic.hw``, ``systolic.host``,
+``systolic.sim``, the folders hw/, host/ and sim/). ``hw`` imports nothing of ours but
+itself; ``host`` takes only ``hw.config`` and ``hw.isa`` from the hardware (and
+``hw.util``, helpers that are not hardware, such as the one atomic file writer;
+``hw.synth.figures``, the committed synthesis results; ``hw.board.protocol``, the
+encoding of the board's serial link; ``hw.cli``, the command-line conventions, in
+``host.cli``), and ``sim`` only in the rtl/gate backends; inside ``host`` every module
+imports only from its own layer or the layers before it.
 """
 
 import ast
@@ -18,30 +19,34 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: host's layers, in data-flow order: a module may import from its layer or earlier ones.
 HOST_LAYERS = [
-    ("host.files", "host.golden"),
-    ("host.nn",),
-    ("host.compile",),
-    ("host.backends",),
-    ("host.metrics", "host.parallel", "host.run"),
+    ("systolic.host.files", "systolic.host.golden"),
+    ("systolic.host.nn",),
+    ("systolic.host.compile",),
+    ("systolic.host.backends",),
+    ("systolic.host.metrics", "systolic.host.parallel", "systolic.host.run"),
     (
-        "host.matmul",
-        "host.bench",
-        "host.bench_platforms",
-        "host.report",
-        "host.report_bench",
-        "host.report_plots",
+        "systolic.host.matmul",
+        "systolic.host.bench",
+        "systolic.host.bench_platforms",
+        "systolic.host.report",
+        "systolic.host.report_bench",
+        "systolic.host.report_plots",
     ),
-    ("host.api", "host.cli", "host.__main__"),
+    ("systolic.host.api", "systolic.host.cli", "systolic.host.__main__"),
 ]
 #: the only modules that may import the simulation flow
-SIM_USERS = ("host.backends.rtl", "host.backends.registry")
+SIM_USERS = ("systolic.host.backends.rtl", "systolic.host.backends.registry")
+
+
+#: the folders that are the subpackages of ``systolic``
+PACKAGES = ("hw", "host", "sim")
 
 
 def _modules(package):
     for path in sorted((ROOT / package).rglob("*.py")):
         rel = path.relative_to(ROOT).with_suffix("")
         parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-        yield ".".join(parts), path, rel.name == "__init__"
+        yield ".".join(("systolic", *parts)), path, rel.name == "__init__"
 
 
 def _imports(name, path, is_package):
@@ -68,8 +73,10 @@ def _layer(module):
     return None
 
 
-def _ours(name):
-    return name.split(".")[0] in ("hw", "host", "sim")
+def _package(name):
+    """``hw``, ``host`` or ``sim`` for a module of ours, else None."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "systolic" and len(parts) > 1 else None
 
 
 @pytest.mark.parametrize(
@@ -77,19 +84,19 @@ def _ours(name):
 )
 def test_host_imports_flow_one_way(name, path, is_package):
     mine = _layer(name)
-    assert mine is not None or name == "host", f"{name} is in no layer of HOST_LAYERS"
+    assert mine is not None or name == "systolic.host", f"{name} is in no layer of HOST_LAYERS"
     for imported in _imports(name, path, is_package):
-        top = imported.split(".")[0]
+        top = _package(imported)
         if top == "hw":
             allowed = (
-                "hw.config",
-                "hw.isa",
-                "hw.util",
-                "hw.synth.figures",  # the committed synthesis results: data, not hardware
-                "hw.board.protocol",  # the board link's encoding, shared with the host
-                *(("hw.cli",) if name.startswith("host.cli") else ()),
+                "systolic.hw.config",
+                "systolic.hw.isa",
+                "systolic.hw.util",
+                "systolic.hw.synth.figures",  # the committed synthesis results: data, not hardware
+                "systolic.hw.board.protocol",  # the board link's encoding, shared with the host
+                *(("systolic.hw.cli",) if name.startswith("systolic.host.cli") else ()),
             )
-            assert imported == "hw" or any(
+            assert imported == "systolic.hw" or any(
                 imported == a or imported.startswith(a + ".") for a in allowed
             ), f"{name} imports {imported}"
         elif top == "sim":
@@ -105,13 +112,23 @@ def test_host_imports_flow_one_way(name, path, is_package):
 )
 def test_hw_imports_only_hw(name, path, is_package):
     for imported in _imports(name, path, is_package):
-        assert not _ours(imported) or imported.split(".")[0] == "hw", f"{name} imports {imported}"
+        assert _package(imported) in (None, "hw"), f"{name} imports {imported}"
+
+
+@pytest.mark.parametrize("folder", [*PACKAGES, "tests"])
+def test_imports_name_the_namespace(folder):
+    """No import of ``hw``, ``host`` or ``sim`` without ``systolic.``: in an installed
+    wheel there is no top-level package of those names."""
+    for name, path, is_package in _modules(folder):
+        for imported in _imports(name, path, is_package):
+            assert imported.split(".")[0] not in PACKAGES, f"{path.name} imports {imported}"
 
 
 def test_a_wrong_import_is_caught(tmp_path):
     """The check itself: a compile module importing the CLI is reported."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from ..cli import main\nfrom sim import runner\n")
-    found = list(_imports("host.compile.bad", bad, False))
-    assert "host.cli.main" in found and "sim.runner" in found
-    assert _layer("host.cli.main") > _layer("host.compile.bad")
+    bad.write_text("from ..cli import main\nfrom systolic.sim import runner\nimport hw.isa\n")
+    found = list(_imports("systolic.host.compile.bad", bad, False))
+    assert "systolic.host.cli.main" in found and "systolic.sim.runner" in found
+    assert "hw.isa" in found  # what test_imports_name_the_namespace refuses
+    assert _layer("systolic.host.cli.main") > _layer("systolic.host.compile.bad")

@@ -1,4 +1,5 @@
-"""Property tests of ``host.matmul.matmul`` on the model backend, against a numpy reference.
+"""Property tests of ``systolic.host.matmul.matmul`` on the model backend, against a numpy
+reference.
 
 The reference is written here, independently of the compiler, the model and the golden
 model: int64 matrix products (exact for these shapes), a two's-complement wrap to int32,
@@ -16,9 +17,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from host.compile import CompileError
-from host.matmul import matmul
-from hw.config import CoreConfig
+from systolic.host.compile import CompileError
+from systolic.host.matmul import matmul
+from systolic.hw.config import CoreConfig
 
 CONFIGS = {
     "8x8": CoreConfig(),

@@ -4,13 +4,13 @@ matmuls, rounding, LOOP address patterns and pooling, and the LOOP/pool refusals
 import numpy as np
 import pytest
 
-from host.backends.model import Machine
-from host.backends.model.cycles import predict
-from host.compile.program import status_packet
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import STATUS_FIELDS, ErrorCode, LoopTarget, Opcode, Target
-from sim.programs import Builder, matmul_program, parse_output, reference_matmul
+from systolic.host.backends.model import Machine
+from systolic.host.backends.model.cycles import predict
+from systolic.host.compile.program import status_packet
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import STATUS_FIELDS, ErrorCode, LoopTarget, Opcode, Target
+from systolic.sim.programs import Builder, matmul_program, parse_output, reference_matmul
 
 
 def _run(cfg, a, w, bias, requant):

@@ -10,14 +10,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from host import accelerate, golden
-from host.backends import get_backend
-from host.compile import compile_model, max_batch
-from host.nn.checkpoint import DEFAULT_CHECKPOINTS, load_checkpoint
-from host.nn.data import load_mnist
-from host.nn.onnx_frontend import OnnxError, OnnxReference, load_onnx, run_onnxruntime
-from host.nn.qmodel import conv_output_size
-from hw.config import CoreConfig
+from systolic.host import accelerate, golden
+from systolic.host.backends import get_backend
+from systolic.host.compile import compile_model, max_batch
+from systolic.host.nn.checkpoint import DEFAULT_CHECKPOINTS, load_checkpoint
+from systolic.host.nn.data import load_mnist
+from systolic.host.nn.onnx_frontend import OnnxError, OnnxReference, load_onnx, run_onnxruntime
+from systolic.host.nn.qmodel import conv_output_size
+from systolic.hw.config import CoreConfig
 
 from .test_onnx_frontend import _export_quantized
 

@@ -14,13 +14,13 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from host import golden
-from host.backends import get_backend
-from host.compile import compile_model
-from host.nn.data import load_mnist
-from host.nn.onnx_frontend import OnnxError, load_onnx, run_onnxruntime
-from host.nn.qmodel import QuantError, random_quantized_model
-from hw.config import CoreConfig
+from systolic.host import golden
+from systolic.host.backends import get_backend
+from systolic.host.compile import compile_model
+from systolic.host.nn.data import load_mnist
+from systolic.host.nn.onnx_frontend import OnnxError, load_onnx, run_onnxruntime
+from systolic.host.nn.qmodel import QuantError, random_quantized_model
+from systolic.hw.config import CoreConfig
 
 from .conftest import SIM_CONFIGS
 

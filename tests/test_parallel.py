@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from host.backends import get_backend
-from host.bench import bench
-from host.compile import compile_model
-from host.nn.qmodel import random_quantized_model
-from host.parallel import local_client, run_shards_dask
-from host.run import run_images
-from hw.config import CoreConfig
+from systolic.host.backends import get_backend
+from systolic.host.bench import bench
+from systolic.host.compile import compile_model
+from systolic.host.nn.qmodel import random_quantized_model
+from systolic.host.parallel import local_client, run_shards_dask
+from systolic.host.run import run_images
+from systolic.hw.config import CoreConfig
 
 from .conftest import SIM_CONFIGS
 

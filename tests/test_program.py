@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from host import golden
-from host.backends import get_backend
-from host.compile import compile_model
-from host.compile.program import (
+from systolic.host import golden
+from systolic.host.backends import get_backend
+from systolic.host.compile import compile_model
+from systolic.host.compile.program import (
     DIGEST_BYTES,
     HEADER_FIELDS,
     ITEM_NEXT_INPUT,
@@ -23,10 +23,10 @@ from host.compile.program import (
     Program,
     ProgramError,
 )
-from host.nn.qmodel import random_quantized_model
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import Opcode
+from systolic.host.nn.qmodel import random_quantized_model
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import Opcode
 
 CFG = CoreConfig(rows=4, cols=4)
 QMODEL = random_quantized_model((40, 12, 6), seed=2)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from host.nn.qmodel import (
+from systolic.host.nn.qmodel import (
     DEFAULT_QUANTIZED,
     QuantError,
     QuantizedModel,

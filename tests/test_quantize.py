@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from host import golden
-from host.backends import get_backend
-from host.compile import compile_model
-from host.nn.checkpoint import CheckpointError, Mlp, save_checkpoint
-from host.nn.qmodel import (
+from systolic.host import golden
+from systolic.host.backends import get_backend
+from systolic.host.compile import compile_model
+from systolic.host.nn.checkpoint import CheckpointError, Mlp, save_checkpoint
+from systolic.host.nn.qmodel import (
     DEFAULT_QUANTIZED,
     QuantError,
     QuantizedModel,
@@ -24,8 +24,8 @@ from host.nn.qmodel import (
     multiplier_shift,
     random_quantized_model,
 )
-from host.nn.quantize import quantize_checkpoint, quantize_model, report, torch_int8_logits
-from hw.config import CoreConfig
+from systolic.host.nn.quantize import quantize_checkpoint, quantize_model, report, torch_int8_logits
+from systolic.hw.config import CoreConfig
 from tests.nets import fit
 
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 import torch
 
-from host import bench_platforms
-from host.report import Heading, Image, Table, Text, md_table, times, to_html, to_markdown
-from host.report_bench import comparison_table, is_loaded, report_blocks, synth_entries
-from host.report_plots import plots
+from systolic.host import bench_platforms
+from systolic.host.report import Heading, Image, Table, Text, md_table, times, to_html, to_markdown
+from systolic.host.report_bench import comparison_table, is_loaded, report_blocks, synth_entries
+from systolic.host.report_plots import plots
 
 
 def test_times_never_below_one():
@@ -331,7 +331,7 @@ def test_a_child_that_dies_is_an_error():
 
 
 def test_combined_report_for_several_networks(tmp_path):
-    from host.bench import write_combined_report
+    from systolic.host.bench import write_combined_report
 
     a, b = _result(), _result()
     b["network"] = "CNN 1x28x28 conv8-pool-conv16-pool-10"
@@ -353,7 +353,7 @@ def test_combined_report_for_several_networks(tmp_path):
     ],
 )
 def test_bench_refuses_bad_arguments_before_work(kwargs, message):
-    from host.bench import bench
+    from systolic.host.bench import bench
 
     with pytest.raises(ValueError, match=re.escape(message)):
         bench(**kwargs)

@@ -4,9 +4,9 @@ writes and result-stream beats out, with the output ready or blocked at random.
 Each scenario is a list of rows (where each goes: a ``group`` slice to the hidden
 buffer, pooled into the word there or not, the stream, or the stream as raw int32
 lanes). The accumulator and parameter words the path reads are served by a model of
-the buffers; the hidden buffer is the real one (:class:`hw.activations.ActivationBuffer`,
+the buffers; the hidden buffer is the real one (:class:`systolic.hw.activations.ActivationBuffer`,
 whose second read port serves pooling). The expected outputs come from
-``sim.programs.reference_matmul`` (numpy), the ISA's lane order and a dictionary of
+``systolic.sim.programs.reference_matmul`` (numpy), the ISA's lane order and a dictionary of
 hidden words, and a row for the hidden buffer is written ``postproc_latency - 1``
 cycles after its issue when the output never blocks, pooled or not.
 """
@@ -18,10 +18,10 @@ import pytest
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 
-from hw.activations import ActivationBuffer
-from hw.config import CoreConfig
-from hw.result_path import ResultPath
-from sim.programs import reference_matmul
+from systolic.hw.activations import ActivationBuffer
+from systolic.hw.config import CoreConfig
+from systolic.hw.result_path import ResultPath
+from systolic.sim.programs import reference_matmul
 
 from .streams import run_scenario, stream_put
 

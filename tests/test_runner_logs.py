@@ -10,8 +10,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from hw.config import CoreConfig
-from sim import runner
+from systolic.hw.config import CoreConfig
+from systolic.sim import runner
 
 
 class _FailingSimulator:
@@ -51,8 +51,8 @@ def fake_sim(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "write_results, message",
     [
-        (True, r"1 of 1 cocotb test\(s\) failed in sim.player"),
-        (False, "verilator run of sim.player for .* ended without results"),
+        (True, r"1 of 1 cocotb test\(s\) failed in systolic.sim.player"),
+        (False, "verilator run of systolic.sim.player for .* ended without results"),
     ],
 )
 def test_failed_stream_keeps_its_log(tmp_path, fake_sim, write_results, message, exc):
@@ -105,7 +105,7 @@ def test_results_watch_counts_the_beats_written(tmp_path, capsys):
     its results file, before the file exists and after it is moved away."""
     import time
 
-    from sim.runner import _ResultsWatch
+    from systolic.sim.runner import _ResultsWatch
 
     path = tmp_path / "results.hex"
     watch = _ResultsWatch(path, "rtl 2x2")

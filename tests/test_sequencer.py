@@ -12,10 +12,10 @@ own, and the pattern's formula (row ``i`` at ``base + (i mod inner) * inner_stri
 import numpy as np
 import pytest
 
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import Opcode
-from hw.sequencer import Sequencer
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import Opcode
+from systolic.hw.sequencer import Sequencer
 
 from .streams import run_scenario, stream_put
 

@@ -2,14 +2,14 @@
 
 import pytest
 
-from sim import runner
+from systolic.sim import runner
 
 pytestmark = pytest.mark.rtl
 
 
 def test_core_benches(sim_config):
     """Every whole-core bench passes: random matmuls, corners, errors, reset, player."""
-    tests, failed = runner.run(sim_config, module="sim.test_core", check=False)
+    tests, failed = runner.run(sim_config, module="systolic.sim.test_core", check=False)
     assert tests >= 8 and failed == 0, f"{failed} of {tests} core benches failed"
 
 

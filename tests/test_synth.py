@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from amaranth.back import verilog
 
-from hw.config import CoreConfig
-from hw.synth import (
+from systolic.hw.config import CoreConfig
+from systolic.hw.synth import (
     SynthTop,
     _stat_ffs,
     _tool,
@@ -149,7 +149,7 @@ def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
 @pytest.mark.synth
 def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
     """The proof can fail: with the sign row adding instead of subtracting it does."""
-    from hw.synth import techmap
+    from systolic.hw.synth import techmap
 
     monkeypatch.setattr(techmap, "_SUB", techmap._ADD)
     rc, log = _prove_mul_map(tmp_path, 4, 3)
@@ -209,7 +209,7 @@ def test_smoke_synthesis(tmp_path, monkeypatch):
 def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
     """A nextpnr run stopped by the time limit is reported from its log, cached, and run
     again only with a longer limit. The stored log is a 16x16 stopped in router2."""
-    from hw.synth import run as synth_run
+    from systolic.hw.synth import run as synth_run
 
     log = (DATA / "nextpnr_ecp5_router2_stopped.log").read_text()
     calls = []
@@ -235,7 +235,7 @@ def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
 
 
 def test_run_stops_a_tool_at_its_time_limit(tmp_path):
-    from hw.synth import _run
+    from systolic.hw.synth import _run
 
     assert _run(["sleep", "30"], tmp_path / "log", tmp_path, timeout=0.2) is None
     assert _run(["true"], tmp_path / "log", tmp_path, timeout=10) == 0
@@ -246,7 +246,7 @@ def test_seeds_report_the_best_and_the_spread(tmp_path, monkeypatch):
     the standard configurations' figures into the committed table."""
     import json
 
-    from hw.synth import cli, figures
+    from systolic.hw.synth import cli, figures
 
     fmax = {1: 90.5, 2: 101.25, 3: None}
     calls = []

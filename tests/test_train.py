@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from host.nn.checkpoint import (
+from systolic.host.nn.checkpoint import (
     CheckpointError,
     Mlp,
     load_checkpoint,
     save_checkpoint,
     weights_sha256,
 )
-from host.nn.data import load_mnist
-from host.nn.train import train
+from systolic.host.nn.data import load_mnist
+from systolic.host.nn.train import train
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_checkpoint_with_bad_sizes_is_refused(tmp_path, sizes):
     ],
 )
 def test_cli_refuses_bad_options(tmp_path, capsys, args, message):
-    from host.cli.train import main
+    from systolic.host.cli.train import main
 
     assert main([*args, "--out", str(tmp_path / "m.pt")]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
@@ -154,7 +154,7 @@ def test_cli_refuses_bad_options(tmp_path, capsys, args, message):
 
 
 def test_cli_checks_the_output_before_training(tmp_path, capsys):
-    from host.cli.train import main
+    from systolic.host.cli.train import main
 
     (tmp_path / "file").write_text("")
     assert main(["--out", str(tmp_path / "file" / "m.pt")]) == 2
@@ -170,8 +170,8 @@ def test_cli_leaves_the_checked_in_checkpoint_alone(tmp_path, monkeypatch, capsy
     never the committed models/<model>.pt."""
     import hashlib
 
-    from host.cli.train import main
-    from host.nn.checkpoint import DEFAULT_CHECKPOINTS
+    from systolic.host.cli.train import main
+    from systolic.host.nn.checkpoint import DEFAULT_CHECKPOINTS
 
     committed = os.path.abspath(DEFAULT_CHECKPOINTS["mlp"])
     before = hashlib.sha256(open(committed, "rb").read()).hexdigest()

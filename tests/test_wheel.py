@@ -40,9 +40,15 @@ def test_wheel_runs_an_rtl_inference_from_another_directory(tmp_path):
     )
     (wheel,) = (tmp_path / "wheel").glob("systolic_mnist-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for data in ("sim/hdl/tb_top.sv", "sim/hdl/ceiling_main.cpp", "host/nn/_models/mlp.pt"):
+    for data in (
+        "systolic/sim/hdl/tb_top.sv",
+        "systolic/sim/hdl/ceiling_main.cpp",
+        "systolic/host/nn/_models/mlp.pt",
+    ):
         assert data in names, data
-    assert {"host/nn/_models/mlp.qnpz", "host/nn/_models/cnn.pt"} <= set(names)
+    assert {"systolic/host/nn/_models/mlp.qnpz", "systolic/host/nn/_models/cnn.pt"} <= set(names)
+    # one namespaced package: nothing else at the top level but the metadata
+    assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"systolic"}
     site = tmp_path / "site"
     subprocess.run(
         [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
@@ -55,7 +61,12 @@ def test_wheel_runs_an_rtl_inference_from_another_directory(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("WAVES", None)
     where = subprocess.run(
-        [sys.executable, "-c", "import host, hw, sim; print(host.__file__, sim.__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "import systolic.host as h, systolic.hw as w, systolic.sim as s; "
+            "print(h.__file__, w.__file__, s.__file__)",
+        ],
         cwd=run_dir,
         env=env,
         capture_output=True,

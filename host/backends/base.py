@@ -48,7 +48,7 @@ class Result:
 
 
 class Backend(Protocol):
-    """What every backend is: built for one :class:`hw.config.CoreConfig`.
+    """What every backend is: built for one :class:`systolic.hw.config.CoreConfig`.
 
     ``prepare()`` does the one-time work (a simulator build), ``run`` checks that the
     program was compiled for this configuration, streams it with its inputs and parses

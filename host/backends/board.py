@@ -1,7 +1,7 @@
 """The ``board`` backend: a program through the core on an FPGA board, over its serial link.
 
 The board runs the bitstream of ``make bitstream`` (``hw/board/``); this backend speaks
-the link protocol of :mod:`host.backends.link` over pyserial. The same protocol code
+the link protocol of :mod:`systolic.host.backends.link` over pyserial. The same protocol code
 drives the simulated board top in ``sim/board_tb.py``, whose results the tests compare
 with the rtl backend's, byte for byte.
 """
@@ -108,7 +108,7 @@ def wire_bytes(beats_in, beats_out, beat_bytes, max_beats=255):
     """Bytes on the line each way for a program of ``beats_in`` beats that returns
     ``beats_out`` (results and status), and the request-response rounds, with the
     fewest frames: a RESET, full WRITEs, full READs."""
-    import hw.board.protocol as protocol
+    import systolic.hw.board.protocol as protocol
 
     writes = -(-beats_in // max_beats)
     reads = max(1, -(-beats_out // max_beats))
@@ -126,7 +126,7 @@ def link_figures(qmodel, config, clk_mhz, baud=DEFAULT_BAUD, batch=32, images=No
     loads them), and each further image of a batch (weights amortized). Returns a list
     of dicts; :func:`figures_markdown` renders them.
     """
-    from host.compile import compile_model
+    from systolic.host.compile import compile_model
 
     from .model import ModelBackend
 
@@ -191,14 +191,16 @@ def figures_markdown(rows, clk_mhz, baud=DEFAULT_BAUD):
 
 
 def main(argv=None):
-    """``python -m host.backends.board``: the link figures for the MNIST MLP, printed and
+    """``python -m systolic.host.backends.board``: the link figures for the MNIST MLP, printed and
     appended to a board build's ``report.md`` (``--report``)."""
     import argparse
     import sys
 
-    from hw.config import CoreConfig
+    from systolic.hw.config import CoreConfig
 
-    parser = argparse.ArgumentParser(prog="python -m host.backends.board", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m systolic.host.backends.board", description=main.__doc__
+    )
     parser.add_argument("--config", required=True, help="the board build's config.json")
     parser.add_argument("--clk-mhz", type=float, default=30.0)
     parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)
@@ -210,8 +212,8 @@ def main(argv=None):
     except (OSError, ValueError, TypeError) as exc:
         print(f"error: {args.config}: {exc}", file=sys.stderr)
         return 2
-    from host.nn.data import load_mnist
-    from host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
+    from systolic.host.nn.data import load_mnist
+    from systolic.host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
 
     qmodel = QuantizedModel.load(DEFAULT_QUANTIZED)
     images = qmodel.quantize_input(load_mnist().test_images[:32])

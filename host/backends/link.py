@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-import hw.board.protocol as protocol
+import systolic.hw.board.protocol as protocol
 
 __all__ = [
     "Frame",

@@ -1,6 +1,6 @@
 """The backends by name: :func:`get_backend` is the only place that picks one."""
 
-from hw.config import CoreConfig
+from systolic.hw.config import CoreConfig
 
 from .base import Backend, BackendError
 
@@ -45,7 +45,7 @@ def default_config(name: str, rows: int, cols: int) -> CoreConfig:
     """The configuration backend ``name`` runs for a ``rows x cols`` array unless told
     otherwise: small buffers for ``gate`` (a netlist simulates slowly), else the defaults."""
     if name == "gate":
-        from sim.gate import gate_config
+        from systolic.sim.gate import gate_config
 
         return gate_config(rows, cols)
     return CoreConfig(rows=rows, cols=cols)

@@ -1,6 +1,6 @@
 """The ``rtl`` and ``gate`` backends: the program through the simulated core.
 
-:meth:`RtlBackend.prepare` builds the simulator once (``sim.runner.build``: the
+:meth:`RtlBackend.prepare` builds the simulator once (``systolic.sim.runner.build``: the
 cocotb harness ``sim/hdl/tb_top.sv`` around the generated Verilog, cached on disk);
 every :meth:`RtlBackend.run` then runs that simulator with the player
 (``sim/player.py``): the harness streams the program's beats into the core's
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from sim import runner
+from systolic.sim import runner
 
 from .base import BackendError
 from .model.cycles import predict
@@ -40,10 +40,10 @@ class RtlBackend:
     """Run programs on the generated Verilog in Verilator (or ``sim="icarus"``).
 
     A whole program runs in one simulator run, however long (up to the player's
-    ``2 ** sim.runner.PLAYER_DEPTH_LOG2`` beats); the simulator is built by
+    ``2 ** systolic.sim.runner.PLAYER_DEPTH_LOG2`` beats); the simulator is built by
     :meth:`prepare`, once for the instance, which :meth:`run` calls if need be. The
     built simulator is plain data, so an instance pickles into worker processes
-    (``host.parallel``) ready to run.
+    (``systolic.host.parallel``) ready to run.
 
     Parameters
     ----------
@@ -104,7 +104,7 @@ class RtlBackend:
 
     def prepare(self):
         """Build the simulator (or find it built and up to date on disk), once for this
-        instance; returns it (a ``sim.runner.Simulator``)."""
+        instance; returns it (a ``systolic.sim.runner.Simulator``)."""
         if self._simulator is None:
             try:
                 self._simulator = runner.build(self.config, self.kind, self.sim, self.sources())
@@ -131,7 +131,7 @@ class RtlBackend:
     def ceiling(self, beats):
         """Run raw program beats on Verilator's ceiling: the same harness around the
         same netlist, driven by a small C++ loop instead of cocotb
-        (``sim.runner.run_ceiling``), without this instance's gaps and backpressure.
+        (``systolic.sim.runner.run_ceiling``), without this instance's gaps and backpressure.
         Returns ``(result beats, report)``, as :meth:`stream`.
 
         Raises
@@ -175,6 +175,6 @@ class GateBackend(RtlBackend):
 
     def sources(self):
         """The gate-level netlist (synthesized by :meth:`prepare` if need be)."""
-        from sim.gate import gate_sources
+        from systolic.sim.gate import gate_sources
 
         return gate_sources(self.config)

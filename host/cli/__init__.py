@@ -1,11 +1,11 @@
-"""The command line: ``systolic <command> [options]`` (also ``python -m host``).
+"""The command line: ``systolic <command> [options]`` (also ``python -m systolic.host``).
 
 One click group; each command is a thin layer over the library (parse, check the
 options before any work, call, print). A bad option or input is one ``error:`` line on
-stderr and exit status 2 (:mod:`hw.cli`). Commands are imported when they run (or
+stderr and exit status 2 (:mod:`systolic.hw.cli`). Commands are imported when they run (or
 show their help), so that ``systolic --help`` loads neither torch nor amaranth; the
-hardware commands live beside what they drive (``rtl`` in ``hw.generate``, ``synth``
-in ``hw.synth.cli``, ``formal`` in ``sim.formal``).
+hardware commands live beside what they drive (``rtl`` in ``systolic.hw.generate``, ``synth``
+in ``systolic.hw.synth.cli``, ``formal`` in ``systolic.sim.formal``).
 """
 
 import importlib
@@ -13,25 +13,33 @@ import sys
 
 import click
 
-from hw.cli import CONTEXT_SETTINGS, run
+from systolic.hw.cli import CONTEXT_SETTINGS, run
 
 __all__ = ["COMMANDS", "cli", "main"]
 
 #: command -> (module, click command in it, one line of help)
 COMMANDS = {
-    "train": ("host.cli.train", "command", "train the MNIST MLP or CNN in PyTorch"),
-    "quantize": ("host.cli.quantize", "command", "int8-quantize a checkpoint, report vs PyTorch"),
-    "compile": ("host.cli.compile", "command", "compile a network into a program file"),
+    "train": ("systolic.host.cli.train", "command", "train the MNIST MLP or CNN in PyTorch"),
+    "quantize": (
+        "systolic.host.cli.quantize",
+        "command",
+        "int8-quantize a checkpoint, report vs PyTorch",
+    ),
+    "compile": ("systolic.host.cli.compile", "command", "compile a network into a program file"),
     "infer": (
-        "host.cli.infer",
+        "systolic.host.cli.infer",
         "command",
         "MNIST through a backend, checked vs golden and PyTorch",
     ),
-    "bench": ("host.cli.bench", "command", "the core against PyTorch on this CPU: report, plots"),
-    "bench-core": ("host.cli.bench", "core_command", "one large matmul through the RTL"),
-    "rtl": ("hw.generate", "command", "write the core's Verilog and configuration JSON"),
-    "synth": ("hw.synth.cli", "command", "Yosys and nextpnr for ECP5 and iCE40"),
-    "formal": ("sim.formal", "command", "SymbiYosys proofs of the core's stream contract"),
+    "bench": (
+        "systolic.host.cli.bench",
+        "command",
+        "the core against PyTorch on this CPU: report, plots",
+    ),
+    "bench-core": ("systolic.host.cli.bench", "core_command", "one large matmul through the RTL"),
+    "rtl": ("systolic.hw.generate", "command", "write the core's Verilog and configuration JSON"),
+    "synth": ("systolic.hw.synth.cli", "command", "Yosys and nextpnr for ECP5 and iCE40"),
+    "formal": ("systolic.sim.formal", "command", "SymbiYosys proofs of the core's stream contract"),
 }
 
 

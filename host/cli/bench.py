@@ -5,7 +5,14 @@ import os
 
 import click
 
-from hw.cli import CONTEXT_SETTINGS, CliError, config_from_options, config_option, run, size_option
+from systolic.hw.cli import (
+    CONTEXT_SETTINGS,
+    CliError,
+    config_from_options,
+    config_option,
+    run,
+    size_option,
+)
 
 from ..files import atomic_write, check_output_path
 from ..nn.bundled import DEFAULT_CHECKPOINTS, MODEL_NAMES
@@ -14,7 +21,7 @@ from .options import MODEL_HELP, check_positive, json_option
 
 __all__ = ["SWEEPS", "command", "core_command", "main", "main_core"]
 
-#: The sweep sizes (host.bench.SIZES): images in the sweep, RTL samples, sharded run.
+#: The sweep sizes (systolic.host.bench.SIZES): images in the sweep, RTL samples, sharded run.
 SWEEPS = ("quick", "full")
 
 

@@ -4,7 +4,14 @@ import os
 
 import click
 
-from hw.cli import CONTEXT_SETTINGS, CliError, config_from_options, config_option, run, size_option
+from systolic.hw.cli import (
+    CONTEXT_SETTINGS,
+    CliError,
+    config_from_options,
+    config_option,
+    run,
+    size_option,
+)
 
 from ..files import check_output_path
 from ..nn.bundled import DEFAULT_CHECKPOINTS
@@ -36,7 +43,7 @@ def command(
 ) -> int:
     """Compile a network (quantizing a float checkpoint first) into a program for the
     core: the file holds the configuration, the resident preamble and the schedule, with
-    a SHA-256 checked when it is read (host.compile.Program.load)."""
+    a SHA-256 checked when it is read (systolic.host.compile.Program.load)."""
     try:
         check_positive(batch=batch)
         if out is not None:

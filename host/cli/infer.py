@@ -7,7 +7,14 @@ import time
 
 import click
 
-from hw.cli import CONTEXT_SETTINGS, CliError, config_from_options, config_option, run, size_option
+from systolic.hw.cli import (
+    CONTEXT_SETTINGS,
+    CliError,
+    config_from_options,
+    config_option,
+    run,
+    size_option,
+)
 
 from ..backends import BACKENDS, BackendError
 from ..files import atomic_write, check_output_path
@@ -196,7 +203,7 @@ def command(
     from ..run import evaluate
 
     started = time.time()
-    # --waves is WAVES=1 for this run: sim.runner (and cocotb) read it
+    # --waves is WAVES=1 for this run: systolic.sim.runner (and cocotb) read it
     saved = os.environ.get("WAVES")
     if waves:
         os.environ["WAVES"] = "1"
@@ -263,7 +270,7 @@ def command(
         elif waves:
             os.environ["WAVES"] = saved
     # the waveforms of this run: asked for by --waves, or by WAVES in the environment
-    # (read as cocotb and sim.build.waves_requested read it)
+    # (read as cocotb and systolic.sim.build.waves_requested read it)
     if waves or (saved or "").strip().lower() in ("1", "yes", "y", "on", "true", "enable"):
         kept = sorted(
             p

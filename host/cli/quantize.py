@@ -4,7 +4,7 @@ import os
 
 import click
 
-from hw.cli import CONTEXT_SETTINGS, CliError, run
+from systolic.hw.cli import CONTEXT_SETTINGS, CliError, run
 
 from ..files import atomic_write, check_output_path
 from ..nn.bundled import DEFAULT_CHECKPOINTS, DEFAULT_QUANTIZED_MODELS, MODEL_NAMES, PACKAGED

@@ -5,7 +5,7 @@ import os
 
 import click
 
-from hw.cli import CONTEXT_SETTINGS, CliError, run
+from systolic.hw.cli import CONTEXT_SETTINGS, CliError, run
 
 from ..files import check_output_path
 from ..nn.bundled import DEFAULT_CHECKPOINTS, MODEL_NAMES

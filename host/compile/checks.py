@@ -1,15 +1,15 @@
 """The core's instruction checks in Python, in the hardware's order (hw/frontend.py).
 
-The program checker (:meth:`host.compile.program.Program.validate`) refuses a program
+The program checker (:meth:`systolic.host.compile.program.Program.validate`) refuses a program
 the core would refuse; the cycle model uses the same rules to predict the error code.
 
 MATMUL and POSTPROC are checked against the address patterns that the LOOPs before
-them set (``patterns``, one per :class:`~hw.isa.LoopTarget`): ``None`` is linear, the
+them set (``patterns``, one per :class:`~systolic.hw.isa.LoopTarget`): ``None`` is linear, the
 state of both targets at the start of every program.
 """
 
-from hw.config import MAX_ROWS_PER_OP, CoreConfig
-from hw.isa import ErrorCode, LoopTarget, Opcode, Target
+from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
+from systolic.hw.isa import ErrorCode, LoopTarget, Opcode, Target
 
 __all__ = ["LINEAR", "check_instruction", "loop_pattern", "pattern_span"]
 
@@ -54,9 +54,9 @@ def check_instruction(cfg: CoreConfig, op: Opcode, f: dict, patterns=None) -> Er
     cfg : CoreConfig
     op : Opcode
     f : dict
-        The instruction's fields, as :func:`hw.isa.decode` returns them.
+        The instruction's fields, as :func:`systolic.hw.isa.decode` returns them.
     patterns : mapping or None
-        The current pattern of each :class:`~hw.isa.LoopTarget` (``None`` or the tuple of
+        The current pattern of each :class:`~systolic.hw.isa.LoopTarget` (``None`` or the tuple of
         :func:`loop_pattern`); ``None`` for the whole mapping means both linear.
     """
     R, C = cfg.rows, cfg.cols

@@ -1,4 +1,5 @@
-"""Compile a quantized network (or one matmul) into a :class:`~host.compile.program.Program`.
+"""Compile a quantized network (or one matmul) into a
+:class:`~systolic.host.compile.program.Program`.
 
 Tiling: the reduction axis K by ``rows``, output channels N by ``cols``, images by the
 batch. Layer ``l``'s outputs (but the last's) stay on chip: each ``cols``-wide output
@@ -18,7 +19,7 @@ import itertools
 
 import numpy as np
 
-from hw.config import CoreConfig
+from systolic.hw.config import CoreConfig
 
 from .conv import compile_cnn
 from .emit import Emitter, Tiles
@@ -61,7 +62,7 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
 
 
 def compile_model(qmodel, config: CoreConfig, batch: int = 64) -> Program:
-    """Compile a :class:`~host.nn.qmodel.QuantizedModel` for ``config``.
+    """Compile a :class:`~systolic.host.nn.qmodel.QuantizedModel` for ``config``.
 
     Parameters
     ----------

@@ -28,8 +28,8 @@ import itertools
 
 import numpy as np
 
-from hw.config import MAX_ROWS_PER_OP, CoreConfig
-from hw.isa import LoopTarget, Opcode, Target
+from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
+from systolic.hw.isa import LoopTarget, Opcode, Target
 
 from .emit import Emitter, Tiles, load_beats, scale_words
 from .linear import input_kmap, linear_stack, output_kmap, param_beats

@@ -8,9 +8,9 @@ the preamble's LOADs and spreads the next batch's input words over the batch.
 
 import numpy as np
 
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import LoopTarget, Opcode, Target
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import LoopTarget, Opcode, Target
 
 from .plan import CompileError
 from .program import ITEM_BLOCK, ITEM_NEXT_INPUT, ITEM_WORD, word_beats
@@ -32,7 +32,7 @@ def tile_beats(cfg: CoreConfig, tile: np.ndarray) -> np.ndarray:
 
 
 def scale_words(layer, n_words: int, cfg: CoreConfig, what: str) -> list:
-    """The :data:`hw.isa.SCALE_WORD` of each of ``n_words * cols`` channels (zeros past
+    """The :data:`systolic.hw.isa.SCALE_WORD` of each of ``n_words * cols`` channels (zeros past
     the layer's outputs)."""
     n = len(layer.mult)
     out = []

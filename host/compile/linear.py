@@ -9,9 +9,9 @@ into ``groups`` words (:func:`output_kmap`).
 
 import numpy as np
 
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import Opcode, Target
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import Opcode, Target
 
 from .emit import load_beats, scale_words
 from .program import word_beats

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from hw.config import MAX_ROWS_PER_OP, CoreConfig
+from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
 
 __all__ = [
     "CompileError",

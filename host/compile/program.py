@@ -23,9 +23,9 @@ import struct
 
 import numpy as np
 
-from hw import isa
-from hw.config import MAX_ROWS_PER_OP, CoreConfig
-from hw.isa import ErrorCode, LoopTarget, Opcode, Target
+from systolic.hw import isa
+from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
+from systolic.hw.isa import ErrorCode, LoopTarget, Opcode, Target
 
 from ..files import atomic_write
 from .checks import check_instruction
@@ -74,7 +74,7 @@ def beat_words(beats: np.ndarray) -> np.ndarray:
 
 def status_packet(beats: np.ndarray) -> dict:
     """The status packet at the end of the result beats: ``{field: value}`` in
-    :data:`hw.isa.STATUS_FIELDS` order, one word in the low bytes of each beat."""
+    :data:`systolic.hw.isa.STATUS_FIELDS` order, one word in the low bytes of each beat."""
     ns = len(isa.STATUS_FIELDS)
     tail = np.ascontiguousarray(
         np.asarray(beats, np.uint8)[len(beats) - ns :, : isa.STATUS_WORD_BYTES]
@@ -234,7 +234,8 @@ class Program:
         """Cross-check the header, the beats and the schedule against the configuration.
 
         Every instruction word must decode with no stray bits, be one the core accepts
-        (:func:`host.compile.checks.check_instruction`) and fit the batch and the input regions;
+        (:func:`systolic.host.compile.checks.check_instruction`) and fit the batch and the input
+        regions;
         the next-input chunks must load the next batch's input words once, in order. A
         program that passes runs on the core without an error code.
         """

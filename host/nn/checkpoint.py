@@ -205,7 +205,7 @@ def load_checkpoint(path: str, sizes: tuple | None = None) -> tuple[nn.Module, d
     if not isinstance(recorded, str):
         raise CheckpointError(
             f"{path}: no recorded weights hash (weights_sha256); save it "
-            f"again with host.nn.checkpoint.save_checkpoint or retrain (make train)"
+            f"again with systolic.host.nn.checkpoint.save_checkpoint or retrain (make train)"
         )
     try:
         actual = weights_sha256(state)

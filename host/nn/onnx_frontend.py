@@ -3,7 +3,8 @@ QuantizedModel.
 
 The compiler never sees ONNX objects: :func:`load_onnx` walks the graph from its input to
 its output, one node at a time, and turns each layer into a
-:class:`~host.nn.qmodel.QuantLayer`. Accepted forms, on a chain from one input to one output:
+:class:`~systolic.host.nn.qmodel.QuantLayer`. Accepted forms, on a chain from one input to one
+output:
 
 * QDQ (``onnxruntime.quantization.quantize_static`` in QDQ format, ``torch.onnx.export`` of
   a quantized model): ``QuantizeLinear -> DequantizeLinear -> Conv | MatMul | Gemm`` with
@@ -26,7 +27,7 @@ network's ``input_shape`` ``(C, H, W)``.
 uint8 activations with zero point ``z`` become int8 with zero point ``z - 128``. Weights
 must be int8 (or uint8 with zero point 128) symmetric, per tensor or per output channel.
 Each layer's requantization scale ``input_scale * weight_scale / output_scale`` becomes
-``mult / 2**shift`` (:func:`~host.nn.qmodel.multiplier_shift`), rounding half to even as
+``mult / 2**shift`` (:func:`~systolic.host.nn.qmodel.multiplier_shift`), rounding half to even as
 ONNX does. Anything else is refused with :class:`OnnxError`, naming the node.
 
 :func:`run_onnxruntime` runs the same file in ONNX Runtime on the CPU and returns its int8
@@ -840,7 +841,7 @@ def _read(path):
 
 
 def load_onnx(path: str) -> QuantizedModel:
-    """Read a quantized ONNX model as a :class:`~host.nn.qmodel.QuantizedModel`.
+    """Read a quantized ONNX model as a :class:`~systolic.host.nn.qmodel.QuantizedModel`.
 
     The first layer's ``input_scale`` and ``input_zero_point`` (int8 domain) are those of
     the graph's first QuantizeLinear, so :meth:`QuantizedModel.quantize_float` quantizes
@@ -912,7 +913,7 @@ def run_onnxruntime(path: str, x: np.ndarray, qmodel: QuantizedModel | None = No
 @dataclasses.dataclass
 class OnnxReference:
     """ONNX Runtime's execution of a quantized ONNX file, the reference its results are
-    checked against (as :class:`host.nn.pt2e.TorchReference` is for PyTorch models)."""
+    checked against (as :class:`systolic.host.nn.pt2e.TorchReference` is for PyTorch models)."""
 
     path: str
     qmodel: QuantizedModel

@@ -276,7 +276,7 @@ def quantize_dense(
     Parameters
     ----------
     layers : list of FloatConv and FloatDense
-        From :func:`host.nn.torch_frontend.capture`.
+        From :func:`systolic.host.nn.torch_frontend.capture`.
     calibration : float Tensor [N, in_features]
         Inputs (already flattened; a CNN's in NCHW order) for the min/max observers.
 

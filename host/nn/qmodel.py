@@ -282,7 +282,7 @@ class QuantizedModel:
             raise QuantError(
                 f"{path}: quantized-model format version 1 is out of date (version "
                 f"{VERSION} adds the rounding mode and a content hash); run "
-                f"`make quantize` (python -m host quantize) to write it again"
+                f"`make quantize` (python -m systolic.host quantize) to write it again"
             )
         if header.get("format") != FORMAT or header.get("version") != VERSION:
             raise QuantError(

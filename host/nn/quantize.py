@@ -39,10 +39,10 @@ def quantize_model(
     ----------
     model : nn.Module
         Any module that ``torch.export`` captures as a chain of the supported layers
-        (:data:`host.nn.torch_frontend.SUPPORTED`); Dropout is the identity (eval mode)
+        (:data:`systolic.host.nn.torch_frontend.SUPPORTED`); Dropout is the identity (eval mode)
         and a BatchNorm1d/2d is folded into the Linear or Conv2d before it. It takes the
         flat images ``[N, pixels]`` (a CNN unflattens them itself, as
-        :class:`host.nn.checkpoint.Cnn` does).
+        :class:`systolic.host.nn.checkpoint.Cnn` does).
     calibration_images : uint8 [N, pixels]
         Pixels, scaled by 1/255 as in training.
 

@@ -68,7 +68,7 @@ _IDENTITY = {
 }
 _LAYER = _LINEAR | _CONV
 _KNOWN = _LAYER | _POOL | _RELU | _BATCH_NORM | _RESHAPE | _IDENTITY | {operator.getitem}
-#: The geometry a convolution and its pool may have (as host.nn.qmodel checks).
+#: The geometry a convolution and its pool may have (as systolic.host.nn.qmodel checks).
 _CONV_KERNELS, _CONV_STRIDES, _CONV_PADDINGS = (1, 2, 3, 4, 5), (1, 2), (0, 1)
 _POOL_KERNELS, _POOL_STRIDES = (2, 3), (2,)
 

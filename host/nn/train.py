@@ -1,4 +1,4 @@
-"""Train the MNIST MLP or CNN in PyTorch (``python -m host train``, ``make train``).
+"""Train the MNIST MLP or CNN in PyTorch (``python -m systolic.host train``, ``make train``).
 
 Seeded and deterministic; the input is ``pixel / 255`` so that the int8 input
 quantization (scale 1/255) is exact.

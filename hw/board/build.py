@@ -1,6 +1,6 @@
 """``make bitstream``: the board top through Yosys, nextpnr and ecppack, with a report.
 
-``python -m hw.board.build --board ulx3s --size 4x4`` writes
+``python -m systolic.hw.board.build --board ulx3s --size 4x4`` writes
 ``build/bitstream/<board>-<size>/`` (``top.bit``, the tools' logs, ``report.json`` from
 nextpnr, ``report.md``: resources, Fmax against the clock, the link) through
 amaranth-boards' platform, with the tools taken from the ``yowasp-*`` packages (the
@@ -140,7 +140,7 @@ def report_markdown(report):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m hw.board.build", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m systolic.hw.board.build", description=__doc__)
     parser.add_argument("--board", default="ulx3s")
     parser.add_argument("--size", default="4x4", help="array rows x cols (default 4x4)")
     parser.add_argument("--clk-mhz", type=float, default=None, help="core clock (PLL output)")

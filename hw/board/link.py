@@ -7,10 +7,11 @@ and a host can never overrun it:
 * **Credit.** Every response carries ``credit``, the free beats of the input FIFO, and
   ``avail``, the result beats waiting in the output FIFO. A WRITE carries at most the
   credit; one that carries more is dropped (a host bug, not line noise).
-* **Resynchronization.** The receiver hunts for :data:`~hw.board.protocol.LINK_SOF`; a header with
-  an unknown type or count, a wrong CRC, or :data:`~hw.board.protocol.LINK_IDLE_BYTES` byte times of
-  silence inside a frame send it back to hunting, with no response (``link_error``
-  pulses). The host repeats a request it got no good response to.
+* **Resynchronization.** The receiver hunts for :data:`~systolic.hw.board.protocol.LINK_SOF`;
+  a header with an unknown type or count, a wrong CRC, or
+  :data:`~systolic.hw.board.protocol.LINK_IDLE_BYTES` byte times of silence inside a frame
+  send it back to hunting, with no response (``link_error`` pulses). The host repeats a
+  request it got no good response to.
 * **Repeats.** A request with the ``seq`` of the last one taken is a repeat (its response
   was lost): a WRITE is acknowledged again without writing, a READ is answered with the
   same beats again. RESET starts a new session (no last ``seq``).

@@ -1,6 +1,6 @@
 """The board's serial link protocol: frame types and constants, the one source of the
-encoding for the board's link hardware (:mod:`hw.board.link`) and the host's protocol
-code (:mod:`host.backends.link`).
+encoding for the board's link hardware (:mod:`systolic.hw.board.link`) and the host's protocol
+code (:mod:`systolic.host.backends.link`).
 """
 
 import enum

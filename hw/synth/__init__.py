@@ -1,4 +1,4 @@
-"""Synthesis, place and route with Yosys and nextpnr from pip: ``python -m hw.synth``.
+"""Synthesis, place and route with Yosys and nextpnr from pip: ``python -m systolic.hw.synth``.
 
 ``shell`` (:class:`SynthTop`, the core with a pin-light shell), ``targets`` (the
 devices and the Yosys and nextpnr options for each), ``techmap`` (the ECP5 PE

@@ -1,4 +1,4 @@
-"""``python -m hw.synth``: see :mod:`hw.synth.cli`."""
+"""``python -m systolic.hw.synth``: see :mod:`systolic.hw.synth.cli`."""
 
 import sys
 

@@ -1,5 +1,5 @@
 """Synthesis, place and route with Yosys and nextpnr from pip: ``systolic synth`` (or
-``python -m hw.synth``).
+``python -m systolic.hw.synth``).
 
 For each configuration: the core inside :class:`SynthTop` (a shell that feeds the
 program port from a shift register loaded through one pin and folds the result port
@@ -193,5 +193,5 @@ CHOSEN_SEEDS: dict[tuple[str, str], int] = {}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hw.synth``: the same command as ``systolic synth``."""
-    return run(command, argv, prog_name="python -m hw.synth")
+    """``python -m systolic.hw.synth``: the same command as ``systolic synth``."""
+    return run(command, argv, prog_name="python -m systolic.hw.synth")

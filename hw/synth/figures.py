@@ -1,10 +1,10 @@
 """The committed table of synthesized figures (``hw/synth/figures.json``).
 
 ``make synth`` writes its full results to ``build/synth/`` (git-ignored) and the entries
-of the standard configurations (``hw.synth.cli.DEFAULT_RUNS``) here as well, so that a
+of the standard configurations (``systolic.hw.synth.cli.DEFAULT_RUNS``) here as well, so that a
 fresh clone quotes latency and throughput at the clocks these configurations reached
 rather than at an assumed one. Each entry keeps the hash of the hardware source it was
-synthesized from (``hw_hash``, :func:`hw.generate.source_hash` and the tool settings);
+synthesized from (``hw_hash``, :func:`systolic.hw.generate.source_hash` and the tool settings);
 :func:`lookup` says when the source has changed since.
 """
 

@@ -1,6 +1,7 @@
 """The ECP5 PE multiplier as rows of carry chains: a Yosys techmap for ``$mul``.
 
-Used when the DSP blocks do not cover every PE (:func:`hw.synth.targets.pe_products_in_logic`):
+Used when the DSP blocks do not cover every PE
+(:func:`systolic.hw.synth.targets.pe_products_in_logic`):
 one LUT4 a product bit inside ``CCU2C`` carry cells, against about three for Yosys's
 Booth multiplier built from LUT full adders. ``tests/test_synth.py`` proves the map
 equal to a signed ``$mul`` with Yosys's own ECP5 simulation models.

@@ -1,7 +1,7 @@
 """Writing output files atomically: a temporary name in the same directory, then a rename.
 
 The one copy of the pattern: ``hw``, ``sim`` and ``host`` all write through
-:func:`atomic_write` (``host.files`` re-exports it), so that an interrupted or failed
+:func:`atomic_write` (``systolic.host.files`` re-exports it), so that an interrupted or failed
 run never leaves a half-written file under the final name.
 """
 

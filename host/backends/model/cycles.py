@@ -30,9 +30,9 @@ import dataclasses
 
 import numpy as np
 
-from hw import isa
-from hw.config import CoreConfig
-from hw.isa import ErrorCode, Opcode
+from systolic.hw import isa
+from systolic.hw.config import CoreConfig
+from systolic.hw.isa import ErrorCode, Opcode
 
 from ...compile.checks import LINEAR, check_instruction, loop_pattern
 from ...compile.program import beat_words

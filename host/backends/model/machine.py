@@ -5,7 +5,7 @@ end's checks), executes each instruction with numpy integer arithmetic, produces
 same result beats byte for byte, and takes the status packet's counters from the
 exact cycle model. It shares no code with the hardware description.
 
-LOOP patterns (one per :class:`~hw.isa.LoopTarget`, linear at the start of each
+LOOP patterns (one per :class:`~systolic.hw.isa.LoopTarget`, linear at the start of each
 program) turn a MATMUL's activation reads and a POSTPROC's hidden-buffer writes into
 one index array an instruction; rows run in order, so where a pattern sends two rows
 of one POSTPROC to the same word the later one wins (with ``pool``: the maximum of all).
@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from hw import isa
-from hw.isa import LoopTarget, Opcode, Target
+from systolic.hw import isa
+from systolic.hw.isa import LoopTarget, Opcode, Target
 
 from ...compile.checks import LINEAR, loop_pattern
 from ...compile.program import beat_words, word_beats
