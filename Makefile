@@ -83,6 +83,6 @@ BOARD ?= ulx3s
 BOARD_SIZE = $(if $(filter command line environment,$(origin SIZE)),$(SIZE),4x4)
 .PHONY: bitstream
 bitstream: $(STAMP)  ## board bitstream (BOARD=ulx3s, SIZE default 4x4 [CLK_MHZ=30]) with its timing report
-	$(PY) -m systolic.hw.board.build --board $(BOARD) --size $(BOARD_SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) $(ARGS)
-	$(PY) -m systolic.host.backends.board --config build/bitstream/$(BOARD)-$(BOARD_SIZE)/config.json \
+	$(SYSTOLIC) bitstream --board $(BOARD) --size $(BOARD_SIZE) $(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) $(ARGS)
+	$(SYSTOLIC) board-link --config build/bitstream/$(BOARD)-$(BOARD_SIZE)/config.json \
 		$(if $(CLK_MHZ),--clk-mhz $(CLK_MHZ)) --report build/bitstream/$(BOARD)-$(BOARD_SIZE)/report.md

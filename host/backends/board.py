@@ -10,14 +10,13 @@ import time
 
 import numpy as np
 
+from systolic.hw.board.protocol import DEFAULT_BAUD
+
 from .base import BackendError, Result
 from .link import LinkError, LinkSession, SerialTransport, run_blocking
 from .model.cycles import predict
 
 __all__ = ["BoardBackend", "DEFAULT_BAUD"]
-
-#: The board build's serial rate (hw/board/build.py: the FT231X's 3 Mbaud).
-DEFAULT_BAUD = 3_000_000
 
 
 class BoardBackend:
@@ -188,52 +187,3 @@ def figures_markdown(rows, clk_mhz, baud=DEFAULT_BAUD):
             f"{r['core_images_per_s']:,.0f} | " + " | ".join(f"{r[n]:.3f}" for n in faster) + " |"
         )
     return "\n".join(lines) + "\n"
-
-
-def main(argv=None):
-    """``python -m systolic.host.backends.board``: the link figures for the MNIST MLP, printed and
-    appended to a board build's ``report.md`` (``--report``)."""
-    import argparse
-    import sys
-
-    from systolic.hw.config import CoreConfig
-
-    parser = argparse.ArgumentParser(
-        prog="python -m systolic.host.backends.board", description=main.__doc__
-    )
-    parser.add_argument("--config", required=True, help="the board build's config.json")
-    parser.add_argument("--clk-mhz", type=float, default=30.0)
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    parser.add_argument("--report", default=None, help="a report.md to append the table to")
-    args = parser.parse_args(argv)
-    try:
-        with open(args.config) as f:
-            cfg = CoreConfig.from_json(f.read())
-    except (OSError, ValueError, TypeError) as exc:
-        print(f"error: {args.config}: {exc}", file=sys.stderr)
-        return 2
-    from systolic.host.nn.data import load_mnist
-    from systolic.host.nn.qmodel import DEFAULT_QUANTIZED, QuantizedModel
-
-    qmodel = QuantizedModel.load(DEFAULT_QUANTIZED)
-    images = qmodel.quantize_input(load_mnist().test_images[:32])
-    table = figures_markdown(
-        link_figures(qmodel, cfg, args.clk_mhz, args.baud, 32, images), args.clk_mhz, args.baud
-    )
-    text = (
-        f"\n## The link: MNIST MLP ({qmodel.sizes}) on the {cfg.rows}x{cfg.cols} core\n\n"
-        + table
-        + "\n"
-        "Serial: 8N1, requests and responses one at a time, plus "
-        f"{SERIAL_ROUND_TRIP_S * 1e3:g} ms a round (USB latency timer); the core: exact "
-        "cycle model.\n"
-    )
-    print(text)
-    if args.report:
-        with open(args.report, "a") as f:
-            f.write(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -358,7 +358,7 @@ class SerialTransport:
         The port cannot be opened.
     """
 
-    def __init__(self, port: str, baud: int = 3_000_000, latency_s: float = 0.05):
+    def __init__(self, port: str, baud: int = protocol.DEFAULT_BAUD, latency_s: float = 0.05):
         import serial
 
         try:

@@ -40,6 +40,16 @@ COMMANDS = {
     "rtl": ("systolic.hw.generate", "command", "write the core's Verilog and configuration JSON"),
     "synth": ("systolic.hw.synth.cli", "command", "Yosys and nextpnr for ECP5 and iCE40"),
     "formal": ("systolic.sim.formal", "command", "SymbiYosys proofs of the core's stream contract"),
+    "bitstream": (
+        "systolic.hw.board.build",
+        "command",
+        "an FPGA board's bitstream (ULX3S) with its timing report",
+    ),
+    "board-link": (
+        "systolic.host.cli.board",
+        "command",
+        "the board's serial link figures for the MNIST MLP",
+    ),
 }
 
 

@@ -1,14 +1,14 @@
 """``make bitstream``: the board top through Yosys, nextpnr and ecppack, with a report.
 
-``python -m systolic.hw.board.build --board ulx3s --size 4x4`` writes
-``build/bitstream/<board>-<size>/`` (``top.bit``, the tools' logs, ``report.json`` from
-nextpnr, ``report.md``: resources, Fmax against the clock, the link) through
+``systolic bitstream --board ulx3s --size 4x4`` (also ``python -m systolic.hw.board.build``)
+writes ``build/bitstream/<board>-<size>/`` (``top.bit``, the tools' logs, ``report.json``
+from nextpnr, ``report.md``: resources, Fmax against the clock; ``systolic board-link``
+appends the link's figures) through
 amaranth-boards' platform, with the tools taken from the ``yowasp-*`` packages (the
 ``YOSYS``, ``NEXTPNR_ECP5`` and ``ECPPACK`` variables Amaranth reads, set for the build's
 process only). Exits 1 when timing is not met at the chosen clock.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -16,9 +16,21 @@ import shutil
 import sys
 import time
 
-from ..config import CoreConfig
+import click
 
-__all__ = ["BOARDS", "BOARD_BUFFERS", "baud_divisor", "board_config", "build_bitstream", "main"]
+from ..cli import CONTEXT_SETTINGS, CliError, parse_size, run, size_option
+from ..config import CoreConfig
+from .protocol import DEFAULT_BAUD
+
+__all__ = [
+    "BOARDS",
+    "BOARD_BUFFERS",
+    "baud_divisor",
+    "board_config",
+    "build_bitstream",
+    "command",
+    "main",
+]
 
 #: Boards: platform class (module, name), clock (MHz) the top runs at by default.
 BOARDS = {"ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 30.0)}
@@ -26,8 +38,6 @@ BOARDS = {"ulx3s": ("amaranth_boards.ulx3s", "ULX3S_85F_Platform", 30.0)}
 #: of the 85F's 208 block RAMs); the defaults (128 KiB buffers) need more than there are
 #: once the link's FIFOs and frame buffers (8 block RAMs) are added.
 BOARD_BUFFERS = dict(act_kib=64, hidden_kib=32, weight_kib=96, acc_kib=32)
-#: The FT231X's fastest rate.
-DEFAULT_BAUD = 3_000_000
 #: The largest baud-rate error an 8N1 receiver tolerates comfortably (both ends add up).
 MAX_BAUD_ERROR = 0.02
 TOOLS = {
@@ -139,27 +149,36 @@ def report_markdown(report):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m systolic.hw.board.build", description=__doc__)
-    parser.add_argument("--board", default="ulx3s")
-    parser.add_argument("--size", default="4x4", help="array rows x cols (default 4x4)")
-    parser.add_argument("--clk-mhz", type=float, default=None, help="core clock (PLL output)")
-    parser.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    parser.add_argument("-o", "--out", default=None, help="build directory")
-    args = parser.parse_args(argv)
+@click.command("bitstream", context_settings=CONTEXT_SETTINGS)
+@click.option("--board", type=click.Choice(sorted(BOARDS)), default="ulx3s", help="the board")
+@size_option(default="4x4")
+@click.option(
+    "--clk-mhz",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    show_default="the board's clock (30 MHz on the ULX3S)",
+    help="core clock (the PLL's output)",
+)
+@click.option(
+    "--baud", type=click.IntRange(min=1), default=DEFAULT_BAUD, help="the serial link's rate"
+)
+@click.option(
+    "-o", "--out", metavar="DIR", default=None, show_default="build/bitstream/<board>-<size>"
+)
+def command(board: str, size: str, clk_mhz: float | None, baud: int, out: str | None) -> int:
+    """Build the board's bitstream (the core behind its serial link) with Yosys, nextpnr
+    and ecppack, and write its report: resources, Fmax against the clock. Exits 1 when
+    timing is not met at the chosen clock."""
+    rows, cols = parse_size(size)
     try:
-        if args.board not in BOARDS:
-            raise ValueError(f"unknown board {args.board!r}; expected one of {', '.join(BOARDS)}")
-        try:
-            rows, cols = (int(v) for v in args.size.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"size must be ROWSxCOLS such as 8x8, not {args.size!r}") from None
         cfg = board_config(rows, cols)
-        clk = args.clk_mhz if args.clk_mhz is not None else BOARDS[args.board][2]
-        report = build_bitstream(args.board, cfg, clk, args.baud, args.out)
     except (ValueError, TypeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from None
+    clk = clk_mhz if clk_mhz is not None else BOARDS[board][2]
+    try:
+        report = build_bitstream(board, cfg, clk, baud, out)
+    except (ValueError, TypeError) as exc:
+        raise CliError(str(exc)) from None
     except Exception as exc:  # a tool failed: amaranth raises from the build script
         print(f"error: bitstream build failed: {exc}", file=sys.stderr)
         return 1
@@ -172,6 +191,11 @@ def main(argv=None):
         )
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m systolic.hw.board.build``: the same command as ``systolic bitstream``."""
+    return run(command, argv, prog_name="python -m systolic.hw.board.build")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ code (:mod:`systolic.host.backends.link`).
 import enum
 
 __all__ = [
+    "DEFAULT_BAUD",
     "LINK_CRC_INIT",
     "LINK_CRC_POLY",
     "LINK_FLAG_ERROR",
@@ -35,6 +36,9 @@ class LinkFrame(enum.IntEnum):
     ACK = 0x81  #: answers RESET and WRITE: no payload
     DATA = 0x83  #: answers READ: ``count`` result beats
 
+
+#: The link's default rate (baud): the ULX3S's FT231X's fastest.
+DEFAULT_BAUD = 3_000_000
 
 #: Start-of-frame byte; a receiver that lost its place hunts for it.
 LINK_SOF = 0xA5
