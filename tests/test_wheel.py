@@ -1,6 +1,7 @@
-"""The built wheel is a working tool outside the checkout: installed into a folder of its
-own, run from another directory, it builds the simulator under that directory's build/
-(the harness and the shipped models come from the package) and an RTL inference passes.
+"""The built wheel is a working tool outside the checkout: installed into a fresh virtual
+environment, its console script run from another directory builds the simulator under
+that directory's build/ (the harness and the shipped models come from the package) and
+an RTL inference passes; nothing is written inside the installed package.
 """
 
 import os
@@ -8,6 +9,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 
 import pytest
@@ -49,20 +51,34 @@ def test_wheel_runs_an_rtl_inference_from_another_directory(tmp_path):
     assert {"systolic/host/nn/_models/mlp.qnpz", "systolic/host/nn/_models/cnn.pt"} <= set(names)
     # one namespaced package: nothing else at the top level but the metadata
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"systolic"}
-    site = tmp_path / "site"
+    # a fresh virtual environment with the wheel (and its console script) installed;
+    # the pinned dependencies come from this one's site-packages, named in a .pth file
+    # (a path only: this environment's own .pth files, the editable install of the
+    # checkout among them, are not read there)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = pathlib.Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)],
+        [*pip, "--python", str(python), "install", "--no-deps", str(wheel)],
         check=True,
         capture_output=True,
     )
     installed = _files(site)
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop("WAVES", None)
+    env = {k: v for k, v in os.environ.items() if k not in ("WAVES", "PYTHONPATH")}
     where = subprocess.run(
         [
-            sys.executable,
+            python,
             "-c",
             "import systolic.host as h, systolic.hw as w, systolic.sim as s; "
             "print(h.__file__, w.__file__, s.__file__)",
@@ -75,7 +91,7 @@ def test_wheel_runs_an_rtl_inference_from_another_directory(tmp_path):
     ).stdout.split()
     assert all(pathlib.Path(p).is_relative_to(site) for p in where), where
     res = subprocess.run(
-        [sys.executable, str(site / "bin" / "systolic"), "infer", "--backend", "rtl"]
+        [venv / "bin" / "systolic", "infer", "--backend", "rtl"]
         + ["--size", "2x2", "--limit", "8", "--batch", "8"],
         cwd=run_dir,
         env=env,
