@@ -30,13 +30,8 @@ class ActivationBuffer(wiring.Component):
     read : In(ReadPort(act_space, act_word))
         ``read.data`` is the word at ``read.addr`` three cycles earlier.
     pool : In(ReadPort(hidden_depth, act_word))
-        ``pool.data`` is the hidden buffer's word at ``pool.addr`` :attr:`pool_latency`
-        cycles earlier, with every write of :attr:`hidden` in those cycles seen (the
-        last one to the word wins). Without ``cfg.deep_pipeline`` one cycle: the block
-        RAM's read, transparent for the write port. With it two: the block RAM's output
-        is registered, and the writes of the two cycles are forwarded past the memory
-        (their address compared in the cycle of the write), so that nothing between the
-        block RAMs and the pooling maximum is combinational but two multiplexers.
+        ``pool.data`` is the hidden buffer's word at ``pool.addr`` a cycle earlier,
+        transparent for :attr:`hidden` (a write in that cycle is seen).
     """
 
     def __init__(self, cfg):
@@ -62,11 +57,8 @@ class ActivationBuffer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.load), act.write_port())
         hidden_wr = hidden.write_port()
         wiring.connect(m, wiring.flipped(self.hidden), hidden_wr)
-        if cfg.deep_pipeline:
-            self._pool_forwarded(m, hidden)
-        else:
-            pool_rd = hidden.read_port(transparent_for=(hidden_wr,))
-            m.d.comb += [pool_rd.addr.eq(self.pool.addr), self.pool.data.eq(pool_rd.data)]
+        pool_rd = hidden.read_port(transparent_for=(hidden_wr,))
+        m.d.comb += [pool_rd.addr.eq(self.pool.addr), self.pool.data.eq(pool_rd.data)]
         act_rd, hid_rd = act.read_port(), hidden.read_port()
         m.d.comb += [act_rd.addr.eq(self.read.addr), hid_rd.addr.eq(self.read.addr - cfg.act_depth)]
 
@@ -81,32 +73,3 @@ class ActivationBuffer(wiring.Component):
         ]
         m.d.comb += self.read.data.eq(act_q)
         return m
-
-    @staticmethod
-    def pool_latency(cfg):
-        """Cycles from ``pool.addr`` to ``pool.data``: 2 with the deep pipeline, else 1."""
-        return 2 if cfg.deep_pipeline else 1
-
-    def _pool_forwarded(self, m, hidden):
-        """The deep pipeline's pooling read: address in cycle ``t``, the block RAM's word
-        registered in ``t + 1``, the word in ``t + 2``; a write in ``t`` or ``t + 1`` to
-        the same word replaces it (the later one first)."""
-        word, wr = act_word(self._cfg), self.hidden
-        rd = hidden.read_port()  # not transparent: the writes are forwarded below
-        addr_1 = Signal.like(self.pool.addr)  # the address, a cycle later
-        mem_2 = Signal(word)
-        hit_t, data_t = Signal(), Signal(word)  # the write of cycle t, if to the word
-        hit_t2, data_t2 = Signal(), Signal(word)  # ... a cycle later
-        hit_t1, data_t1 = Signal(), Signal(word)  # the write of cycle t + 1, if to the word
-        m.d.comb += rd.addr.eq(self.pool.addr)
-        m.d.sync += [
-            addr_1.eq(self.pool.addr),
-            hit_t.eq(wr.en & (wr.addr == self.pool.addr)),
-            data_t.eq(wr.data),
-            mem_2.eq(rd.data),
-            hit_t2.eq(hit_t),
-            data_t2.eq(data_t),
-            hit_t1.eq(wr.en & (wr.addr == addr_1)),
-            data_t1.eq(wr.data),
-        ]
-        m.d.comb += self.pool.data.eq(Mux(hit_t1, data_t1, Mux(hit_t2, data_t2, mem_2)))

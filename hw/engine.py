@@ -44,9 +44,10 @@ class Engine(wiring.Component):
     POSTPROC row ``i`` reads accumulator word ``acc_addr + i`` and parameter word
     ``param_addr`` and, ``postproc_latency - 1`` cycles later, writes the requantized
     row to the hidden buffer (``pool``: its maximum with the word there, read through
-    ``pool_read`` as the row leaves post-processing) or sends it on the result stream
-    (:class:`systolic.hw.result_path.ResultPath`).
-    :class:`systolic.hw.sequencer.Sequencer` issues the rows and keeps the two kinds apart.
+    ``pool_read`` a cycle before) or sends it on the result stream
+    (:class:`systolic.hw.result_path.ResultPath`). :class:`systolic.hw.sequencer.Sequencer`
+    issues the rows
+    and keeps the two kinds apart.
 
     Members
     -------

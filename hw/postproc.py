@@ -47,9 +47,6 @@ class PostProcessor(wiring.Component):
     bias : In(ArrayLayout(signed(32), cols))
     scale : In(ArrayLayout(SCALE_WORD, cols))
     o_valid, o_meta : Out
-    next_meta : Out (only with ``cfg.deep_pipeline``)
-        The payload ``o_meta`` has in the next cycle (stage 7: with the deep pipeline
-        every stage advances every cycle), for reads that must start a cycle early.
     y : Out(ArrayLayout(signed(act_bits), cols))
         Requantized row.
     raw : Out(ArrayLayout(signed(32), cols))
@@ -69,7 +66,6 @@ class PostProcessor(wiring.Component):
                 "scale": In(data.ArrayLayout(SCALE_WORD, lanes)),
                 "o_valid": Out(1),
                 "o_meta": Out(meta_shape),
-                **({"next_meta": Out(meta_shape)} if cfg.deep_pipeline else {}),
                 "y": Out(data.ArrayLayout(signed(cfg.act_bits), lanes)),
                 "raw": Out(data.ArrayLayout(signed(BIAS_BITS), lanes)),
             }
@@ -96,8 +92,6 @@ class PostProcessor(wiring.Component):
 
         valid, meta = self.i_valid, self.i_meta
         for s in range(1, 9):
-            if s == 8 and cfg.deep_pipeline:
-                m.d.comb += self.next_meta.eq(meta)
             valid, meta = stage(valid, f"valid_{s}", s), stage(meta, f"meta_{s}", s)
         m.d.comb += [self.o_valid.eq(valid), self.o_meta.eq(meta)]
 

@@ -67,11 +67,10 @@ class ResultPath(wiring.Component):
     the output ready the two behave the same, cycle for cycle.
 
     A row for the hidden buffer with ``pool`` writes the lane-wise maximum of its slice
-    and the word already there. That word is read through :attr:`pool_read`, which sees
-    the hidden writes of the cycles it takes (transparent, or forwarded with the deep
-    pipeline: :meth:`~systolic.hw.activations.ActivationBuffer.pool_latency`), so that
-    its data comes in the cycle of the write and includes the write of the row before,
-    even to the same word; while the (shallow) pipeline is held the read repeats.
+    and the word already there. That word is read (:attr:`pool_read`, transparent for
+    the hidden write port) in the cycle before the write, as the row leaves
+    post-processing, so that it sees the write of the row before, even to the same
+    word; while the pipeline is held the read repeats.
 
     Members
     -------
@@ -87,9 +86,8 @@ class ResultPath(wiring.Component):
     hidden_write : Out(WritePort(hidden_depth, act_word))
         Rows for the next layer.
     pool_read : Out(ReadPort(hidden_depth, act_word))
-        The hidden-buffer word a pooling row meets: ``data`` is the word at ``addr``
-        ``ActivationBuffer.pool_latency(cfg)`` cycles later, the writes in those cycles
-        included.
+        The hidden-buffer word a pooling row meets: ``data`` is the word at ``addr`` a
+        cycle later, the write in that cycle included.
     o_result : Out(stream.Signature(ResultBeat))
         Rows for the stream.
     empty : Out(1)
@@ -134,11 +132,7 @@ class ResultPath(wiring.Component):
             ]
         else:
             out_busy = self._row_register(m, post, row_bits, rows, pop, d_valid, d_meta, d_y)
-        # the pooling read starts as the row leaves post-processing, so that its word
-        # comes with the row's write (ActivationBuffer.pool_latency): a cycle earlier
-        # with the deep pipeline
-        pool_meta = post.next_meta if cfg.deep_pipeline else post.o_meta
-        m.d.comb += self.pool_read.addr.eq(pool_meta.dst_addr - cfg.act_depth)
+        m.d.comb += self.pool_read.addr.eq(post.o_meta.dst_addr - cfg.act_depth)
         self._to_hidden(m, d_valid, d_meta, d_y)
         m.d.comb += self.empty.eq(~issue_valid & ~d_valid & ~out_busy)
         return m
