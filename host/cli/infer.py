@@ -7,6 +7,7 @@ import time
 
 import click
 
+from systolic.hw.board.protocol import DEFAULT_BAUD
 from systolic.hw.cli import (
     CONTEXT_SETTINGS,
     CliError,
@@ -126,7 +127,7 @@ def _explicit(ctx: click.Context, name: str) -> bool:
     "--baud",
     type=int,
     default=None,
-    show_default="3000000, the board build's rate",
+    show_default=f"{DEFAULT_BAUD}, the board build's rate",
     help="the board backend's serial rate",
 )
 @click.option("--demo", is_flag=True, help="rtl on 256 images, then model on the whole test split")
