@@ -327,47 +327,63 @@ class FrontEnd(wiring.Component):
         taken after the beat reads the buffer two cycles later at the earliest (queue,
         then issue), so it still sees the write."""
         C = self._cfg.cols
+
+        def no_reset(port, *names):  # address and data: registers without a reset
+            regs = [Signal.like(getattr(port, n), reset_less=True, name=f"{n}_q") for n in names]
+            m.d.comb += [getattr(port, n).eq(r) for n, r in zip(names, regs)]
+            return regs
+
         act, wgt = self.act_write, self.weight_write
+        act_addr, act_data = no_reset(act, "addr", "data")
+        wgt_tile, wgt_row, wgt_data = no_reset(wgt, "tile", "row", "data")
         # each port's address and data registers load only on that port's writes, so
         # that they stay separate registers (identical ones would be merged into one)
         to_act = writing & (load.target == Target.ACT)
         to_wgt = writing & (load.target == Target.WEIGHT)
         m.d.sync += [act.en.eq(to_act), wgt.en.eq(to_wgt)]
         with m.If(to_act):
-            m.d.sync += [act.addr.eq(load.addr), act.data.eq(beat[: act.data.shape().size])]
+            m.d.sync += [act_addr.eq(load.addr), act_data.eq(beat[: act_data.shape().size])]
         with m.If(to_wgt):
             m.d.sync += [
-                wgt.tile.eq(load.addr),
-                wgt.row.eq(load.sub),
-                wgt.data.eq(beat[: wgt.data.shape().size]),
+                wgt_tile.eq(load.addr),
+                wgt_row.eq(load.sub),
+                wgt_data.eq(beat[: wgt_data.shape().size]),
             ]
         for port, target in ((self.bias_write, Target.BIAS), (self.scale_write, Target.SCALE)):
             lane_bits = Shape.cast(port.data.shape().elem_shape).width
+            addr, lanes = no_reset(port, "addr", "data")
             with m.If(writing & (load.target == target)):
-                m.d.sync += port.addr.eq(load.addr)
+                m.d.sync += addr.eq(load.addr)
             for c in range(C):
                 lane = writing & (load.target == target) & (load.sub == c)
                 m.d.sync += port.en[c].eq(lane)
                 with m.If(lane):
-                    m.d.sync += port.data[c].eq(beat[:lane_bits])
+                    m.d.sync += lanes[c].eq(beat[:lane_bits])
 
     def _counters(self, m, fire, valid, state):
         """The counters of the status packet, from the first beat of a program through the
-        cycle END is taken."""
+        cycle END is taken.
+
+        Each counter adds a registered increment, one cycle late, so that the engine's
+        state signals (from across the die) reach only a flip-flop. The last increment
+        lands in the first cycle of the status state, before the first counter word
+        leaves (the error word goes first), so the packet carries the same counts."""
         counters = {name: Signal(isa.STATUS_WORD_BITS, name=name) for name in isa.STATUS_FIELDS[1:]}
         started = Signal()
         active = (started | fire) & (state != _State.STATUS)
         with m.If(fire):
             m.d.sync += started.eq(1)
-        with m.If(active):
-            for name, count in (
-                ("cycles", 1),
-                ("busy_cycles", self.engine.busy),
-                ("mac_cycles", self.engine.mac_issue),
-                ("stall_in_cycles", ~valid),
-                ("stall_out_cycles", self.engine.out_stall),
-            ):
-                m.d.sync += counters[name].eq(counters[name] + count)
+        incs = {}
+        for name, count in (
+            ("cycles", 1),
+            ("busy_cycles", self.engine.busy),
+            ("mac_cycles", self.engine.mac_issue),
+            ("stall_in_cycles", ~valid),
+            ("stall_out_cycles", self.engine.out_stall),
+        ):
+            incs[name] = Signal(name=f"{name}_inc")
+            m.d.sync += incs[name].eq(active & count)
+            m.d.sync += counters[name].eq(counters[name] + incs[name])
         with m.If(self.o_status.valid & self.o_status.ready & self.o_status.payload.last):
             m.d.sync += started.eq(0)
             m.d.sync += [counter.eq(0) for counter in counters.values()]
