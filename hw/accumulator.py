@@ -99,10 +99,11 @@ class Accumulator(wiring.Component):
         cfg = self._cfg
         d = Signal(_Meta(cfg))
         m.d.sync += [d.eq(meta), write.eq(d)]
-        acc_q = Signal(acc_row(cfg))  # registered read data, for the row in W
-        prev1 = Signal(acc_row(cfg))  # the write of the previous cycle
+        # the data registers have no reset (only the valid flags do)
+        acc_q = Signal(acc_row(cfg), reset_less=True)  # registered read data, for the row in W
+        prev1 = Signal(acc_row(cfg), reset_less=True)  # the write of the previous cycle
         prev1_valid, prev1_addr = Signal(), Signal(range(cfg.acc_depth))
-        prev2 = Signal(acc_row(cfg))  # and of the one before
+        prev2 = Signal(acc_row(cfg), reset_less=True)  # and of the one before
         fwd1, fwd2 = Signal(), Signal()  # the row in W takes prev1 / prev2
         m.d.sync += [
             acc_q.eq(read_data),

@@ -62,8 +62,9 @@ class ActivationBuffer(wiring.Component):
         act_rd, hid_rd = act.read_port(), hidden.read_port()
         m.d.comb += [act_rd.addr.eq(self.read.addr), hid_rd.addr.eq(self.read.addr - cfg.act_depth)]
 
-        in_hidden, in_hidden_q = Signal(), Signal()
-        act_a, act_h, act_q = Signal(word), Signal(word), Signal(word)
+        # data registers: no reset (the read's row travels with its own valid flag)
+        in_hidden, in_hidden_q = Signal(reset_less=True), Signal(reset_less=True)
+        act_a, act_h, act_q = (Signal(word, reset_less=True) for _ in range(3))
         m.d.sync += [
             in_hidden.eq(self.read.addr >= cfg.act_depth),
             in_hidden_q.eq(in_hidden),

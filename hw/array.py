@@ -90,9 +90,9 @@ class SystolicArray(wiring.Component):
 
 
 def _delay(m, value, cycles, name):
-    """``value`` through a chain of ``cycles`` registers."""
+    """``value`` through a chain of ``cycles`` registers (data only: no reset)."""
     for i in range(cycles):
-        reg = Signal.like(value, name=f"{name}_{i}")
+        reg = Signal.like(value, name=f"{name}_{i}", reset_less=True)
         m.d.sync += reg.eq(value)
         value = reg
     return value

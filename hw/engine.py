@@ -93,7 +93,7 @@ class Engine(wiring.Component):
         # MATMUL: the weights are read one cycle after the activations, which take one
         # cycle longer (see hw/activations.py); the accumulator meets the array's sum
         assert cfg.mm_write_delay == 3 + array_output_delay(cfg)
-        tile = Signal.like(seq.o_mm.payload.weight_tile)
+        tile = Signal.like(seq.o_mm.payload.weight_tile, reset_less=True)
         m.d.sync += tile.eq(seq.o_mm.payload.weight_tile)
         m.d.comb += [
             self.act_read.addr.eq(seq.o_mm.payload.act_addr),

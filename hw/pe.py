@@ -55,16 +55,21 @@ class ProcessingElement(wiring.Component):
     def elaborate(self, platform):
         cfg = self._cfg
         m = Module()
-        product = Signal(signed(cfg.act_bits + cfg.weight_bits))
-        m.d.sync += self.act_out.eq(self.act_in)
+        # data registers without a reset: every result depends only on the operands of
+        # its own row, so a reset would add nothing but a net to every flip-flop
+        product = Signal(signed(cfg.act_bits + cfg.weight_bits), reset_less=True)
+        act = Signal.like(self.act_out, name="act_reg", reset_less=True)
+        psum = Signal.like(self.psum_out, name="psum_reg", reset_less=True)
+        m.d.comb += [self.act_out.eq(act), self.psum_out.eq(psum)]
+        m.d.sync += act.eq(self.act_in)
         if cfg.pe_latency == 3:
-            weight = Signal.like(self.weight, name="weight_reg")
+            weight = Signal.like(self.weight, name="weight_reg", reset_less=True)
             m.d.sync += [
                 weight.eq(self.weight),
-                product.eq(self.act_out * weight),
+                product.eq(act * weight),
             ]
         else:
             assert cfg.pe_latency == 2, cfg.pe_latency
             m.d.sync += product.eq(self.act_in * self.weight)
-        m.d.sync += self.psum_out.eq(self.psum_in + product)
+        m.d.sync += psum.eq(self.psum_in + product)
         return m

@@ -79,13 +79,16 @@ class PostProcessor(wiring.Component):
         assert len(kept) == cfg.postproc_stages
 
         def stage(value, name, s):
-            """``value`` through pipeline stage ``s``: a register, or a wire if not kept."""
+            """``value`` through pipeline stage ``s``: a register, or a wire if not kept.
+            Only the valid flags are reset; the data registers have no reset, which
+            would otherwise reach thousands of flip-flops."""
             if s not in kept:
                 return value
+            data_reg = not name.startswith("valid_")
             if isinstance(value, data.View):
-                reg = Signal(value.shape(), name=name)
+                reg = Signal(value.shape(), name=name, reset_less=data_reg)
             else:
-                reg = Signal.like(value, name=name)
+                reg = Signal.like(value, name=name, reset_less=data_reg)
             with m.If(self.en):
                 m.d.sync += reg.eq(value)
             return reg

@@ -118,8 +118,8 @@ class ResultPath(wiring.Component):
         issue = self.i_pp.valid & self.i_pp.ready
         issue_valid = self._issue(m, post)
         # a row for the hidden buffer, one cycle after post-processing
-        d_valid, d_meta = Signal(), Signal(_RowMeta(cfg))
-        d_y = Signal(post.y.shape())
+        d_valid, d_meta = Signal(), Signal(_RowMeta(cfg), reset_less=True)
+        d_y = Signal(post.y.shape(), reset_less=True)
         rows = stream.Signature(_ResultRow(cfg)).create()  # rows for the stream
         pop = self._serialize(m, rows)
         row_bits = Mux(post.o_meta.raw, post.raw.as_value(), post.y.as_value())
@@ -140,7 +140,7 @@ class ResultPath(wiring.Component):
     def _issue(self, m, post):
         """The reads of the row issued now; the issue register beside their data."""
         pp, hold = self.i_pp.payload, self.hold
-        issue_valid, issue_meta = Signal(), Signal(_RowMeta(self._cfg))
+        issue_valid, issue_meta = Signal(), Signal(_RowMeta(self._cfg), reset_less=True)
         m.d.comb += [
             self.acc_read.valid.eq(self.i_pp.valid & self.i_pp.ready),
             self.acc_read.payload.eq(pp.acc_addr),

@@ -58,7 +58,7 @@ class WeightBuffer(wiring.Component):
             rd = bank.read_port()
             wr = bank.write_port(granularity=1)
             m.d.comb += rd.addr.eq(addr)
-            out = Signal.like(rd.data, name=f"bank_{d}_q")
+            out = Signal.like(rd.data, name=f"bank_{d}_q", reset_less=True)
             m.d.sync += out.eq(rd.data)
             for p, (r, c) in enumerate(lanes):
                 m.d.comb += [
@@ -67,7 +67,7 @@ class WeightBuffer(wiring.Component):
                     wr.en[p].eq(self.write.en & (self.write.row == r)),
                 ]
             m.d.comb += wr.addr.eq(self.write.tile)
-            delayed = Signal.like(addr, name=f"tile_d{d + 1}")
+            delayed = Signal.like(addr, name=f"tile_d{d + 1}", reset_less=True)
             m.d.sync += delayed.eq(addr)
             addr = delayed
         return m
