@@ -336,14 +336,16 @@ class FrontEnd(wiring.Component):
         act, wgt = self.act_write, self.weight_write
         act_addr, act_data = no_reset(act, "addr", "data")
         wgt_tile, wgt_row, wgt_data = no_reset(wgt, "tile", "row", "data")
-        # each port's address and data registers load only on that port's writes, so
-        # that they stay separate registers (identical ones would be merged into one)
-        to_act = writing & (load.target == Target.ACT)
-        to_wgt = writing & (load.target == Target.WEIGHT)
-        m.d.sync += [act.en.eq(to_act), wgt.en.eq(to_wgt)]
-        with m.If(to_act):
+        # Each port's address and data registers load whenever a LOAD to that port is in
+        # progress, taken beat or not: only the enables say whether a write happens, so
+        # the decoder's ready and error logic (the 8x8's critical path) reaches the
+        # enables alone, not hundreds of data flip-flops; and as the load conditions
+        # differ, the ports' registers stay separate (identical ones would be merged).
+        is_act, is_wgt = load.target == Target.ACT, load.target == Target.WEIGHT
+        m.d.sync += [act.en.eq(writing & is_act), wgt.en.eq(writing & is_wgt)]
+        with m.If(is_act):
             m.d.sync += [act_addr.eq(load.addr), act_data.eq(beat[: act_data.shape().size])]
-        with m.If(to_wgt):
+        with m.If(is_wgt):
             m.d.sync += [
                 wgt_tile.eq(load.addr),
                 wgt_row.eq(load.sub),
@@ -352,12 +354,12 @@ class FrontEnd(wiring.Component):
         for port, target in ((self.bias_write, Target.BIAS), (self.scale_write, Target.SCALE)):
             lane_bits = Shape.cast(port.data.shape().elem_shape).width
             addr, lanes = no_reset(port, "addr", "data")
-            with m.If(writing & (load.target == target)):
+            is_port = load.target == target
+            with m.If(is_port):
                 m.d.sync += addr.eq(load.addr)
             for c in range(C):
-                lane = writing & (load.target == target) & (load.sub == c)
-                m.d.sync += port.en[c].eq(lane)
-                with m.If(lane):
+                m.d.sync += port.en[c].eq(writing & is_port & (load.sub == c))
+                with m.If(is_port & (load.sub == c)):
                     m.d.sync += lanes[c].eq(beat[:lane_bits])
 
     def _counters(self, m, fire, valid, state):
