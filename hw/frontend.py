@@ -1,7 +1,7 @@
 """The instruction front end: decodes the program stream, loads buffers, reports status."""
 
 from amaranth.asserts import AnySeq
-from amaranth.hdl import Assert, Module, Mux, Shape, Signal
+from amaranth.hdl import Assert, Cat, Module, Mux, Shape, Signal
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -132,16 +132,26 @@ class FrontEnd(wiring.Component):
         ]
         self._decode(m, beat, state, error, load, patterns)
         self._load_writes(m, beat.payload.data, (state == _State.DATA) & fire, load)
-        counters = self._counters(m, fire, beat.valid, state)
-        self._status(m, state, error, counters, patterns)
+        counters, incs = self._counters(m, fire, beat.valid, state)
+        idx = self._status(m, state, error, counters, patterns)
         if platform == "formal":
-            # An invariant the k-induction proofs (sim/formal.py) need and cannot find by
+            # Invariants the k-induction proofs (sim/formal.py) need and cannot find by
             # themselves: an error is held only while the rest of its frame is discarded
-            # or its status packet waits, never while a frame is decoded or loaded.
-            m.d.comb += Assert(
-                (error == ErrorCode.NONE) | (state == _State.DRAIN) | (state == _State.STATUS),
-                "error only in DRAIN or STATUS",
-            )
+            # or its status packet waits, never while a frame is decoded or loaded; the
+            # packet starts at its first word; and once its first word has left, no
+            # counter increment is still on its way (so the words stay put while the
+            # stream waits).
+            m.d.comb += [
+                Assert(
+                    (error == ErrorCode.NONE) | (state == _State.DRAIN) | (state == _State.STATUS),
+                    "error only in DRAIN or STATUS",
+                ),
+                Assert((state == _State.STATUS) | (idx == 0), "status word 0 outside STATUS"),
+                Assert(
+                    (state != _State.STATUS) | (idx == 0) | ~Cat(*incs.values()).any(),
+                    "no counter increment after the first status word",
+                ),
+            ]
         return m
 
     def _checked_input(self, m, platform):
@@ -389,7 +399,7 @@ class FrontEnd(wiring.Component):
         with m.If(self.o_status.valid & self.o_status.ready & self.o_status.payload.last):
             m.d.sync += started.eq(0)
             m.d.sync += [counter.eq(0) for counter in counters.values()]
-        return counters
+        return counters, incs
 
     def _status(self, m, state, error, counters, patterns):
         """The status packet, once the engine is idle; then the next program, with both
@@ -409,3 +419,4 @@ class FrontEnd(wiring.Component):
             with m.If(st.payload.last):
                 m.d.sync += [idx.eq(0), state.eq(_State.RUN), error.eq(ErrorCode.NONE)]
                 m.d.sync += [reg.eq(reg.shape().const(_LINEAR)) for reg in patterns]
+        return idx
