@@ -30,8 +30,9 @@ class ActivationBuffer(wiring.Component):
     read : In(ReadPort(act_space, act_word))
         ``read.data`` is the word at ``read.addr`` three cycles earlier.
     pool : In(ReadPort(hidden_depth, act_word))
-        ``pool.data`` is the hidden buffer's word at ``pool.addr`` a cycle earlier,
-        transparent for :attr:`hidden` (a write in that cycle is seen).
+        ``pool.data`` is the hidden buffer's word at ``pool.addr`` a cycle earlier;
+        without the deep pipeline transparent for :attr:`hidden` (a write in that cycle
+        is seen), with it not (the result path forwards that write).
     """
 
     def __init__(self, cfg):
@@ -57,7 +58,8 @@ class ActivationBuffer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.load), act.write_port())
         hidden_wr = hidden.write_port()
         wiring.connect(m, wiring.flipped(self.hidden), hidden_wr)
-        pool_rd = hidden.read_port(transparent_for=(hidden_wr,))
+        # the deep pipeline forwards the writes its pooling read does not see
+        pool_rd = hidden.read_port(transparent_for=() if cfg.deep_pipeline else (hidden_wr,))
         m.d.comb += [pool_rd.addr.eq(self.pool.addr), self.pool.data.eq(pool_rd.data)]
         act_rd, hid_rd = act.read_port(), hidden.read_port()
         m.d.comb += [act_rd.addr.eq(self.read.addr), hid_rd.addr.eq(self.read.addr - cfg.act_depth)]

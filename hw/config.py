@@ -217,9 +217,11 @@ class CoreConfig:
     def postproc_latency(self):
         """Cycles from issuing a post-processing row to its result (no backpressure).
 
-        Buffer read, issue register, :attr:`postproc_stages`, output register.
+        Buffer read, issue register, :attr:`postproc_stages`, output register; with the
+        deep pipeline one more for a row to the hidden buffer, whose pooling read is
+        registered before the maximum is taken (``systolic.hw.result_path``).
         """
-        return self.postproc_stages + 3
+        return self.postproc_stages + (4 if self.deep_pipeline else 3)
 
     # -- identity ----------------------------------------------------------------------
     # -- scheduling rules that programs follow (the compiler and the program checker)

@@ -67,10 +67,14 @@ class ResultPath(wiring.Component):
     the output ready the two behave the same, cycle for cycle.
 
     A row for the hidden buffer with ``pool`` writes the lane-wise maximum of its slice
-    and the word already there. That word is read (:attr:`pool_read`, transparent for
-    the hidden write port) in the cycle before the write, as the row leaves
-    post-processing, so that it sees the write of the row before, even to the same
-    word; while the pipeline is held the read repeats.
+    and the word already there, read (:attr:`pool_read`) as the row leaves
+    post-processing. Without the deep pipeline the read is transparent for the hidden
+    write port and the write follows in the next cycle, so that it sees the write of
+    the row before, even to the same word; while the pipeline is held the read repeats.
+    With it, the word read is registered first (the block RAM's clock-to-output is
+    slow) and the write is a cycle later (``postproc_latency`` counts it): the two
+    writes the read cannot see, those of the two cycles before the write, are
+    forwarded from registers, decided a cycle ahead, as in the accumulator.
 
     Members
     -------
@@ -87,7 +91,7 @@ class ResultPath(wiring.Component):
         Rows for the next layer.
     pool_read : Out(ReadPort(hidden_depth, act_word))
         The hidden-buffer word a pooling row meets: ``data`` is the word at ``addr`` a
-        cycle later, the write in that cycle included.
+        cycle later (without the deep pipeline the write in that cycle included).
     o_result : Out(stream.Signature(ResultBeat))
         Rows for the stream.
     empty : Out(1)
@@ -133,9 +137,46 @@ class ResultPath(wiring.Component):
         else:
             out_busy = self._row_register(m, post, row_bits, rows, pop, d_valid, d_meta, d_y)
         m.d.comb += self.pool_read.addr.eq(post.o_meta.dst_addr - cfg.act_depth)
-        self._to_hidden(m, d_valid, d_meta, d_y)
-        m.d.comb += self.empty.eq(~issue_valid & ~d_valid & ~out_busy)
+        if cfg.deep_pipeline:
+            e_valid = self._pooled_write(m, d_valid, d_meta, d_y)
+        else:
+            e_valid = 0
+            self._to_hidden(m, d_valid, d_meta, d_y, self.pool_read.data)
+        m.d.comb += self.empty.eq(~issue_valid & ~d_valid & ~e_valid & ~out_busy)
         return m
+
+    def _pooled_write(self, m, d_valid, d_meta, d_y):
+        """Deep pipeline: stage E after D, where the pooling read's word (registered in
+        D) meets the row and the hidden write happens. The word read in D does not
+        include the writes at the end of the two cycles before E; those are kept
+        (``prev1``, ``prev2``) and taken instead when their address is the row's, which
+        is decided in D. Returns E's valid flag."""
+        cfg, w = self._cfg, self.hidden_write
+        word = w.data.shape()
+        e_valid = Signal()
+        e_meta = Signal.like(d_meta, reset_less=True)
+        e_y = Signal.like(d_y, reset_less=True)
+        old_q, prev1, prev2 = (Signal(word, reset_less=True) for _ in range(3))
+        prev1_valid, prev1_addr = Signal(), Signal.like(w.addr, reset_less=True)
+        fwd1, fwd2 = Signal(), Signal()
+        d_addr = d_meta.dst_addr - cfg.act_depth
+        m.d.sync += [
+            e_valid.eq(d_valid),
+            e_meta.eq(d_meta),
+            e_y.eq(d_y),
+            old_q.eq(self.pool_read.data),
+            prev1.eq(w.data),
+            prev1_valid.eq(w.en),
+            prev1_addr.eq(w.addr),
+            prev2.eq(prev1),
+            # decided in D: the write now (E) is prev1 in the next cycle, prev1 is prev2
+            fwd1.eq(w.en & (w.addr == d_addr)),
+            fwd2.eq(prev1_valid & (prev1_addr == d_addr)),
+        ]
+        old = Signal(word)
+        m.d.comb += old.eq(Mux(fwd1, prev1, Mux(fwd2, prev2, old_q)))
+        self._to_hidden(m, e_valid, e_meta, e_y, old)
+        return e_valid
 
     def _issue(self, m, post):
         """The reads of the row issued now; the issue register beside their data."""
@@ -205,11 +246,11 @@ class ResultPath(wiring.Component):
             ]
         return 0
 
-    def _to_hidden(self, m, valid, meta, y):
+    def _to_hidden(self, m, valid, meta, y, old):
         """Slice ``group`` of a row for the hidden buffer: lanes ``group * rows ..`` (0
-        past ``cols``), or with ``pool`` their maximum with the word read for it."""
+        past ``cols``), or with ``pool`` their maximum with ``old``, the word there."""
         R, C = self._cfg.rows, self._cfg.cols
-        w, old = self.hidden_write, self.pool_read.data
+        w = self.hidden_write
         new = Signal.like(w.data)
         m.d.comb += [
             w.en.eq(valid & ~meta.to_stream),
