@@ -1,4 +1,4 @@
-"""The ECP5 PE multiplier as a tree of carry chains: a Yosys techmap for ``$mul``.
+"""The ECP5 PE multiplier as rows of carry chains: a Yosys techmap for ``$mul``.
 
 Used when the DSP blocks do not cover every PE
 (:func:`systolic.hw.synth.targets.pe_products_in_logic`):
@@ -23,23 +23,21 @@ def _lut_init(fn):
 # A CCU2C half adds two bits x and y: its LUT4 gives the propagate x ^ y, and when that
 # is 0 the carry out is its LUT2, i.e. the LUT4's truth table at C = D = 0, which must
 # then equal x (= y). Partial products are formed inside the LUT4:
-#: x = A & B, y = C & D (two partial-product rows at once)
+#: x = A & B, y = C & D (the two lowest rows together)
 _FIRST = _lut_init(lambda a, b, c, d: (a & b) ^ (c & d))
-#: x = ~A & B, y = C & D: the weight's sign row, negated (with a carry in of its bit)
-_SUB = _lut_init(lambda a, b, c, d: ((1 - a) & b) ^ (c & d))
-#: x = A, y = B (C and D tied to 1): a plain adder bit
+#: x = A (running sum), y = B & C (activation bit AND weight bit); D tied to 1
 _ADD = _lut_init(lambda a, b, c, d: a ^ (b & c) if d else a)
+#: as _ADD with y = ~B & C: the sign row adds ~a (and a carry in of the weight's sign bit)
+_SUB = _lut_init(lambda a, b, c, d: a ^ ((1 - b) & c) if d else a)
 
 
 def ecp5_mul_techmap(n, m):
-    """Yosys techmap file: a signed ``n`` x ``m`` ``$mul`` as a tree of ECP5 carry chains.
+    """Yosys techmap file: a signed ``n`` x ``m`` ``$mul`` as rows of ECP5 carry chains.
 
-    Row ``i`` of the product is ``a & w[i]`` at bit ``i``; the weight's sign row is
-    ``-(a & w[m-1])``, added as ``~a & w[m-1]`` plus ``w[m-1]``. The first level adds the
-    rows in pairs, each pair in one ``n + 2``-bit chain with the ANDs inside the adder's
-    LUT4s (one LUT a bit); then the pair sums are added two at a time, a chain each,
-    until one is left. An 8x8 product is three chains deep (four pairs, two sums, one)
-    instead of seven for rows added one after another, with about as many LUTs.
+    Row ``i`` adds ``a & w[i]`` at bit ``i`` to the running sum in one ``n + 1``-bit
+    chain, the AND inside the adder's LUT4 (one LUT per bit, against about three for
+    Yosys's Booth multiplier built from LUT full adders); the weight's sign row adds
+    ``~a & w[m-1]`` with carry in ``w[m-1]``, which is ``-a * w[m-1]``.
     """
     body = []
 
@@ -66,50 +64,32 @@ def ecp5_mul_techmap(n, m):
                 f".COUT({name}_co{j}));"
             )
             prev = f"{name}_co{j}"
-        return [f"{name}[{p}]" for p in range(len(bits))]
 
-    def a(k):  # the activation, sign-extended
+    def a(k):
         return f"A[{min(k, n - 1)}]"
 
-    sign = m - 1
-    # level 1: (first row, its bits, its width) of each group of one or two rows
-    groups = []
-    for lo in range(0, m, 2):
-        hi = lo + 1
-        if hi < m:  # rows lo and hi (hi shifted by one) in one chain of n + 2 bits
-            neg = hi == sign
-            bits = []
-            for p in range(n + 2):
-                if p == 0:  # hi has no bit here; the sign row's +w comes in here twice
-                    x = (f"B[{hi}]", "1'b1") if neg else ("1'b0", "1'b0")
-                else:
-                    x = (a(p - 1), f"B[{hi}]")
-                init = _SUB if neg and p else _FIRST
-                bits.append(((*x, a(p), f"B[{lo}]"), init))
-            groups.append((lo, chain(f"g{lo}", bits, f"B[{hi}]" if neg else "1'b0"), n + 2))
-        else:  # the sign row alone: ~a & w plus w, n + 1 bits
-            bits = [((a(p), f"B[{lo}]", "1'b0", "1'b0"), _SUB) for p in range(n + 1)]
-            groups.append((lo, chain(f"g{lo}", bits, f"B[{lo}]"), n + 1))
-    # then adjacent groups two at a time: the low one's bits below the high one's first
-    # row pass through, the rest is one chain (rows r0..r1 need n + r1 - r0 + 1 bits)
-    level = 1
-    while len(groups) > 1:
-        merged = []
-        for i in range(0, len(groups), 2):
-            if i + 1 == len(groups):
-                merged.append(groups[i])
-                continue
-            (f0, s0, w0), (f1, s1, w1) = groups[i], groups[i + 1]
-            d = f1 - f0  # rows in the low group
-            width = n + d + (w1 - n)
-            bits = [
-                ((s0[min(p + d, w0 - 1)], s1[min(p, w1 - 1)], "1'b1", "1'b1"), _ADD)
-                for p in range(width - d)
-            ]
-            merged.append((f0, s0[:d] + chain(f"l{level}_{f0}", bits, "1'b0"), width))
-        groups, level = merged, level + 1
-    _, s, width = groups[0]
-    assert width == n + m
+    if m >= 3:
+        chain(
+            "r1",
+            [((a(p - 1) if p else "1'b0", "B[1]", a(p), "B[0]"), _FIRST) for p in range(n + 2)],
+            "1'b0",
+        )
+        s, start = [f"r1[{p}]" for p in range(n + 2)], 2
+    else:
+        body.append(f"    wire [{n - 1}:0] r0 = A & {{{n}{{B[0]}}}};")
+        s, start = [f"r0[{k}]" for k in range(n)], 1
+    for i in range(start, m):
+        last = i == m - 1
+        chain(
+            f"r{i}",
+            [
+                ((s[min(i + k, len(s) - 1)], a(k), f"B[{i}]", "1'b1"), _SUB if last else _ADD)
+                for k in range(n + 1)
+            ],
+            f"B[{m - 1}]" if last else "1'b0",
+        )
+        s = s[:i] + [f"r{i}[{k}]" for k in range(n + 1)]
+    assert len(s) == n + m
     return "\n".join(
         [
             '(* techmap_celltype = "$mul" *)',
