@@ -2,7 +2,8 @@
 
 Each configuration runs in ``build/<tag>/synth-<family>/`` (relative to the working
 directory); its report entry (``entry.json``) is kept there with the hash of ``hw/``
-and of the tool settings it was made with, and reused while both are unchanged.
+and of the tool settings and the shell it was made with, and reused while they are
+unchanged.
 """
 
 import hashlib
@@ -64,8 +65,10 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None, seed=1):
     # the hardware and this family's tool settings
     extra = nextpnr_extra(family, cfg)
     files = yosys_files(family, cfg)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "shell.py"), "rb") as f:
+        shell = hashlib.sha256(f.read()).hexdigest()[:8]  # the shell is part of the netlist
     tools = repr(
-        (TARGETS[family], script)
+        (TARGETS[family], script, shell)
         + ((extra,) if extra else ())
         + ((files,) if files else ())
         + ((("seed", seed),) if seed != 1 else ())
