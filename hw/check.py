@@ -89,7 +89,10 @@ class InstructionCheck(wiring.Component):
         # MATMUL and POSTPROC: the rules before the pattern-dependent ones, and after
         mm_early = [(mm.m == 0, ErrorCode.ZERO_LENGTH)]
         mm_late = [
-            (mm.weight_tile >= cfg.weight_depth, ErrorCode.WEIGHT_RANGE),
+            (
+                mm.weight_tile + Mux(mm.tile_step, mm.m, 1) > cfg.weight_depth,
+                ErrorCode.WEIGHT_RANGE,
+            ),
             (mm.acc_addr + mm.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
         ]
         pp_early = [

@@ -39,8 +39,9 @@ class Engine(wiring.Component):
 
     MATMUL row ``i`` reads activation word ``act_addr + i`` (or the word its address
     pattern gives, see :class:`systolic.hw.sequencer.Sequencer`), selects ``weight_tile``
-    and, ``mm_write_delay`` cycles later, adds the array's result row into (or writes
-    it over) accumulator word ``acc_addr + i`` (:class:`systolic.hw.accumulator.Accumulator`).
+    (``weight_tile + i`` with ``tile_step``) and, ``mm_write_delay`` cycles later, adds
+    the array's result row into (or writes it over) accumulator word ``acc_addr + i``
+    (:class:`systolic.hw.accumulator.Accumulator`).
     POSTPROC row ``i`` reads accumulator word ``acc_addr + i`` and parameter word
     ``param_addr`` and, ``postproc_latency - 1`` cycles later, writes the requantized
     row to the hidden buffer (``pool``: its maximum with the word there, read through

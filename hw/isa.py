@@ -63,7 +63,7 @@ STATUS_WORD_BITS = 32
 
 class Opcode(hdl_enum.Enum, shape=OPCODE_BITS):
     LOAD = 1  #: stream ``count`` beats into a buffer
-    MATMUL = 2  #: ``m`` activation rows times one weight tile into the accumulators
+    MATMUL = 2  #: ``m`` activation rows times one weight tile (or ``m``) into the accumulators
     POSTPROC = 3  #: bias, requantize, clamp ``m`` accumulator rows; to ACT or the stream
     SYNC = 4  #: wait until the execute engine has drained
     END = 5  #: drain, then send the status packet (ends a program)
@@ -90,7 +90,7 @@ class ErrorCode(hdl_enum.Enum, shape=8):
     NONE = 0
     BAD_OPCODE = 1  #: opcode not in :class:`Opcode`
     ACT_RANGE = 2  #: activation address range outside the buffer
-    WEIGHT_RANGE = 3  #: weight tile outside the buffer
+    WEIGHT_RANGE = 3  #: weight tile (a stepping MATMUL's last) outside the buffer
     ACC_RANGE = 4  #: accumulator address range outside the buffer
     PARAM_RANGE = 5  #: parameter address range outside the buffer
     ZERO_LENGTH = 6  #: ``count`` or ``m`` is zero
@@ -130,6 +130,10 @@ MATMUL = data.StructLayout(
         "acc_addr": ADDR_BITS["acc_depth"],
         "m": ROWS_BITS,
         "accumulate": 1,  #: add to the accumulators (1) or overwrite them (0)
+        #: row ``i`` multiplies by weight tile ``weight_tile + i`` (1) instead of
+        #: ``weight_tile`` (0): one instruction for a row of activations against ``m``
+        #: output tiles (with a READ pattern of stride 0), batch-1 layers in one beat
+        "tile_step": 1,
     }
 )
 

@@ -14,7 +14,9 @@ class Sequencer(wiring.Component):
     """Pops one instruction at a time and issues its rows, one a cycle.
 
     MATMUL row ``i`` reads activation word ``act_addr + i`` and adds into (or writes
-    over) accumulator word ``acc_addr + i``. POSTPROC row ``i`` reads accumulator word
+    over) accumulator word ``acc_addr + i``, with weight tile ``weight_tile`` (or, when
+    ``tile_step`` is set, ``weight_tile + i``: the tile register counts up a row at a
+    time). POSTPROC row ``i`` reads accumulator word
     ``acc_addr + i`` and parameter word ``param_addr`` and writes activation word
     ``dst_addr + i`` or goes to the stream; a raw row takes ``raw_beats`` slots, the
     first of which issues it. Under the instruction's address pattern (``inner != 0``)
@@ -102,6 +104,8 @@ class Sequencer(wiring.Component):
             m.d.sync += cur_valid.eq(0)
         with m.Elif(mm_slot):
             m.d.sync += row.eq(row + 1)
+            with m.If(mm.tile_step):
+                m.d.sync += mm.weight_tile.eq(mm.weight_tile + 1)
             self._next_address(m, pattern, addr, run_start, col)
         with m.Elif(pp_slot):
             m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))

@@ -1,17 +1,18 @@
 """Random raw programs for differential testing of the backends (rtl == model == gate).
 
-:func:`random_program` writes one frame of beats straight from :mod:`systolic.hw.isa`, not
-through the compiler: valid instructions with random fields (biased towards the ends
-of every buffer), random LOAD data (every bit of every beat, including the bits an
-instruction does not use), LOOPs that set random valid address patterns (or set a
-target back to linear) with the MATMULs and POSTPROCs after them run through the
-patterns, pooling POSTPROCs to the hidden buffer (some in runs over the same words),
-and, in a share of the programs, one fault: an unknown opcode, a field out of range, a
-refused LOOP or a MATMUL/POSTPROC that does not fit its pattern, beats after ``END``, a
-frame cut in the middle of a LOAD or before ``END``, a one-beat frame, or random beats.
-Every backend must turn each program into the same result beats, status packet and
-cycle count. Each program assumes linear patterns at its start, so a program that
-follows one which left a pattern set (or stopped on an error) checks their reset.
+:func:`random_program` writes one frame of beats straight from :mod:`systolic.hw.isa`,
+not through the compiler: valid instructions with random fields (biased towards the ends
+of every buffer; a third of the MATMULs step through weight tiles), random LOAD data
+(every bit of every beat, including the bits an instruction does not use), LOOPs that
+set random valid address patterns (or set a target back to linear) with the MATMULs and
+POSTPROCs after them run through the patterns, pooling POSTPROCs to the hidden buffer
+(some in runs over the same words), and, in a share of the programs, one fault: an
+unknown opcode, a field out of range, a refused LOOP or a MATMUL/POSTPROC that does not
+fit its pattern, beats after ``END``, a frame cut in the middle of a LOAD or before
+``END``, a one-beat frame, or random beats. Every backend must turn each program into
+the same result beats, status packet and cycle count. Each program assumes linear
+patterns at its start, so a program that follows one which left a pattern set (or
+stopped on an error) checks their reset.
 
 The core does not interlock a LOAD against queued instructions that read the same
 words (the compiler keeps them apart, see docs/ARCHITECTURE.md), so the generator
@@ -192,7 +193,10 @@ class _Writer:
         else:
             m, span = pattern[0] * pattern[1], _span(pattern)
         act_addr = _near_end(rng, cfg.act_space - 1 - span)
-        tile = _near_end(rng, cfg.weight_depth - 1)
+        # a third step through m weight tiles (row i: tile + i), when m of them fit
+        step = int(m <= cfg.weight_depth and rng.random() < 1 / 3)
+        tiles = m if step else 1
+        tile = _near_end(rng, cfg.weight_depth - tiles)
         self.instr(
             Opcode.MATMUL,
             act_addr=act_addr,
@@ -200,10 +204,11 @@ class _Writer:
             acc_addr=_near_end(rng, cfg.acc_depth - m),
             m=m,
             accumulate=int(rng.integers(0, 2)),
+            tile_step=step,
         )
         self.pending += [
             ("act", act_addr, act_addr + span + 1),
-            ("weight", tile * cfg.rows, (tile + 1) * cfg.rows),
+            ("weight", tile * cfg.rows, (tile + tiles) * cfg.rows),
         ]
 
     def postproc(self):
@@ -260,6 +265,10 @@ class _Writer:
             (Opcode.MATMUL, {**mm, "m": 0}),
             (Opcode.MATMUL, {**mm, "m": m, "act_addr": cfg.act_space - m + 1}),
             (Opcode.MATMUL, {**mm, "weight_tile": cfg.weight_depth + int(rng.integers(0, 4))}),
+            (  # a stepping MATMUL whose last tile is past the buffer
+                Opcode.MATMUL,
+                {**mm, "m": m + 1, "tile_step": 1, "weight_tile": cfg.weight_depth - m},
+            ),
             (Opcode.MATMUL, {**mm, "m": m, "acc_addr": cfg.acc_depth - m + 1}),
             (Opcode.POSTPROC, {**pp, "m": 0}),
             (Opcode.POSTPROC, {**pp, "m": m, "acc_addr": cfg.acc_depth - m + 1}),

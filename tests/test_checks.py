@@ -117,3 +117,23 @@ def test_span_and_defaults():
     # callers that know nothing of LOOP or pool: linear, no pool field needed
     fields = {k: v for k, v in PP.items() if k != "pool"}
     assert check_instruction(CFG, Opcode.POSTPROC, fields) is E.NONE
+
+
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        (dict(weight_tile=CFG.weight_depth - 6, tile_step=1), E.NONE),  # last tile depth - 1
+        (dict(weight_tile=CFG.weight_depth - 5, tile_step=1), E.WEIGHT_RANGE),
+        (dict(weight_tile=CFG.weight_depth - 5), E.NONE),  # not stepping: one tile
+        (dict(weight_tile=CFG.weight_depth - 1, m=1, tile_step=1), E.NONE),
+        (dict(weight_tile=CFG.weight_depth, m=1, tile_step=1), E.WEIGHT_RANGE),
+        (dict(weight_tile=CFG.weight_depth, m=0, tile_step=1), E.ZERO_LENGTH),
+        (
+            dict(weight_tile=CFG.weight_depth - 5, acc_addr=CFG.acc_depth, tile_step=1),
+            E.WEIGHT_RANGE,
+        ),
+    ],
+)
+def test_stepping_matmul_checks_its_last_tile(fields, error):
+    """A MATMUL with ``tile_step`` reads tiles ``weight_tile .. weight_tile + m - 1``."""
+    assert check_instruction(CFG, Opcode.MATMUL, {**MM, **fields}) is error

@@ -64,6 +64,13 @@ def _instructions(cfg, rng):
                         },
                     )
                 )
+        for tile in around(cfg.weight_depth - m):  # a stepping MATMUL's last tile
+            out.append(
+                (
+                    Opcode.MATMUL,
+                    {"m": m, "act_addr": 0, "acc_addr": 0, "weight_tile": tile, "tile_step": 1},
+                )
+            )
         for dst in around(cfg.act_depth) + around(cfg.act_space - m):
             for group in range(cfg.groups + 1):
                 for to_stream, raw in ((0, 0), (1, 0), (1, 1), (0, 1)):

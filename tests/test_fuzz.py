@@ -133,7 +133,8 @@ def _instructions(beats):
 @pytest.mark.parametrize("name", sorted(SIM_CONFIGS))
 def test_generator_reaches_loops_pool_and_their_refusals(name):
     """The programs set and reset both patterns, run MATMULs and POSTPROCs under them,
-    pool, and end with each LOOP/pool refusal (as the model sees them)."""
+    pool, step MATMULs through weight tiles, and end with each LOOP/pool refusal (as the
+    model sees them)."""
     cfg = SIM_CONFIGS[name]
     programs = random_programs(cfg, SEED, 240)
     machine = Machine(cfg)
@@ -153,4 +154,6 @@ def test_generator_reaches_loops_pool_and_their_refusals(name):
                 seen.add((LoopTarget(f["target"]), f["inner"] > 0))
             elif op is Opcode.POSTPROC and f["pool"]:
                 seen.add("pool")
-    assert seen == {"pool", *((t, s) for t in LoopTarget for s in (False, True))}
+            elif op is Opcode.MATMUL and f["tile_step"] and f["m"] > 1:
+                seen.add("tile_step")
+    assert seen == {"pool", "tile_step", *((t, s) for t in LoopTarget for s in (False, True))}

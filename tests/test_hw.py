@@ -76,10 +76,11 @@ def test_config_derived_values():
 
 # -- instruction set ----------------------------------------------------------------------
 def test_isa_round_trip():
-    word = isa.encode(isa.Opcode.MATMUL, act_addr=5, weight_tile=3, acc_addr=7, m=64, accumulate=1)
+    want = dict(act_addr=5, weight_tile=3, acc_addr=7, m=64, accumulate=1, tile_step=1)
+    word = isa.encode(isa.Opcode.MATMUL, **want)
     op, fields = isa.decode(word)
     assert op is isa.Opcode.MATMUL
-    assert fields == dict(act_addr=5, weight_tile=3, acc_addr=7, m=64, accumulate=1)
+    assert fields == want
     assert word < 1 << isa.INSTR_BITS
 
 

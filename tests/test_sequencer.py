@@ -27,7 +27,7 @@ CFGS = {
 }
 
 
-def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1, pattern=None):
+def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1, pattern=None, tile_step=0):
     return {
         "op": Opcode.MATMUL,
         "m": m,
@@ -35,6 +35,7 @@ def mm(m, act_addr=0, weight_tile=0, acc_addr=0, accumulate=1, pattern=None):
         "weight_tile": weight_tile,
         "acc_addr": acc_addr,
         "accumulate": accumulate,
+        "tile_step": tile_step,
         "pattern": pattern,
     }
 
@@ -84,6 +85,15 @@ SCENARIOS = {
     "matmul under a pattern": ([mm(6, act_addr=10, pattern=(3, 2, 4, 50))], set(), set()),
     "patterns back to back, one inner run each, strides 0": (
         [mm(2, act_addr=3, pattern=(2, 1, 0, 7)), mm(3, act_addr=9, pattern=(1, 3, 5, 0))],
+        set(),
+        set(),
+    ),
+    "tile steps, one word for every row, then a fixed tile": (
+        [
+            mm(4, act_addr=7, weight_tile=5, pattern=(4, 1, 0, 0), tile_step=1),
+            mm(3, act_addr=8, weight_tile=9, pattern=(3, 1, 0, 0), tile_step=1, accumulate=0),
+            mm(2, act_addr=9, weight_tile=2),
+        ],
         set(),
         set(),
     ),
@@ -154,7 +164,7 @@ def _row_fields(ins, i):
     if ins["op"] is Opcode.MATMUL:
         return {
             "act_addr": _pattern_address(ins, ins["act_addr"], i),
-            "weight_tile": ins["weight_tile"],
+            "weight_tile": ins["weight_tile"] + (i if ins["tile_step"] else 0),
             "acc_addr": ins["acc_addr"] + i,
             "accumulate": ins["accumulate"],
         }

@@ -77,7 +77,7 @@ def check_instruction(cfg: CoreConfig, op: Opcode, f: dict, patterns=None) -> Er
         err = _pattern_range(cfg, patterns[LoopTarget.READ], f["act_addr"], f["m"], 0)
         if err is not ErrorCode.NONE:
             return err
-        if f["weight_tile"] >= cfg.weight_depth:
+        if f["weight_tile"] + (f["m"] if f.get("tile_step", 0) else 1) > cfg.weight_depth:
             return ErrorCode.WEIGHT_RANGE
         if f["acc_addr"] + f["m"] > cfg.acc_depth:
             return ErrorCode.ACC_RANGE

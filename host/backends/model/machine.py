@@ -103,9 +103,14 @@ class Machine:
         elif op is Opcode.MATMUL:
             m = f["m"]
             x = self.act[_rows(f["act_addr"], m, self.patterns[LoopTarget.READ])]
-            w = self.weights[f["weight_tile"] * R : (f["weight_tile"] + 1) * R]
+            t = f["weight_tile"]
             acc = self.acc[f["acc_addr"] : f["acc_addr"] + m]
-            res = x @ w + (acc if f["accumulate"] else 0)
+            if f.get("tile_step", 0):  # row i against tile t + i
+                w = self.weights[t * R : (t + m) * R].reshape(m, R, -1)
+                res = np.einsum("mr,mrc->mc", x, w)
+            else:
+                res = x @ self.weights[t * R : (t + 1) * R]
+            res = res + (acc if f["accumulate"] else 0)
             self.acc[f["acc_addr"] : f["acc_addr"] + m] = _wrap(res, cfg.acc_bits)
         elif op is Opcode.POSTPROC:
             m, p = f["m"], f["param_addr"]
