@@ -10,9 +10,13 @@ import systolic.host.matmul
 from systolic.host import golden
 from systolic.host.backends import get_backend
 from systolic.host.compile import CompileError, compile_matmul, compile_model, max_batch
+from systolic.host.compile.program import ITEM_FIRST_INPUT, ITEM_WORD
 from systolic.host.matmul import matmul
+from systolic.host.metrics import cycle_breakdown
 from systolic.host.nn.qmodel import random_quantized_model
+from systolic.hw import isa
 from systolic.hw.config import CoreConfig
+from systolic.hw.isa import Opcode
 
 CONFIGS = {
     "8x8": CoreConfig(),
@@ -47,6 +51,40 @@ def test_batch_one_and_partial_batches():
     prog, res = _check(CoreConfig(), (50, 20, 10), n=3, batch=1)
     assert res.status["mac_cycles"] == 3 * (7 * 3 + 3 * 2)
     _check(CoreConfig(), (50, 20, 10), n=70, batch=64)
+
+
+def _engine_words(prog):
+    """``(op, fields)`` of the schedule's MATMULs, POSTPROCs and LOOPs, in order."""
+    words = prog.schedule["even"][prog.schedule["kind"] == ITEM_WORD]
+    return [isa.decode(int(w)) for w in words]
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_batch_one_steps_through_output_tiles(name):
+    """At batch 1 with resident weights a layer of several output tiles is one stepping
+    MATMUL a K tile, under a READ pattern of stride 0 (every row the same input word),
+    and the first image's words are loaded one before each: outputs equal the golden
+    model's, and from the first MATMUL on the engine waits for the front end within
+    layer 0 only when a K tile has fewer rows than the front end's beats."""
+    cfg = CONFIGS[name]
+    sizes = (37, 19, 5)
+    prog, res = _check(cfg, sizes, n=3, batch=1)
+    kt0, nt0 = -(-sizes[0] // cfg.rows), -(-sizes[1] // cfg.cols)
+    mms = [f for op, f in _engine_words(prog) if op is Opcode.MATMUL]
+    layer0 = mms[:kt0]
+    assert all(f["tile_step"] == 1 and f["m"] == nt0 and f["acc_addr"] == 0 for f in layer0)
+    assert [f["weight_tile"] for f in layer0] == [k * nt0 for k in range(kt0)]
+    assert [f["accumulate"] for f in layer0] == [0] + [1] * (kt0 - 1)
+    loops = [f for op, f in _engine_words(prog) if op is Opcode.LOOP and f["inner"]]
+    assert {(f["inner"], f["outer"], f["inner_stride"]) for f in loops} >= {(nt0, 1, 0)}
+    assert sum(prog.schedule["kind"] == ITEM_FIRST_INPUT) == kt0
+    one = cycle_breakdown(prog, np.zeros((1, sizes[0]), np.int8))
+    assert one["layers"][0]["matmul_rows"] == kt0 * nt0
+    # layer 0's waits: the drain before its POSTPROCs, and, with fewer than 3 output
+    # tiles, the front end's 3 beats a K tile (LOAD header, the word, the MATMUL)
+    front = max(0, 3 - nt0) * (kt0 - 1)
+    assert one["layers"][0]["wait"] == cfg.array_latency + 1 + front
+    assert res.status["mac_cycles"] == 3 * (kt0 * nt0 + -(-sizes[2] // cfg.cols) * nt0 * cfg.groups)
 
 
 def test_weights_streamed_when_they_do_not_fit():

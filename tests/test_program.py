@@ -3,6 +3,7 @@
 import hashlib
 import io
 import json
+import re
 import struct
 
 import numpy as np
@@ -13,12 +14,16 @@ from hypothesis import strategies as st
 from systolic.host import golden
 from systolic.host.backends import get_backend
 from systolic.host.compile import compile_model
+from systolic.host.compile.emit import Emitter
 from systolic.host.compile.program import (
     DIGEST_BYTES,
     HEADER_FIELDS,
+    ITEM_BLOCK,
+    ITEM_FIRST_INPUT,
     ITEM_NEXT_INPUT,
     ITEM_WORD,
     MAGIC,
+    SCHEDULE_ARRAYS,
     VERSION,
     Program,
     ProgramError,
@@ -26,7 +31,7 @@ from systolic.host.compile.program import (
 from systolic.host.nn.qmodel import random_quantized_model
 from systolic.hw import isa
 from systolic.hw.config import CoreConfig
-from systolic.hw.isa import Opcode
+from systolic.hw.isa import Opcode, Target
 
 CFG = CoreConfig(rows=4, cols=4)
 QMODEL = random_quantized_model((40, 12, 6), seed=2)
@@ -185,7 +190,7 @@ HEADER_CASES = [
     ("batch", 8.0, r"header field batch must be an integer, not 8\.0"),
     ("batch", 0, r"header field batch must be between 1 and 1023, not 0"),
     ("batch", 1024, r"header field batch must be between 1 and 1023, not 1024"),
-    ("batch", 7, r"schedule word 0: MATMUL m is 8, expected the batch 7"),
+    ("batch", 7, r"schedule word 1: MATMUL m is 8, expected the batch 7"),
     ("batch", 9, r"input_regions \[0, 80\] overlap, expected bases at least 90 words"),
     ("batch", _DELETE, r"header has no field\(s\) batch"),
     ("notes", "hello", r"unknown header field\(s\): notes"),
@@ -226,17 +231,17 @@ HEADER_CASES = [
     (
         "input_regions",
         [0, 81],
-        r"schedule word 0: odd-batch word MATMUL .*'act_addr': 80.*, "
+        r"schedule word 1: odd-batch word MATMUL .*'act_addr': 80.*, "
         r"expected MATMUL .*'act_addr': 81.* moved to 81",
     ),
     (
         "input_regions",
         [1, 81],
-        r"schedule word 0: MATMUL reads input words 0\.\.7, expected "
+        r"schedule word 1: MATMUL reads input words 0\.\.7, expected "
         r"inside input region 0 \[1, 81\)",
     ),
     ("raw", 1, r"header field raw must be true or false, not 1"),
-    ("raw", True, r"schedule word 49: POSTPROC raw is 0, expected 1 \(header field raw\)"),
+    ("raw", True, r"schedule word 59: POSTPROC raw is 0, expected 1 \(header field raw\)"),
     ("useful_macs_per_row", -1, r"useful_macs_per_row must be at least 0, not -1"),
     ("useful_macs_per_row", "552", r"useful_macs_per_row must be an integer, not '552'"),
     ("sizes", "40,12,6", r"sizes must be a list of at least two positive integers"),
@@ -285,12 +290,12 @@ CONFIG_CASES = [
     ({"cols": 2}, r"header field out_tiles is 2, expected 3 \(ceil\(out_features 6 / cols 2\)\)"),
     (
         {"queue_depth": 5},
-        r"schedule item 6: next-input chunk after 6 engine instructions, "
+        r"schedule item 13: next-input chunk after 6 engine instructions, "
         r"expected at least 7 \(queue_depth \+ 2\) or a SYNC before it",
     ),
     (
         {"act_kib": 1},
-        r"schedule word 40 \(even\): the core refuses this POSTPROC \(ACT_RANGE\)"
+        r"schedule word 50 \(even\): the core refuses this POSTPROC \(ACT_RANGE\)"
         r": \{'acc_addr': 0, 'm': 8, 'param_addr': 0, 'dst_addr': 32768, ",
     ),
     ({"param_depth": 4}, r"preamble beat 0: the core refuses this LOAD \(PARAM_RANGE\)"),
@@ -329,52 +334,52 @@ MM = dict(act_addr=0, weight_tile=0, acc_addr=0, m=8, accumulate=0)
 #: (edit of the saved arrays, message): arrays changed behind a valid checksum.
 ARRAY_CASES = [
     (
-        _set("schedule_kind", 0, 3),
-        r"schedule item 0: kind 3, expected 0 \(word\), 1 \(next "
-        r"input\) or 2 \(block\)",
+        _set("schedule_kind", 0, 4),
+        r"schedule item 0: kind 4, expected 0 \(word\), 1 \(next "
+        r"input\), 2 \(block\) or 3 \(first input\)",
     ),
     (_set("schedule_kind", 0, 2), r"schedule item 0: block 0, expected an index below 0"),
     (
         _replace("schedule_even", lambda a: a.astype(np.float64)),
-        r"schedule array even must be a 1-D uint64 array, not float64 \[51\]",
+        r"schedule array even must be a 1-D uint64 array, not float64 \[61\]",
     ),
     (
         _replace("schedule_start", lambda a: a[:-1]),
-        r"schedule array start has 50 items, expected 51 \(as kind\)",
+        r"schedule array start has 60 items, expected 61 \(as kind\)",
     ),
     (
         _replace("schedule_count", lambda a: a.reshape(1, -1)),
-        r"schedule array count must be a 1-D integer array, not int64 \[1, 51\]",
+        r"schedule array count must be a 1-D integer array, not int64 \[1, 61\]",
     ),
-    (_set("schedule_start", 6, 1), r"schedule item 6: next-input chunk starts at 1, expected 0"),
+    (_set("schedule_start", 13, 1), r"schedule item 13: next-input chunk starts at 1, expected 0"),
     (
         _set("schedule_start", 24, 73),
         r"schedule item 24: next-input chunk start 73 count 8, "
         r"expected a non-empty chunk inside input words \[0, 80\]",
     ),
-    (_set("schedule_count", 24, 7), r"the next-input chunks load 79 input words, expected 80"),
-    (_set("schedule_count", 6, 0), r"schedule item 6: next-input chunk start 0 count 0"),
+    (_set("schedule_count", 34, 7), r"the next-input chunks load 79 input words, expected 80"),
+    (_set("schedule_count", 13, 0), r"schedule item 13: next-input chunk start 0 count 0"),
     (
-        _set("schedule_even", 0, _word(Opcode.MATMUL, **MM) | np.uint64(1 << 62)),
-        r"schedule word 0 \(even\): MATMUL word 0x40.* has bits set outside its fields",
+        _set("schedule_even", 1, _word(Opcode.MATMUL, **MM) | np.uint64(1 << 62)),
+        r"schedule word 1 \(even\): MATMUL word 0x40.* has bits set outside its fields",
     ),
-    (_set("schedule_even", 0, np.uint64(0xE)), r"schedule word 0 \(even\): unknown opcode 14"),
+    (_set("schedule_even", 1, np.uint64(0xE)), r"schedule word 1 \(even\): unknown opcode 14"),
     (
-        _set("schedule_odd", 0, _word(Opcode.END)),
-        r"schedule word 0 \(odd\): END, expected MATMUL or POSTPROC or SYNC",
-    ),
-    (
-        _set("schedule_even", 0, _word(Opcode.LOAD, target=0, addr=0, count=1)),
-        r"schedule word 0 \(even\): LOAD, expected MATMUL or POSTPROC or SYNC",
+        _set("schedule_odd", 1, _word(Opcode.END)),
+        r"schedule word 1 \(odd\): END, expected MATMUL or POSTPROC or SYNC",
     ),
     (
-        _set("schedule_even", 0, _word(Opcode.MATMUL, **{**MM, "act_addr": 65530})),
-        r"schedule word 0 \(even\): the core refuses this MATMUL \(ACT_RANGE\)",
+        _set("schedule_even", 1, _word(Opcode.LOAD, target=0, addr=0, count=1)),
+        r"schedule word 1 \(even\): LOAD, expected MATMUL or POSTPROC or SYNC",
+    ),
+    (
+        _set("schedule_even", 1, _word(Opcode.MATMUL, **{**MM, "act_addr": 65530})),
+        r"schedule word 1 \(even\): the core refuses this MATMUL \(ACT_RANGE\)",
     ),
     (
         _set(
             "schedule_even",
-            49,
+            59,
             _word(
                 Opcode.POSTPROC,
                 acc_addr=0,
@@ -386,7 +391,7 @@ ARRAY_CASES = [
                 raw=1,
             ),
         ),
-        r"schedule word 49 \(even\): the core refuses this POSTPROC \(BAD_GROUP\)",
+        r"schedule word 59 \(even\): the core refuses this POSTPROC \(BAD_GROUP\)",
     ),
     (
         _set("schedule_kind", 49, ITEM_NEXT_INPUT),
@@ -554,3 +559,248 @@ def test_stream_ends_with_end_and_parses(program):
     assert res.outputs.shape == (9, 6)
     with pytest.raises(ProgramError, match="result beats, expected"):
         program.parse_output(res.out_beats[1:], 9)
+
+
+# -- the first batch's inputs, loaded in chunks between its MATMULs ----------------------
+
+
+def _items(schedule):
+    """The schedule as a list of ``(kind, even, odd, start, count, block)`` tuples."""
+    return list(zip(*(schedule[k].tolist() for k in SCHEDULE_ARRAYS), strict=True))
+
+
+def _arrays(items, like):
+    """Schedule arrays from item tuples, with the dtypes of ``like``'s."""
+    cols = list(zip(*items, strict=True))
+    return {k: np.array(c, like[k].dtype) for k, c in zip(SCHEDULE_ARRAYS, cols, strict=True)}
+
+
+def _first_input_program(program, ahead=0):
+    """``program`` with its first-input chunks (if any) rewritten: before each MATMUL of
+    input region 0 that reads past the words loaded so far, one chunk up to the last word
+    it reads (and ``ahead`` more). The program must use linear addressing."""
+    cfg, (r0, _) = program.config, program.header["input_regions"]
+    words = program.header["in_tiles"] * program.batch
+    items, loaded = [], 0
+    for item in _items(program.schedule):
+        if item[0] == ITEM_FIRST_INPUT:
+            continue
+        if item[0] == ITEM_WORD:
+            op, f = isa.decode(item[1])
+            assert op is not Opcode.LOOP
+            if op is Opcode.MATMUL and f["act_addr"] < cfg.act_depth:
+                last = f["act_addr"] - r0 + f["m"] - 1
+                if last >= loaded:
+                    end = min(last + 1 + ahead, words)
+                    items.append((ITEM_FIRST_INPUT, 0, 0, loaded, end - loaded, 0))
+                    loaded = end
+        items.append(item)
+    assert loaded == words
+    schedule = _arrays(items, program.schedule)
+    return Program(program.config, program.header, program.preamble, schedule, program.blocks)
+
+
+def _without_first_input(program):
+    keep = program.schedule["kind"] != ITEM_FIRST_INPUT
+    schedule = {k: v[keep] for k, v in program.schedule.items()}
+    return Program(program.config, program.header, program.preamble, schedule, program.blocks)
+
+
+def _beat_word(beat):
+    return int(np.asarray(beat, np.uint8)[:8].view("<u8")[0])
+
+
+def _layout(x, cfg, batch, k_tiles):
+    """Activation words of one batch (``k_tile * batch + row``), ``rows`` lanes each."""
+    xp = np.zeros((batch, k_tiles * cfg.rows), np.int8)
+    xp[: len(x), : x.shape[1]] = x
+    return xp.reshape(batch, k_tiles, cfg.rows).transpose(1, 0, 2).reshape(-1, cfg.rows)
+
+
+@pytest.mark.parametrize("ahead", [0, 12])
+def test_first_input_chunks_before_their_matmuls(program, ahead):
+    """Each first-input chunk's LOAD comes right before the MATMUL after it in batch 0;
+    batch 1 loads none (its inputs came with batch 0's next-input chunks)."""
+    prog = _first_input_program(program, ahead)
+    cfg, B, kt = prog.config, prog.batch, prog.header["in_tiles"]
+    r0, r1 = prog.header["input_regions"]
+    x = X[: 2 * B]
+    beats = prog.beats(x)
+    words = [_layout(x[b * B : (b + 1) * B], cfg, B, kt) for b in range(2)]
+    items = _items(prog.schedule)
+    assert any(item[0] == ITEM_FIRST_INPUT for item in items)
+    assert not np.any(prog.schedule["kind"] == ITEM_BLOCK)  # resident weights
+
+    def expect_load(pos, base, data):
+        """The LOAD at beat ``pos``: header, then ``data`` in each beat's low lanes."""
+        op, f = isa.decode(_beat_word(beats[pos]))
+        assert (op, Target(f["target"]), f["addr"], f["count"]) == (
+            Opcode.LOAD,
+            Target.ACT,
+            base,
+            len(data),
+        )
+        got = beats[pos + 1 : pos + 1 + len(data), : cfg.rows].view(np.int8)
+        np.testing.assert_array_equal(got, data, strict=True)
+        return pos + 1 + len(data)
+
+    pos = len(prog.preamble)  # no preload: batch 0's schedule starts right away
+    chunks = 0
+    for i, (kind, even, _, start, count, _) in enumerate(items):
+        if kind == ITEM_WORD:
+            assert _beat_word(beats[pos]) == even, f"beat {pos}, schedule item {i}"
+            pos += 1
+        elif kind == ITEM_NEXT_INPUT:
+            pos = expect_load(pos, r1 + start, words[1][start : start + count])
+        else:
+            assert kind == ITEM_FIRST_INPUT
+            pos = expect_load(pos, r0 + start, words[0][start : start + count])
+            assert isa.decode(_beat_word(beats[pos]))[0] is Opcode.MATMUL
+            chunks += 1
+    assert chunks == sum(item[0] == ITEM_FIRST_INPUT for item in items)
+    # batch 1: its instruction words and nothing else (no next batch), then END
+    odd = [item[2] for item in items if item[0] == ITEM_WORD]
+    assert [_beat_word(b) for b in beats[pos:]] == [*odd, isa.encode(Opcode.END)]
+
+
+def test_first_input_programs_run(program):
+    """With first-input chunks, one partial batch, two batches and three (the last
+    partial) all compute the golden outputs."""
+    prog = _first_input_program(program, 5)
+    backend = get_backend("model", prog.config)
+    for n in (5, 16, len(X)):
+        res = backend.run(prog, X[:n])
+        assert res.error == 0
+        np.testing.assert_array_equal(res.outputs, golden.run(QMODEL, X[:n]), strict=True)
+
+
+def test_without_first_input_preloads_the_batch(program):
+    """Without first-input chunks the first batch is loaded whole after the preamble."""
+    prog = _without_first_input(program)
+    cfg, B, r0 = prog.config, prog.batch, prog.header["input_regions"][0]
+    words = prog.header["in_tiles"] * B
+    beats = prog.beats(X)
+    pos = len(prog.preamble)
+    op, f = isa.decode(_beat_word(beats[pos]))
+    assert (op, Target(f["target"]), f["addr"], f["count"]) == (Opcode.LOAD, Target.ACT, r0, words)
+    got = beats[pos + 1 : pos + 1 + words, : cfg.rows].view(np.int8)
+    np.testing.assert_array_equal(got, _layout(X[:B], cfg, B, prog.header["in_tiles"]))
+    first = next(item for item in _items(prog.schedule) if item[0] == ITEM_WORD)
+    assert _beat_word(beats[pos + 1 + words]) == first[1]
+    _runs_correctly(prog)
+
+
+def _retarget(item, addr, r0, r1):
+    """A MATMUL item reading ``addr`` (even batches) instead."""
+    _, f = isa.decode(item[1])
+    even = isa.encode(Opcode.MATMUL, **{**f, "act_addr": addr})
+    odd = isa.encode(Opcode.MATMUL, **{**f, "act_addr": addr - r0 + r1})
+    return (ITEM_WORD, even, odd, *item[3:])
+
+
+def test_first_input_chunks_refused(program):
+    """A MATMUL before the chunk with its words, chunks out of order, out of range,
+    empty, or not covering the batch's input words."""
+    prog = _first_input_program(program)
+    r0, r1 = prog.header["input_regions"]
+    words = prog.header["in_tiles"] * prog.batch
+    items = _items(prog.schedule)
+    fi = [i for i, item in enumerate(items) if item[0] == ITEM_FIRST_INPUT]
+    # each chunk is followed by the MATMUL that reads it (one K tile of the batch)
+    assert all(items[i + 1][0] == ITEM_WORD for i in fi) and len(fi) == words // prog.batch
+
+    def refused(edit, message):
+        new = list(items)
+        edit(new)
+        schedule = _arrays(new, prog.schedule)
+        with pytest.raises(ProgramError, match=re.escape(message)):
+            Program(prog.config, prog.header, prog.preamble, schedule, prog.blocks)
+
+    def swap(i, j):
+        def edit(new):
+            new[i], new[j] = new[j], new[i]
+
+        return edit
+
+    def chunk(i, start, count):
+        def edit(new):
+            new[i] = (ITEM_FIRST_INPUT, 0, 0, start, count, 0)
+
+        return edit
+
+    a, b = fi[0], fi[1]  # words 0..7, then 8..15
+    refused(
+        swap(b, b + 1),
+        f"schedule word {b}: MATMUL reads input words {r0 + 8}..{r0 + 15} before the "
+        f"first-input chunks have loaded them (loaded so far: words {r0}..{r0 + 7})",
+    )
+    refused(
+        lambda new: new.pop(a),
+        f"schedule word {a}: MATMUL reads input words {r0}..{r0 + 7} before the "
+        f"first-input chunks have loaded them (loaded so far: none)",
+    )
+    refused(
+        swap(a, b),
+        f"schedule item {a}: first-input chunk starts at 8, expected 0 (the chunks load "
+        f"input words 0..{words - 1} once, in order)",
+    )
+    refused(chunk(b, 0, 8), f"schedule item {b}: first-input chunk starts at 0, expected 8")
+    refused(
+        chunk(fi[-1], words - 4, 8),
+        f"schedule item {fi[-1]}: first-input chunk start {words - 4} count 8, expected a "
+        f"non-empty chunk inside input words [0, {words}) (in_tiles * batch)",
+    )
+    refused(chunk(b, 8, 0), f"schedule item {b}: first-input chunk start 8 count 0")
+
+    def drop_last(new):
+        """The last chunk gone, and its words read from the chunk before instead."""
+        last = items[fi[-1]][3]
+        for i, item in enumerate(new):
+            if item[0] == ITEM_WORD and isa.decode(item[1])[0] is Opcode.MATMUL:
+                if isa.decode(item[1])[1]["act_addr"] == r0 + last:
+                    new[i] = _retarget(item, r0 + last - 8, r0, r1)
+        new.pop(fi[-1])
+
+    refused(
+        drop_last,
+        f"the first-input chunks load {words - 8} input words, expected {words} (in_tiles * batch)",
+    )
+
+
+def test_first_input_round_trip(program, tmp_path):
+    prog = _first_input_program(program, 3)
+    prog.save(str(tmp_path / "fi.prog"))
+    again = Program.load(str(tmp_path / "fi.prog"), prog.config)
+    assert again.schedule["kind"].dtype == prog.schedule["kind"].dtype
+    for k in SCHEDULE_ARRAYS:
+        np.testing.assert_array_equal(again.schedule[k], prog.schedule[k], strict=True)
+    assert np.count_nonzero(again.schedule["kind"] == ITEM_FIRST_INPUT) > 1
+    assert _same(prog, again)
+
+
+def test_emitter_first_input_items_stay_in_place():
+    """:meth:`Emitter.first_input` items stay where they are written; a next-input chunk
+    whose slot falls just before one goes after it."""
+    em = Emitter(CFG, [0, 80])
+    for k in range(10):
+        em.first_input(8 * k, 8)
+        em.word(Opcode.MATMUL, "act_addr", **{**MM, "act_addr": 8 * k, "accumulate": int(k > 0)})
+    s = em.schedule(80)
+    got = [
+        (int(kind), int(start), int(count))
+        for kind, start, count in zip(s["kind"], s["start"], s["count"], strict=True)
+    ]
+    # slots after the MATMULs from the (queue_depth + 2)th on, 80 words spread evenly
+    first_slot = CFG.input_reload_distance - 1
+    per = -(-80 // (10 - first_slot))
+    want, nxt = [], 0
+    for k in range(10):
+        want.append((ITEM_FIRST_INPUT, 8 * k, 8))
+        if k > first_slot:
+            want.append((ITEM_NEXT_INPUT, nxt, per))
+            nxt += per
+        want.append((ITEM_WORD, 0, 0))
+    want.append((ITEM_NEXT_INPUT, nxt, 80 - nxt))
+    assert got == want
+    words = [isa.decode(int(w))[1]["act_addr"] for w in s["odd"][s["kind"] == ITEM_WORD]]
+    assert words == [80 + 8 * k for k in range(10)]

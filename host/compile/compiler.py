@@ -7,10 +7,15 @@ tile becomes ``ceil(cols / rows)`` activation words (``groups``), so the next la
 axis is laid out in those padded chunks, with zero weight rows for the padding.
 
 Schedule, per batch: for each layer, for each output tile, a MATMUL per K tile
-(accumulating), then the POSTPROCs. The next batch's images are loaded into the other
-half of a ping-pong input region in chunks between MATMULs, starting after
-``queue_depth + 1`` engine instructions of this batch (by then the previous batch has
-stopped reading that half). Weights stay resident when they fit; otherwise each
+(accumulating), then the POSTPROCs; at batch 1 with resident weights, for each K tile
+one MATMUL that steps through the layer's output tiles (``tile_step``, see
+:func:`~systolic.host.compile.linear.linear_stack`), so that an instruction beat issues
+several rows. The first batch's images are loaded in chunks just before the MATMULs that
+first read them (when the MATMULs step, or the batch is above 2), so that loading them
+overlaps the engine's work. The next batch's images are loaded into the other half of a
+ping-pong input region in chunks between MATMULs, starting after ``queue_depth + 1``
+engine instructions of this batch (by then the previous batch has stopped reading that
+half). Weights stay resident when they fit; otherwise each
 MATMUL's tile is streamed into a ring of ``queue_depth + rows + cols + 2`` slots just
 before it (enough distance that a slot is never rewritten while still being read).
 """
@@ -41,7 +46,15 @@ def _compile_layers(layers, cfg, batch, in_features, useful_macs):
     em.tile = tiles.place
     pre = param_beats(cfg, layers, "layer")
     linear_stack(
-        em, layers, input_kmap(in_features, cfg), regions[0], batch, hidden_bases, 0, "act_addr"
+        em,
+        layers,
+        input_kmap(in_features, cfg),
+        regions[0],
+        batch,
+        hidden_bases,
+        0,
+        "act_addr",
+        step=tiles.resident,
     )
     pre += tiles.preamble()
     header = {

@@ -424,7 +424,7 @@ def compile_cnn(qmodel, config: CoreConfig, batch: int) -> Program:
                         fill += 1
     em.linear()
     param = sum(-(-g.cout // cfg.cols) for g in geoms)
-    linear_stack(em, linears, kmap_feat, feat_base, batch, hidden_bases, param, None)
+    linear_stack(em, linears, kmap_feat, feat_base, batch, hidden_bases, param, None, step=True)
     pre += tiles.preamble()
 
     g0 = geoms[0]

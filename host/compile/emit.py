@@ -1,5 +1,5 @@
-"""The schedule of one batch as it is written: instruction words, weight blocks, and the
-slots where the next batch's inputs are loaded.
+"""The schedule of one batch as it is written: instruction words, weight blocks, the
+first batch's input chunks, and the slots where the next batch's inputs are loaded.
 
 Both lowerings (:mod:`.compiler` for Linear stacks, :mod:`.conv` for convolutional
 networks) write their instructions through one :class:`Emitter`, which also assembles
@@ -13,7 +13,7 @@ from systolic.hw.config import CoreConfig
 from systolic.hw.isa import LoopTarget, Opcode, Target
 
 from .plan import CompileError
-from .program import ITEM_BLOCK, ITEM_NEXT_INPUT, ITEM_WORD, word_beats
+from .program import ITEM_BLOCK, ITEM_FIRST_INPUT, ITEM_NEXT_INPUT, ITEM_WORD, word_beats
 
 __all__ = ["Emitter", "Tiles", "load_beats", "tile_beats", "scale_words"]
 
@@ -86,6 +86,16 @@ class Emitter:
         self.blocks.append(beats)
         self.items.append((ITEM_BLOCK, 0, 0, 0, 0, len(self.blocks) - 1))
 
+    def first_input(self, start: int, count: int) -> None:
+        """Input words ``[start, start + count)`` of the batch, loaded here into input
+        region 0 by the first batch of a run (later batches skip the chunk: their inputs
+        came with the previous batch's next-input chunks). Written just before the first
+        MATMUL that reads them, the chunks let the front end load the first batch while
+        the engine works on the words already there, instead of all before the first
+        MATMUL; they must cover the batch's input words once, in order (the
+        :class:`~.program.Program` checks it)."""
+        self.items.append((ITEM_FIRST_INPUT, 0, 0, start, count, 0))
+
     def pattern(self, target: LoopTarget, inner=0, outer=0, inner_stride=0, outer_stride=0):
         """Set ``target``'s address pattern (``inner == 0``: linear), with a LOOP only
         when it changes."""
@@ -105,9 +115,13 @@ class Emitter:
         """The schedule arrays, with the next batch's ``in_words`` input words spread over
         the input slots (or loaded after a SYNC at the end when there are none): evenly,
         or ``by_rows``, as many words after a MATMUL as it has rows (its cycles, during
-        which the front end takes the words), in chunks of at least 8."""
+        which the front end takes the words), in chunks of at least 8.
+
+        First-input chunks stay where they were written; a next-input chunk whose slot is
+        just before some goes after them, since the next MATMUL waits for those and the
+        next batch's words are not needed before the batch ends."""
         items, inserts = list(self.items), {}
-        slots = self.input_slots
+        slots = [(self._past_first_input(pos), rows) for pos, rows in self.input_slots]
         if slots and by_rows:
             start, budget = 0, 0
             for i, (pos, rows) in enumerate(slots):
@@ -145,6 +159,12 @@ class Emitter:
             "count": arr[:, 4].astype(np.int64),
             "block": arr[:, 5].astype(np.int64),
         }
+
+    def _past_first_input(self, pos):
+        """Item position ``pos`` moved past the first-input chunks that start there."""
+        while pos < len(self.items) and self.items[pos][0] == ITEM_FIRST_INPUT:
+            pos += 1
+        return pos
 
 
 class Tiles:

@@ -10,8 +10,8 @@ into ``groups`` words (:func:`output_kmap`).
 import numpy as np
 
 from systolic.hw import isa
-from systolic.hw.config import CoreConfig
-from systolic.hw.isa import Opcode, Target
+from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
+from systolic.hw.isa import LoopTarget, Opcode, Target
 
 from .emit import load_beats, scale_words
 from .program import word_beats
@@ -51,30 +51,72 @@ def linear_tile(weight: np.ndarray, kmap_row: np.ndarray, nt_i: int, cfg: CoreCo
     return tile
 
 
-def linear_stack(em, layers, kmap0, first_base, batch, hidden_bases, param, region_dependent):
+def linear_stack(
+    em, layers, kmap0, first_base, batch, hidden_bases, param, region_dependent, step=False
+):
     """MATMULs and POSTPROCs of a stack of Linear layers for one batch (rows ``m =
     batch``, linear addressing): layer 0 reads K tile ``k`` at ``first_base + k * batch``,
     layer ``l`` writes its output tiles at ``hidden_bases[l]``, the last to the stream.
-    Returns the weight tiles in MATMUL order; ``em.tile(t)`` places each."""
+    Returns the next free parameter word; ``em.tile(t)`` places each weight tile.
+
+    The order is output tile by output tile, each accumulating over the K tiles. With
+    ``step`` (batch 1, resident weights: each MATMUL of one row would otherwise take a
+    beat of the front end per row) a layer of several output tiles goes K tile by K
+    tile instead: one MATMUL of ``m`` = output tiles rows that all read the same
+    activation word (a READ pattern of stride 0) and step through ``m`` consecutive
+    weight tiles (``tile_step``), so that the front end has beats to spare for loading
+    inputs while the engine works. Layer 0's input words are loaded just before the
+    first MATMUL that reads them (``em.first_input``) when that overlaps the load with
+    the engine's work: with ``step``, or with a batch above 2.
+    """
     cfg = em.cfg
     G = cfg.groups
     kmap = kmap0
+    interleave = region_dependent is not None and (step or batch > 2)
     for li, layer in enumerate(layers):
         last = li == len(layers) - 1
         N = layer.weight.shape[0]
         nt = -(-N // cfg.cols)
         in_base = first_base if li == 0 else hidden_bases[li - 1]
-        for n in range(nt):
+        dep = region_dependent if li == 0 else None
+        if step and batch == 1 and nt > 1:
             for k in range(len(kmap)):
-                em.word(
-                    Opcode.MATMUL,
-                    region_dependent if li == 0 else None,
-                    act_addr=in_base + k * batch,
-                    weight_tile=em.tile(linear_tile(layer.weight, kmap[k], n, cfg)),
-                    acc_addr=n * batch,
-                    m=batch,
-                    accumulate=int(k > 0),
-                )
+                if li == 0 and interleave:
+                    em.first_input(k, 1)
+                for n0 in range(0, nt, MAX_ROWS_PER_OP):
+                    m = min(nt - n0, MAX_ROWS_PER_OP)
+                    em.pattern(LoopTarget.READ, m, 1, 0, 0)
+                    slots = [
+                        em.tile(linear_tile(layer.weight, kmap[k], n, cfg))
+                        for n in range(n0, n0 + m)
+                    ]
+                    if slots != list(range(slots[0], slots[0] + m)):
+                        raise AssertionError(f"stepped weight tiles not consecutive: {slots}")
+                    em.word(
+                        Opcode.MATMUL,
+                        dep,
+                        act_addr=in_base + k,
+                        weight_tile=slots[0],
+                        acc_addr=n0,
+                        m=m,
+                        accumulate=int(k > 0),
+                        tile_step=1,
+                    )
+        else:
+            em.pattern(LoopTarget.READ)
+            for n in range(nt):
+                for k in range(len(kmap)):
+                    if li == 0 and n == 0 and interleave:
+                        em.first_input(k * batch, batch)
+                    em.word(
+                        Opcode.MATMUL,
+                        dep,
+                        act_addr=in_base + k * batch,
+                        weight_tile=em.tile(linear_tile(layer.weight, kmap[k], n, cfg)),
+                        acc_addr=n * batch,
+                        m=batch,
+                        accumulate=int(k > 0),
+                    )
         for n in range(nt):
             for g in range(1 if last else G):
                 em.word(

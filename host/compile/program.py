@@ -4,7 +4,9 @@ A :class:`Program` holds the resident preamble (weights, biases, requantization
 parameters: LOAD beats), one batch's schedule, and the layout of inputs and
 outputs. :meth:`Program.beats` assembles the complete beat stream for a set of
 images: the preamble, the first batch's images, then every batch's schedule, each
-carrying the next batch's images in LOAD chunks between its MATMULs, then END.
+carrying the next batch's images in LOAD chunks between its MATMULs, then END. A
+schedule may instead carry the first batch's images itself, in chunks just before the
+MATMULs that first read them, so that the first batch's loading overlaps its work.
 
 File format (``.prog``): the magic ``SYSTPROG``, a little-endian uint16 format
 version, a uint32 header length, the JSON header (configuration, shapes, layout),
@@ -41,6 +43,7 @@ __all__ = [
     "ITEM_WORD",
     "ITEM_NEXT_INPUT",
     "ITEM_BLOCK",
+    "ITEM_FIRST_INPUT",
     "word_beats",
     "beat_words",
     "status_packet",
@@ -48,7 +51,12 @@ __all__ = [
 
 MAGIC = b"SYSTPROG"
 VERSION = 2
-ITEM_WORD, ITEM_NEXT_INPUT, ITEM_BLOCK = 0, 1, 2
+#: Schedule item kinds: an instruction word; a chunk of the next batch's input words
+#: (loaded into the other input region); a block of constant beats (a streamed weight
+#: tile); a chunk of the current batch's input words, loaded into input region 0 by the
+#: first batch of a run only (every later batch's inputs came with the previous batch's
+#: next-input chunks).
+ITEM_WORD, ITEM_NEXT_INPUT, ITEM_BLOCK, ITEM_FIRST_INPUT = 0, 1, 2, 3
 
 
 class ProgramError(ValueError):
@@ -145,8 +153,10 @@ class Program:
         Resident loads (weights, bias, scale), streamed once.
     schedule : dict of 1-D integer arrays
         ``kind`` (ITEM_*), ``even``/``odd`` (uint64 instruction words for batches using
-        input region 0/1), ``start``/``count`` (next-input chunks, in input words),
-        ``block`` (index into ``blocks``, constant beats such as streamed weights).
+        input region 0/1), ``start``/``count`` (next-input and first-input chunks, in
+        input words of a batch), ``block`` (index into ``blocks``, constant beats such
+        as streamed weights). Without first-input chunks the first batch's inputs are
+        loaded whole before its schedule.
     blocks : list of uint8 [n, stream_bytes]
 
     Raises
@@ -236,8 +246,9 @@ class Program:
         Every instruction word must decode with no stray bits, be one the core accepts
         (:func:`systolic.host.compile.checks.check_instruction`) and fit the batch and the input
         regions;
-        the next-input chunks must load the next batch's input words once, in order. A
-        program that passes runs on the core without an error code.
+        the next-input chunks must load the next batch's input words once, in order, and
+        so must the first-input chunks, if any, each before the first MATMUL that reads
+        its words. A program that passes runs on the core without an error code.
         """
         self._validate_header()
         h, R, C = self.header, self.config.rows, self.config.cols
@@ -496,19 +507,23 @@ class Program:
         s, h, cfg = self.schedule, self.header, self.config
         B, words = h["batch"], self._batch_words()
         r0, r1 = h["input_regions"]
-        kinds = (ITEM_WORD, ITEM_NEXT_INPUT, ITEM_BLOCK)
+        kinds = (ITEM_WORD, ITEM_NEXT_INPUT, ITEM_BLOCK, ITEM_FIRST_INPUT)
         bad = np.flatnonzero(~np.isin(s["kind"], kinds))
         if len(bad):
             i = int(bad[0])
             raise ProgramError(
                 f"schedule item {i}: kind {s['kind'][i]}, expected "
-                f"{ITEM_WORD} (word), {ITEM_NEXT_INPUT} (next input) or "
-                f"{ITEM_BLOCK} (block)"
+                f"{ITEM_WORD} (word), {ITEM_NEXT_INPUT} (next input), "
+                f"{ITEM_BLOCK} (block) or {ITEM_FIRST_INPUT} (first input)"
             )
         decoded = {}
         patterns = {LoopTarget.READ: None, LoopTarget.WRITE: None}  # linear at the start
         image = self.image is not None
         loaded = 0  # next-input words loaded so far, in order
+        # With first-input chunks the first batch's inputs are not preloaded: each MATMUL
+        # of input region 0 may read only the words the chunks before it have loaded.
+        first = bool(np.any(s["kind"] == ITEM_FIRST_INPUT))
+        first_loaded = 0  # first-input words loaded so far, in order
         stream_rows = 0  # POSTPROCs to the result stream
         # A next-input chunk overwrites the region the previous batch read: it must wait
         # until that batch's MATMULs have all issued, which pushing the (queue_depth + 2)th
@@ -543,6 +558,21 @@ class Program:
                         f"words 0..{words - 1} once, in order)"
                     )
                 loaded += count
+            elif kind == ITEM_FIRST_INPUT:
+                start, count = int(s["start"][i]), int(s["count"][i])
+                if start < 0 or count < 1 or start + count > words:
+                    raise ProgramError(
+                        f"schedule item {i}: first-input chunk start {start} "
+                        f"count {count}, expected a non-empty chunk inside "
+                        f"input words [0, {words}) (in_tiles * batch)"
+                    )
+                if start != first_loaded:
+                    raise ProgramError(
+                        f"schedule item {i}: first-input chunk starts at "
+                        f"{start}, expected {first_loaded} (the chunks load input "
+                        f"words 0..{words - 1} once, in order)"
+                    )
+                first_loaded += count
             else:
                 even, odd = int(s["even"][i]), int(s["odd"][i])
                 for word, parity in ((even, "even"), (odd, "odd")):
@@ -563,7 +593,12 @@ class Program:
                         if f["inner"]
                         else None
                     )
-                elif op is not Opcode.SYNC and f["m"] != B and not image:
+                elif (
+                    op is not Opcode.SYNC
+                    and f["m"] != B
+                    and not image
+                    and not (op is Opcode.MATMUL and f["tile_step"] and B == 1)
+                ):  # a stepping MATMUL of a batch-1 program: m is its output tiles
                     raise ProgramError(f"{where}: {op.name} m is {f['m']}, expected the batch {B}")
                 odd_want = (op, f)
                 if op is Opcode.MATMUL and f["act_addr"] < cfg.act_depth:
@@ -578,6 +613,12 @@ class Program:
                             f"{where}: MATMUL reads input words {a}.."
                             f"{a + span}, expected inside input region 0 "
                             f"[{r0}, {r0 + words})"
+                        )
+                    if first and a + span - r0 >= first_loaded:
+                        have = f"words {r0}..{r0 + first_loaded - 1}" if first_loaded else "none"
+                        raise ProgramError(
+                            f"{where}: MATMUL reads input words {a}..{a + span} before "
+                            f"the first-input chunks have loaded them (loaded so far: {have})"
                         )
                     odd_want = (op, {**f, "act_addr": a - r0 + r1})
                 if decoded[odd] != odd_want:
@@ -596,6 +637,11 @@ class Program:
         if loaded != words:
             raise ProgramError(
                 f"the next-input chunks load {loaded} input words, expected "
+                f"{words} (in_tiles * batch)"
+            )
+        if first and first_loaded != words:
+            raise ProgramError(
+                f"the first-input chunks load {first_loaded} input words, expected "
                 f"{words} (in_tiles * batch)"
             )
         if stream_rows != h["out_tiles"]:
@@ -671,7 +717,13 @@ class Program:
         return out
 
     def beats(self, inputs: np.ndarray) -> np.ndarray:
-        """The complete program stream for ``inputs`` (int8 ``[n, in_features]``)."""
+        """The complete program stream for ``inputs`` (int8 ``[n, in_features]``).
+
+        The first batch's inputs are loaded whole after the preamble, or, when the
+        schedule has first-input chunks, by those chunks of the first batch's schedule
+        (later batches skip them: their inputs came with the previous batch's
+        next-input chunks).
+        """
         x = np.asarray(inputs)
         if x.ndim != 2 or x.shape[1] != self.in_features or x.dtype != np.int8:
             raise ProgramError(
@@ -687,7 +739,9 @@ class Program:
         s = self.schedule
         kind = s["kind"]
         rows = [min(B, len(x) - b * B) for b in range(nb)]
-        segs = [self.preamble, *self._load_input(regions[0], words[0], 0, len(words[0]), rows[0])]
+        segs = [self.preamble]
+        if not np.any(kind == ITEM_FIRST_INPUT):
+            segs += self._load_input(regions[0], words[0], 0, len(words[0]), rows[0])
         parity_beats = {parity: word_beats(s[parity], sb) for parity in ("even", "odd")}
         tail = len(x) - (nb - 1) * B
         for b in range(nb):
@@ -700,10 +754,13 @@ class Program:
             for i in np.flatnonzero(kind != ITEM_WORD):
                 segs.append(wb[run_start:i])
                 run_start = i + 1
+                start, count = int(s["start"][i]), int(s["count"][i])
                 if kind[i] == ITEM_BLOCK:
                     segs.append(self.blocks[s["block"][i]])
+                elif kind[i] == ITEM_FIRST_INPUT:
+                    if b == 0:
+                        segs.extend(self._load_input(regions[0], words[0], start, count, rows[0]))
                 elif b + 1 < nb:
-                    start, count = int(s["start"][i]), int(s["count"][i])
                     segs.extend(
                         self._load_input(
                             regions[(b + 1) % 2], words[b + 1], start, count, rows[b + 1]
@@ -721,7 +778,8 @@ class Program:
                 op, f = isa.decode(int(w))
             except isa.InstructionError:
                 continue
-            if op in (Opcode.MATMUL, Opcode.POSTPROC) and f["m"] == self.batch:
+            stepping = op is Opcode.MATMUL and f["tile_step"]  # m counts tiles, not rows
+            if op in (Opcode.MATMUL, Opcode.POSTPROC) and f["m"] == self.batch and not stepping:
                 out[i] = isa.encode(op, **{**f, "m": m})
         return out
 
