@@ -318,3 +318,12 @@ def test_seeds_report_the_best_and_the_spread(tmp_path, monkeypatch):
     )
     (kept,) = json.loads((tmp_path / "figures.json").read_text())
     assert kept["fmax_mhz"] == 101.25 and kept["seeds"] == entry["seeds"]
+
+
+def test_chosen_seeds_name_standard_configurations():
+    """A chosen seed is for a configuration ``make synth`` runs (a CoreConfig change that
+    moves the tag would otherwise leave it unused, and the figure unreproduced)."""
+    from systolic.hw.synth.cli import CHOSEN_SEEDS, DEFAULT_RUNS
+
+    standard = {(family, cfg.tag) for family, cfg in DEFAULT_RUNS}
+    assert set(CHOSEN_SEEDS) <= standard
