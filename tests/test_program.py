@@ -355,7 +355,7 @@ ARRAY_CASES = [
     (
         _set("schedule_start", 24, 73),
         r"schedule item 24: next-input chunk start 73 count 8, "
-        r"expected a non-empty chunk inside input words \[0, 80\]",
+        r"expected a non-empty chunk inside input words \[0, 80\)",
     ),
     (_set("schedule_count", 34, 7), r"the next-input chunks load 79 input words, expected 80"),
     (_set("schedule_count", 13, 0), r"schedule item 13: next-input chunk start 0 count 0"),

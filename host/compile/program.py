@@ -538,41 +538,15 @@ class Program:
                         f"below {len(self.blocks)} (the number of blocks)"
                     )
             elif kind == ITEM_NEXT_INPUT:
-                start, count = int(s["start"][i]), int(s["count"][i])
-                if start < 0 or count < 1 or start + count > words:
-                    raise ProgramError(
-                        f"schedule item {i}: next-input chunk start {start} "
-                        f"count {count}, expected a non-empty chunk inside "
-                        f"input words [0, {words}] (in_tiles * batch)"
-                    )
                 if engine < distance and not synced:
                     raise ProgramError(
                         f"schedule item {i}: next-input chunk after {engine} "
                         f"engine instructions, expected at least {distance} "
                         f"(queue_depth + 2) or a SYNC before it"
                     )
-                if start != loaded:
-                    raise ProgramError(
-                        f"schedule item {i}: next-input chunk starts at "
-                        f"{start}, expected {loaded} (the chunks load input "
-                        f"words 0..{words - 1} once, in order)"
-                    )
-                loaded += count
+                loaded = self._chunk(i, "next-input", loaded, words)
             elif kind == ITEM_FIRST_INPUT:
-                start, count = int(s["start"][i]), int(s["count"][i])
-                if start < 0 or count < 1 or start + count > words:
-                    raise ProgramError(
-                        f"schedule item {i}: first-input chunk start {start} "
-                        f"count {count}, expected a non-empty chunk inside "
-                        f"input words [0, {words}) (in_tiles * batch)"
-                    )
-                if start != first_loaded:
-                    raise ProgramError(
-                        f"schedule item {i}: first-input chunk starts at "
-                        f"{start}, expected {first_loaded} (the chunks load input "
-                        f"words 0..{words - 1} once, in order)"
-                    )
-                first_loaded += count
+                first_loaded = self._chunk(i, "first-input", first_loaded, words)
             else:
                 even, odd = int(s["even"][i]), int(s["odd"][i])
                 for word, parity in ((even, "even"), (odd, "odd")):
@@ -649,6 +623,22 @@ class Program:
                 f"schedule has {stream_rows} POSTPROCs to the result stream, "
                 f"expected out_tiles {h['out_tiles']}"
             )
+
+    def _chunk(self, i: int, what: str, loaded: int, words: int) -> int:
+        """Check schedule item ``i``, an input chunk (``what``: next-input or
+        first-input), against the input words loaded so far; returns them with it."""
+        start, count = int(self.schedule["start"][i]), int(self.schedule["count"][i])
+        if start < 0 or count < 1 or start + count > words:
+            raise ProgramError(
+                f"schedule item {i}: {what} chunk start {start} count {count}, expected a "
+                f"non-empty chunk inside input words [0, {words}) (in_tiles * batch)"
+            )
+        if start != loaded:
+            raise ProgramError(
+                f"schedule item {i}: {what} chunk starts at {start}, expected {loaded} "
+                f"(the chunks load input words 0..{words - 1} once, in order)"
+            )
+        return loaded + count
 
     # -- the beat stream ------------------------------------------------------------
     def input_words(self, x: np.ndarray) -> list:
