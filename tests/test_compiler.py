@@ -87,6 +87,20 @@ def test_batch_one_steps_through_output_tiles(name):
     assert res.status["mac_cycles"] == 3 * (kt0 * nt0 + -(-sizes[2] // cfg.cols) * nt0 * cfg.groups)
 
 
+def test_batch_one_preloads_when_layer_zero_does_not_step():
+    """A first layer of one output tile does not step: its input is loaded whole before
+    it, not a word before each one-row MATMUL (three front-end beats a row). The second
+    layer (two output tiles) steps, and the schedule sets the READ pattern back to
+    linear before it ends, as the next image's first layer expects (3 images: 3 runs
+    of the schedule, equal to the golden model)."""
+    prog, _ = _check(CoreConfig(), (37, 5, 10), n=3, batch=1)
+    mms = [f for op, f in _engine_words(prog) if op is Opcode.MATMUL]
+    assert [f["tile_step"] for f in mms] == [0] * 5 + [1]
+    assert not np.any(prog.schedule["kind"] == ITEM_FIRST_INPUT)
+    last = _engine_words(prog)[-1]
+    assert last[0] is Opcode.LOOP and last[1]["inner"] == 0
+
+
 def test_weights_streamed_when_they_do_not_fit():
     cfg = CoreConfig(rows=4, cols=4, weight_kib=1)  # 64 tiles
     prog, res = _check(cfg, (100, 40, 10), n=9, batch=4)

@@ -804,3 +804,18 @@ def test_emitter_first_input_items_stay_in_place():
     assert got == want
     words = [isa.decode(int(w))[1]["act_addr"] for w in s["odd"][s["kind"] == ITEM_WORD]]
     assert words == [80 + 8 * k for k in range(10)]
+
+
+def test_schedule_must_end_linear(program):
+    """The schedule runs once a batch and every run starts with both patterns linear, so
+    one that ends with a pattern set is refused (the next batch would run under it)."""
+    loop = _word(Opcode.LOOP, target=0, inner=2, outer=1, inner_stride=0, outer_stride=0)
+    items = _items(program.schedule) + [(ITEM_WORD, loop, loop, 0, 0, 0)]
+    schedule = _arrays(items, program.schedule)
+    with pytest.raises(
+        ProgramError, match=r"the schedule ends with the READ pattern \(2, 1, 0, 0\) set"
+    ):
+        Program(program.config, program.header, program.preamble, schedule, program.blocks)
+    reset = _word(Opcode.LOOP, target=0, inner=0, outer=0, inner_stride=0, outer_stride=0)
+    items.append((ITEM_WORD, reset, reset, 0, 0, 0))
+    Program(program.config, program.header, program.preamble, _arrays(items, program.schedule))

@@ -67,21 +67,24 @@ def linear_stack(
     weight tiles (``tile_step``), so that the front end has beats to spare for loading
     inputs while the engine works. Layer 0's input words are loaded just before the
     first MATMUL that reads them (``em.first_input``) when that overlaps the load with
-    the engine's work: with ``step``, or with a batch above 2.
+    the engine's work: when layer 0 steps, or with a batch above 2.
     """
     cfg = em.cfg
     G = cfg.groups
     kmap = kmap0
-    interleave = region_dependent is not None and (step or batch > 2)
     for li, layer in enumerate(layers):
         last = li == len(layers) - 1
         N = layer.weight.shape[0]
         nt = -(-N // cfg.cols)
         in_base = first_base if li == 0 else hidden_bases[li - 1]
         dep = region_dependent if li == 0 else None
-        if step and batch == 1 and nt > 1:
+        stepping = step and batch == 1 and nt > 1
+        # one LOAD header a chunk: worth it when a chunk's MATMULs have more rows than
+        # the front end's beats for it (at batch 1 unstepped, 3 beats a row: preload)
+        interleave = li == 0 and region_dependent is not None and (stepping or batch > 2)
+        if stepping:
             for k in range(len(kmap)):
-                if li == 0 and interleave:
+                if interleave:
                     em.first_input(k, 1)
                 for n0 in range(0, nt, MAX_ROWS_PER_OP):
                     m = min(nt - n0, MAX_ROWS_PER_OP)
@@ -106,7 +109,7 @@ def linear_stack(
             em.pattern(LoopTarget.READ)
             for n in range(nt):
                 for k in range(len(kmap)):
-                    if li == 0 and n == 0 and interleave:
+                    if n == 0 and interleave:
                         em.first_input(k * batch, batch)
                     em.word(
                         Opcode.MATMUL,
@@ -131,6 +134,7 @@ def linear_stack(
                 )
         param += nt
         kmap = output_kmap(N, cfg)
+    em.pattern(LoopTarget.READ)  # the next batch's schedule starts linear
     return param
 
 

@@ -613,6 +613,12 @@ class Program:
                 f"the next-input chunks load {loaded} input words, expected "
                 f"{words} (in_tiles * batch)"
             )
+        for target, pattern in patterns.items():
+            if pattern is not None:  # the schedule repeats batch after batch
+                raise ProgramError(
+                    f"the schedule ends with the {target.name} pattern {pattern} set, "
+                    f"expected linear (every batch's schedule starts linear)"
+                )
         if first and first_loaded != words:
             raise ProgramError(
                 f"the first-input chunks load {first_loaded} input words, expected "
