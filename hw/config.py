@@ -59,6 +59,12 @@ class CoreConfig:
         read-modify-write, no input buffer: far fewer flip-flops, for small FPGAs such as
         the iCE40 UP5K, at a lower clock. Of the timing, only ``postproc_latency``
         differs.
+    split_product : bool
+        Each PE forms its product in two registered halves, the activation times the
+        weight's low and high 4 bits, and adds both into the partial sum: for PEs built
+        in logic (the 16x16 on the ECP5, as carry chains), where a whole 8x8 product
+        between two registers bounds the clock. The same latency and results; two DSP
+        multiplies a PE where the products go to DSPs, so off by default.
 
     Raises
     ------
@@ -75,6 +81,7 @@ class CoreConfig:
     param_depth: int = 128
     queue_depth: int = 4
     deep_pipeline: bool = True
+    split_product: bool = False
 
     def __post_init__(self):
         _check_int("rows", self.rows, 2, 16)
@@ -85,8 +92,9 @@ class CoreConfig:
         _check_int("acc_kib", self.acc_kib, 1, 4096)
         _check_int("param_depth", self.param_depth, 1, 1 << ADDR_BITS["param_depth"])
         _check_int("queue_depth", self.queue_depth, 2, 64)
-        if not isinstance(self.deep_pipeline, bool):
-            raise TypeError(f"deep_pipeline must be true or false, not {self.deep_pipeline!r}")
+        for name in ("deep_pipeline", "split_product"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, not {getattr(self, name)!r}")
         for name in ("act_depth", "hidden_depth", "weight_depth", "acc_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(

@@ -23,12 +23,13 @@ from .conftest import SIM_CONFIGS
 
 SEED = int(os.environ.get("FUZZ_SEED", 2026))
 
-#: Every shape of the simulation set with both pipeline variants.
+#: Every shape of the simulation set with both pipeline variants, the other variant with
+#: the PE products split in halves (``CoreConfig.split_product``).
 FUZZ_CONFIGS = {
     **SIM_CONFIGS,
     **{
-        f"{name}-{'shallow' if cfg.deep_pipeline else 'deep'}": dataclasses.replace(
-            cfg, deep_pipeline=not cfg.deep_pipeline
+        f"{name}-{'shallow' if cfg.deep_pipeline else 'deep'}-split": dataclasses.replace(
+            cfg, deep_pipeline=not cfg.deep_pipeline, split_product=True
         )
         for name, cfg in SIM_CONFIGS.items()
     },

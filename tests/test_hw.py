@@ -98,20 +98,24 @@ def test_isa_rejects_bad_fields():
 # -- amaranth.sim units -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("deep", [True, False])
-def test_pe_multiply_accumulate(deep):
-    cfg = CoreConfig(rows=4, cols=4, deep_pipeline=deep)
+@pytest.mark.parametrize("split", [False, True], ids=["product", "split"])
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
+def test_pe_multiply_accumulate(deep, split):
+    cfg = CoreConfig(rows=4, cols=4, deep_pipeline=deep, split_product=split)
     dut = ProcessingElement(cfg)
     lat = cfg.pe_latency
     assert lat == (3 if deep else 2)
     rng = np.random.default_rng(1)
+    n = 300
     stim = [
         (int(a), int(w), int(p))
         for a, w, p in zip(
-            rng.integers(-128, 128, 50), rng.integers(-128, 128, 50), rng.integers(-9999, 9999, 50)
+            rng.integers(-128, 128, n), rng.integers(-128, 128, n), rng.integers(-9999, 9999, n)
         )
     ]
-    stim[3] = (-128, -128, 0)
+    # the extremes, and weights whose low half is 8 or more (the split's unsigned half)
+    for i, (a, w) in enumerate([(-128, -128), (-128, 127), (127, -128), (-1, -1), (-128, 15)]):
+        stim[3 + 2 * i] = (a, w, 0)
 
     async def bench(ctx):
         for t, (a, w, p) in enumerate(stim):

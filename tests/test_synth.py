@@ -109,17 +109,23 @@ def test_pe_products_go_to_logic_only_when_dsps_run_short():
     assert yosys_files("ice40", CoreConfig(rows=2, cols=2)) == {}
     # a signed 8x8 product in 35 carry cells: 9 bits a row, one LUT a bit
     assert ecp5_mul_techmap(8, 8).count("CCU2C #(") == 35
+    # split products: the maps of the two halves, signed x unsigned low and signed high
+    text = yosys_files("ecp5", CoreConfig(rows=16, cols=16, split_product=True))["pe_mul.v"]
+    assert "module _ecp5_mul_8x4u " in text and "module _ecp5_mul_8x4 " in text
+    assert "_ecp5_mul_8x8" not in text
 
 
-def _prove_mul_map(tmp_path, n, m):
-    """Yosys SAT proof that ``ecp5_mul_techmap(n, m)``, with the CCU2C, LUT4 and LUT2
-    simulation models Yosys ships for the ECP5, equals its own signed ``$mul`` for all
-    inputs. Returns (Yosys exit code, log)."""
-    (tmp_path / "pe_mul.v").write_text(ecp5_mul_techmap(n, m))
+def _prove_mul_map(tmp_path, n, m, unsigned_b=False):
+    """Yosys SAT proof that ``ecp5_mul_techmap(n, m, unsigned_b)``, with the CCU2C, LUT4
+    and LUT2 simulation models Yosys ships for the ECP5, equals its own signed ``$mul``
+    (of a signed and an unsigned operand when ``unsigned_b``) for all inputs. Returns
+    (Yosys exit code, log)."""
+    (tmp_path / "pe_mul.v").write_text(ecp5_mul_techmap(n, m, unsigned_b))
+    b = "{1'b0, b}" if unsigned_b else "b"
     for name in ("gold", "gate"):  # written as Amaranth writes the PE's product
         (tmp_path / f"{name}.v").write_text(
             f"module {name}(input [{n - 1}:0] a, input [{m - 1}:0] b, "
-            f"output [{n + m - 1}:0] y); assign y = $signed(a) * $signed(b); endmodule\n"
+            f"output [{n + m - 1}:0] y); assign y = $signed(a) * $signed({b}); endmodule\n"
         )
     script = (
         f"read_verilog gate.v; proc; {ecp5_mul_commands('t:$mul')}"
@@ -138,12 +144,31 @@ def _prove_mul_map(tmp_path, n, m):
 
 
 @pytest.mark.synth
-@pytest.mark.parametrize("n,m", [(8, 8), (2, 2), (3, 2), (2, 3), (5, 7), (8, 2)])
-def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m):
+@pytest.mark.parametrize(
+    "n,m,unsigned_b",
+    [
+        (8, 8, False),
+        (8, 4, False),
+        (8, 4, True),
+        (2, 2, False),
+        (3, 2, False),
+        (2, 3, False),
+        (5, 7, False),
+        (8, 2, False),
+        (3, 2, True),
+        (5, 3, True),
+    ],
+)
+def test_ecp5_carry_chain_multiplier_equals_mul(tmp_path, n, m, unsigned_b):
     """The PE multiplier map, proven equal to a signed n x m product for every input
-    (8x8 is the PEs'; the others cover the two-row and odd-width cases)."""
-    rc, log = _prove_mul_map(tmp_path, n, m)
+    (8x8 is the PEs'; 8x4 signed and unsigned the halves of a split product; the others
+    cover the two-row and odd-width cases)."""
+    rc, log = _prove_mul_map(tmp_path, n, m, unsigned_b)
     assert rc == 0 and "SAT proof finished - no model found: SUCCESS!" in log, log[-2000:]
+    # m rows in m - 1 carry chains (the first two rows share one), also for an unsigned
+    # operand, whose zero top bit gets no row
+    if m >= 3:
+        assert ecp5_mul_techmap(n, m, unsigned_b).count("_co0;") == m - 1
 
 
 @pytest.mark.synth
@@ -207,15 +232,18 @@ def test_smoke_synthesis(tmp_path, monkeypatch):
 
 
 @pytest.mark.synth
-def test_ecp5_pes_mapped_apart_then_flattened(tmp_path, monkeypatch):
+@pytest.mark.parametrize("split", [False, True], ids=["product", "split"])
+def test_ecp5_pes_mapped_apart_then_flattened(tmp_path, monkeypatch, split):
     """With the PE products in logic the PEs are synthesized as modules of their own and
     then flattened: the netlist nextpnr reads is one module of primitives, with the PEs'
-    carry chains."""
+    carry chains (every multiply mapped, also the halves of split products)."""
     from systolic.hw.synth import targets
 
     dev, opts, _, cmd, mhz = targets.TARGETS["ecp5"]
     monkeypatch.setitem(targets.TARGETS, "ecp5", (dev, opts, 0, cmd, mhz))  # no DSPs
-    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    cfg = CoreConfig(
+        rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, split_product=split
+    )
     script = yosys_script("ecp5", cfg)
     assert "keep_hierarchy 1 top.core.engine.array.pe_*" in script
     (tmp_path / "top.v").write_text(verilog.convert(SynthTop(cfg), name="top", emit_src=False))

@@ -39,11 +39,19 @@ DEFAULT_RUNS = [
     ("ecp5", CoreConfig(rows=8, cols=8, act_kib=64, weight_kib=128, acc_kib=32)),
     # 16x16: smaller activation buffers and 16 parameter words (LUT RAM), so 107 block
     # RAMs instead of 161; with 161, router2 got down to 641 overused wires and then
-    # diverged, with 107 it routes
+    # diverged, with 107 it routes. Its PE products are carry chains in logic, split in
+    # halves (a whole 8x8 product between two registers was its critical path)
     (
         "ecp5",
         CoreConfig(
-            rows=16, cols=16, act_kib=16, hidden_kib=16, weight_kib=128, acc_kib=32, param_depth=16
+            rows=16,
+            cols=16,
+            act_kib=16,
+            hidden_kib=16,
+            weight_kib=128,
+            acc_kib=32,
+            param_depth=16,
+            split_product=True,
         ),
     ),
     # the UP5K has 30 block RAMs of 4 Kbit and 5,280 logic cells: the buffers shrink to
@@ -194,7 +202,7 @@ def command(
 #: several (docs/SYNTHESIS.md gives each seed's figure); the others use seed 1. On the
 #: current hardware the 8x8 took 59.29 MHz at seed 1, 67.55 at seed 3, 68.78 at seed 4
 #: and 68.88 at seed 5.
-CHOSEN_SEEDS: dict[tuple[str, str], int] = {("ecp5", "r8c8-675bc4b80346"): 5}
+CHOSEN_SEEDS: dict[tuple[str, str], int] = {("ecp5", "r8c8-c96c9b5b02d7"): 5}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 """The devices, and what Yosys and nextpnr are told for each family and configuration."""
 
+from ..pe import split_product_shapes
 from .techmap import ecp5_mul_commands, ecp5_mul_techmap
 
 __all__ = [
@@ -54,7 +55,11 @@ PE_MULS = f"{PES}/t:$mul"
 def yosys_files(family, cfg):
     """Files the Yosys script reads besides ``top.v``: ``{name: text}``."""
     if family == "ecp5" and pe_products_in_logic(family, cfg):
-        return {"pe_mul.v": ecp5_mul_techmap(cfg.act_bits, cfg.weight_bits)}
+        if cfg.split_product:
+            shapes = split_product_shapes(cfg)
+        else:
+            shapes = [(cfg.act_bits, cfg.weight_bits, False)]
+        return {"pe_mul.v": "".join(ecp5_mul_techmap(n, m, u) for n, m, u in shapes)}
     return {}
 
 

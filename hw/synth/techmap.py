@@ -31,13 +31,19 @@ _ADD = _lut_init(lambda a, b, c, d: a ^ (b & c) if d else a)
 _SUB = _lut_init(lambda a, b, c, d: a ^ ((1 - b) & c) if d else a)
 
 
-def ecp5_mul_techmap(n, m):
-    """Yosys techmap file: a signed ``n`` x ``m`` ``$mul`` as rows of ECP5 carry chains.
+def ecp5_mul_techmap(n, m, unsigned_b=False):
+    """Yosys techmap module: a signed ``n`` x ``m`` ``$mul`` as rows of ECP5 carry chains.
 
     Row ``i`` adds ``a & w[i]`` at bit ``i`` to the running sum in one ``n + 1``-bit
     chain, the AND inside the adder's LUT4 (one LUT per bit, against about three for
     Yosys's Booth multiplier built from LUT full adders); the weight's sign row adds
     ``~a & w[m-1]`` with carry in ``w[m-1]``, which is ``-a * w[m-1]``.
+
+    ``unsigned_b``: ``b`` is an unsigned ``m``-bit value, which reaches the ``$mul`` as
+    Verilog writes a signed times an unsigned operand: ``m + 1`` bits, the top one a
+    constant 0 (Yosys's ``_TECHMAP_CONSTMSK_``/``_TECHMAP_CONSTVAL_`` check it). Its
+    rows all add; there is no sign row. Maps can be concatenated into one file: Yosys
+    takes the first that does not fail.
     """
     body = []
 
@@ -79,7 +85,7 @@ def ecp5_mul_techmap(n, m):
         body.append(f"    wire [{n - 1}:0] r0 = A & {{{n}{{B[0]}}}};")
         s, start = [f"r0[{k}]" for k in range(n)], 1
     for i in range(start, m):
-        last = i == m - 1
+        last = i == m - 1 and not unsigned_b
         chain(
             f"r{i}",
             [
@@ -90,20 +96,29 @@ def ecp5_mul_techmap(n, m):
         )
         s = s[:i] + [f"r{i}[{k}]" for k in range(n + 1)]
     assert len(s) == n + m
+    b_width = m + 1 if unsigned_b else m
+    check = f"A_SIGNED && B_SIGNED && A_WIDTH == {n} && B_WIDTH == {b_width}"
+    params = []
+    if unsigned_b:
+        check += f" && _TECHMAP_CONSTMSK_B_[{m}] && !_TECHMAP_CONSTVAL_B_[{m}]"
+        params = [
+            "    parameter _TECHMAP_CONSTMSK_B_ = 0;",
+            "    parameter _TECHMAP_CONSTVAL_B_ = 0;",
+        ]
     return "\n".join(
         [
             '(* techmap_celltype = "$mul" *)',
-            f"module _ecp5_mul_{n}x{m} (A, B, Y);",
+            f"module _ecp5_mul_{n}x{m}{'u' if unsigned_b else ''} (A, B, Y);",
             "    parameter A_SIGNED = 0;",
             "    parameter B_SIGNED = 0;",
             f"    parameter A_WIDTH = {n};",
-            f"    parameter B_WIDTH = {m};",
+            f"    parameter B_WIDTH = {b_width};",
             f"    parameter Y_WIDTH = {n + m};",
+            *params,
             "    input [A_WIDTH-1:0] A;",
             "    input [B_WIDTH-1:0] B;",
             "    output [Y_WIDTH-1:0] Y;",
-            "    wire _TECHMAP_FAIL_ = "
-            f"!(A_SIGNED && B_SIGNED && A_WIDTH == {n} && B_WIDTH == {m});",
+            f"    wire _TECHMAP_FAIL_ = !({check});",
             *body,
             f"    wire signed [{n + m - 1}:0] product = {{{', '.join(reversed(s))}}};",
             "    assign Y = product;",
