@@ -93,6 +93,9 @@ def test_parse_stored_ice40_log_of_a_design_that_does_not_fit():
 
 def test_pe_products_go_to_logic_only_when_dsps_run_short():
     assert not pe_products_in_logic("ecp5", CoreConfig(rows=8, cols=8))  # 96 <= 156
+    # split products take two DSP multiplies a PE: 128 + 32 > 156, so an 8x8 goes to logic
+    assert pe_products_in_logic("ecp5", CoreConfig(rows=8, cols=8, split_product=True))
+    assert not pe_products_in_logic("ecp5", CoreConfig(rows=6, cols=6, split_product=True))
     assert "booth" not in yosys_script("ecp5", CoreConfig(rows=8, cols=8))
     # 16x16 on the 85F: 64 DSPs for post-processing, 92 left, short of 256 PEs
     assert pe_products_in_logic("ecp5", CoreConfig(rows=16, cols=16))

@@ -34,7 +34,8 @@ TARGETS = {
 def pe_products_in_logic(family, cfg):
     """Whether the PE products are built in logic rather than DSPs.
 
-    The post-processing needs four 16x16 DSP multiplies a column and each PE one 8x8.
+    The post-processing needs four 16x16 DSP multiplies a column and each PE one 8x8
+    (two with ``split_product``).
     When the DSP blocks left after post-processing do not cover every PE (the UP5K has
     8 DSPs; the 85F 156, short of a 16x16's 320), all PE products go to logic: on the
     ECP5 as rows of carry chains (:func:`ecp5_mul_techmap`), on the iCE40 as Yosys's
@@ -44,7 +45,8 @@ def pe_products_in_logic(family, cfg):
     (its iterations 8 to 11) where the all-logic array went from 11,427 to 8,922 (8 to
     10).
     """
-    return cfg.rows * cfg.cols + 4 * cfg.cols > TARGETS[family][2]
+    per_pe = len(split_product_shapes(cfg)) if cfg.split_product else 1
+    return cfg.rows * cfg.cols * per_pe + 4 * cfg.cols > TARGETS[family][2]
 
 
 #: the PE modules, and their multipliers (selected before flattening)
