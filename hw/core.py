@@ -1,13 +1,14 @@
 """The top level: buffers, front end, engine, and the AXI4-Stream ports."""
 
 from amaranth.hdl import Module
-from amaranth.lib import fifo, memory, wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .activations import ActivationBuffer
 from .engine import Engine
 from .frontend import FrontEnd
+from .params import ParamBuffer
 from .payloads import QUEUED, bias_row, scale_row
 from .weights import WeightBuffer
 
@@ -60,12 +61,8 @@ class Core(wiring.Component):
         m.submodules.engine = eng = Engine(cfg)
         m.submodules.activations = acts = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WeightBuffer(cfg)
-        m.submodules.bias_buffer = bias = memory.Memory(
-            shape=bias_row(cfg), depth=cfg.param_depth, init=[]
-        )
-        m.submodules.scale_buffer = scale = memory.Memory(
-            shape=scale_row(cfg), depth=cfg.param_depth, init=[]
-        )
+        m.submodules.bias_buffer = bias = ParamBuffer(cfg, bias_row(cfg))
+        m.submodules.scale_buffer = scale = ParamBuffer(cfg, scale_row(cfg))
 
         # front end -> queue -> engine; the engine's state back to the front end
         wiring.connect(m, fe.o_instr, queue.w_stream)
@@ -82,8 +79,8 @@ class Core(wiring.Component):
             (bias, fe.bias_write, eng.bias_read),
             (scale, fe.scale_write, eng.scale_read),
         ):
-            wiring.connect(m, write, mem.write_port(granularity=1))
-            wiring.connect(m, read, mem.read_port())
+            wiring.connect(m, write, mem.write)
+            wiring.connect(m, read, mem.read)
 
         # AXI4-Stream ports. Results and the status packet never overlap: the status
         # packet waits for the engine to be idle.

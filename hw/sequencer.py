@@ -68,6 +68,12 @@ class Sequencer(wiring.Component):
         head_is_pp = head.bare.op == isa.Opcode.POSTPROC
         cur_valid, cur_is_pp = Signal(), Signal()
         mm, pp = Signal(isa.MATMUL), Signal(isa.POSTPROC)
+        # the parameter word a copy a lane, each driving only its lane's memory; ``keep``
+        # asks synthesis to keep the copies apart (systolic.hw.synth.targets)
+        param_addr = [
+            Signal(range(cfg.param_depth), name=f"param_addr_lane{c}", attrs={"keep": 1})
+            for c in range(cfg.cols)
+        ]
         row = Signal(isa.ROWS_BITS)
         # the pattern's running registers: the current row's activation word, the first
         # word of its run of ``inner`` rows, its place in that run
@@ -95,6 +101,7 @@ class Sequencer(wiring.Component):
                 slot.eq(0),
                 mm.eq(head.matmul),
                 pp.eq(head.postproc),
+                *(lane.eq(head.postproc.param_addr) for lane in param_addr),
                 pattern.eq(self.i_instr.payload.pattern),
                 addr.eq(base),
                 run_start.eq(base),
@@ -130,7 +137,7 @@ class Sequencer(wiring.Component):
             self.o_mm.payload.accumulate.eq(mm.accumulate),
             self.o_pp.valid.eq(cur_valid & cur_is_pp & (slot == 0)),
             self.o_pp.payload.acc_addr.eq(pp.acc_addr + row),
-            self.o_pp.payload.param_addr.eq(pp.param_addr),
+            *(self.o_pp.payload.param_addr[c].eq(lane) for c, lane in enumerate(param_addr)),
             self.o_pp.payload.dst_addr.eq(addr),
             self.o_pp.payload.group.eq(pp.group),
             self.o_pp.payload.to_stream.eq(pp.to_stream | pp.raw),

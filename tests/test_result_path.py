@@ -90,7 +90,9 @@ def _rows(cfg, kinds, rng):
         rows.append(
             {
                 "acc_addr": i % cfg.acc_depth,
-                "param_addr": int(rng.integers(0, cfg.param_depth)),
+                # a copy a lane; the copies differ here so that a lane read at another
+                # lane's address shows
+                "param_addr": [int(a) for a in rng.integers(0, cfg.param_depth, cfg.cols)],
                 "dst_addr": cfg.act_depth + (i if word is None else int(word)),
                 "group": int(group or 0),
                 "to_stream": int(way in "sr"),
@@ -107,8 +109,9 @@ def _expected(cfg, rows, acc, bias, scale):
     writes, beats = [], []
     hidden = {}  # the buffer starts as zeros (amaranth.sim)
     for row in rows:
-        a, b = acc[row["acc_addr"]], bias[row["param_addr"]]
-        s = scale[row["param_addr"]]
+        lanes = list(enumerate(row["param_addr"]))
+        a, b = acc[row["acc_addr"]], np.array([bias[p][c] for c, p in lanes])
+        s = [scale[p][c] for c, p in lanes]
         raw = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8), a + b)[0]
         req = tuple(
             np.array([lane[k] for lane in s])
@@ -183,9 +186,10 @@ def test_rows_reach_the_hidden_buffer_and_the_stream(config, scenario):
                 issued.append(cycle)
             if not hold:
                 ctx.set(dut.acc_data, [int(v) for v in acc[addr]] if read else [0] * C)
-            if p_en:
-                ctx.set(dut.bias_read.data, [int(v) for v in bias[p_addr]])
-                ctx.set(dut.scale_read.data, scale[p_addr])
+            if p_en:  # lane c of the word at lane c's address
+                lanes = list(enumerate(p_addr))
+                ctx.set(dut.bias_read.data, [int(bias[p][c]) for c, p in lanes])
+                ctx.set(dut.scale_read.data, [scale[p][c] for c, p in lanes])
             cycle += 1
 
     async def outputs(ctx):  # the hidden buffer's write port and the stream's sink

@@ -11,6 +11,7 @@ own, and the pattern's formula (row ``i`` at ``base + (i mod inner) * inner_stri
 
 import numpy as np
 import pytest
+from amaranth.lib import data
 
 from systolic.hw import isa
 from systolic.hw.config import CoreConfig
@@ -145,7 +146,7 @@ def expected_rows(cfg, instrs, held, frozen):
                 while kind is Opcode.POSTPROC and c in held:
                     c += 1
                 if s == 0:
-                    rows.append((c, kind, _row_fields(ins, i)))
+                    rows.append((c, kind, _row_fields(cfg, ins, i)))
                 last = c
                 c += 1
         t, prev = last, (kind, last)
@@ -160,7 +161,7 @@ def _pattern_address(ins, base, i):
     return base + (i % inner) * inner_stride + (i // inner) * outer_stride
 
 
-def _row_fields(ins, i):
+def _row_fields(cfg, ins, i):
     if ins["op"] is Opcode.MATMUL:
         return {
             "act_addr": _pattern_address(ins, ins["act_addr"], i),
@@ -170,7 +171,7 @@ def _row_fields(ins, i):
         }
     return {
         "acc_addr": ins["acc_addr"] + i,
-        "param_addr": ins["param_addr"],
+        "param_addr": [ins["param_addr"]] * cfg.cols,  # a copy a lane
         "dst_addr": _pattern_address(ins, ins["dst_addr"], i),
         "group": ins["group"],
         "to_stream": ins["to_stream"] | ins["raw"],
@@ -200,8 +201,11 @@ def test_rows_issue_in_the_cycles_of_the_timing_model(config, scenario):
     end = want[-1][0] + cfg.array_latency + cfg.postproc_latency + len(frozen) + 4
     log = []
 
+    def value(v):  # a field, or an array field (param_addr) as a list
+        return [int(x) for x in v] if isinstance(v, data.Const) else int(v)
+
     def fields(kind):
-        return lambda p: (kind, {name: int(getattr(p, name)) for name, _ in p.shape()})
+        return lambda p: (kind, {name: value(getattr(p, name)) for name, _ in p.shape()})
 
     async def feed(ctx):
         for ins in instrs:

