@@ -26,8 +26,10 @@ class Accumulator(wiring.Component):
     :func:`read_ahead` cycles before the write. With the deep pipeline, the two writes
     the read cannot see (the one in its own cycle and the one after) are forwarded from
     registers; without it the read is transparent, so back-to-back updates of one word
-    see each other. POSTPROC reads share the read port (no MATMUL row is in flight
-    then); the sum wraps to 32 bits.
+    see each other. POSTPROC reads share the read port: while :attr:`pp_mode` is set no
+    MATMUL row is between its issue and its read, and the port reads ``pp_addr`` (the
+    select is a register, not the POSTPROC's issue, so that the issue logic does not
+    reach the block RAMs' address); the sum wraps to 32 bits.
 
     Members
     -------
@@ -35,12 +37,14 @@ class Accumulator(wiring.Component):
         The MATMUL row issued this cycle (only ``acc_addr`` and ``accumulate`` are used).
     sum : In(ArrayLayout(psum_shape, cols))
         The array's result row.
-    i_read : In(stream.Signature(range(acc_depth), always_ready=True))
-        A POSTPROC read of the word at the payload's address.
+    pp_mode : In(1)
+        The read port reads ``pp_addr`` (POSTPROC instructions; a register).
+    pp_addr : In(range(acc_depth))
+        The word a POSTPROC row reads.
     hold : In(1)
         The read port keeps its data this cycle.
     read_data : Out(ArrayLayout(signed(acc_bits), cols))
-        The word read in the cycle before (by ``i_read`` when it was valid).
+        The word read in the cycle before.
     """
 
     def __init__(self, cfg):
@@ -49,7 +53,8 @@ class Accumulator(wiring.Component):
             {
                 "i_mm": In(stream.Signature(MatmulRow(cfg), always_ready=True)),
                 "sum": In(data.ArrayLayout(psum_shape(cfg), cfg.cols)),
-                "i_read": In(stream.Signature(range(cfg.acc_depth), always_ready=True)),
+                "pp_mode": In(1),
+                "pp_addr": In(range(cfg.acc_depth)),
                 "hold": In(1),
                 "read_data": Out(acc_row(cfg)),
             }
@@ -76,7 +81,7 @@ class Accumulator(wiring.Component):
             m.d.sync += nxt.eq(meta)
             meta = nxt
         m.d.comb += [
-            rd.addr.eq(Mux(self.i_read.valid, self.i_read.payload, meta.addr)),
+            rd.addr.eq(Mux(self.pp_mode, self.pp_addr, meta.addr)),
             rd.en.eq(~self.hold),
             self.read_data.eq(rd.data),
         ]

@@ -107,8 +107,9 @@ class Engine(wiring.Component):
 
         # POSTPROC: through the accumulator's read port and the parameter buffers
         wiring.connect(m, seq.o_pp, result.i_pp)
-        wiring.connect(m, result.acc_read, acc.i_read)
         m.d.comb += [
+            acc.pp_mode.eq(seq.pp_mode),
+            acc.pp_addr.eq(result.acc_read.payload),
             result.acc_data.eq(acc.read_data),
             acc.hold.eq(result.hold),
             seq.pp_hold.eq(result.hold),

@@ -212,9 +212,12 @@ class ResultPath(wiring.Component):
         depth = result_fifo_rows(self._cfg)
         m.submodules.out_fifo = fifo = SyncFIFO(width=_ResultRow(self._cfg).size, depth=depth)
         credits_used = Signal(range(depth + 1))  # stream rows issued, not popped
-        m.d.sync += credits_used.eq(credits_used + (issue & self.i_pp.payload.to_stream) - pop)
+        credits_next = Signal.like(credits_used)
+        full = Signal()  # credits_used == depth, kept in a register for the issue logic
+        m.d.comb += credits_next.eq(credits_used + (issue & self.i_pp.payload.to_stream) - pop)
+        m.d.sync += [credits_used.eq(credits_next), full.eq(credits_next == depth)]
         m.d.comb += [
-            self.i_pp.ready.eq(~(self.i_pp.payload.to_stream & (credits_used == depth))),
+            self.i_pp.ready.eq(~(self.i_pp.payload.to_stream & full)),
             self.hold.eq(0),
         ]
         row_in = fifo.w_stream

@@ -76,11 +76,10 @@ def test_accumulates_like_a_dictionary(config, scenario):
             if t >= delay and plan[t - delay][0] is not None:
                 ctx.set(dut.sum, plan[t - delay][1])
             await ctx.tick()
+        ctx.set(dut.pp_mode, 1)  # the MATMULs have drained
         for addr in want:
-            ctx.set(dut.i_read.valid, 1)
-            ctx.set(dut.i_read.payload, addr)
+            ctx.set(dut.pp_addr, addr)
             await ctx.tick()
-            ctx.set(dut.i_read.valid, 0)
             got[addr] = [int(x) for x in ctx.get(dut.read_data)]
 
     run_scenario(dut, bench)
