@@ -14,6 +14,7 @@ import pytest
 from amaranth.lib import data
 
 from systolic.hw import isa
+from systolic.hw.accumulator import read_ahead
 from systolic.hw.config import CoreConfig
 from systolic.hw.isa import Opcode
 from systolic.hw.sequencer import Sequencer
@@ -218,10 +219,22 @@ def test_rows_issue_in_the_cycles_of_the_timing_model(config, scenario):
             await ctx.tick()
         assert not ctx.get(dut.active) and ctx.get(dut.drained)
 
+    modes = []  # pp_mode at each edge
+
+    async def mode(ctx):
+        async for _, _, pp_mode in ctx.tick().sample(dut.pp_mode):
+            modes.append(pp_mode)
+
     run_scenario(
         dut,
         feed,
         holds,
         monitors=[(dut.o_mm, log, fields(Opcode.MATMUL)), (dut.o_pp, log, fields(Opcode.POSTPROC))],
+        background=[mode],
     )
     assert [(c, k, f) for c, (k, f) in sorted(log, key=lambda e: e[0])] == want
+    # the accumulator's read port follows POSTPROC's address only where no MATMUL row
+    # reads: set at each POSTPROC row, clear where each MATMUL row's read happens
+    read_at = cfg.mm_write_delay - read_ahead(cfg)
+    for cycle, kind, _ in want:
+        assert modes[cycle + (read_at if kind is Opcode.MATMUL else 0)] == (kind is Opcode.POSTPROC)
