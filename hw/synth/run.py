@@ -54,11 +54,12 @@ def _run(cmd, log, cwd, timeout=None):
             raise
 
 
-def _netlist(family, cfg, script, files, force):
-    """Yosys's netlist of ``cfg`` for ``family``, shared by the seeds' runs; returns its
-    folder and Yosys's return code. Made again when the Verilog, the script or the
-    files it reads differ from those it was made from (or once per process with
-    ``force``); seeds run side by side wait for one Yosys run (a file lock)."""
+def _netlist(family, cfg, script, files, force, work):
+    """Yosys's netlist of ``cfg`` for ``family``, shared by the seeds' runs, linked into
+    the seed's folder ``work``; returns the netlist's folder and Yosys's return code.
+    Made again when the Verilog, the script or the files it reads differ from those it
+    was made from (or once per process with ``force``); seeds run side by side wait for
+    one Yosys run, and link it before another process can remake it (a file lock)."""
     top = verilog.convert(SynthTop(cfg), name="top", emit_src=False)
     key = hashlib.sha256(repr((top, script, sorted(files.items()))).encode()).hexdigest()
     where = os.path.join("build", cfg.tag, f"yosys-{family}")
@@ -67,8 +68,10 @@ def _netlist(family, cfg, script, files, force):
     with filelock.FileLock(where + ".lock"):
         if os.path.exists(key_path) and not (force and key not in _MADE):
             with open(key_path) as f:
-                if f.read() == key:
-                    return where, 0
+                made = f.read() == key
+            if made:
+                _link_netlist(where, work)
+                return where, 0
         shutil.rmtree(where, ignore_errors=True)
         os.makedirs(where)
         for name, text in {"top.v": top, **files}.items():
@@ -79,15 +82,19 @@ def _netlist(family, cfg, script, files, force):
             _MADE.add(key)
             with atomic_write(key_path, "w") as f:  # written last: the netlist is whole
                 f.write(key)
+            _link_netlist(where, work)
         return where, rc
 
 
-def _link(src, dst):
-    """``dst`` the same file as ``src`` (a copy where hard links are refused)."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
+def _link_netlist(netlist, work):
+    """nextpnr reads ``top.json`` in ``work``; the stat (and how it was made) beside it:
+    the same files as the netlist's (copies where hard links are refused)."""
+    for name in ("top.json", "stat.txt", "yosys.log"):
+        src, dst = os.path.join(netlist, name), os.path.join(work, name)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copyfile(src, dst)
 
 
 def synthesize(family, cfg, force=False, threads=1, timeout_min=None, seed=1):
@@ -132,10 +139,7 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None, seed=1):
     with open(os.path.join(work, "config.json"), "w") as f:
         f.write(cfg.to_json() + "\n")
     start = time.perf_counter()
-    netlist, rc = _netlist(family, cfg, script, files, force)
-    if rc == 0:  # nextpnr reads top.json here; the stat (and how it was made) beside it
-        for name in ("top.json", "stat.txt", "yosys.log"):
-            _link(os.path.join(netlist, name), os.path.join(work, name))
+    netlist, rc = _netlist(family, cfg, script, files, force, work)
     entry = {
         "family": family,
         "device": device,
