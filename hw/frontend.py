@@ -32,8 +32,8 @@ IN_BUFFER_DEPTH = 3
 
 def input_beats(cfg) -> int:
     """Program beats the front end can hold before its decoder: with the deep pipeline
-    the input register stage and the input buffer, else none."""
-    return 1 + IN_BUFFER_DEPTH if cfg.deep_pipeline else 0
+    the input register stage, the input buffer and the head register, else none."""
+    return 1 + IN_BUFFER_DEPTH + 1 if cfg.deep_pipeline else 0
 
 
 class _State(enum.Enum, shape=2):
@@ -56,6 +56,22 @@ class _PatternRegister(data.StructLayout):
 
 #: The linear pattern (the reset state): row ``i`` at ``base + i``.
 _LINEAR = {"set": 0, "pattern": {"inner": 0, "inner_stride": 1, "outer_stride": 0}}
+
+
+class _PatternUpdate(data.StructLayout):
+    """What changes the address patterns in a cycle: a LOOP taken (``loop``, setting
+    ``target``'s register to ``value``) or the status packet's last word sent
+    (``linear``: both back to linear)."""
+
+    def __init__(self, cfg):
+        super().__init__(
+            {
+                "loop": 1,
+                "target": LoopTarget,
+                "value": _PatternRegister(cfg),
+                "linear": 1,
+            }
+        )
 
 
 class FrontEnd(wiring.Component):
@@ -110,7 +126,12 @@ class FrontEnd(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        beat = self._checked_input(m, platform)
+        patterns = [
+            Signal(_PatternRegister(self._cfg), init=_LINEAR, name=f"{t.name.lower()}_pattern")
+            for t in LoopTarget
+        ]
+        update = Signal(_PatternUpdate(self._cfg))
+        beat, err = self._checked_input(m, platform, patterns, update)
         fire = beat.valid & beat.ready
         state = Signal(_State)
         error = Signal(ErrorCode)
@@ -126,14 +147,11 @@ class FrontEnd(wiring.Component):
                 }
             )
         )
-        patterns = [
-            Signal(_PatternRegister(self._cfg), init=_LINEAR, name=f"{t.name.lower()}_pattern")
-            for t in LoopTarget
-        ]
-        self._decode(m, beat, state, error, load, patterns)
+        self._decode(m, beat, err, state, error, load, patterns, update)
+        self._update_patterns(m, patterns, update)
         self._load_writes(m, beat.payload.data, (state == _State.DATA) & fire, load)
         counters, incs = self._counters(m, fire, beat.valid, state)
-        idx = self._status(m, state, error, counters, patterns)
+        idx = self._status(m, state, error, counters, update)
         if platform == "formal":
             # Invariants the k-induction proofs (sim/formal.py) need and cannot find by
             # themselves: an error is held only while the rest of its frame is discarded
@@ -154,17 +172,22 @@ class FrontEnd(wiring.Component):
             ]
         return m
 
-    def _checked_input(self, m, platform):
+    def _checked_input(self, m, platform, patterns, update):
         """The program stream with each beat's instruction check, as a stream of
-        :class:`CheckedBeat` whose ``ready`` the decoder drives.
+        :class:`CheckedBeat` whose ``ready`` the decoder drives, and the beat's error code
+        finished against the address pattern it is under (:meth:`_finish`).
 
         With the deep pipeline, a beat is first registered (a pipeline stage whose ready
         passes through), together with the LOOP products of the beat arriving, so that
         the check's multipliers have a register on either side; the check of the
         registered beat then enters a small buffer (:data:`IN_BUFFER_DEPTH` beats) with
         the beat, so that neither the check nor the port's tready sits on a path with the
-        decisions below. Timing is counted from the buffer's output: a program's cycles
-        are the same with the stage and the buffer or without them.
+        decisions below. The buffer's output enters the head register, which the decoder
+        reads, together with its finished error code: the comparisons with the pattern
+        registers are made a cycle ahead, against the patterns as they are and as the
+        LOOP the decoder takes in that cycle sets them (forwarded), and the decoder's
+        ``ready`` depends on a register, not on them. Timing is counted from the head
+        register: a program's cycles are the same with these stages or without them.
 
         In the formal proofs (``platform == "formal"``) the LOOP products are free values
         (``AnySeq``): what is proved then holds whatever they are, the real products
@@ -178,37 +201,22 @@ class FrontEnd(wiring.Component):
                 return [dst.eq(AnySeq(LOOP_PRODUCTS.size))]
             return loop_products(dst, lp)
 
+        def under(beat):  # the pattern register that ``beat``'s rows follow
+            reg = Signal(_PatternRegister(cfg))
+            m.d.comb += reg.eq(
+                Mux(
+                    beat.loop.target == LoopTarget.WRITE,
+                    patterns[1].as_value(),
+                    patterns[0].as_value(),
+                )
+            )
+            return reg
+
         m.submodules.check = check = InstructionCheck(cfg)
         checked = stream.Signature(CheckedBeat(cfg)).create()
         program = self.i_program
         arriving = data.View(INSTRUCTION, program.payload.data[: isa.INSTR_BITS])
-        if cfg.deep_pipeline:
-            staged = Signal(ProgramBeat(cfg))
-            staged_valid = Signal()
-            products = Signal(LOOP_PRODUCTS)
-            m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
-                width=CheckedBeat(cfg).size, depth=IN_BUFFER_DEPTH
-            )
-            m.d.comb += program.ready.eq(~staged_valid | inbuf.w_rdy)
-            with m.If(program.ready):
-                m.d.sync += [
-                    staged.eq(program.payload),
-                    staged_valid.eq(program.valid),
-                    *products_of(products, arriving.loop),
-                ]
-            checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
-            m.d.comb += [
-                check.instr.eq(staged.data[: isa.INSTR_BITS]),
-                check.last.eq(staged.last),
-                check.products.eq(products),
-                checked_in.data.eq(staged.data),
-                checked_in.last.eq(staged.last),
-                checked_in.error.eq(check.error),
-                checked_in.loop.eq(check.loop),
-                inbuf.w_en.eq(staged_valid),
-            ]
-            wiring.connect(m, inbuf.r_stream, wiring.flipped(checked))
-        else:
+        if not cfg.deep_pipeline:
             m.d.comb += [
                 check.instr.eq(arriving),
                 check.last.eq(program.payload.last),
@@ -220,16 +228,74 @@ class FrontEnd(wiring.Component):
                 checked.valid.eq(program.valid),
                 program.ready.eq(checked.ready),
             ]
-        return checked
+            return checked, self._finish(m, checked.payload, under(checked.payload))
+        staged = Signal(ProgramBeat(cfg))
+        staged_valid = Signal()
+        products = Signal(LOOP_PRODUCTS)
+        m.submodules.in_buffer = inbuf = fifo.SyncFIFOBuffered(
+            width=CheckedBeat(cfg).size, depth=IN_BUFFER_DEPTH
+        )
+        m.d.comb += program.ready.eq(~staged_valid | inbuf.w_rdy)
+        with m.If(program.ready):
+            m.d.sync += [
+                staged.eq(program.payload),
+                staged_valid.eq(program.valid),
+                *products_of(products, arriving.loop),
+            ]
+        checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
+        m.d.comb += [
+            check.instr.eq(staged.data[: isa.INSTR_BITS]),
+            check.last.eq(staged.last),
+            check.products.eq(products),
+            checked_in.data.eq(staged.data),
+            checked_in.last.eq(staged.last),
+            checked_in.error.eq(check.error),
+            checked_in.loop.eq(check.loop),
+            inbuf.w_en.eq(staged_valid),
+        ]
+        # the head register: the buffer's next beat with its error code finished against
+        # the pattern registers, and against the value a LOOP taken now writes into one
+        # of them; the select comes after the comparisons
+        nxt = data.View(CheckedBeat(cfg), inbuf.r_data)
+        err = Signal(ErrorCode, name="head_error")
+        take = ~checked.valid | checked.ready
+        forwarded = update.loop & (update.target == nxt.loop.target)
+        m.d.comb += inbuf.r_en.eq(take)
+        with m.If(take):
+            m.d.sync += [checked.valid.eq(inbuf.r_rdy), checked.payload.eq(nxt)]
+            with m.If(update.linear):
+                m.d.sync += err.eq(nxt.error)
+            with m.Else():
+                m.d.sync += err.eq(
+                    Mux(
+                        forwarded,
+                        self._finish(m, nxt, update.value),
+                        self._finish(m, nxt, under(nxt)),
+                    )
+                )
+        with m.Elif(update.linear):  # no LOOP is taken while a beat waits in the head
+            m.d.sync += err.eq(checked.payload.error)
+        return checked, err
 
-    def _decode(self, m, beat, state, error, load, patterns):
-        """The state machine: takes ``beat``, queues engine instructions, starts LOADs,
-        sets the address patterns."""
+    def _decode(self, m, beat, err, state, error, load, patterns, update):
+        """The state machine: takes ``beat`` (whose finished error code is ``err``), queues
+        engine instructions, starts LOADs, says which pattern a LOOP sets (``update``)."""
         cfg = self._cfg
         instr = data.View(INSTRUCTION, beat.payload.data[: isa.INSTR_BITS])
         op, ld, last = instr.bare.op, instr.load, beat.payload.last
         fire = beat.valid & beat.ready
-        err = self._finish_check(m, beat.payload, patterns)
+        # the instruction for the engine's queue, with the pattern its rows follow
+        m.d.comb += [
+            self.o_instr.payload.instr.eq(beat.payload.data[: isa.INSTR_BITS]),
+            self.o_instr.payload.pattern.eq(
+                Mux(
+                    beat.payload.loop.target == LoopTarget.WRITE,
+                    patterns[1].pattern.as_value(),
+                    patterns[0].pattern.as_value(),
+                )
+            ),
+        ]
+        self._loop_value(m, instr.loop, beat.payload.loop, update)
 
         def set_error(code):
             with m.If(error == ErrorCode.NONE):
@@ -262,7 +328,7 @@ class FrontEnd(wiring.Component):
                             load.left.eq(ld.count),
                         ]
                     with m.Elif(op == Opcode.LOOP):
-                        self._set_pattern(m, instr.loop, beat.payload.loop, patterns)
+                        m.d.comb += update.loop.eq(1)
                     with m.Elif(op == Opcode.END):
                         m.d.sync += state.eq(_State.STATUS)
             with m.Case(_State.DATA):
@@ -286,15 +352,11 @@ class FrontEnd(wiring.Component):
                 with m.If(fire & last):
                     m.d.sync += state.eq(_State.STATUS)
 
-    def _finish_check(self, m, checked, patterns):
-        """The beat's error code: the check's, finished against the pattern the
-        instruction is under (comparisons only). Also puts the beat's instruction and
-        that pattern on ``o_instr``."""
+    @staticmethod
+    def _finish(m, checked, reg):
+        """The error code of ``checked`` (a :class:`CheckedBeat`) under the pattern
+        register value ``reg``: the check's, finished with comparisons only."""
         loop = checked.loop
-        reg = Signal(_PatternRegister(self._cfg))
-        m.d.comb += reg.eq(
-            Mux(loop.target == LoopTarget.WRITE, patterns[1].as_value(), patterns[0].as_value())
-        )
         under = Signal(ErrorCode)
         with m.If(loop.early != ErrorCode.NONE):
             m.d.comb += under.eq(loop.early)
@@ -304,27 +366,35 @@ class FrontEnd(wiring.Component):
             m.d.comb += under.eq(ErrorCode.ACT_RANGE)
         with m.Else():
             m.d.comb += under.eq(loop.late)
-        m.d.comb += [
-            self.o_instr.payload.instr.eq(checked.data[: isa.INSTR_BITS]),
-            self.o_instr.payload.pattern.eq(reg.pattern),
-        ]
         return Mux(loop.applies & reg.set, under, checked.error)
 
-    def _set_pattern(self, m, lp, loop, patterns):
-        """A LOOP sets its target's pattern; ``inner == 0`` sets it back to linear."""
-        for target, reg in zip(LoopTarget, patterns):
-            with m.If(lp.target == target):
-                with m.If(lp.inner == 0):
-                    m.d.sync += reg.eq(reg.shape().const(_LINEAR))
-                with m.Else():
-                    m.d.sync += [
-                        reg.set.eq(1),
-                        reg.pattern.inner.eq(lp.inner),
-                        reg.pattern.inner_stride.eq(lp.inner_stride),
-                        reg.pattern.outer_stride.eq(lp.outer_stride),
-                        reg.rows.eq(loop.rows),
-                        reg.limit.eq(loop.limit),
-                    ]
+    @staticmethod
+    def _loop_value(m, lp, loop, update):
+        """The register value a LOOP (``lp``, its check ``loop``) sets its target's pattern
+        to; ``inner == 0`` sets it back to linear."""
+        m.d.comb += update.target.eq(lp.target)
+        with m.If(lp.inner == 0):
+            m.d.comb += update.value.eq(update.value.shape().const(_LINEAR))
+        with m.Else():
+            m.d.comb += [
+                update.value.set.eq(1),
+                update.value.pattern.inner.eq(lp.inner),
+                update.value.pattern.inner_stride.eq(lp.inner_stride),
+                update.value.pattern.outer_stride.eq(lp.outer_stride),
+                update.value.rows.eq(loop.rows),
+                update.value.limit.eq(loop.limit),
+            ]
+
+    @staticmethod
+    def _update_patterns(m, patterns, update):
+        """A LOOP taken sets its target's pattern; the status packet's end sets both back
+        to linear."""
+        with m.If(update.linear):
+            m.d.sync += [reg.eq(reg.shape().const(_LINEAR)) for reg in patterns]
+        with m.Elif(update.loop):
+            for target, reg in zip(LoopTarget, patterns):
+                with m.If(update.target == target):
+                    m.d.sync += reg.eq(update.value)
 
     def _load_writes(self, m, beat, writing, load):
         """Buffer writes from LOAD data beats (the range was checked on the header).
@@ -401,9 +471,9 @@ class FrontEnd(wiring.Component):
             m.d.sync += [counter.eq(0) for counter in counters.values()]
         return counters, incs
 
-    def _status(self, m, state, error, counters, patterns):
+    def _status(self, m, state, error, counters, update):
         """The status packet, once the engine is idle; then the next program, with both
-        patterns linear."""
+        patterns linear (``update.linear``)."""
         st = self.o_status
         idx = Signal(range(len(isa.STATUS_FIELDS)))
         words = [error.as_value()] + list(counters.values())
@@ -418,5 +488,5 @@ class FrontEnd(wiring.Component):
             m.d.sync += idx.eq(idx + 1)
             with m.If(st.payload.last):
                 m.d.sync += [idx.eq(0), state.eq(_State.RUN), error.eq(ErrorCode.NONE)]
-                m.d.sync += [reg.eq(reg.shape().const(_LINEAR)) for reg in patterns]
+                m.d.comb += update.linear.eq(1)
         return idx

@@ -201,8 +201,11 @@ PROOFS = {
             else ("bmc", stall_bound(cfg, ready_every=WAIT_EVERY) + _setup_cycles(cfg))
         ),
     ),
+    # deep enough for a beat to pass the input stages, set an error and write a cycle
+    # later from reset, so that a write after the error is found by the base case
     "error_sticky": Proof(
-        "error sticky until the status packet; no write or push after it", lambda cfg: ("prove", 6)
+        "error sticky until the status packet; no write or push after it",
+        lambda cfg: ("prove", max(6, 2 + _in_buffer_beats(cfg))),
     ),
     # a frame left without a status packet, then every frame the core can hold, then
     # a status packet
