@@ -185,10 +185,15 @@ def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
     assert rc != 0 and "proof did fail" in log
 
 
-def test_router2_only_for_large_ecp5_arrays():
+def test_router2_for_large_ecp5_arrays_and_the_static_placer_for_logic_products():
     assert nextpnr_extra("ecp5", CoreConfig(rows=4, cols=4)) == []
     assert nextpnr_extra("ecp5", CoreConfig(rows=8, cols=8)) == ["--router", "router2"]
-    assert nextpnr_extra("ecp5", CoreConfig(rows=16, cols=16)) == ["--router", "router2"]
+    assert nextpnr_extra("ecp5", CoreConfig(rows=16, cols=16)) == [
+        "--router",
+        "router2",
+        "--placer",
+        "static",
+    ]
     assert nextpnr_extra("ice40", CoreConfig(rows=16, cols=16)) == []
 
 
