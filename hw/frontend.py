@@ -255,26 +255,27 @@ class FrontEnd(wiring.Component):
         ]
         # the head register: the buffer's next beat with its error code finished against
         # the pattern registers, and against the value a LOOP taken now writes into one
-        # of them; the select comes after the comparisons
+        # of them, both registered, and which of the two holds; the select comes after
+        # the registers (selecting before them, Yosys's opt_share merges the two
+        # comparisons into one of a selected operand, and the LOOP's issue logic is in
+        # front of the comparison again)
         nxt = data.View(CheckedBeat(cfg), inbuf.r_data)
-        err = Signal(ErrorCode, name="head_error")
+        as_is = Signal(ErrorCode, name="head_error")
+        forwarded = Signal(ErrorCode, name="head_error_forwarded")
+        use_forwarded = Signal(name="head_forwarded")
         take = ~checked.valid | checked.ready
-        forwarded = update.loop & (update.target == nxt.loop.target)
         m.d.comb += inbuf.r_en.eq(take)
         with m.If(take):
-            m.d.sync += [checked.valid.eq(inbuf.r_rdy), checked.payload.eq(nxt)]
-            with m.If(update.linear):
-                m.d.sync += err.eq(nxt.error)
-            with m.Else():
-                m.d.sync += err.eq(
-                    Mux(
-                        forwarded,
-                        self._finish(m, nxt, update.value),
-                        self._finish(m, nxt, under(nxt)),
-                    )
-                )
+            m.d.sync += [
+                checked.valid.eq(inbuf.r_rdy),
+                checked.payload.eq(nxt),
+                as_is.eq(Mux(update.linear, nxt.error, self._finish(m, nxt, under(nxt)))),
+                forwarded.eq(self._finish(m, nxt, update.value)),
+                use_forwarded.eq(update.loop & (update.target == nxt.loop.target)),
+            ]
         with m.Elif(update.linear):  # no LOOP is taken while a beat waits in the head
-            m.d.sync += err.eq(checked.payload.error)
+            m.d.sync += [as_is.eq(checked.payload.error), use_forwarded.eq(0)]
+        err = Mux(use_forwarded, forwarded, as_is)
         return checked, err
 
     def _decode(self, m, beat, err, state, error, load, patterns, update):
