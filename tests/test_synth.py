@@ -278,8 +278,10 @@ def _lane_address_drivers(path, keep=True):
     (the sequencer's ``param_addr_lane*``): ``{lane: {cell}}``."""
     from systolic.hw.synth.targets import KEEP_REGISTERS
 
+    # 2 KiB of input buffer: with 1 KiB, ABC9 (the yowasp build) exits without a message
+    # on this core's netlist since the front end's head register (docs/SYNTHESIS.md)
     cfg = CoreConfig(
-        rows=2, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=16
+        rows=2, cols=4, act_kib=2, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=16
     )
     script = yosys_script("ecp5", cfg)
     assert KEEP_REGISTERS in script
