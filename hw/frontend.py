@@ -202,15 +202,7 @@ class FrontEnd(wiring.Component):
             return loop_products(dst, lp)
 
         def under(beat):  # the pattern register that ``beat``'s rows follow
-            reg = Signal(_PatternRegister(cfg))
-            m.d.comb += reg.eq(
-                Mux(
-                    beat.loop.target == LoopTarget.WRITE,
-                    patterns[1].as_value(),
-                    patterns[0].as_value(),
-                )
-            )
-            return reg
+            return self._under(m, patterns, beat.loop.target)
 
         m.submodules.check = check = InstructionCheck(cfg)
         checked = stream.Signature(CheckedBeat(cfg)).create()
@@ -289,11 +281,7 @@ class FrontEnd(wiring.Component):
         m.d.comb += [
             self.o_instr.payload.instr.eq(beat.payload.data[: isa.INSTR_BITS]),
             self.o_instr.payload.pattern.eq(
-                Mux(
-                    beat.payload.loop.target == LoopTarget.WRITE,
-                    patterns[1].pattern.as_value(),
-                    patterns[0].pattern.as_value(),
-                )
+                self._under(m, patterns, beat.payload.loop.target).pattern
             ),
         ]
         self._loop_value(m, instr.loop, beat.payload.loop, update)
@@ -352,6 +340,15 @@ class FrontEnd(wiring.Component):
                 m.d.comb += beat.ready.eq(1)
                 with m.If(fire & last):
                     m.d.sync += state.eq(_State.STATUS)
+
+    def _under(self, m, patterns, target):
+        """The pattern register (of ``patterns``, one a :class:`LoopTarget`) that the rows
+        of a beat whose LOOP target is ``target`` follow."""
+        reg = Signal(_PatternRegister(self._cfg))
+        m.d.comb += reg.eq(
+            Mux(target == LoopTarget.WRITE, patterns[1].as_value(), patterns[0].as_value())
+        )
+        return reg
 
     @staticmethod
     def _finish(m, checked, reg):
@@ -432,16 +429,25 @@ class FrontEnd(wiring.Component):
                 wgt_row.eq(load.sub),
                 wgt_data.eq(beat[: wgt_data.shape().size]),
             ]
-        for port, target in ((self.bias_write, Target.BIAS), (self.scale_write, Target.SCALE)):
+        # the parameter ports have an address register a lane, loaded with the lane's data
+        # (a beat carries one lane): a single register drove every lane's LUT RAM across
+        # the die, the 16x16's worst path (18.75 ns, 18.14 of it the one net)
+        params = ((self.bias_write, Target.BIAS, "bias"), (self.scale_write, Target.SCALE, "scale"))
+        for port, target, name in params:
             lane_bits = Shape.cast(port.data.shape().elem_shape).width
-            addr, lanes = no_reset(port, "addr", "data")
+            (lanes,) = no_reset(port, "data")
             is_port = load.target == target
-            with m.If(is_port):
-                m.d.sync += addr.eq(load.addr)
             for c in range(C):
+                addr = Signal(
+                    range(self._cfg.param_depth),
+                    name=f"{name}_waddr_lane{c}",
+                    reset_less=True,
+                    attrs={"keep": 1},  # as the sequencer's read address copies
+                )
+                m.d.comb += port.addr[c].eq(addr)
                 m.d.sync += port.en[c].eq(writing & is_port & (load.sub == c))
                 with m.If(is_port & (load.sub == c)):
-                    m.d.sync += lanes[c].eq(beat[:lane_bits])
+                    m.d.sync += [addr.eq(load.addr), lanes[c].eq(beat[:lane_bits])]
 
     def _counters(self, m, fire, valid, state):
         """The counters of the status packet, from the first beat of a program through the

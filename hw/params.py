@@ -17,12 +17,13 @@ class ParamBuffer(wiring.Component):
     read address does not fan out to every lane: on the 16x16 a single address drove
     the 192 LUT-RAM cells of the scales and the 128 of the biases across the die, the
     worst path of the whole core (docs/SYNTHESIS.md). The sequencer holds a copy of the
-    address for each lane (:class:`systolic.hw.payloads.PostprocRow`).
+    address for each lane (:class:`systolic.hw.payloads.PostprocRow`), the front end a
+    write address for each lane.
 
     Members
     -------
     write : In(WritePort(param_depth, row, lanes=cols))
-        Lane ``c`` of word ``write.addr`` when ``write.en[c]``.
+        Lane ``c`` of word ``write.addr[c]`` when ``write.en[c]``.
     read : In(ReadPort(param_depth, row, lanes=cols))
         ``read.data[c]``: lane ``c`` of the word at ``read.addr[c]`` a cycle earlier,
         when ``read.en``.
@@ -47,7 +48,7 @@ class ParamBuffer(wiring.Component):
             wr, rd = lane.write_port(), lane.read_port()
             m.d.comb += [
                 wr.en.eq(self.write.en[c]),
-                wr.addr.eq(self.write.addr),
+                wr.addr.eq(self.write.addr[c]),
                 wr.data.eq(self.write.data[c]),
                 rd.en.eq(self.read.en),
                 rd.addr.eq(self.read.addr[c]),

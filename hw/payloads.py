@@ -207,11 +207,13 @@ class WritePort(wiring.Signature):
     shape : shape-like
         One word.
     lanes : int, optional
-        With ``lanes``, ``en`` has a bit a lane (a buffer written one lane at a time).
+        With ``lanes``, ``en`` has a bit a lane and ``addr`` an address a lane (a buffer
+        whose lanes are memories of their own, written one lane at a time).
     """
 
     def __init__(self, depth, shape, lanes=None):
-        super().__init__({"en": Out(lanes or 1), "addr": Out(range(depth)), "data": Out(shape)})
+        addr = range(depth) if lanes is None else data.ArrayLayout(range(depth), lanes)
+        super().__init__({"en": Out(lanes or 1), "addr": Out(addr), "data": Out(shape)})
 
 
 class ReadPort(wiring.Signature):

@@ -194,7 +194,7 @@ def test_front_end_runs_a_program(cfg, scenario):
             for c in range(cfg.cols):
                 if (lanes >> c) & 1:
                     bias.append(
-                        (ctx.get(dut.bias_write.addr), c, int(ctx.get(dut.bias_write.data[c])))
+                        (ctx.get(dut.bias_write.addr[c]), c, int(ctx.get(dut.bias_write.data[c])))
                     )
             if ctx.get(dut.o_instr.valid):
                 queued.append(ctx.get(dut.o_instr.payload.instr.word))
