@@ -274,8 +274,9 @@ def test_ecp5_pes_mapped_apart_then_flattened(tmp_path, monkeypatch, split):
 
 def _lane_address_drivers(path, keep=True):
     """Synthesize a 2x4 core in ``path`` (``keep``: with ``KEEP_REGISTERS``, else with
-    that step left out); the flip-flops driving each lane's copy of the parameter address
-    (the sequencer's ``param_addr_lane*``): ``{lane: {cell}}``."""
+    that step left out); the flip-flops driving each lane's copy of a parameter address:
+    ``{name: {lane: {cell}}}`` for the sequencer's read address (``param_addr``) and the
+    front end's write addresses (``bias_waddr``, ``scale_waddr``)."""
     from systolic.hw.synth.targets import KEEP_REGISTERS
 
     # 2 KiB of input buffer: with 1 KiB, ABC9 (the yowasp build) exits without a message
@@ -300,24 +301,29 @@ def _lane_address_drivers(path, keep=True):
         for bit in cell["connections"]["Q"]
     }
     drivers = {}
-    for net, info in top["netnames"].items():
-        if "param_addr_lane" in net:
-            lane = int(net.rsplit("param_addr_lane", 1)[1])
-            drivers[lane] = {q_bits[b] for b in info["bits"]}
-    assert sorted(drivers) == list(range(cfg.cols)), sorted(top["netnames"])[:20]
+    for name in ("param_addr", "bias_waddr", "scale_waddr"):
+        lanes = drivers[name] = {}
+        for net, info in top["netnames"].items():
+            if f"{name}_lane" in net:
+                lane = int(net.rsplit(f"{name}_lane", 1)[1])
+                lanes[lane] = {q_bits[b] for b in info["bits"]}
+        assert sorted(lanes) == list(range(cfg.cols)), (name, sorted(top["netnames"])[:20])
     return drivers
 
 
 @pytest.mark.synth
 def test_parameter_address_copies_survive_synthesis(tmp_path):
-    """The sequencer's per-lane copies of the parameter address are 4 x 4 flip-flops of
-    their own after synthesis (``KEEP_REGISTERS``); without that step Yosys merges them
-    into the 4 of one address, which is what this test would see if it were lost."""
+    """The per-lane copies of the parameter addresses are 4 x 4 flip-flops of their own
+    after synthesis (``KEEP_REGISTERS``): the sequencer's read address and the front
+    end's write addresses. Without that step Yosys merges the read address's copies into
+    the 4 of one address, which is what this test would see if it were lost (the write
+    addresses load with their lanes' data, under different enables, and stay apart)."""
     drivers = _lane_address_drivers(tmp_path)
-    assert all(len(cells) == 4 for cells in drivers.values())
-    assert len(set().union(*drivers.values())) == 16
+    for lanes in drivers.values():
+        assert all(len(cells) == 4 for cells in lanes.values())
+        assert len(set().union(*lanes.values())) == 16
     merged = _lane_address_drivers(tmp_path, keep=False)
-    assert len(set().union(*merged.values())) == 4
+    assert len(set().union(*merged["param_addr"].values())) == 4
 
 
 def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
