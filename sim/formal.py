@@ -571,7 +571,13 @@ def _property_names(il_text):
 _FAILED = re.compile(r"failed assertion (\S+) at (\S+?)(?: step \d+)?$")
 
 
-def run(proof, config, fault=None, root=BUILD, timeout=900, bound_cut=0):
+#: seconds one proof may take: ``status_frame`` on the deep cores (bmc 28) takes about
+#: 16 minutes of a core since the input buffer's first word falls through
+#: (docs/ARCHITECTURE.md)
+PROOF_TIMEOUT = 2400
+
+
+def run(proof, config, fault=None, root=BUILD, timeout=PROOF_TIMEOUT, bound_cut=0):
     """Write and run one proof; return its :class:`Result`."""
     start = time.monotonic()
     folder = write(proof, config, fault, root, bound_cut)
