@@ -1,8 +1,8 @@
-"""The parameter buffer (hw/params.py) in amaranth.sim: words written a lane at a time,
-read with a different address in every lane, against a plain dictionary.
+"""The parameter buffer (hw/params.py) in amaranth.sim: words written a lane at a time
+and read, each with a different address in every lane, against a plain dictionary.
 
-A lane that followed another lane's address, a write landing in the wrong lane, or a
-read that ignored ``en`` (its data must hold) shows as a mismatch.
+A lane that followed another lane's address (reading or writing), a write landing in
+the wrong lane, or a read that ignored ``en`` (its data must hold) shows as a mismatch.
 """
 
 import numpy as np
@@ -31,26 +31,27 @@ def test_each_lane_reads_its_own_address(config):
     C, D = cfg.cols, cfg.param_depth
     dut = ParamBuffer(cfg, data.ArrayLayout(signed(16), C))
     rng = np.random.default_rng(C * D)
-    # writes: (addr, lane mask, values); then reads: (lane addresses, en)
+    # writes: (lane addresses, lane mask, values); then reads: (lane addresses, en)
     writes = [
         (
-            int(rng.integers(0, D)),
+            [int(a) for a in rng.integers(0, D, C)],
             [int(b) for b in rng.integers(0, 2, C)],
             rng.integers(-(1 << 15), 1 << 15, C),
         )
         for _ in range(6 * D)
     ]
     reads = [([int(a) for a in rng.integers(0, D, C)], int(rng.random() < 0.8)) for _ in range(40)]
+    reads[0] = (reads[0][0], 1)  # before the first enabled read the data is not defined here
     want_mem = {a: [0] * C for a in range(D)}  # amaranth.sim memories start at zero
-    for addr, mask, values in writes:
+    for addrs, mask, values in writes:
         for c in range(C):
             if mask[c]:
-                want_mem[addr][c] = int(values[c])
+                want_mem[addrs[c]][c] = int(values[c])
     got, want = [], []
 
     async def bench(ctx):
-        for addr, mask, values in writes:
-            ctx.set(dut.write.addr, addr)
+        for addrs, mask, values in writes:
+            ctx.set(dut.write.addr, addrs)
             ctx.set(dut.write.en, sum(b << c for c, b in enumerate(mask)))
             ctx.set(dut.write.data, [int(v) for v in values])
             await ctx.tick()
@@ -63,7 +64,7 @@ def test_each_lane_reads_its_own_address(config):
             if en:
                 held = [want_mem[a][c] for c, a in enumerate(addrs)]
             got.append([int(v) for v in ctx.get(dut.read.data)])
-            want.append(held if held is not None else [0] * C)
+            want.append(held)
 
     run_scenario(dut, bench)
     assert got == want
