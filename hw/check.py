@@ -1,14 +1,14 @@
 """The instruction check: which error (if any) an instruction word would raise."""
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Const, Module, Mux
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import ADDR_BITS, MAX_ROWS_PER_OP
+from .config import MAX_ROWS_PER_OP
 from .isa import ROWS_BITS, ErrorCode, LoopTarget, Opcode, Target
-from .payloads import INSTRUCTION, LoopCheck
+from .payloads import INSTRUCTION, SPAN_BITS, LoopCheck
 
-__all__ = ["LOOP_PRODUCTS", "InstructionCheck", "loop_products"]
+__all__ = ["LOOP_PRODUCTS", "InstructionCheck", "Precheck", "loop_products", "precheck"]
 
 #: A LOOP's three products: ``rows = inner * outer`` (full width, for the row limit) and
 #: the two terms of its address span ``(inner - 1) * inner_stride + (outer - 1) *
@@ -18,8 +18,8 @@ __all__ = ["LOOP_PRODUCTS", "InstructionCheck", "loop_products"]
 LOOP_PRODUCTS = data.StructLayout(
     {
         "rows": 2 * ROWS_BITS,
-        "inner_span": ROWS_BITS + ADDR_BITS["act_depth"],
-        "outer_span": ROWS_BITS + ADDR_BITS["act_depth"],
+        "inner_span": SPAN_BITS,
+        "outer_span": SPAN_BITS,
     }
 )
 
@@ -33,6 +33,49 @@ def loop_products(dst: data.View, lp: data.View) -> list:
         dst.inner_span.eq(inner_last * lp.inner_stride),
         dst.outer_span.eq(outer_last * lp.outer_stride),
     ]
+
+
+def _ends(cfg, instr) -> dict:
+    """The ends (first + count) that the range rules compare with a bound, one a rule,
+    of the instruction word ``instr`` (:data:`INSTRUCTION`) read in every format: each is
+    meaningful when the instruction is of its format."""
+    ld, mm, pp = instr.load, instr.matmul, instr.postproc
+    return {
+        "load_act": ld.addr + ld.count,
+        "load_weight": ld.addr * cfg.rows + ld.count,
+        "load_param": ld.addr * cfg.cols + ld.count,
+        "matmul_act": mm.act_addr + mm.m,
+        "matmul_weight": mm.weight_tile + Mux(mm.tile_step, mm.m, 1),
+        "matmul_acc": mm.acc_addr + mm.m,
+        "postproc_acc": pp.acc_addr + pp.m,
+        "postproc_dst": pp.dst_addr + pp.m,
+    }
+
+
+class Precheck(data.StructLayout):
+    """What the check computes with an adder or a multiplier before it compares: the
+    LOOP's :data:`LOOP_PRODUCTS` and the range rules' ends (:func:`_ends`). With the deep
+    pipeline they are registered with the beat as it arrives (:func:`precheck`), so that
+    the check itself is one comparison deep: an adder in front of a comparison was the
+    8x8's worst path (13.73 ns, the staging register into the input buffer)."""
+
+    def __init__(self, cfg):
+        ends = _ends(cfg, data.View(INSTRUCTION, Const(0, INSTRUCTION.size)))
+        super().__init__(
+            {
+                "products": LOOP_PRODUCTS,
+                "ends": data.StructLayout({k: v.shape() for k, v in ends.items()}),
+            }
+        )
+
+
+def precheck(cfg, dst: data.View, instr: data.View, products: bool = True) -> list:
+    """The assignments of the :class:`Precheck` of the instruction word ``instr`` to
+    ``dst``; with ``products=False`` the LOOP products are left to the caller."""
+    ends = _ends(cfg, instr)
+    return [getattr(dst.ends, k).eq(v) for k, v in ends.items()] + (
+        loop_products(dst.products, instr.loop) if products else []
+    )
 
 
 def _first(rules):
@@ -58,9 +101,9 @@ class InstructionCheck(wiring.Component):
     -------
     instr : In(INSTRUCTION)
         The instruction word (the low bits of a program beat).
-    products : In(LOOP_PRODUCTS)
-        :func:`loop_products` of ``instr``'s LOOP fields: computed from the same word,
-        combinationally or one register earlier.
+    pre : In(Precheck)
+        :func:`precheck` of ``instr``: computed from the same word, combinationally or
+        one register earlier.
     last : In(1)
         The beat's tlast: ``END`` must carry it (a frame is exactly one program).
     error : Out(isa.ErrorCode)
@@ -74,7 +117,7 @@ class InstructionCheck(wiring.Component):
         super().__init__(
             {
                 "instr": In(INSTRUCTION),
-                "products": In(LOOP_PRODUCTS),
+                "pre": In(Precheck(cfg)),
                 "last": In(1),
                 "error": Out(ErrorCode),
                 "loop": Out(LoopCheck(cfg)),
@@ -88,52 +131,48 @@ class InstructionCheck(wiring.Component):
         to_hidden = ~pp.to_stream & ~pp.raw
         # MATMUL and POSTPROC: the rules before the pattern-dependent ones, and after
         mm_early = [(mm.m == 0, ErrorCode.ZERO_LENGTH)]
+        ends = self.pre.ends
         mm_late = [
-            (
-                mm.weight_tile + Mux(mm.tile_step, mm.m, 1) > cfg.weight_depth,
-                ErrorCode.WEIGHT_RANGE,
-            ),
-            (mm.acc_addr + mm.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
+            (ends.matmul_weight > cfg.weight_depth, ErrorCode.WEIGHT_RANGE),
+            (ends.matmul_acc > cfg.acc_depth, ErrorCode.ACC_RANGE),
         ]
         pp_early = [
             (pp.m == 0, ErrorCode.ZERO_LENGTH),
-            (pp.acc_addr + pp.m > cfg.acc_depth, ErrorCode.ACC_RANGE),
+            (ends.postproc_acc > cfg.acc_depth, ErrorCode.ACC_RANGE),
             (pp.param_addr >= cfg.param_depth, ErrorCode.PARAM_RANGE),
             ((pp.group >= cfg.groups) | (pp.raw & ~pp.to_stream), ErrorCode.BAD_GROUP),
             (pp.pool & (pp.to_stream | pp.raw), ErrorCode.BAD_POOL),
         ]
         pp_below = to_hidden & (pp.dst_addr < cfg.act_depth)
         # LOOP: its rows and the span of its addresses (meaningful when it passes)
-        rows = self.products.rows
-        span = self.products.inner_span + self.products.outer_span
+        rows = self.pre.products.rows
         rules = {
             Opcode.LOAD: [
                 (ld.count == 0, ErrorCode.ZERO_LENGTH),
                 (
-                    (ld.target == Target.ACT) & (ld.addr + ld.count > cfg.act_depth),
+                    (ld.target == Target.ACT) & (ends.load_act > cfg.act_depth),
                     ErrorCode.ACT_RANGE,
                 ),
                 (
-                    (ld.target == Target.WEIGHT)
-                    & (ld.addr * cfg.rows + ld.count > cfg.weight_depth * cfg.rows),
+                    (ld.target == Target.WEIGHT) & (ends.load_weight > cfg.weight_depth * cfg.rows),
                     ErrorCode.WEIGHT_RANGE,
                 ),
                 (
                     ((ld.target == Target.BIAS) | (ld.target == Target.SCALE))
-                    & (ld.addr * cfg.cols + ld.count > cfg.param_depth * cfg.cols),
+                    & (ends.load_param > cfg.param_depth * cfg.cols),
                     ErrorCode.PARAM_RANGE,
                 ),
             ],
             Opcode.MATMUL: [
                 *mm_early,
-                (mm.act_addr + mm.m > cfg.act_space, ErrorCode.ACT_RANGE),
+                (ends.matmul_act > cfg.act_space, ErrorCode.ACT_RANGE),
                 *mm_late,
             ],
             Opcode.POSTPROC: [
                 *pp_early,
                 (
                     to_hidden
-                    & ((pp.dst_addr < cfg.act_depth) | (pp.dst_addr + pp.m > cfg.act_space)),
+                    & ((pp.dst_addr < cfg.act_depth) | (ends.postproc_dst > cfg.act_space)),
                     ErrorCode.ACT_RANGE,
                 ),
             ],
@@ -176,6 +215,6 @@ class InstructionCheck(wiring.Component):
                 ]
         m.d.comb += [
             loop.rows.eq(rows),
-            loop.limit.eq(Mux(span >= cfg.act_space, 0, cfg.act_space - span)),
+            loop.span.eq(self.pre.products.inner_span + self.pre.products.outer_span),
         ]
         return m

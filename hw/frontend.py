@@ -6,7 +6,7 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .check import LOOP_PRODUCTS, InstructionCheck, loop_products
+from .check import LOOP_PRODUCTS, InstructionCheck, Precheck, precheck
 from .isa import ErrorCode, LoopTarget, Opcode, Target
 from .payloads import (
     INSTRUCTION,
@@ -26,8 +26,9 @@ from .payloads import (
 __all__ = ["IN_BUFFER_DEPTH", "FrontEnd", "input_beats"]
 
 #: Program beats the input buffer holds (deep pipeline): the least that passes a beat
-#: every cycle.
-IN_BUFFER_DEPTH = 3
+#: every cycle (its first word falls through, so a beat written in one cycle is read in
+#: the next while the next is written).
+IN_BUFFER_DEPTH = 2
 
 
 def input_beats(cfg) -> int:
@@ -131,7 +132,8 @@ class FrontEnd(wiring.Component):
             for t in LoopTarget
         ]
         update = Signal(_PatternUpdate(self._cfg))
-        beat, err = self._checked_input(m, platform, patterns, update)
+        beat, err, value = self._checked_input(m, platform, patterns, update)
+        m.d.comb += update.value.eq(value)
         fire = beat.valid & beat.ready
         state = Signal(_State)
         error = Signal(ErrorCode)
@@ -178,14 +180,16 @@ class FrontEnd(wiring.Component):
         finished against the address pattern it is under (:meth:`_finish`).
 
         With the deep pipeline, a beat is first registered (a pipeline stage whose ready
-        passes through), together with the LOOP products of the beat arriving, so that
-        the check's multipliers have a register on either side; the check of the
+        passes through), together with the :func:`~systolic.hw.check.precheck` of the
+        beat arriving (the LOOP products and the range rules' ends), so that the check's
+        multipliers and adders have a register on either side; the check of the
         registered beat then enters a small buffer (:data:`IN_BUFFER_DEPTH` beats) with
         the beat, so that neither the check nor the port's tready sits on a path with the
         decisions below. The buffer's output enters the head register, which the decoder
         reads, together with its finished error code: the comparisons with the pattern
         registers are made a cycle ahead, against the patterns as they are and as the
-        LOOP the decoder takes in that cycle sets them (forwarded), and the decoder's
+        LOOP the decoder takes in that cycle sets them (forwarded; the value a LOOP sets
+        is registered with it in the head register), and the decoder's
         ``ready`` depends on a register, not on them. Timing is counted from the head
         register: a program's cycles are the same with these stages or without them.
 
@@ -196,10 +200,11 @@ class FrontEnd(wiring.Component):
         and by the fuzzer."""
         cfg = self._cfg
 
-        def products_of(dst, lp):
+        def precheck_of(dst, instr):
             if platform == "formal":
-                return [dst.eq(AnySeq(LOOP_PRODUCTS.size))]
-            return loop_products(dst, lp)
+                products = AnySeq(LOOP_PRODUCTS.size)
+                return [dst.products.eq(products), *precheck(cfg, dst, instr, products=False)]
+            return precheck(cfg, dst, instr)
 
         def under(beat):  # the pattern register that ``beat``'s rows follow
             return self._under(m, patterns, beat.loop.target)
@@ -212,7 +217,7 @@ class FrontEnd(wiring.Component):
             m.d.comb += [
                 check.instr.eq(arriving),
                 check.last.eq(program.payload.last),
-                *products_of(check.products, arriving.loop),
+                *precheck_of(check.pre, arriving),
                 checked.payload.data.eq(program.payload.data),
                 checked.payload.last.eq(program.payload.last),
                 checked.payload.error.eq(check.error),
@@ -220,10 +225,11 @@ class FrontEnd(wiring.Component):
                 checked.valid.eq(program.valid),
                 program.ready.eq(checked.ready),
             ]
-            return checked, self._finish(m, checked.payload, under(checked.payload))
+            value = self._loop_value(m, checked.payload)
+            return checked, self._finish(m, checked.payload, under(checked.payload)), value
         staged = Signal(ProgramBeat(cfg))
         staged_valid = Signal()
-        products = Signal(LOOP_PRODUCTS)
+        pre = Signal(Precheck(cfg))
         # a SyncFIFO (first word falls through): the head register reads the word at its read
         # pointer (a register). A SyncFIFOBuffered's output register has an enable, the
         # read: Yosys maps it onto the LUT RAM by registering the address instead, which
@@ -237,43 +243,57 @@ class FrontEnd(wiring.Component):
             m.d.sync += [
                 staged.eq(program.payload),
                 staged_valid.eq(program.valid),
-                *products_of(products, arriving.loop),
+                *precheck_of(pre, arriving),
             ]
         checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
         m.d.comb += [
             check.instr.eq(staged.data[: isa.INSTR_BITS]),
             check.last.eq(staged.last),
-            check.products.eq(products),
+            check.pre.eq(pre),
             checked_in.data.eq(staged.data),
             checked_in.last.eq(staged.last),
             checked_in.error.eq(check.error),
             checked_in.loop.eq(check.loop),
             inbuf.w_en.eq(staged_valid),
         ]
-        # the head register: the buffer's next beat with its error code finished against
+        # the head register: the buffer's next beat with the pattern value it sets if it
+        # is a LOOP (registered with it, so that the comparison below starts at a
+        # register: computed from the head, the value's select was in front of it, both
+        # sizes' worst path, 17.68 ns on the 16x16), and its error code finished against
         # the pattern registers, and against the value a LOOP taken now writes into one
         # of them, both registered, and which of the two holds; the select comes after
         # the registers (selecting before them, Yosys's opt_share merges the two
         # comparisons into one of a selected operand, and the LOOP's issue logic is in
         # front of the comparison again)
         nxt = data.View(CheckedBeat(cfg), inbuf.r_data)
+        value = Signal(_PatternRegister(cfg), name="head_loop_value")
+        nxt_value = self._loop_value(m, nxt)
         as_is = Signal(ErrorCode, name="head_error")
         forwarded = Signal(ErrorCode, name="head_error_forwarded")
         use_forwarded = Signal(name="head_forwarded")
+        # both patterns went linear since (or as) the head beat was loaded: its error is
+        # the check's alone. A flag of its own, so that the head registers load on
+        # ``take`` alone (with ``as_is`` reloaded on the reset to linear, ABC had put the
+        # load in front of the comparisons: an 8x8 worst path, 14.99 ns at seed 1)
+        linear = Signal(name="head_linear")
         take = ~checked.valid | checked.ready
         m.d.comb += inbuf.r_en.eq(take)
+        finished = self._finish(m, nxt, under(nxt))
+        forwarding = self._finish(m, nxt, update.value)
         with m.If(take):
             m.d.sync += [
                 checked.valid.eq(inbuf.r_rdy),
                 checked.payload.eq(nxt),
-                as_is.eq(Mux(update.linear, nxt.error, self._finish(m, nxt, under(nxt)))),
-                forwarded.eq(self._finish(m, nxt, update.value)),
+                value.eq(nxt_value),
+                as_is.eq(finished),
+                forwarded.eq(forwarding),
                 use_forwarded.eq(update.loop & (update.target == nxt.loop.target)),
+                linear.eq(update.linear),
             ]
         with m.Elif(update.linear):  # no LOOP is taken while a beat waits in the head
-            m.d.sync += [as_is.eq(checked.payload.error), use_forwarded.eq(0)]
-        err = Mux(use_forwarded, forwarded, as_is)
-        return checked, err
+            m.d.sync += linear.eq(1)
+        err = Mux(linear, checked.payload.error, Mux(use_forwarded, forwarded, as_is))
+        return checked, err, value
 
     def _decode(self, m, beat, err, state, error, load, patterns, update):
         """The state machine: takes ``beat`` (whose finished error code is ``err``), queues
@@ -289,7 +309,7 @@ class FrontEnd(wiring.Component):
                 self._under(m, patterns, beat.payload.loop.target).pattern
             ),
         ]
-        self._loop_value(m, instr.loop, beat.payload.loop, update)
+        m.d.comb += update.target.eq(instr.loop.target)
 
         def set_error(code):
             with m.If(error == ErrorCode.NONE):
@@ -371,22 +391,25 @@ class FrontEnd(wiring.Component):
             m.d.comb += under.eq(loop.late)
         return Mux(loop.applies & reg.set, under, checked.error)
 
-    @staticmethod
-    def _loop_value(m, lp, loop, update):
-        """The register value a LOOP (``lp``, its check ``loop``) sets its target's pattern
-        to; ``inner == 0`` sets it back to linear."""
-        m.d.comb += update.target.eq(lp.target)
+    def _loop_value(self, m, beat):
+        """The register value the LOOP in ``beat`` (a :class:`CheckedBeat`) sets its
+        target's pattern to; ``inner == 0`` sets it back to linear."""
+        cfg = self._cfg
+        lp = data.View(INSTRUCTION, beat.data[: isa.INSTR_BITS]).loop
+        span = beat.loop.span
+        value = Signal(_PatternRegister(cfg))
         with m.If(lp.inner == 0):
-            m.d.comb += update.value.eq(update.value.shape().const(_LINEAR))
+            m.d.comb += value.eq(value.shape().const(_LINEAR))
         with m.Else():
             m.d.comb += [
-                update.value.set.eq(1),
-                update.value.pattern.inner.eq(lp.inner),
-                update.value.pattern.inner_stride.eq(lp.inner_stride),
-                update.value.pattern.outer_stride.eq(lp.outer_stride),
-                update.value.rows.eq(loop.rows),
-                update.value.limit.eq(loop.limit),
+                value.set.eq(1),
+                value.pattern.inner.eq(lp.inner),
+                value.pattern.inner_stride.eq(lp.inner_stride),
+                value.pattern.outer_stride.eq(lp.outer_stride),
+                value.rows.eq(beat.loop.rows),
+                value.limit.eq(Mux(span >= cfg.act_space, 0, cfg.act_space - span)),
             ]
+        return value
 
     @staticmethod
     def _update_patterns(m, patterns, update):

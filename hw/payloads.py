@@ -17,6 +17,7 @@ __all__ = [
     "INSTRUCTION",
     "PATTERN",
     "QUEUED",
+    "SPAN_BITS",
     "CheckedBeat",
     "EngineState",
     "LoopCheck",
@@ -76,6 +77,11 @@ class ProgramBeat(data.StructLayout):
         super().__init__({"data": cfg.stream_bits, "last": 1})
 
 
+#: Bits of one term of a LOOP's address span, ``(inner - 1) * inner_stride`` or ``(outer -
+#: 1) * outer_stride`` (:data:`systolic.hw.check.LOOP_PRODUCTS`); the span is their sum.
+SPAN_BITS = isa.ROWS_BITS + ADDR_BITS["act_depth"]
+
+
 class LoopCheck(data.StructLayout):
     """The part of an instruction's check that depends on the address patterns, worked
     out from the beat alone so that the decoder only compares.
@@ -86,8 +92,9 @@ class LoopCheck(data.StructLayout):
     is not the pattern's rows, else ``ACT_RANGE`` if ``addr`` (``act_addr`` or
     ``dst_addr``) is at or past the pattern's ``limit``, else ``late`` (the first failing
     rule after them). A LOOP beat carries ``rows = inner * outer`` (its low bits) and
-    ``limit = max(0, act_space - span)``, the least first address whose last row
-    (``span`` words on) lies outside the activation space.
+    the ``span`` of its addresses (its last row's offset), from which the decoder works
+    out the pattern's ``limit = max(0, act_space - span)``, the least first address whose
+    last row lies outside the activation space.
     """
 
     def __init__(self, cfg):
@@ -100,7 +107,7 @@ class LoopCheck(data.StructLayout):
                 "m": isa.ROWS_BITS,
                 "addr": ADDR_BITS["act_depth"],
                 "rows": isa.ROWS_BITS,
-                "limit": range(cfg.act_space + 1),
+                "span": SPAN_BITS + 1,
             }
         )
 

@@ -14,7 +14,7 @@ from amaranth.hdl import Module
 
 from systolic.host.compile.checks import check_instruction
 from systolic.hw import isa
-from systolic.hw.check import InstructionCheck, loop_products
+from systolic.hw.check import InstructionCheck, precheck
 from systolic.hw.config import MAX_ROWS_PER_OP, CoreConfig
 from systolic.hw.frontend import FrontEnd
 from systolic.hw.isa import ErrorCode, LoopTarget, Opcode, Target
@@ -102,9 +102,9 @@ def _instructions(cfg, rng):
 def test_check_agrees_with_the_host_rules(cfg):
     cases = _instructions(cfg, np.random.default_rng(3))
     check = InstructionCheck(cfg)
-    dut = Module()  # the check with its products computed combinationally
+    dut = Module()  # the check with its products and ends computed combinationally
     dut.submodules.check = check
-    dut.d.comb += loop_products(check.products, check.instr.loop)
+    dut.d.comb += precheck(cfg, check.pre, check.instr)
 
     def expected(op, f, last):
         if op is None:
