@@ -442,7 +442,8 @@ def test_run_stops_a_tool_at_its_time_limit(tmp_path):
 
 def test_seeds_report_the_best_and_the_spread(tmp_path, monkeypatch):
     """``synth --seed`` runs each seed, reports the best with every seed's Fmax, and puts
-    the standard configurations' figures into the committed table."""
+    the standard configurations' figures into the committed table; rerunning the best
+    seed alone keeps the table's spread."""
     import json
 
     from systolic.hw.synth import cli, figures
@@ -488,6 +489,19 @@ def test_seeds_report_the_best_and_the_spread(tmp_path, monkeypatch):
     )
     (kept,) = json.loads((tmp_path / "figures.json").read_text())
     assert kept["fmax_mhz"] == 101.25 and kept["seeds"] == entry["seeds"]
+
+    def rerun(seed):
+        args = ["--family", "ecp5", "--size", "8x8", "--seed", str(seed), "--jobs", "1"]
+        assert cli.main([*args, "--out", "out"]) == 0
+        (kept,) = json.loads((tmp_path / "figures.json").read_text())
+        return kept
+
+    # the best seed again (make synth at the chosen seed): the same run keeps the spread
+    kept = rerun(2)
+    assert kept["seed"] == 2 and kept["seeds"] == entry["seeds"]
+    # another seed alone replaces the entry, with no spread it did not measure
+    kept = rerun(1)
+    assert kept["seed"] == 1 and kept["fmax_mhz"] == 90.5 and kept["seeds"] is None
 
 
 def test_chosen_seeds_name_standard_configurations():

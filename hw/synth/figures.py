@@ -56,12 +56,20 @@ def _key(entry: dict) -> tuple:
     return entry.get("family"), entry.get("rows"), entry.get("cols"), entry.get("pipeline")
 
 
+def _same_run(a: dict, b: dict) -> bool:
+    """Whether two entries are one run's result: the same hardware, tool settings and
+    seed (``hw_hash``), and the same figure."""
+    return all(a.get(k) == b.get(k) for k in ("hw_hash", "seed", "fmax_mhz"))
+
+
 def update(
     entries: list[dict], standard: list[tuple[str, CoreConfig]], path: str | None = None
 ) -> list[dict]:
     """Put the routed entries of the ``standard`` configurations among ``entries`` into
     the table at ``path`` (default :data:`FIGURES`), replacing the same family, size and
-    pipeline; returns the table."""
+    pipeline; returns the table. An entry of one seed that reproduces the table's (the
+    same run: ``make synth`` at the chosen seed, from its cache) keeps the table's spread
+    of seeds."""
     path = path or FIGURES
     tags = {(fam, cfg.tag) for fam, cfg in standard}
     try:
@@ -72,6 +80,9 @@ def update(
     for entry in entries:
         if (entry.get("family"), entry.get("config")) in tags and entry.get("fmax_mhz"):
             kept = {k: entry.get(k) for k in KEYS}
+            old = next((e for e in table if _key(e) == _key(kept)), None)
+            if kept["seeds"] is None and old is not None and _same_run(old, kept):
+                kept["seeds"] = old.get("seeds")  # a rerun of the table's seed: its spread
             table = [e for e in table if _key(e) != _key(kept)] + [kept]
     table.sort(key=lambda e: (e["family"], e["rows"] * e["cols"], e["pipeline"]))
     with atomic_write(path, "w") as f:
