@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .fanout import kept, lane_groups
 from .payloads import MatmulRow, acc_row
 from .pe import psum_shape
 
@@ -109,25 +110,35 @@ class Accumulator(wiring.Component):
         prev1 = Signal(acc_row(cfg), reset_less=True)  # the write of the previous cycle
         prev1_valid, prev1_addr = Signal(), Signal(range(cfg.acc_depth))
         prev2 = Signal(acc_row(cfg), reset_less=True)  # and of the one before
-        fwd1, fwd2 = Signal(), Signal()  # the row in W takes prev1 / prev2
         m.d.sync += [
             acc_q.eq(read_data),
             prev1.eq(write_data),
             prev1_valid.eq(write.valid),
             prev1_addr.eq(write.addr),
             prev2.eq(prev1),
-            # decided in D: the write now (W) is prev1 in the next cycle, prev1 is prev2
-            fwd1.eq(write.valid & (write.addr == d.addr)),
-            fwd2.eq(prev1_valid & (prev1_addr == d.addr)),
         ]
-        with m.If(~write.accumulate):
-            m.d.comb += base.eq(0)
-        with m.Elif(fwd1):
-            m.d.comb += base.eq(prev1)
-        with m.Elif(fwd2):
-            m.d.comb += base.eq(prev2)
-        with m.Else():
-            m.d.comb += base.eq(acc_q)
+        # what the row in W adds to, decided in D (the write now, in W, is prev1 in the
+        # next cycle, prev1 is prev2): accumulate or not, and whether it takes prev1 /
+        # prev2. A copy of these a group of lanes: one flag drove the multiplexers of
+        # every lane's 32 bits (a 16x16 worst path, 15.07 ns, 12.79 of it routing)
+        for g, lanes in enumerate(lane_groups(cfg.cols)):
+            accumulate, fwd1, fwd2 = (
+                kept(1, f"{n}_lanes{g}") for n in ("accumulate", "fwd1", "fwd2")
+            )
+            m.d.sync += [
+                accumulate.eq(d.accumulate),
+                fwd1.eq(write.valid & (write.addr == d.addr)),
+                fwd2.eq(prev1_valid & (prev1_addr == d.addr)),
+            ]
+            for c in lanes:
+                with m.If(~accumulate):
+                    m.d.comb += base[c].eq(0)
+                with m.Elif(fwd1):
+                    m.d.comb += base[c].eq(prev1[c])
+                with m.Elif(fwd2):
+                    m.d.comb += base[c].eq(prev2[c])
+                with m.Else():
+                    m.d.comb += base[c].eq(acc_q[c])
 
 
 class _Meta(data.StructLayout):

@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .fanout import kept
 from .payloads import PATTERN, QUEUED, MatmulRow, PostprocRow
 
 __all__ = ["Sequencer"]
@@ -80,10 +81,7 @@ class Sequencer(wiring.Component):
         mm, pp = Signal(isa.MATMUL), Signal(isa.POSTPROC)
         # the parameter word a copy a lane, each driving only its lane's memory; ``keep``
         # asks synthesis to keep the copies apart (systolic.hw.synth.targets)
-        param_addr = [
-            Signal(range(cfg.param_depth), name=f"param_addr_lane{c}", attrs={"keep": 1})
-            for c in range(cfg.cols)
-        ]
+        param_addr = [kept(range(cfg.param_depth), f"param_addr_lane{c}") for c in range(cfg.cols)]
         row = Signal(isa.ROWS_BITS)
         acc = Signal.like(self.o_mm.payload.acc_addr)  # acc_addr + row
         last_row = Signal()  # row == m - 1
