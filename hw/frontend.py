@@ -133,7 +133,7 @@ class FrontEnd(wiring.Component):
             for t in LoopTarget
         ]
         update = Signal(_PatternUpdate(self._cfg))
-        beat, err, value, lane_data = self._checked_input(m, platform, patterns, update)
+        beat, err, value = self._checked_input(m, platform, patterns, update)
         m.d.comb += update.value.eq(value)
         fire = beat.valid & beat.ready
         state = Signal(_State)
@@ -152,7 +152,7 @@ class FrontEnd(wiring.Component):
         )
         self._decode(m, beat, err, state, error, load, patterns, update)
         self._update_patterns(m, patterns, update)
-        self._load_writes(m, beat.payload.data, lane_data, (state == _State.DATA) & fire, load)
+        self._load_writes(m, beat.payload.data, (state == _State.DATA) & fire, load)
         counters, incs = self._counters(m, fire, beat.valid, state)
         idx = self._status(m, state, error, counters, update)
         if platform == "formal":
@@ -193,9 +193,6 @@ class FrontEnd(wiring.Component):
         is registered with it in the head register), and the decoder's
         ``ready`` depends on a register, not on them. Timing is counted from the head
         register: a program's cycles are the same with these stages or without them.
-        Beside the head register, copies of its low data bits (a parameter lane's worth),
-        one for each group of lanes (:func:`~systolic.hw.fanout.lane_groups`), feed the
-        parameter lanes' write data (the fourth value returned).
 
         In the formal proofs (``platform == "formal"``) the LOOP products are free values
         (``AnySeq``): what is proved then holds whatever they are, the real products
@@ -230,9 +227,7 @@ class FrontEnd(wiring.Component):
                 program.ready.eq(checked.ready),
             ]
             value = self._loop_value(m, checked.payload)
-            lane_data = [checked.payload.data[: self._lane_bits()]] * len(lane_groups(cfg.cols))
-            err = self._finish(m, checked.payload, under(checked.payload))
-            return checked, err, value, lane_data
+            return checked, self._finish(m, checked.payload, under(checked.payload)), value
         staged = Signal(ProgramBeat(cfg))
         staged_valid = Signal()
         pre = Signal(Precheck(cfg))
@@ -282,13 +277,6 @@ class FrontEnd(wiring.Component):
         # ``take`` alone (with ``as_is`` reloaded on the reset to linear, ABC had put the
         # load in front of the comparisons: an 8x8 worst path, 14.99 ns at seed 1)
         linear = Signal(name="head_linear")
-        # the parameter lanes' data: a copy of the head's low bits a group of lanes (one
-        # register drove every lane's write-data register across the die: the 16x16's
-        # worst path, 20.03 ns of which 19.27 the one net)
-        lane_data = [
-            kept(self._lane_bits(), f"head_lane_data{g}", reset_less=True)
-            for g in range(len(lane_groups(cfg.cols)))
-        ]
         take = ~checked.valid | checked.ready
         m.d.comb += inbuf.r_en.eq(take)
         finished = self._finish(m, nxt, under(nxt))
@@ -302,17 +290,11 @@ class FrontEnd(wiring.Component):
                 forwarded.eq(forwarding),
                 use_forwarded.eq(update.loop & (update.target == nxt.loop.target)),
                 linear.eq(update.linear),
-                *(copy.eq(nxt.data[: len(copy)]) for copy in lane_data),
             ]
         with m.Elif(update.linear):  # no LOOP is taken while a beat waits in the head
             m.d.sync += linear.eq(1)
         err = Mux(linear, checked.payload.error, Mux(use_forwarded, forwarded, as_is))
-        return checked, err, value, lane_data
-
-    def _lane_bits(self):
-        """The data bits of a parameter beat: one lane of biases or of scales."""
-        rows = (bias_row(self._cfg), scale_row(self._cfg))
-        return max(Shape.cast(row.elem_shape).width for row in rows)
+        return checked, err, value
 
     def _decode(self, m, beat, err, state, error, load, patterns, update):
         """The state machine: takes ``beat`` (whose finished error code is ``err``), queues
@@ -441,17 +423,19 @@ class FrontEnd(wiring.Component):
                 with m.If(update.target == target):
                     m.d.sync += reg.eq(update.value)
 
-    def _load_writes(self, m, beat, lane_data, writing, load):
-        """Buffer writes from LOAD data beats (the range was checked on the header);
-        a parameter lane's data is read from its group's copy in ``lane_data``.
+    def _load_writes(self, m, beat, writing, load):
+        """Buffer writes from LOAD data beats (the range was checked on the header).
 
         The write ports are registered (a write lands the cycle after its beat is
         taken): the beat's register feeds the decoder, and every buffer's write data,
         enable and address are a register of their own that the placer can put near
         the block RAMs. Without it the beat register, routed to banks all over the die,
-        was the 8x8's critical path (18.6 ns, 17.8 of it routing). A MATMUL or POSTPROC
-        taken after the beat reads the buffer two cycles later at the earliest (queue,
-        then issue), so it still sees the write."""
+        was the 8x8's critical path (18.6 ns, 17.8 of it routing). The parameter lanes
+        have a stage more (their write lands two cycles after the beat): a copy of the
+        beat's data a group of lanes, loaded every cycle. A MATMUL or POSTPROC taken
+        after the beat reads the buffer two cycles later at the earliest (queue, then
+        issue), and the parameters a cycle after that (the row's parameter address is
+        registered at the issue), so it still sees the write."""
         C = self._cfg.cols
 
         def no_reset(port, *names):  # address and data: registers without a reset
@@ -479,20 +463,35 @@ class FrontEnd(wiring.Component):
             ]
         # the parameter ports have an address register a lane, loaded with the lane's data
         # (a beat carries one lane): a single register drove every lane's LUT RAM across
-        # the die, the 16x16's worst path (18.75 ns, 18.14 of it the one net); the data
-        # comes from the head's copy for the lane's group
+        # the die, the 16x16's worst path (18.75 ns, 18.14 of it the one net). Before
+        # them, a stage: the beat's data a copy a group of lanes, and where it goes. As
+        # a single register, a data bit drove every lane's data register (the 16x16's
+        # worst path, 20.03 ns of which 19.27 the one net); as copies loaded with the head
+        # register, the head's load enable reached them all instead (an 8x8 worst path)
         params = ((self.bias_write, Target.BIAS, "bias"), (self.scale_write, Target.SCALE, "scale"))
+        data_bits = max(Shape.cast(port.data.shape().elem_shape).width for port, _, _ in params)
+        copies = [
+            kept(data_bits, f"param_data_lanes{g}", reset_less=True)
+            for g in range(len(lane_groups(C)))
+        ]
+        to = Signal.like(load, name="param_load")  # ``load`` and ``writing`` a cycle later
+        to_writing = Signal(name="param_writing")
+        m.d.sync += [
+            *(copy.eq(beat[:data_bits]) for copy in copies),
+            to.eq(load),
+            to_writing.eq(writing),
+        ]
         for port, target, name in params:
             lane_bits = Shape.cast(port.data.shape().elem_shape).width
             (lanes,) = no_reset(port, "data")
-            is_port = load.target == target
+            is_port = to.target == target
             for c in range(C):
                 addr = kept(range(self._cfg.param_depth), f"{name}_waddr_lane{c}", reset_less=True)
                 m.d.comb += port.addr[c].eq(addr)
-                m.d.sync += port.en[c].eq(writing & is_port & (load.sub == c))
-                with m.If(is_port & (load.sub == c)):
-                    data_in = lane_data[c // LANES_PER_COPY][:lane_bits]
-                    m.d.sync += [addr.eq(load.addr), lanes[c].eq(data_in)]
+                m.d.sync += port.en[c].eq(to_writing & is_port & (to.sub == c))
+                with m.If(is_port & (to.sub == c)):
+                    data_in = copies[c // LANES_PER_COPY][:lane_bits]
+                    m.d.sync += [addr.eq(to.addr), lanes[c].eq(data_in)]
 
     def _counters(self, m, fire, valid, state):
         """The counters of the status packet, from the first beat of a program through the

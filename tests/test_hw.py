@@ -342,11 +342,57 @@ def test_core_reads_and_writes_through_patterns_and_pools(deep):
     second = b.array()
     want += [x[0], x[1], x[2]]
 
+    out = _run_core(cfg, [first, second], cycles=3000)
+    status_n = len(isa.STATUS_FIELDS)
+    assert len(out) == 9 + status_n + 3 + status_n
+    assert out[9] == 0 and out[9 + status_n + 3] == 0  # no error in either program
+    results = out[:9] + out[9 + status_n : 9 + status_n + 3]
+    got = [[((v >> (8 * c) & 0xFF) ^ 0x80) - 0x80 for c in range(2)] for v in results]
+    assert got == [[int(v) for v in row] for row in want]
+
+
+@pytest.mark.parametrize("deep", [True, False], ids=["deep", "shallow"])
+def test_core_sees_parameters_loaded_just_before(deep):
+    """A POSTPROC taken in the cycle after a LOAD's last bias (or scale) beat, with the
+    engine idle, reads the new parameters: the parameter writes (two register stages)
+    land before the POSTPROC's first parameter read, with no cycle to spare (a third
+    stage fails here). The values loaded before differ in every lane, so a read that
+    comes too early gives other rows."""
+    cfg = CoreConfig(
+        rows=2, cols=2, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, deep_pipeline=deep
+    )
+    Op, T = isa.Opcode, isa.Target
+    x = np.array([[3, -4], [10, 20]])
+    b = Builder(cfg)
+    b.load(T.WEIGHT, 0, [bytes([1, 0]), bytes([0, 1])])  # identity: acc row i = x[i]
+    b.load(T.ACT, 0, [row.astype(np.int8).tobytes() for row in x])
+    b.load(T.SCALE, 0, [isa.encode_scale(1, 0, 0, False)] * 2)
+    b.load(T.BIAS, 0, [1, 2])
+    b.instr(Op.MATMUL, act_addr=0, weight_tile=0, acc_addr=0, m=2)
+    b.instr(Op.SYNC)
+    b.load(T.BIAS, 0, [50, -60])
+    b.instr(Op.POSTPROC, acc_addr=0, m=2, param_addr=0, to_stream=1)  # y = x + bias
+    b.instr(Op.SYNC)
+    b.load(T.SCALE, 0, [isa.encode_scale(1, 0, 0, False), isa.encode_scale(3, 0, 0, False)])
+    b.instr(Op.POSTPROC, acc_addr=0, m=2, param_addr=0, to_stream=1)  # lane 1 times 3
+    b.instr(Op.END)
+    bias, mult = np.array([50, -60]), np.array([1, 3])
+    want = np.vstack([x + bias, (x + bias) * mult]).clip(-128, 127)
+
+    out = _run_core(cfg, [b.array()], cycles=600)
+    assert len(out) == 4 + len(isa.STATUS_FIELDS) and out[4] == 0  # no error
+    got = [[((v >> (8 * c) & 0xFF) ^ 0x80) - 0x80 for c in range(2)] for v in out[:4]]
+    assert got == want.tolist()
+
+
+def _run_core(cfg, programs, cycles):
+    """The stream words a :class:`Core` sends for ``programs`` (beat arrays), sent one
+    after another with the result stream always ready, within ``cycles`` cycles."""
     dut = Core(cfg)
     out = []
 
     async def feed(ctx):
-        for program in (first, second):
+        for program in programs:
             for i, beat in enumerate(program):
                 ctx.set(dut.s_axis_tdata, int.from_bytes(bytes(beat), "little"))
                 ctx.set(dut.s_axis_tlast, i == len(program) - 1)
@@ -357,7 +403,7 @@ def test_core_reads_and_writes_through_patterns_and_pools(deep):
     async def sink(ctx):
         ctx.set(dut.m_axis_tready, 1)
         packets = 0
-        while packets < 2:
+        while packets < len(programs):
             _, _, valid, data, last = await ctx.tick().sample(
                 dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast
             )
@@ -369,10 +415,5 @@ def test_core_reads_and_writes_through_patterns_and_pools(deep):
     sim.add_clock(1e-8)
     sim.add_testbench(feed)
     sim.add_testbench(sink)
-    sim.run_until(1e-8 * 3000)
-    status_n = len(isa.STATUS_FIELDS)
-    assert len(out) == 9 + status_n + 3 + status_n
-    assert out[9] == 0 and out[9 + status_n + 3] == 0  # no error in either program
-    results = out[:9] + out[9 + status_n : 9 + status_n + 3]
-    got = [[((v >> (8 * c) & 0xFF) ^ 0x80) - 0x80 for c in range(2)] for v in results]
-    assert got == [[int(v) for v in row] for row in want]
+    sim.run_until(1e-8 * cycles)
+    return out
