@@ -185,8 +185,9 @@ def test_ecp5_multiplier_proof_finds_a_wrong_map(tmp_path, monkeypatch):
     assert rc != 0 and "proof did fail" in log
 
 
-def test_router2_for_large_ecp5_arrays_and_the_static_placer_for_logic_products():
-    assert nextpnr_extra("ecp5", CoreConfig(rows=4, cols=4)) == []
+def test_router2_for_ecp5_and_the_static_placer_for_logic_products():
+    assert nextpnr_extra("ecp5", CoreConfig(rows=2, cols=2)) == ["--router", "router2"]
+    assert nextpnr_extra("ecp5", CoreConfig(rows=4, cols=4)) == ["--router", "router2"]
     assert nextpnr_extra("ecp5", CoreConfig(rows=8, cols=8)) == ["--router", "router2"]
     assert nextpnr_extra("ecp5", CoreConfig(rows=16, cols=16)) == [
         "--router",

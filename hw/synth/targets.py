@@ -101,17 +101,19 @@ def yosys_script(family, cfg):
 
 
 def nextpnr_extra(family, cfg):
-    """Extra nextpnr options: router2 for ECP5 arrays of 8x8 and above, and the static
-    (electrostatic) placer where the PE products are in logic.
+    """Extra nextpnr options: router2 on the ECP5, and the static (electrostatic) placer
+    where the PE products are in logic.
 
     On the 8x8 the default router was still at about 1,000 overused wires after 62
-    minutes; router2, on the same placement, finished in 131 seconds. The 16x16's carry
-    chains fill about three quarters of the 85F's logic cells: on HeAP's placements
+    minutes; router2, on the same placement, finished in 131 seconds. On the smallest
+    core (2x2, the test suite's whole-flow run) the default router took minutes over
+    its last few hundred arcs (548 s for the whole test), router2 39 s. The 16x16's
+    carry chains fill about three quarters of the 85F's logic cells: on HeAP's placements
     router2 diverged (seeds 1 to 3, its best 623 overused wires) or took 120
     iterations, where on the static placer's it routed in 37 iterations at seed 1 (34
     minutes for placement and routing against 70 or more). On the 8x8 the static placer
     gave 58.5 to 70.6 MHz at three seeds, within HeAP's spread, so it keeps HeAP."""
-    if family != "ecp5" or cfg.rows * cfg.cols < 64:
+    if family != "ecp5":
         return []
     if pe_products_in_logic(family, cfg):
         return ["--router", "router2", "--placer", "static"]
