@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 
 import pytest
@@ -273,11 +274,23 @@ def test_ecp5_pes_mapped_apart_then_flattened(tmp_path, monkeypatch, split):
     assert not any(t.startswith("$") for t in types - {"$scopeinfo"}), sorted(types)
 
 
-def _lane_address_drivers(path, keep=True):
+#: the registers copied a lane or a group of lanes (``systolic.hw.fanout``) on a 2x4 core:
+#: how many copies each has
+_COPIES = {
+    "param_addr": 4,  # the sequencer's parameter read address, a lane
+    "bias_waddr": 4,  # the front end's write addresses, a lane
+    "scale_waddr": 4,
+    "param_data": 2,  # a LOAD beat's data for the parameter lanes, two lanes a copy
+    "accumulate": 2,  # the accumulator's read-modify-write selects, two lanes a copy
+    "fwd1": 2,
+    "fwd2": 2,
+}
+
+
+def _copy_drivers(path, keep=True):
     """Synthesize a 2x4 core in ``path`` (``keep``: with ``KEEP_REGISTERS``, else with
-    that step left out); the flip-flops driving each lane's copy of a parameter address:
-    ``{name: {lane: {cell}}}`` for the sequencer's read address (``param_addr``) and the
-    front end's write addresses (``bias_waddr``, ``scale_waddr``)."""
+    that step left out); the flip-flops driving each copy of the registers in
+    :data:`_COPIES`: ``{name: {copy: {cell}}}``."""
     from systolic.hw.synth.targets import KEEP_REGISTERS
 
     # 2 KiB of input buffer: with 1 KiB, ABC9 (the yowasp build) exits without a message
@@ -302,29 +315,33 @@ def _lane_address_drivers(path, keep=True):
         for bit in cell["connections"]["Q"]
     }
     drivers = {}
-    for name in ("param_addr", "bias_waddr", "scale_waddr"):
-        lanes = drivers[name] = {}
+    for name, count in _COPIES.items():
+        copies = drivers[name] = {}
         for net, info in top["netnames"].items():
-            if f"{name}_lane" in net:
-                lane = int(net.rsplit(f"{name}_lane", 1)[1])
-                lanes[lane] = {q_bits[b] for b in info["bits"]}
-        assert sorted(lanes) == list(range(cfg.cols)), (name, sorted(top["netnames"])[:20])
+            found = re.search(rf"(^|\.){name}_lanes?(\d+)$", net)
+            if found:
+                copies[int(found.group(2))] = {q_bits[b] for b in info["bits"] if b in q_bits}
+        assert sorted(copies) == list(range(count)), (name, sorted(copies))
     return drivers
 
 
 @pytest.mark.synth
-def test_parameter_address_copies_survive_synthesis(tmp_path):
-    """The per-lane copies of the parameter addresses are 4 x 4 flip-flops of their own
-    after synthesis (``KEEP_REGISTERS``): the sequencer's read address and the front
-    end's write addresses. Without that step Yosys merges the read address's copies into
-    the 4 of one address, which is what this test would see if it were lost (the write
-    addresses load with their lanes' data, under different enables, and stay apart)."""
-    drivers = _lane_address_drivers(tmp_path)
-    for lanes in drivers.values():
-        assert all(len(cells) == 4 for cells in lanes.values())
-        assert len(set().union(*lanes.values())) == 16
-    merged = _lane_address_drivers(tmp_path, keep=False)
-    assert len(set().union(*merged["param_addr"].values())) == 4
+def test_register_copies_survive_synthesis(tmp_path):
+    """The copies of lane-wide registers are flip-flops of their own after synthesis
+    (``KEEP_REGISTERS``): the parameter addresses a lane (4 x 4 flip-flops each), a LOAD
+    beat's parameter data and the accumulator's selects a copy every two lanes. Without
+    that step Yosys merges the copies that load the same value under the same enable
+    into one, which is what this test would see if it were lost (the write addresses
+    load with their lanes' data, under different enables, and stay apart)."""
+    drivers = _copy_drivers(tmp_path)
+    for name, copies in drivers.items():
+        sizes = {len(cells) for cells in copies.values()}
+        assert len(sizes) == 1 and 0 not in sizes, (name, sizes)
+        assert len(set().union(*copies.values())) == sizes.pop() * len(copies), name
+    merged = _copy_drivers(tmp_path, keep=False)
+    for name in ("param_addr", "param_data", "accumulate", "fwd1", "fwd2"):
+        cells = set().union(*merged[name].values())
+        assert len(cells) == len(next(iter(merged[name].values()))), (name, len(cells))
 
 
 def test_routing_stopped_at_the_time_limit(tmp_path, monkeypatch):
