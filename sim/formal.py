@@ -409,21 +409,30 @@ class StreamContract(Core):
         self._input_live(m, fe, queue, wbuf, WAIT_EVERY)
 
     def _error_sticky(self, m, fe, queue, wbuf):
-        prev_error, after_packet = Signal(ErrorCode), Signal()
-        m.d.sync += [prev_error.eq(self.error), after_packet.eq(self._packet_end())]
+        prev_error, prev2_error, after_packet = Signal(ErrorCode), Signal(ErrorCode), Signal()
+        m.d.sync += [
+            prev_error.eq(self.error),
+            prev2_error.eq(prev_error),
+            after_packet.eq(self._packet_end()),
+        ]
         with m.If(after_packet):
             self._check(m, self.error == ErrorCode.NONE, "error cleared after the status packet")
         with m.Elif(prev_error != ErrorCode.NONE):
             self._check(m, self.error == prev_error, "error held until the status packet")
-        # a buffer write lands the cycle after its beat is taken (registered write ports)
+        # an input or weight buffer write lands the cycle after its beat is taken
+        # (registered write ports), a parameter write two cycles after (hw/frontend.py:
+        # the parameter lanes' data passes a stage of its own first)
         with m.If(prev_error != ErrorCode.NONE):
             self._check(
                 m,
-                ~fe.act_write.en
-                & ~wbuf.write.en
-                & ~fe.bias_write.en.any()
-                & ~fe.scale_write.en.any(),
+                ~fe.act_write.en & ~wbuf.write.en,
                 "no buffer written for a beat taken while an error is held",
+            )
+        with m.If(prev2_error != ErrorCode.NONE):
+            self._check(
+                m,
+                ~fe.bias_write.en.any() & ~fe.scale_write.en.any(),
+                "no parameter written for a beat taken while an error is held",
             )
         with m.If(self.error != ErrorCode.NONE):
             self._check(m, ~self._pushed(queue), "nothing queued while an error is held")
