@@ -20,6 +20,7 @@ from systolic.hw.synth import (
     parse_log_utilization,
     parse_report,
     pe_products_in_logic,
+    slow_nets,
     synthesize,
     table,
     yosys_files,
@@ -67,6 +68,49 @@ def test_critical_path_from_a_stored_ecp5_report():
             }
         ]
     )
+
+
+def _net(name, *endpoints):
+    """A net of nextpnr's detailed timing report: ``(cell, port, max arrival)`` each."""
+    return {
+        "net": name,
+        "driver": f"{name}_LUT4_Z",
+        "event": "posedge clk",
+        "endpoints": [
+            {"cell": c, "port": p, "event": "posedge clk", "delay": [0.5, t]}
+            for c, p, t in endpoints
+        ],
+    }
+
+
+def test_slow_nets_from_detailed_timing():
+    """The nets reached latest, from the per-input arrivals of ``--detailed-timing-report``
+    (written by hand in its format): an input reached twice (the clock and the untimed
+    reset pin) counts at its earlier arrival; nothing above the worst clocked path."""
+    step = {"from": {"cell": "a"}, "to": {"cell": "b"}, "type": "routing", "delay": 6.0}
+    report = {
+        "critical_paths": [
+            {"from": "posedge clk", "to": "posedge clk", "path": [step, {**step, "delay": 4.0}]}
+        ],
+        "detailed_net_timings": [
+            _net("x_DI", ("x", "DI", 9.5), ("x", "DI", 12.0)),  # 12.0 from the reset pin
+            _net("y_M", ("y", "M", 8.0), ("y", "M", 7.0)),
+            _net("z_DI", ("z", "DI", 9.9), ("w", "DI", 4.0)),
+            _net("rst_only", ("r", "LSR", 12.5)),
+        ],
+    }
+    assert slow_nets(report) == [
+        {"net": "z_DI", "driver": "z_DI_LUT4_Z", "inputs": 2, "arrival_ns": 9.9},
+        {"net": "x_DI", "driver": "x_DI_LUT4_Z", "inputs": 1, "arrival_ns": 9.5},
+        {"net": "y_M", "driver": "y_M_LUT4_Z", "inputs": 1, "arrival_ns": 7.0},
+    ]
+    assert [n["net"] for n in slow_nets(report, count=2)] == ["z_DI", "x_DI"]
+    e = parse_report(report, "ecp5")
+    assert e["slow_nets"] == slow_nets(report) and e["critical_path"]["ns"] == 10.0
+    entry = {**e, "family": "ecp5", "device": "d", "rows": 2, "cols": 2, "seed": 3}
+    entry.update(act_kib=1, weight_kib=1, acc_kib=1)
+    assert "- ecp5 2x2 (seed 3): `z_DI` 9.9 ns (2 in); `x_DI` 9.5 ns (1 in)" in table([entry])
+    assert "slow_nets" not in parse_report({"critical_paths": []}, "ecp5")
 
 
 def test_parse_overfull_report():
@@ -240,6 +284,9 @@ def test_smoke_synthesis(tmp_path, monkeypatch):
     )
     e = synthesize("ecp5", cfg)
     assert e["fits"] and e["luts"] > 100 and e["fmax_mhz"] > 10
+    # the detailed timing report's slowest net ends the worst path (setup aside)
+    slow, worst = e["slow_nets"], e["critical_path"]
+    assert len(slow) == 10 and worst["ns"] - 1.0 < slow[0]["arrival_ns"] <= worst["ns"]
 
 
 @pytest.mark.synth

@@ -9,7 +9,7 @@ default configurations and the command line).
 
 from .cli import DEFAULT_RUNS, DEFAULT_TIMEOUT_MIN, main
 from .reports import _stat_ffs as _stat_ffs
-from .reports import critical_path, parse_log_utilization, parse_report, table
+from .reports import critical_path, parse_log_utilization, parse_report, slow_nets, table
 from .run import _run as _run
 from .run import _tool as _tool
 from .run import synthesize
@@ -38,6 +38,7 @@ __all__ = [
     "parse_log_utilization",
     "parse_report",
     "pe_products_in_logic",
+    "slow_nets",
     "synthesize",
     "table",
     "yosys_files",

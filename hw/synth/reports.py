@@ -2,7 +2,10 @@
 
 import re
 
-__all__ = ["critical_path", "parse_log_utilization", "parse_report", "table"]
+__all__ = ["critical_path", "parse_log_utilization", "parse_report", "slow_nets", "table"]
+
+#: Nets listed by :func:`slow_nets`.
+SLOW_NETS = 10
 
 
 def parse_report(report, family):
@@ -33,6 +36,7 @@ def parse_report(report, family):
         "fmax_mhz": round(min(achieved), 2) if achieved else None,
         "fits": fits,
         "critical_path": critical_path(report),
+        **({"slow_nets": slow_nets(report)} if "detailed_net_timings" in report else {}),
     }
 
 
@@ -54,6 +58,35 @@ def critical_path(report):
                 "steps": len(p["path"]),
             }
     return worst
+
+
+def slow_nets(report, count=SLOW_NETS):
+    """The nets into register inputs reached latest after the clock edge, from nextpnr's
+    ``--detailed-timing-report``: the last net of the worst paths into ``count``
+    different nets, so that one run shows every long net near the critical path, not
+    only the worst one. ``[{"net", "driver", "inputs", "arrival_ns"}]``.
+
+    Each input has an arrival (``[min, max]``) a launching clock, without saying which:
+    the reset pin, not registered in the synthesis shell and so not timed, launches the
+    others. An input with several is given the earliest of them, which can understate a
+    register's path; none is above the worst clock-to-clock path."""
+    worst = critical_path(report)
+    bound = worst["ns"] if worst else float("inf")
+    late = {}
+    for net in report.get("detailed_net_timings", []):
+        arrivals = {}
+        for e in net.get("endpoints", []):
+            t = e["delay"][-1] if isinstance(e["delay"], list) else e["delay"]
+            key = (e["cell"], e["port"])
+            arrivals[key] = min(arrivals.get(key, t), t)
+        clocked = [t for t in arrivals.values() if t <= bound + 0.005]
+        if clocked:
+            late[net["net"]] = (max(clocked), net.get("driver"), len(arrivals))
+    nets = sorted(late.items(), key=lambda kv: -kv[1][0])[:count]
+    return [
+        {"net": name, "driver": driver, "inputs": inputs, "arrival_ns": round(t, 2)}
+        for name, (t, driver, inputs) in nets
+    ]
 
 
 def parse_log_utilization(log):
@@ -120,4 +153,13 @@ def table(entries):
     ]
     if spread:
         tail += "\nnextpnr seeds tried:\n" + "\n".join(spread) + "\n"
+    slow = [
+        f"- {e['family']} {e['rows']}x{e['cols']} (seed {e.get('seed', 1)}): "
+        + "; ".join(f"`{n['net']}` {n['arrival_ns']} ns ({n['inputs']} in)" for n in nets)
+        for e in entries
+        if (nets := e.get("slow_nets"))
+    ]
+    if slow:
+        tail += "\nSlowest nets into registers (arrival after the clock edge):\n"
+        tail += "\n".join(slow) + "\n"
     return head + "\n".join(rows) + "\n" + tail

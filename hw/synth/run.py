@@ -180,6 +180,7 @@ def synthesize(family, cfg, force=False, threads=1, timeout_min=None, seed=1):
                 str(threads),
                 "--report",
                 "report.json",
+                "--detailed-timing-report",
                 "--seed",
                 str(seed),
                 *extra,
