@@ -70,12 +70,12 @@ def test_critical_path_from_a_stored_ecp5_report():
     )
 
 
-def _net(name, *endpoints):
+def _net(name, *endpoints, launch="posedge clk"):
     """A net of nextpnr's detailed timing report: ``(cell, port, max arrival)`` each."""
     return {
         "net": name,
         "driver": f"{name}_LUT4_Z",
-        "event": "posedge clk",
+        "event": launch,
         "endpoints": [
             {"cell": c, "port": p, "event": "posedge clk", "delay": [0.5, t]}
             for c, p, t in endpoints
@@ -86,7 +86,8 @@ def _net(name, *endpoints):
 def test_slow_nets_from_detailed_timing():
     """The nets reached latest, from the per-input arrivals of ``--detailed-timing-report``
     (written by hand in its format): an input reached twice (the clock and the untimed
-    reset pin) counts at its earlier arrival; nothing above the worst clocked path."""
+    reset pin) counts at its earlier arrival; nothing above the worst clocked path, no
+    net launched from a pin."""
     step = {"from": {"cell": "a"}, "to": {"cell": "b"}, "type": "routing", "delay": 6.0}
     report = {
         "critical_paths": [
@@ -97,6 +98,7 @@ def test_slow_nets_from_detailed_timing():
             _net("y_M", ("y", "M", 8.0), ("y", "M", 7.0)),
             _net("z_DI", ("z", "DI", 9.9), ("w", "DI", 4.0)),
             _net("rst_only", ("r", "LSR", 12.5)),
+            _net("rst", ("q", "LSR", 9.95), launch="<async>"),  # the pin's own net
         ],
     }
     assert slow_nets(report) == [

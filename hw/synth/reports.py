@@ -68,12 +68,16 @@ def slow_nets(report, count=SLOW_NETS):
 
     Each input has an arrival (``[min, max]``) a launching clock, without saying which:
     the reset pin, not registered in the synthesis shell and so not timed, launches the
-    others. An input with several is given the earliest of them, which can understate a
-    register's path; none is above the worst clock-to-clock path."""
+    others. Nets launched from a pin are left out (nextpnr names the launch of a net's
+    first input), an input with several arrivals is given the earliest of them, which
+    can understate a register's path, and none is above the worst clock-to-clock
+    path."""
     worst = critical_path(report)
     bound = worst["ns"] if worst else float("inf")
     late = {}
     for net in report.get("detailed_net_timings", []):
+        if net.get("event") == "<async>":
+            continue
         arrivals = {}
         for e in net.get("endpoints", []):
             t = e["delay"][-1] if isinstance(e["delay"], list) else e["delay"]
