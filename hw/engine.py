@@ -6,7 +6,6 @@ from amaranth.lib.wiring import In, Out
 
 from .accumulator import Accumulator
 from .array import SystolicArray, array_output_delay
-from .fanout import lane_groups
 from .payloads import (
     QUEUED,
     EngineState,
@@ -56,8 +55,7 @@ class Engine(wiring.Component):
     i_instr : In(stream.Signature(QUEUED))
         The queue: instructions with their address patterns.
     act_read, weight_read, bias_read, scale_read : Out(ReadPort)
-        Reads of the activation address space (an address a bank of lanes), the weight
-        tiles and the parameters.
+        Reads of the activation address space, the weight tiles and the parameters.
     hidden_write : Out(WritePort)
         POSTPROC rows for the next layer.
     pool_read : Out(ReadPort)
@@ -73,11 +71,7 @@ class Engine(wiring.Component):
         super().__init__(
             {
                 "i_instr": In(stream.Signature(QUEUED)),
-                "act_read": Out(
-                    ReadPort(
-                        cfg.act_space, act_word(cfg), en=False, lanes=len(lane_groups(cfg.rows))
-                    )
-                ),
+                "act_read": Out(ReadPort(cfg.act_space, act_word(cfg), en=False)),
                 "weight_read": Out(ReadPort(cfg.weight_depth, weight_tile(cfg), en=False)),
                 "bias_read": Out(ReadPort(cfg.param_depth, bias_row(cfg), lanes=cfg.cols)),
                 "scale_read": Out(ReadPort(cfg.param_depth, scale_row(cfg), lanes=cfg.cols)),
@@ -103,7 +97,7 @@ class Engine(wiring.Component):
         tile = Signal.like(seq.o_mm.payload.weight_tile, reset_less=True)
         m.d.sync += tile.eq(seq.o_mm.payload.weight_tile)
         m.d.comb += [
-            self.act_read.addr.eq(seq.act_banks),
+            self.act_read.addr.eq(seq.o_mm.payload.act_addr),
             self.weight_read.addr.eq(tile),
             array.act.eq(self.act_read.data),
             array.weights.eq(self.weight_read.data),

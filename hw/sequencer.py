@@ -1,11 +1,11 @@
 """Instruction issue and drain: turns queued MATMUL and POSTPROC into rows."""
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .fanout import kept, lane_groups
+from .fanout import kept
 from .payloads import PATTERN, QUEUED, MatmulRow, PostprocRow
 
 __all__ = ["Sequencer"]
@@ -43,11 +43,6 @@ class Sequencer(wiring.Component):
         payload is the current POSTPROC's next row also while not valid.
     pp_hold : In(1)
         The post-processing pipeline stands still this cycle (its drain count waits).
-    act_banks : Out(ArrayLayout(range(act_space), banks))
-        ``o_mm.payload.act_addr`` once for each bank of the activation buffers (a group
-        of lanes, :func:`systolic.hw.fanout.lane_groups` of ``rows``), all equal: each
-        drives only its bank's block RAMs
-        (:class:`systolic.hw.activations.ActivationBuffer`).
     active : Out(1)
         An instruction is being issued.
     drained : Out(1)
@@ -71,9 +66,6 @@ class Sequencer(wiring.Component):
                 "o_mm": Out(stream.Signature(MatmulRow(cfg), always_ready=True)),
                 "o_pp": Out(stream.Signature(PostprocRow(cfg))),
                 "pp_hold": In(1),
-                "act_banks": Out(
-                    data.ArrayLayout(range(cfg.act_space), len(lane_groups(cfg.rows)))
-                ),
                 "active": Out(1),
                 "drained": Out(1),
                 "pp_mode": Out(1),
@@ -97,11 +89,6 @@ class Sequencer(wiring.Component):
         # word of its run of ``inner`` rows, its place in that run
         pattern = Signal(PATTERN)
         addr, run_start = Signal(range(cfg.act_space)), Signal(range(cfg.act_space))
-        # the activation word once more for each bank of the activation buffers: one
-        # register drove all their block RAMs (an 8x8 worst path, one net of 14.87 ns)
-        addrs = [addr] + [
-            kept(range(cfg.act_space), f"act_addr_bank{g}") for g in range(len(self.act_banks))
-        ]
         col = Signal(isa.ROWS_BITS)
         run_end = Signal()  # col + 1 == pattern.inner
         slot = Signal(range(max(2, cfg.raw_beats)))  # a raw row's beat
@@ -130,7 +117,7 @@ class Sequencer(wiring.Component):
                 pp.eq(head.postproc),
                 *(lane.eq(head.postproc.param_addr) for lane in param_addr),
                 pattern.eq(head_pattern),
-                *(a.eq(base) for a in addrs),
+                addr.eq(base),
                 run_start.eq(base),
                 col.eq(0),
                 run_end.eq(head_pattern.inner == 1),
@@ -141,12 +128,12 @@ class Sequencer(wiring.Component):
             self._next_row(m, row, acc, last_row, mm.m)
             with m.If(mm.tile_step):
                 m.d.sync += mm.weight_tile.eq(mm.weight_tile + 1)
-            self._next_address(m, pattern, addrs, run_start, col, run_end)
+            self._next_address(m, pattern, addr, run_start, col, run_end)
         with m.Elif(pp_slot):
             m.d.sync += slot.eq(Mux(last_slot, 0, slot + 1))
             with m.If(last_slot):
                 self._next_row(m, row, acc, last_row, pp.m)
-                self._next_address(m, pattern, addrs, run_start, col, run_end)
+                self._next_address(m, pattern, addr, run_start, col, run_end)
 
         with m.If(mm_slot):
             m.d.sync += mm_drain.eq(cfg.array_latency)
@@ -160,7 +147,6 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             self.o_mm.valid.eq(mm_slot),
             self.o_mm.payload.act_addr.eq(addr),
-            *(self.act_banks[g].eq(a) for g, a in enumerate(addrs[1:])),
             self.o_mm.payload.weight_tile.eq(mm.weight_tile),
             self.o_mm.payload.acc_addr.eq(acc),
             self.o_mm.payload.accumulate.eq(mm.accumulate),
@@ -185,22 +171,19 @@ class Sequencer(wiring.Component):
         m.d.sync += [row.eq(row + 1), acc.eq(acc + 1), last_row.eq(row + 2 == rows)]
 
     @staticmethod
-    def _next_address(m, pattern, addrs, run_start, col, run_end):
-        """The next row's activation word (into ``addrs``, the word and its copies): on
-        in the run, or the next run's start (no wrap while linear: ``col`` stays below
-        ``m - 1 < 2**ROWS_BITS - 1``)."""
+    def _next_address(m, pattern, addr, run_start, col, run_end):
+        """The next row's activation word: on in the run, or the next run's start (no
+        wrap while linear: ``col`` stays below ``m - 1 < 2**ROWS_BITS - 1``)."""
         with m.If(run_end):
-            nxt = run_start + pattern.outer_stride
             m.d.sync += [
                 col.eq(0),
                 run_end.eq(pattern.inner == 1),
-                run_start.eq(nxt),
-                *(a.eq(nxt) for a in addrs),
+                run_start.eq(run_start + pattern.outer_stride),
+                addr.eq(run_start + pattern.outer_stride),
             ]
         with m.Else():
-            nxt = addrs[0] + pattern.inner_stride
             m.d.sync += [
                 col.eq(col + 1),
                 run_end.eq(col + 2 == pattern.inner),
-                *(a.eq(nxt) for a in addrs),
+                addr.eq(addr + pattern.inner_stride),
             ]

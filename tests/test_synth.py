@@ -323,7 +323,7 @@ def test_ecp5_pes_mapped_apart_then_flattened(tmp_path, monkeypatch, split):
     assert not any(t.startswith("$") for t in types - {"$scopeinfo"}), sorted(types)
 
 
-#: the registers copied a lane or a group of lanes (``systolic.hw.fanout``) on a 4x4 core:
+#: the registers copied a lane or a group of lanes (``systolic.hw.fanout``) on a 2x4 core:
 #: how many copies each has
 _COPIES = {
     "param_addr": 4,  # the sequencer's parameter read address, a lane
@@ -333,12 +333,11 @@ _COPIES = {
     "accumulate": 2,  # the accumulator's read-modify-write selects, two lanes a copy
     "fwd1": 2,
     "fwd2": 2,
-    "act_addr": 2,  # the sequencer's activation address, a bank of two lanes
 }
 
 
 def _copy_drivers(path, keep=True):
-    """Synthesize a 4x4 core in ``path`` (``keep``: with ``KEEP_REGISTERS``, else with
+    """Synthesize a 2x4 core in ``path`` (``keep``: with ``KEEP_REGISTERS``, else with
     that step left out); the flip-flops driving each copy of the registers in
     :data:`_COPIES`: ``{name: {copy: {cell}}}``."""
     from systolic.hw.synth.targets import KEEP_REGISTERS
@@ -346,7 +345,7 @@ def _copy_drivers(path, keep=True):
     # 2 KiB of input buffer: with 1 KiB, ABC9 (the yowasp build) exits without a message
     # on this core's netlist since the front end's head register (docs/SYNTHESIS.md)
     cfg = CoreConfig(
-        rows=4, cols=4, act_kib=2, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=16
+        rows=2, cols=4, act_kib=2, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=16
     )
     script = yosys_script("ecp5", cfg)
     assert KEEP_REGISTERS in script
@@ -368,9 +367,9 @@ def _copy_drivers(path, keep=True):
     for name, count in _COPIES.items():
         copies = drivers[name] = {}
         for net, info in top["netnames"].items():
-            found = re.search(rf"(^|\.){name}_(lanes?|bank)(\d+)$", net)
+            found = re.search(rf"(^|\.){name}_lanes?(\d+)$", net)
             if found:
-                copies[int(found.group(3))] = {q_bits[b] for b in info["bits"] if b in q_bits}
+                copies[int(found.group(2))] = {q_bits[b] for b in info["bits"] if b in q_bits}
         assert sorted(copies) == list(range(count)), (name, sorted(copies))
     return drivers
 
@@ -379,18 +378,17 @@ def _copy_drivers(path, keep=True):
 def test_register_copies_survive_synthesis(tmp_path):
     """The copies of lane-wide registers are flip-flops of their own after synthesis
     (``KEEP_REGISTERS``): the parameter addresses a lane (4 x 4 flip-flops each), a LOAD
-    beat's parameter data, the accumulator's selects and the activation read address a
-    copy every two lanes. Without that step Yosys merges the copies that load the same
-    value under the same enable into one, which is what this test would see if it were
-    lost (the write addresses load with their lanes' data, under different enables, and
-    stay apart)."""
+    beat's parameter data and the accumulator's selects a copy every two lanes. Without
+    that step Yosys merges the copies that load the same value under the same enable
+    into one, which is what this test would see if it were lost (the write addresses
+    load with their lanes' data, under different enables, and stay apart)."""
     drivers = _copy_drivers(tmp_path)
     for name, copies in drivers.items():
         sizes = {len(cells) for cells in copies.values()}
         assert len(sizes) == 1 and 0 not in sizes, (name, sizes)
         assert len(set().union(*copies.values())) == sizes.pop() * len(copies), name
     merged = _copy_drivers(tmp_path, keep=False)
-    for name in ("param_addr", "param_data", "accumulate", "fwd1", "fwd2", "act_addr"):
+    for name in ("param_addr", "param_data", "accumulate", "fwd1", "fwd2"):
         cells = set().union(*merged[name].values())
         assert len(cells) == len(next(iter(merged[name].values()))), (name, len(cells))
 
