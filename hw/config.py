@@ -231,13 +231,6 @@ class CoreConfig:
         """
         return self.postproc_stages + (4 if self.deep_pipeline else 3)
 
-    @property
-    def idle_delay(self):
-        """Cycles from the engine's first idle cycle to the front end's seeing it: its
-        idle flag is registered (``systolic.hw.frontend``), so SYNC, END and the status
-        packet go this much later."""
-        return 1
-
     # -- identity ----------------------------------------------------------------------
     # -- scheduling rules that programs follow (the compiler and the program checker)
     @property

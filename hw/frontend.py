@@ -81,11 +81,11 @@ class FrontEnd(wiring.Component):
 
     Validates every instruction before it has any effect (see :class:`isa.ErrorCode`),
     writes LOAD data into the buffers, queues MATMUL and POSTPROC for the engine,
-    holds SYNC and END until the engine is idle (from the cycle after it is: the flag is
-    registered), and after END (or an error and the stream's tlast) sends the status
-    packet: the error code and the counters, one :data:`isa.STATUS_WORD_BITS`-bit word a
-    beat in :data:`isa.STATUS_FIELDS` order. The error code is sticky until the packet
-    has been sent; counters restart with the next program.
+    holds SYNC and END until the engine is idle, and after END (or an error and the
+    stream's tlast) sends the status packet: the error code and the counters, one
+    :data:`isa.STATUS_WORD_BITS`-bit word a beat in :data:`isa.STATUS_FIELDS` order. The
+    error code is sticky until the packet has been sent; counters restart with the next
+    program.
 
     LOOP sets one target's address pattern (:class:`isa.LoopTarget`) in the cycle it is
     taken; it never waits and never enters the queue. Each queued MATMUL carries the
@@ -150,18 +150,11 @@ class FrontEnd(wiring.Component):
                 }
             )
         )
-        # the engine's idle flag a cycle late, low after a push (the engine is then not
-        # idle): SYNC, END and the status packet wait a cycle longer, and the flag, which
-        # comes through the output FIFO's level and post-processing's valid flags, no
-        # longer reaches the decoder (a worst path of the 8x8 at three seeds)
-        assert self._cfg.idle_delay == 1
-        idle = Signal(init=1)
-        m.d.sync += idle.eq(self.engine.idle & ~(self.o_instr.valid & self.o_instr.ready))
-        self._decode(m, beat, err, state, error, load, patterns, update, idle)
+        self._decode(m, beat, err, state, error, load, patterns, update)
         self._update_patterns(m, patterns, update)
         self._load_writes(m, beat.payload.data, (state == _State.DATA) & fire, load)
         counters, incs = self._counters(m, fire, beat.valid, state)
-        idx = self._status(m, state, error, counters, update, idle)
+        idx = self._status(m, state, error, counters, update)
         if platform == "formal":
             # Invariants the k-induction proofs (sim/formal.py) need and cannot find by
             # themselves: an error is held only while the rest of its frame is discarded
@@ -303,10 +296,9 @@ class FrontEnd(wiring.Component):
         err = Mux(linear, checked.payload.error, Mux(use_forwarded, forwarded, as_is))
         return checked, err, value
 
-    def _decode(self, m, beat, err, state, error, load, patterns, update, idle):
+    def _decode(self, m, beat, err, state, error, load, patterns, update):
         """The state machine: takes ``beat`` (whose finished error code is ``err``), queues
-        engine instructions, starts LOADs, says which pattern a LOOP sets (``update``);
-        SYNC and END wait for ``idle``."""
+        engine instructions, starts LOADs, says which pattern a LOOP sets (``update``)."""
         cfg = self._cfg
         instr = data.View(INSTRUCTION, beat.payload.data[: isa.INSTR_BITS])
         op, ld, last = instr.bare.op, instr.load, beat.payload.last
@@ -335,7 +327,7 @@ class FrontEnd(wiring.Component):
                         self.o_instr.valid.eq(beat.valid),
                     ]
                 with m.Elif((op == Opcode.SYNC) | (op == Opcode.END)):
-                    m.d.comb += beat.ready.eq(idle)
+                    m.d.comb += beat.ready.eq(self.engine.idle)
                 with m.Else():
                     m.d.comb += beat.ready.eq(1)
                 with m.If(fire):
@@ -530,14 +522,14 @@ class FrontEnd(wiring.Component):
             m.d.sync += [counter.eq(0) for counter in counters.values()]
         return counters, incs
 
-    def _status(self, m, state, error, counters, update, idle):
-        """The status packet, once the engine is idle (``idle``); then the next program,
-        with both patterns linear (``update.linear``)."""
+    def _status(self, m, state, error, counters, update):
+        """The status packet, once the engine is idle; then the next program, with both
+        patterns linear (``update.linear``)."""
         st = self.o_status
         idx = Signal(range(len(isa.STATUS_FIELDS)))
         words = [error.as_value()] + list(counters.values())
         with m.If(state == _State.STATUS):
-            m.d.comb += st.valid.eq(idle)
+            m.d.comb += st.valid.eq(self.engine.idle)
         with m.Switch(idx):
             for i, word in enumerate(words):
                 with m.Case(i):

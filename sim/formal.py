@@ -131,8 +131,7 @@ def stall_bound(cfg, max_rows=MAX_ROWS, ready_every=READY_EVERY):
     most its rows (``raw_beats`` result beats each, each waiting at most
     ``ready_every`` cycles for ``m_axis_tready``), the drain of the longer pipeline
     (before an instruction of the other kind starts, or before the engine is idle)
-    and its pop, and the front end sees the engine idle ``idle_delay`` cycles after it
-    is; each status beat waits at most ``ready_every`` cycles. The input
+    and its pop; each status beat waits at most ``ready_every`` cycles. The input
     buffer (deep pipeline) frees its port one cycle after the front end takes a beat.
 
     With ``ready_every > 1`` and no deep pipeline, rows of earlier instructions held in
@@ -146,7 +145,7 @@ def stall_bound(cfg, max_rows=MAX_ROWS, ready_every=READY_EVERY):
     instruction = (
         max_rows * cfg.raw_beats * ready_every + max(cfg.array_latency, cfg.postproc_latency) + 1
     )
-    engine = (cfg.queue_depth + 1) * instruction + cfg.idle_delay
+    engine = (cfg.queue_depth + 1) * instruction
     return engine + STATUS_BEATS * ready_every + (2 if cfg.deep_pipeline else 1)
 
 

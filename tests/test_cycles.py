@@ -29,11 +29,10 @@ def test_load_matmul_end():
         (Opcode.MATMUL, dict(MM, m=3), 0),
         (Opcode.END, {}, 0),
     )
-    # header 0, data 1, MATMUL pushed 2, popped 3, rows 4..6, idle at 6 + L + 1 = 28,
-    # which the front end sees a cycle later (its idle flag is a register): END at 29
-    assert cfg.array_latency == 21 and cfg.idle_delay == 1
+    # header 0, data 1, MATMUL pushed 2, popped 3, rows 4..6, idle at 6 + L + 1
+    assert cfg.array_latency == 21
     st = predict(cfg, beats)
-    assert st["cycles"] == 30 and st["mac_cycles"] == 3
+    assert st["cycles"] == 29 and st["mac_cycles"] == 3
     assert st["busy_cycles"] == (6 + 21) - 4 + 1 and st["error"] == 0
 
 
@@ -48,10 +47,10 @@ def test_kind_switch_and_queue_full():
     # L = 13 after a MATMUL, 12 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
     # pops 1, 11, 21, 31 (each at the previous one's last row); MATMULs end at 41.
     # POSTPROC pushed at 22 (after pop2), popped at 41 + 13 + 1 = 55, rows 56..57;
-    # idle at 57 + 12 + 1 = 70, END seen idle at 71 -> 72 cycles
+    # END at 57 + 12 + 1 = 70 -> 71 cycles
     assert (cfg.array_latency, cfg.postproc_latency) == (13, 12)
     st = predict(cfg, beats)
-    assert st["cycles"] == 72 and st["mac_cycles"] == 40
+    assert st["cycles"] == 71 and st["mac_cycles"] == 40
 
 
 def test_errors_stop_counting_at_tlast():
@@ -116,9 +115,9 @@ def test_loop_is_one_front_end_beat():
         (Opcode.END, {}, 0),
     )
     # header 0, data 1, LOOPs 2 and 3, MATMUL pushed 4, popped 5, rows 6..8, END at
-    # 8 + 21 + 1 + 1: two cycles more than test_load_matmul_end, and nothing else changes
+    # 8 + 21 + 1: two cycles more than test_load_matmul_end, and nothing else changes
     st = predict(cfg, beats)
-    assert st["cycles"] == 32 and st["mac_cycles"] == 3
+    assert st["cycles"] == 31 and st["mac_cycles"] == 3
     assert st["busy_cycles"] == (8 + 21) - 6 + 1 and st["error"] == 0
 
 
@@ -141,7 +140,7 @@ def test_loop_never_waits_for_the_queue():
         (Opcode.END, {}, 0),
     )
     assert predict(cfg, looped) == predict(cfg, plain)
-    assert predict(cfg, plain)["cycles"] == 72  # as in test_kind_switch_and_queue_full
+    assert predict(cfg, plain)["cycles"] == 71  # as in test_kind_switch_and_queue_full
 
 
 def test_refused_loop_stops_counting_at_tlast():

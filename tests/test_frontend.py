@@ -132,9 +132,7 @@ ACT_ROW = 0x030201
 BIAS = [-5, 7, 0, 1, -1]
 SCENARIOS = {
     # beats; then what must come out: act writes (addr, lanes), bias lane writes
-    # (addr, lane, value), queued instruction words, status error; and the SYNC and END
-    # beats right after a queued instruction (each waits idle_delay cycles for the
-    # front end's registered idle flag)
+    # (addr, lane, value), queued instruction words, status error
     "load, queue, end": (
         _program(
             isa.encode(Opcode.LOAD, target=Target.ACT, addr=6, count=2),
@@ -150,7 +148,6 @@ SCENARIOS = {
         [(1, c, b) for c, b in enumerate(BIAS)],
         [isa.encode(Opcode.MATMUL, m=2, act_addr=6, acc_addr=3)],
         ErrorCode.NONE,
-        1,  # the SYNC
     ),
     "an error discards the rest of the frame": (
         _program(
@@ -163,7 +160,6 @@ SCENARIOS = {
         [],
         [],
         ErrorCode.ACC_RANGE,
-        0,
     ),
     "tlast before END": (
         _program(isa.encode(Opcode.LOAD, target=Target.ACT, addr=0, count=3), ACT_ROW),
@@ -171,7 +167,6 @@ SCENARIOS = {
         [],
         [],
         ErrorCode.NO_END,
-        0,
     ),
 }
 
@@ -179,7 +174,7 @@ SCENARIOS = {
 @pytest.mark.parametrize("cfg", [CFG, SHALLOW], ids=["3x5", "3x5-shallow"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_front_end_runs_a_program(cfg, scenario):
-    beats, want_act, want_bias, want_queued, want_error, waits = SCENARIOS[scenario]
+    beats, want_act, want_bias, want_queued, want_error = SCENARIOS[scenario]
     dut = FrontEnd(cfg)
     act, bias, queued, status = [], [], [], []
 
@@ -214,10 +209,8 @@ def test_front_end_runs_a_program(cfg, scenario):
     words = [s.word for s in status]
     assert len(words) == len(isa.STATUS_FIELDS) and words[0] == want_error.value
     fields = dict(zip(isa.STATUS_FIELDS, words))
-    # one beat a cycle from the first beat through END (or the frame's end after an
-    # error), but for the waits for the idle flag
-    assert fields["cycles"] == len(beats) + cfg.idle_delay * waits
-    assert fields["stall_in_cycles"] == 0
+    # one beat a cycle from the first beat through END (or the frame's end after an error)
+    assert fields["cycles"] == len(beats) and fields["stall_in_cycles"] == 0
     assert fields["busy_cycles"] == fields["mac_cycles"] == fields["stall_out_cycles"] == 0
 
 
@@ -273,33 +266,25 @@ def _queued_pattern(p):
 
 
 def _reference(cfg, program):
-    """``(queued, error, waits)`` of one program (``[(op, fields)]``, tlast on the
-    last): the queue entries ``(word, pattern)``, the status packet's error code, and
-    the cycles SYNC and END wait beside an engine that is idle at once: the front end's
-    idle flag is registered and low in the cycle after a push, so one right after a
-    queued instruction waits ``idle_delay``. Every program starts with both patterns
-    linear."""
+    """``(queued, error)`` of one program (``[(op, fields)]``, tlast on the last):
+    the queue entries ``(word, pattern)`` and the status packet's error code. Every
+    program starts with both patterns linear."""
     patterns = {t: None for t in LoopTarget}
-    queued, waits = [], 0
+    queued = []
     for i, (op, f) in enumerate(program):
         last = i == len(program) - 1
         code = _spec_check(cfg, op, f, last, patterns)
         if code is ErrorCode.NONE and last and op is not Opcode.END:
             code = ErrorCode.NO_END
         if code is not ErrorCode.NONE:
-            return queued, code, waits
-        if op in (Opcode.SYNC, Opcode.END) and i and program[i - 1][0] in _QUEUED_OPS:
-            waits += cfg.idle_delay
+            return queued, code
         if op is Opcode.LOOP:
             p = (f["inner"], f["outer"], f["inner_stride"], f["outer_stride"])
             patterns[LoopTarget(f["target"])] = p if f["inner"] else None
         elif op is not Opcode.END:
             target = LoopTarget.READ if op is Opcode.MATMUL else LoopTarget.WRITE
             queued.append((isa.encode(op, **f), _queued_pattern(patterns[target])))
-    return queued, ErrorCode.NONE, waits
-
-
-_QUEUED_OPS = (Opcode.MATMUL, Opcode.POSTPROC)
+    return queued, ErrorCode.NONE
 
 
 def loop(target, inner, outer=1, inner_stride=0, outer_stride=0):
@@ -523,13 +508,11 @@ def _check_programs(cfg, programs):
     queued, packets = _run_programs(cfg, programs)
     want_queued = []
     for program, packet in zip(programs, packets):
-        entries, code, waits = _reference(cfg, program)
+        entries, code = _reference(cfg, program)
         want_queued += entries
         assert ErrorCode(packet["error"]) is code, (program, ErrorCode(packet["error"]), code)
-        # every beat in one cycle, LOOP included (the engine is idle, the queue has room),
-        # but END waits for the idle flag after a queued instruction
-        assert packet["cycles"] == len(program) + waits, (program, packet["cycles"], waits)
-        assert packet["stall_in_cycles"] == 0, program
+        # every beat in one cycle, LOOP included: the engine is idle, the queue has room
+        assert packet["cycles"] == len(program) and packet["stall_in_cycles"] == 0, program
     assert queued == want_queued
 
 

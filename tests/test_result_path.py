@@ -30,11 +30,6 @@ CFGS = {
     "2x4-deep": CoreConfig(
         rows=2, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=4
     ),
-    # 2 groups (the second one short); two lane groups of the pooling's forwarding
-    # selects (hw/fanout.py)
-    "4x7-deep": CoreConfig(
-        rows=4, cols=7, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=4
-    ),
     # 2 groups (the second one short), 3 raw beats a row
     "3x5-shallow": CoreConfig(
         rows=3,

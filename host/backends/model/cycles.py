@@ -89,11 +89,9 @@ class Timeline:
         return pop
 
     def idle_at(self):
-        """The first cycle the front end sees the engine idle (``idle_delay`` after it is;
-        idle from reset)."""
         if not self.pops:
             return 0
-        return self.last_end + self._latency(self.last_kind) + 1 + self.cfg.idle_delay
+        return self.last_end + self._latency(self.last_kind) + 1
 
     def sync(self):
         """SYNC or END: accepted when the engine is idle; returns that cycle."""
