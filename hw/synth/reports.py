@@ -60,7 +60,7 @@ def critical_path(report):
     return worst
 
 
-def slow_nets(report, count=SLOW_NETS):
+def slow_nets(report: dict, count: int = SLOW_NETS) -> list[dict]:
     """The nets into register inputs reached latest after the clock edge, from nextpnr's
     ``--detailed-timing-report``: the last net of the worst paths into ``count``
     different nets, so that one run shows every long net near the critical path, not
