@@ -241,7 +241,7 @@ def test_quantized_model_that_does_not_come_from_its_checkpoint(tmp_path, capsys
     q = QuantizedModel.load("models/mlp.qnpz")
     layer = q.layers[1]
     bias = layer.bias.copy()
-    bias[0] += 1
+    bias[0] += 2  # one is within the float kernels' rounding (test_quantize.py)
     QuantizedModel((q.layers[0], dataclasses.replace(layer, bias=bias)), q.meta).save(
         str(tmp_path / "m.qnpz")
     )

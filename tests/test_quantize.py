@@ -441,3 +441,49 @@ def test_committed_quantized_model_records_its_checkpoint():
     assert qmodel.meta["checkpoint"] == "mlp.pt"
     assert qmodel.meta["checkpoint_sha256"] == file_sha256("models/mlp.pt")
     assert all(ly.round_even for ly in qmodel.layers)
+
+
+def _ulp_apart(layer, k):
+    """``layer`` as quantized again on a CPU whose float kernels round the last bit of
+    the observed ranges the other way (scaled by ``1 + k * 2**-24``): every scale and
+    multiplier a few ulps off, a bias by one."""
+    f = 1 + k * 2.0**-24
+    bias = layer.bias.copy()
+    bias[0] += 1
+    return dataclasses.replace(
+        layer,
+        input_scale=layer.input_scale * f,
+        output_scale=layer.output_scale * f,
+        weight_scale=layer.weight_scale * f,
+        mult=np.round(layer.mult * f).astype(layer.mult.dtype),
+        bias=bias,
+    )
+
+
+@pytest.mark.parametrize(
+    "change, same",
+    [
+        ("none", True),
+        ("an ulp off (CPU kernels)", True),
+        ("a scale 1e-5 off", False),
+        ("a bias two off", False),
+        ("a weight", False),
+        ("a zero point", False),
+    ],
+)
+def test_quantized_again_matches_up_to_the_float_kernels(change, same):
+    """``load_for_inference``'s check that a quantized model comes from its checkpoint
+    allows the last bits that the CPU's float kernels decide, and nothing more."""
+    from systolic.host.nn.quantize import _same_layers
+
+    layers = QuantizedModel.load("models/mlp.qnpz").layers
+    a = layers[0]
+    b = {
+        "none": a,
+        "an ulp off (CPU kernels)": _ulp_apart(a, 3),
+        "a scale 1e-5 off": dataclasses.replace(a, output_scale=a.output_scale * (1 + 1e-5)),
+        "a bias two off": dataclasses.replace(a, bias=a.bias + 2),
+        "a weight": dataclasses.replace(a, weight=a.weight ^ np.int8(1)),
+        "a zero point": dataclasses.replace(a, output_zero_point=a.output_zero_point + 1),
+    }[change]
+    assert _same_layers(layers, (b, *layers[1:])) is same
