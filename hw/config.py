@@ -226,25 +226,10 @@ class CoreConfig:
         """Cycles from issuing a post-processing row to its result (no backpressure).
 
         Buffer read, issue register, :attr:`postproc_stages`, output register; with the
-        deep pipeline two more: the parameters are read a cycle after the issue (from
-        an address copy a lane, so that no one register drives every lane's memory), and
-        a row to the hidden buffer has its pooling read registered before the maximum is
-        taken (``systolic.hw.result_path``).
+        deep pipeline one more for a row to the hidden buffer, whose pooling read is
+        registered before the maximum is taken (``systolic.hw.result_path``).
         """
-        return self.postproc_stages + (5 if self.deep_pipeline else 3)
-
-    @property
-    def load_write_delay(self):
-        """Cycles from a LOAD beat's taking to its input or weight buffer write: the
-        write ports are registers (``systolic.hw.frontend.FrontEnd``)."""
-        return 1
-
-    @property
-    def param_write_delay(self):
-        """Cycles from a LOAD beat's taking to its bias or scale write: the beat's data
-        passes a stage of copies (a group of lanes each) before the lanes' write
-        registers (``systolic.hw.frontend.FrontEnd``)."""
-        return 2
+        return self.postproc_stages + (4 if self.deep_pipeline else 3)
 
     # -- identity ----------------------------------------------------------------------
     # -- scheduling rules that programs follow (the compiler and the program checker)

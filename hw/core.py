@@ -1,13 +1,12 @@
 """The top level: buffers, front end, engine, and the AXI4-Stream ports."""
 
 from amaranth.hdl import Module
-from amaranth.lib import wiring
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
 from .activations import ActivationBuffer
 from .engine import Engine
-from .fifo import RegisteredHeadFIFO
 from .frontend import FrontEnd
 from .params import ParamBuffer
 from .payloads import QUEUED, bias_row, scale_row
@@ -58,9 +57,7 @@ class Core(wiring.Component):
         cfg = self.cfg
         m = Module()
         m.submodules.frontend = fe = FrontEnd(cfg)
-        # the queue's head a register: the sequencer's issue logic and the registers it
-        # loads read a flip-flop, not the LUT RAM's asynchronous read
-        m.submodules.queue = queue = RegisteredHeadFIFO(width=QUEUED.size, depth=cfg.queue_depth)
+        m.submodules.queue = queue = fifo.SyncFIFO(width=QUEUED.size, depth=cfg.queue_depth)
         m.submodules.engine = eng = Engine(cfg)
         m.submodules.activations = acts = ActivationBuffer(cfg)
         m.submodules.weights = wbuf = WeightBuffer(cfg)

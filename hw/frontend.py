@@ -437,8 +437,6 @@ class FrontEnd(wiring.Component):
         issue), and the parameters a cycle after that (the row's parameter address is
         registered at the issue), so it still sees the write."""
         C = self._cfg.cols
-        # the write registers below are these latencies (the formal error_sticky reads them)
-        assert self._cfg.load_write_delay == 1 and self._cfg.param_write_delay == 2
 
         def no_reset(port, *names):  # address and data: registers without a reset
             regs = [Signal.like(getattr(port, n), reset_less=True, name=f"{n}_q") for n in names]

@@ -16,10 +16,9 @@ class ParamBuffer(wiring.Component):
     one POSTPROC row a cycle. Each lane's memory has its own read address, so that the
     read address does not fan out to every lane: on the 16x16 a single address drove
     the 192 LUT-RAM cells of the scales and the 128 of the biases across the die, the
-    worst path of the whole core (docs/SYNTHESIS.md). With the deep pipeline the result
-    path holds a copy of the read address for each lane
-    (:class:`systolic.hw.result_path.ResultPath`), the front end a write address for
-    each lane.
+    worst path of the whole core (docs/SYNTHESIS.md). The sequencer holds a copy of the
+    address for each lane (:class:`systolic.hw.payloads.PostprocRow`), the front end a
+    write address for each lane.
 
     Members
     -------

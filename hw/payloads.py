@@ -169,13 +169,17 @@ class PostprocRow(data.StructLayout):
     """One POSTPROC row as issued: the accumulator and parameter words to read, and where
     the result goes: the stream (``to_stream``; ``raw``: as int32 lanes) or the slice
     ``group`` of it to activation address ``dst_addr`` (``pool``: the lane-wise maximum
-    of it and the word there)."""
+    of it and the word there).
+
+    ``param_addr`` is the parameter word once for each lane, all equal: each lane's
+    parameters are a memory of their own (:class:`systolic.hw.params.ParamBuffer`),
+    read at its own copy, so that no one address bit drives every lane's memory."""
 
     def __init__(self, cfg):
         super().__init__(
             {
                 "acc_addr": range(cfg.acc_depth),
-                "param_addr": range(cfg.param_depth),
+                "param_addr": data.ArrayLayout(range(cfg.param_depth), cfg.cols),
                 "dst_addr": range(cfg.act_space),
                 "group": isa.GROUP_BITS,
                 "to_stream": 1,

@@ -2,11 +2,10 @@
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .fanout import kept, lane_groups
-from .fifo import RegisteredHeadFIFO
 from .payloads import (
     PostprocRow,
     ReadPort,
@@ -121,7 +120,7 @@ class ResultPath(wiring.Component):
         m = Module()
         m.submodules.post = post = PostProcessor(cfg, _RowMeta(cfg))
         issue = self.i_pp.valid & self.i_pp.ready
-        issued = self._issue(m, post)
+        issue_valid = self._issue(m, post)
         # a row for the hidden buffer, one cycle after post-processing
         d_valid, d_meta = Signal(), Signal(_RowMeta(cfg), reset_less=True)
         d_y = Signal(post.y.shape(), reset_less=True)
@@ -142,62 +141,53 @@ class ResultPath(wiring.Component):
             e_valid = self._pooled_write(m, d_valid, d_meta, d_y)
         else:
             e_valid = 0
-            new = self._group(m, d_meta, d_y)
-            self._to_hidden(m, d_valid, d_meta, new, self.pool_read.data)
-        m.d.comb += self.empty.eq(~Cat(*issued).any() & ~d_valid & ~e_valid & ~out_busy)
+            self._to_hidden(m, d_valid, d_meta, d_y, self.pool_read.data)
+        m.d.comb += self.empty.eq(~issue_valid & ~d_valid & ~e_valid & ~out_busy)
         return m
 
     def _pooled_write(self, m, d_valid, d_meta, d_y):
         """Deep pipeline: stage E after D, where the pooling read's word (registered in
-        D) meets the row's slice (selected in D) and the hidden write happens. The word
-        read in D does not include the writes at the end of the two cycles before E;
-        those are kept (``prev1``, ``prev2``) and taken instead when their address is
-        the row's, which is decided in D, a copy of that choice every two lanes (one
-        flip-flop drove the multiplexers of every lane). Returns E's valid flag."""
+        D) meets the row and the hidden write happens. The word read in D does not
+        include the writes at the end of the two cycles before E; those are kept
+        (``prev1``, ``prev2``) and taken instead when their address is the row's, which
+        is decided in D. Returns E's valid flag."""
         cfg, w = self._cfg, self.hidden_write
         word = w.data.shape()
         e_valid = Signal()
         e_meta = Signal.like(d_meta, reset_less=True)
-        e_new = Signal(word, reset_less=True)
+        e_y = Signal.like(d_y, reset_less=True)
         old_q, prev1, prev2 = (Signal(word, reset_less=True) for _ in range(3))
         prev1_valid, prev1_addr = Signal(), Signal.like(w.addr, reset_less=True)
-        groups = lane_groups(cfg.rows)
-        fwd1 = [kept(1, f"pool_fwd1_lanes{g}") for g in range(len(groups))]
-        fwd2 = [kept(1, f"pool_fwd2_lanes{g}") for g in range(len(groups))]
+        fwd1, fwd2 = Signal(), Signal()
         d_addr = d_meta.dst_addr - cfg.act_depth
         m.d.sync += [
             e_valid.eq(d_valid),
             e_meta.eq(d_meta),
-            # the slice in D: the group's selection before E's register (after it, it
-            # stood before the maximum's comparison: an 8x8 worst path, 12.90 ns)
-            e_new.eq(self._group(m, d_meta, d_y)),
+            e_y.eq(d_y),
             old_q.eq(self.pool_read.data),
             prev1.eq(w.data),
             prev1_valid.eq(w.en),
             prev1_addr.eq(w.addr),
             prev2.eq(prev1),
             # decided in D: the write now (E) is prev1 in the next cycle, prev1 is prev2
-            *(f.eq(w.en & (w.addr == d_addr)) for f in fwd1),
-            *(f.eq(prev1_valid & (prev1_addr == d_addr)) for f in fwd2),
+            fwd1.eq(w.en & (w.addr == d_addr)),
+            fwd2.eq(prev1_valid & (prev1_addr == d_addr)),
         ]
         old = Signal(word)
-        for g, lanes in enumerate(groups):
-            for j in lanes:
-                m.d.comb += old[j].eq(Mux(fwd1[g], prev1[j], Mux(fwd2[g], prev2[j], old_q[j])))
-        self._to_hidden(m, e_valid, e_meta, e_new, old)
+        m.d.comb += old.eq(Mux(fwd1, prev1, Mux(fwd2, prev2, old_q)))
+        self._to_hidden(m, e_valid, e_meta, e_y, old)
         return e_valid
 
     def _issue(self, m, post):
-        """The reads of the row issued now; the issue register beside their data (deep
-        pipeline: two, and a register for the accumulator word, which waits a cycle for
-        the parameters). Returns the issue registers' valid flags."""
-        cfg, pp, hold = self._cfg, self.i_pp.payload, self.hold
-        issue_valid, issue_meta = Signal(), Signal(_RowMeta(cfg), reset_less=True)
+        """The reads of the row issued now; the issue register beside their data."""
+        pp, hold = self.i_pp.payload, self.hold
+        issue_valid, issue_meta = Signal(), Signal(_RowMeta(self._cfg), reset_less=True)
         m.d.comb += [
             self.acc_read.valid.eq(self.i_pp.valid & self.i_pp.ready),
             self.acc_read.payload.eq(pp.acc_addr),
         ]
-        self._param_reads(m, pp.param_addr)
+        for port in (self.bias_read, self.scale_read):
+            m.d.comb += [port.addr.eq(pp.param_addr), port.en.eq(~hold)]
         with m.If(~hold):
             m.d.sync += [
                 issue_valid.eq(self.acc_read.valid),
@@ -207,61 +197,20 @@ class ResultPath(wiring.Component):
                 issue_meta.raw.eq(pp.raw),
                 issue_meta.pool.eq(pp.pool),
             ]
-        valids, acc = [issue_valid], self.acc_data
-        if cfg.deep_pipeline:  # (no hold)
-            late_valid, late_meta = Signal(), Signal.like(issue_meta, reset_less=True)
-            acc = Signal.like(self.acc_data, reset_less=True, name="acc_late")
-            m.d.sync += [
-                late_valid.eq(issue_valid),
-                late_meta.eq(issue_meta),
-                acc.eq(self.acc_data),
-            ]
-            valids.append(late_valid)
-            issue_valid, issue_meta = late_valid, late_meta
         m.d.comb += [
             post.en.eq(~hold),
             post.i_valid.eq(issue_valid),
             post.i_meta.eq(issue_meta),
-            post.acc.eq(acc),
+            post.acc.eq(self.acc_data),
             post.bias.eq(self.bias_read.data),
             post.scale.eq(self.scale_read.data),
         ]
-        return valids
-
-    def _param_reads(self, m, param_addr):
-        """The parameter reads of the row issued now (:class:`systolic.hw.params.ParamBuffer`:
-        the word a cycle after the address).
-
-        Deep pipeline: the address a copy a lane, each driving only its lane's memories,
-        loaded in every cycle from the issued row's (one register in the sequencer), so
-        the read is a cycle after the issue (``postproc_latency`` counts it). As copies in
-        the sequencer, loaded with the instruction for a read at the issue, they were
-        among the 120 registers its pop enables, spread over the die with their lanes
-        (the 8x8's and the 16x16's worst path, 15.3 and 15.9 ns); a copy read
-        asynchronously a cycle later, its word registered, became a block RAM read
-        whose slow output fed the bias add (on the 8x8, whose 128 parameter words are
-        block RAM), or, asked for LUT RAM, 11,000 LUTs more. ``keep`` keeps the copies
-        apart in synthesis (systolic.hw.synth.targets). Otherwise the read is at the
-        issue, every lane at the row's address, held with the pipeline."""
-        cfg, ports = self._cfg, (self.bias_read, self.scale_read)
-        if cfg.deep_pipeline:
-            for c in range(cfg.cols):
-                lane = kept(range(cfg.param_depth), f"param_addr_lane{c}", reset_less=True)
-                m.d.sync += lane.eq(param_addr)
-                m.d.comb += [port.addr[c].eq(lane) for port in ports]
-        else:
-            for port in ports:
-                m.d.comb += [port.addr[c].eq(param_addr) for c in range(cfg.cols)]
-                m.d.comb += port.en.eq(~self.hold)
+        return issue_valid
 
     def _row_fifo(self, m, post, row_bits, rows, issue, pop):
         """Deep pipeline: stream rows through a FIFO, issued against credits."""
         depth = result_fifo_rows(self._cfg)
-        # its head a register: the LUT RAM's read stood between the FIFO's read pointer and
-        # the core's output (to the synthesis shell's register: 12.72 ns, 11.09 routing)
-        m.submodules.out_fifo = fifo = RegisteredHeadFIFO(
-            width=_ResultRow(self._cfg).size, depth=depth
-        )
+        m.submodules.out_fifo = fifo = SyncFIFO(width=_ResultRow(self._cfg).size, depth=depth)
         credits_used = Signal(range(depth + 1))  # stream rows issued, not popped
         credits_next = Signal.like(credits_used)
         full = Signal()  # credits_used == depth, kept in a register for the issue logic
@@ -277,7 +226,7 @@ class ResultPath(wiring.Component):
             row_in.payload.eq(Cat(row_bits, post.o_meta.raw)),
         ]
         wiring.connect(m, fifo.r_stream, wiring.flipped(rows))
-        return fifo.r_stream.valid
+        return fifo.r_rdy
 
     def _row_register(self, m, post, row_bits, rows, pop, d_valid, d_meta, d_y):
         """Shallow: one row register for both ways out; a stream row in it holds the
@@ -300,25 +249,21 @@ class ResultPath(wiring.Component):
             ]
         return 0
 
-    def _group(self, m, meta, y):
-        """Slice ``group`` of row ``y``: lanes ``group * rows ..`` (0 past ``cols``)."""
+    def _to_hidden(self, m, valid, meta, y, old):
+        """Slice ``group`` of a row for the hidden buffer: lanes ``group * rows ..`` (0
+        past ``cols``), or with ``pool`` their maximum with ``old``, the word there."""
         R, C = self._cfg.rows, self._cfg.cols
-        new = Signal.like(self.hidden_write.data)
-        with m.Switch(meta.group):
-            for g in range(self._cfg.groups):
-                with m.Case(g):
-                    m.d.comb += [new[j].eq(y[g * R + j]) for j in range(R) if g * R + j < C]
-        return new
-
-    def _to_hidden(self, m, valid, meta, new, old):
-        """A row's slice ``new`` for the hidden buffer, or with ``pool`` its maximum with
-        ``old``, the word there."""
         w = self.hidden_write
+        new = Signal.like(w.data)
         m.d.comb += [
             w.en.eq(valid & ~meta.to_stream),
             w.addr.eq(meta.dst_addr - self._cfg.act_depth),
         ]
-        for j in range(self._cfg.rows):
+        with m.Switch(meta.group):
+            for g in range(self._cfg.groups):
+                with m.Case(g):
+                    m.d.comb += [new[j].eq(y[g * R + j]) for j in range(R) if g * R + j < C]
+        for j in range(R):
             m.d.comb += w.data[j].eq(Mux(meta.pool & (old[j] > new[j]), old[j], new[j]))
 
     def _serialize(self, m, rows):

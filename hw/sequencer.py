@@ -5,6 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .fanout import kept
 from .payloads import PATTERN, QUEUED, MatmulRow, PostprocRow
 
 __all__ = ["Sequencer"]
@@ -78,6 +79,9 @@ class Sequencer(wiring.Component):
         head_is_pp = head.bare.op == isa.Opcode.POSTPROC
         cur_valid, cur_is_pp = Signal(), Signal()
         mm, pp = Signal(isa.MATMUL), Signal(isa.POSTPROC)
+        # the parameter word a copy a lane, each driving only its lane's memory; ``keep``
+        # asks synthesis to keep the copies apart (systolic.hw.synth.targets)
+        param_addr = [kept(range(cfg.param_depth), f"param_addr_lane{c}") for c in range(cfg.cols)]
         row = Signal(isa.ROWS_BITS)
         acc = Signal.like(self.o_mm.payload.acc_addr)  # acc_addr + row
         last_row = Signal()  # row == m - 1
@@ -111,6 +115,7 @@ class Sequencer(wiring.Component):
                 slot.eq(0),
                 mm.eq(head.matmul),
                 pp.eq(head.postproc),
+                *(lane.eq(head.postproc.param_addr) for lane in param_addr),
                 pattern.eq(head_pattern),
                 addr.eq(base),
                 run_start.eq(base),
@@ -147,7 +152,7 @@ class Sequencer(wiring.Component):
             self.o_mm.payload.accumulate.eq(mm.accumulate),
             self.o_pp.valid.eq(cur_valid & cur_is_pp & (slot == 0)),
             self.o_pp.payload.acc_addr.eq(acc),
-            self.o_pp.payload.param_addr.eq(pp.param_addr),
+            *(self.o_pp.payload.param_addr[c].eq(lane) for c, lane in enumerate(param_addr)),
             self.o_pp.payload.dst_addr.eq(addr),
             self.o_pp.payload.group.eq(pp.group),
             self.o_pp.payload.to_stream.eq(pp.to_stream | pp.raw),

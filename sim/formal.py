@@ -409,31 +409,26 @@ class StreamContract(Core):
         self._input_live(m, fe, queue, wbuf, WAIT_EVERY)
 
     def _error_sticky(self, m, fe, queue, wbuf):
-        cfg = self.cfg
-        # ago[k]: the error code k cycles ago
-        ago = [self.error] + [
-            Signal(ErrorCode, name=f"error_ago{k}")
-            for k in range(1, max(cfg.load_write_delay, cfg.param_write_delay) + 1)
-        ]
-        after_packet = Signal()
+        prev_error, prev2_error, after_packet = Signal(ErrorCode), Signal(ErrorCode), Signal()
         m.d.sync += [
-            *(ago[k].eq(ago[k - 1]) for k in range(1, len(ago))),
+            prev_error.eq(self.error),
+            prev2_error.eq(prev_error),
             after_packet.eq(self._packet_end()),
         ]
-        prev_error = ago[1]
         with m.If(after_packet):
             self._check(m, self.error == ErrorCode.NONE, "error cleared after the status packet")
         with m.Elif(prev_error != ErrorCode.NONE):
             self._check(m, self.error == prev_error, "error held until the status packet")
-        # a write lands load_write_delay (input, weights) or param_write_delay (biases,
-        # scales) cycles after its beat is taken
-        with m.If(ago[cfg.load_write_delay] != ErrorCode.NONE):
+        # an input or weight buffer write lands the cycle after its beat is taken
+        # (registered write ports), a parameter write two cycles after (hw/frontend.py:
+        # the parameter lanes' data passes a stage of its own first)
+        with m.If(prev_error != ErrorCode.NONE):
             self._check(
                 m,
                 ~fe.act_write.en & ~wbuf.write.en,
                 "no buffer written for a beat taken while an error is held",
             )
-        with m.If(ago[cfg.param_write_delay] != ErrorCode.NONE):
+        with m.If(prev2_error != ErrorCode.NONE):
             self._check(
                 m,
                 ~fe.bias_write.en.any() & ~fe.scale_write.en.any(),

@@ -44,13 +44,13 @@ def test_kind_switch_and_queue_full():
         (Opcode.POSTPROC, dict(PP, m=2), 0),
         (Opcode.END, {}, 0),
     )
-    # L = 13 after a MATMUL, 13 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
+    # L = 13 after a MATMUL, 12 after a POSTPROC. Pushes 0, 1, 2 (pop0 = 1), 12 (pop1 = 11);
     # pops 1, 11, 21, 31 (each at the previous one's last row); MATMULs end at 41.
     # POSTPROC pushed at 22 (after pop2), popped at 41 + 13 + 1 = 55, rows 56..57;
-    # END at 57 + 13 + 1 = 71 -> 72 cycles
-    assert (cfg.array_latency, cfg.postproc_latency) == (13, 13)
+    # END at 57 + 12 + 1 = 70 -> 71 cycles
+    assert (cfg.array_latency, cfg.postproc_latency) == (13, 12)
     st = predict(cfg, beats)
-    assert st["cycles"] == 72 and st["mac_cycles"] == 40
+    assert st["cycles"] == 71 and st["mac_cycles"] == 40
 
 
 def test_errors_stop_counting_at_tlast():
@@ -140,7 +140,7 @@ def test_loop_never_waits_for_the_queue():
         (Opcode.END, {}, 0),
     )
     assert predict(cfg, looped) == predict(cfg, plain)
-    assert predict(cfg, plain)["cycles"] == 72  # as in test_kind_switch_and_queue_full
+    assert predict(cfg, plain)["cycles"] == 71  # as in test_kind_switch_and_queue_full
 
 
 def test_refused_loop_stops_counting_at_tlast():

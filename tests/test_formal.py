@@ -67,9 +67,9 @@ def test_every_fault_breaks_a_proof():
 
 def test_stall_bound_from_the_configuration():
     cfg = formal.CONFIGS["2x2-deep"]
-    # 3 instructions of 2 rows (1 beat each, ready every 2 cycles) and the 13-cycle
+    # 3 instructions of 2 rows (1 beat each, ready every 2 cycles) and the 12-cycle
     # post-processing drain; 6 status beats; the input buffer
-    assert formal.stall_bound(cfg, max_rows=2, ready_every=2) == 3 * (4 + 13 + 1) + 12 + 2
+    assert formal.stall_bound(cfg, max_rows=2, ready_every=2) == 3 * (4 + 12 + 1) + 12 + 2
     shallow = formal.CONFIGS["2x2-shallow"]
     # the 8-cycle array drain is the longer one there
     assert formal.stall_bound(shallow, max_rows=1, ready_every=1) == 3 * (1 + 8 + 1) + 6 + 1

@@ -3,10 +3,9 @@ writes and result-stream beats out, with the output ready or blocked at random.
 
 Each scenario is a list of rows (where each goes: a ``group`` slice to the hidden
 buffer, pooled into the word there or not, the stream, or the stream as raw int32
-lanes). The accumulator words the path reads are served by a model of the buffer; the
-parameter buffers (:class:`systolic.hw.params.ParamBuffer`, written first through their
-write ports) and the hidden buffer (:class:`systolic.hw.activations.ActivationBuffer`,
-whose second read port serves pooling) are the real ones. The expected outputs come from
+lanes). The accumulator and parameter words the path reads are served by a model of
+the buffers; the hidden buffer is the real one (:class:`systolic.hw.activations.ActivationBuffer`,
+whose second read port serves pooling). The expected outputs come from
 ``systolic.sim.programs.reference_matmul`` (numpy), the ISA's lane order and a dictionary of
 hidden words, and a row for the hidden buffer is written ``postproc_latency - 1``
 cycles after its issue when the output never blocks, pooled or not.
@@ -21,8 +20,6 @@ from amaranth.lib import wiring
 
 from systolic.hw.activations import ActivationBuffer
 from systolic.hw.config import CoreConfig
-from systolic.hw.params import ParamBuffer
-from systolic.hw.payloads import bias_row, scale_row
 from systolic.hw.result_path import ResultPath
 from systolic.sim.programs import reference_matmul
 
@@ -32,11 +29,6 @@ CFGS = {
     # 2 groups, 2 raw beats a row
     "2x4-deep": CoreConfig(
         rows=2, cols=4, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=4
-    ),
-    # 2 groups (the second one short); two lane groups of the pooling's forwarding
-    # selects (hw/fanout.py)
-    "4x7-deep": CoreConfig(
-        rows=4, cols=7, act_kib=1, hidden_kib=1, weight_kib=1, acc_kib=1, param_depth=4
     ),
     # 2 groups (the second one short), 3 raw beats a row
     "3x5-shallow": CoreConfig(
@@ -76,24 +68,18 @@ SCENARIOS = {
 _ROW = re.compile(r"([gPsr])(\d?)(?:@(\d+))?$")
 
 
-class _WithBuffers(Elaboratable):
-    """The result path reading real parameter buffers, and writing and pooling from a
-    real hidden buffer."""
+class _WithHiddenBuffer(Elaboratable):
+    """The result path writing, and pooling from, a real hidden buffer."""
 
     def __init__(self, cfg):
         self.path = ResultPath(cfg)
         self.acts = ActivationBuffer(cfg)
-        self.bias = ParamBuffer(cfg, bias_row(cfg))
-        self.scale = ParamBuffer(cfg, scale_row(cfg))
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.path, m.submodules.acts = self.path, self.acts
-        m.submodules.bias, m.submodules.scale = self.bias, self.scale
         wiring.connect(m, self.path.hidden_write, self.acts.hidden)
         wiring.connect(m, self.path.pool_read, self.acts.pool)
-        wiring.connect(m, self.path.bias_read, self.bias.read)
-        wiring.connect(m, self.path.scale_read, self.scale.read)
         return m
 
 
@@ -104,7 +90,9 @@ def _rows(cfg, kinds, rng):
         rows.append(
             {
                 "acc_addr": i % cfg.acc_depth,
-                "param_addr": int(rng.integers(0, cfg.param_depth)),
+                # a copy a lane; the copies differ here so that a lane read at another
+                # lane's address shows
+                "param_addr": [int(a) for a in rng.integers(0, cfg.param_depth, cfg.cols)],
                 "dst_addr": cfg.act_depth + (i if word is None else int(word)),
                 "group": int(group or 0),
                 "to_stream": int(way in "sr"),
@@ -121,8 +109,9 @@ def _expected(cfg, rows, acc, bias, scale):
     writes, beats = [], []
     hidden = {}  # the buffer starts as zeros (amaranth.sim)
     for row in rows:
-        p = row["param_addr"]
-        a, b, s = acc[row["acc_addr"]], bias[p], scale[p]
+        lanes = list(enumerate(row["param_addr"]))
+        a, b = acc[row["acc_addr"]], np.array([bias[p][c] for c, p in lanes])
+        s = [scale[p][c] for c, p in lanes]
         raw = reference_matmul(np.zeros((1, 1), np.int8), np.zeros((1, C), np.int8), a + b)[0]
         req = tuple(
             np.array([lane[k] for lane in s])
@@ -170,18 +159,11 @@ def test_rows_reach_the_hidden_buffer_and_the_stream(config, scenario):
         for p in range(cfg.param_depth)
     }
     want_writes, want_beats = _expected(cfg, rows, acc, bias, scale)
-    harness = _WithBuffers(cfg)
+    harness = _WithHiddenBuffer(cfg)
     dut = harness.path
     issued, writes, beats = [], [], []
 
     async def feed(ctx):
-        for buf, words in ((harness.bias, bias), (harness.scale, scale)):
-            for p in range(cfg.param_depth):  # every lane of word p
-                ctx.set(buf.write.addr, [p] * C)
-                ctx.set(buf.write.en, (1 << C) - 1)
-                ctx.set(buf.write.data, [v if isinstance(v, dict) else int(v) for v in words[p]])
-                await ctx.tick()
-            ctx.set(buf.write.en, 0)
         for row in rows:
             await stream_put(ctx, dut.i_pp, row)
         for _ in range(5000):
@@ -190,18 +172,24 @@ def test_rows_reach_the_hidden_buffer_and_the_stream(config, scenario):
             await ctx.tick()
         assert ctx.get(dut.empty)
 
-    async def buffers(ctx):  # the accumulator's read port
+    async def buffers(ctx):  # the accumulator's and the parameters' read ports
         cycle = 0
-        async for _, _, read, addr, hold, push in ctx.tick().sample(
+        async for _, _, read, addr, hold, p_en, p_addr, push in ctx.tick().sample(
             dut.acc_read.valid,
             dut.acc_read.payload,
             dut.hold,
+            dut.bias_read.en,
+            dut.bias_read.addr,
             dut.i_pp.valid & dut.i_pp.ready,
         ):
             if push:
                 issued.append(cycle)
             if not hold:
                 ctx.set(dut.acc_data, [int(v) for v in acc[addr]] if read else [0] * C)
+            if p_en:  # lane c of the word at lane c's address
+                lanes = list(enumerate(p_addr))
+                ctx.set(dut.bias_read.data, [int(bias[p][c]) for c, p in lanes])
+                ctx.set(dut.scale_read.data, [scale[p][c] for c, p in lanes])
             cycle += 1
 
     async def outputs(ctx):  # the hidden buffer's write port and the stream's sink

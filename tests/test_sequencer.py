@@ -11,6 +11,7 @@ own, and the pattern's formula (row ``i`` at ``base + (i mod inner) * inner_stri
 
 import numpy as np
 import pytest
+from amaranth.lib import data
 
 from systolic.hw import isa
 from systolic.hw.accumulator import read_ahead
@@ -171,7 +172,7 @@ def _row_fields(cfg, ins, i):
         }
     return {
         "acc_addr": ins["acc_addr"] + i,
-        "param_addr": ins["param_addr"],
+        "param_addr": [ins["param_addr"]] * cfg.cols,  # a copy a lane
         "dst_addr": _pattern_address(ins, ins["dst_addr"], i),
         "group": ins["group"],
         "to_stream": ins["to_stream"] | ins["raw"],
@@ -201,8 +202,11 @@ def test_rows_issue_in_the_cycles_of_the_timing_model(config, scenario):
     end = want[-1][0] + cfg.array_latency + cfg.postproc_latency + len(frozen) + 4
     log = []
 
+    def value(v):  # a field, or an array field (param_addr) as a list
+        return [int(x) for x in v] if isinstance(v, data.Const) else int(v)
+
     def fields(kind):
-        return lambda p: (kind, {name: int(getattr(p, name)) for name, _ in p.shape()})
+        return lambda p: (kind, {name: value(getattr(p, name)) for name, _ in p.shape()})
 
     async def feed(ctx):
         for ins in instrs:
