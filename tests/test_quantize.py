@@ -467,6 +467,7 @@ def _ulp_apart(layer, k):
         ("an ulp off (CPU kernels)", True),
         ("a scale 1e-5 off", False),
         ("a bias two off", False),
+        ("a bias one off, the scales equal", False),
         ("a weight", False),
         ("a zero point", False),
     ],
@@ -483,6 +484,7 @@ def test_quantized_again_matches_up_to_the_float_kernels(change, same):
         "an ulp off (CPU kernels)": _ulp_apart(a, 3),
         "a scale 1e-5 off": dataclasses.replace(a, output_scale=a.output_scale * (1 + 1e-5)),
         "a bias two off": dataclasses.replace(a, bias=a.bias + 2),
+        "a bias one off, the scales equal": dataclasses.replace(a, bias=a.bias + 1),
         "a weight": dataclasses.replace(a, weight=a.weight ^ np.int8(1)),
         "a zero point": dataclasses.replace(a, output_zero_point=a.output_zero_point + 1),
     }[change]

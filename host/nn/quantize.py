@@ -143,10 +143,16 @@ def _close(u, v, rtol=SCALE_RTOL):
     return u.shape == v.shape and bool(np.all(np.abs(u - v) <= rtol * np.abs(v)))
 
 
+def _bias_scale(layer):
+    """The scale of a layer's int32 bias, a channel each."""
+    return layer.input_scale * np.asarray(layer.weight_scale, np.float64)
+
+
 def _same_layers(a, b):
     """Whether ``a`` and ``b`` are one quantization of a network: every field equal,
-    except that the scales and the multipliers may differ by :data:`SCALE_RTOL` and the
-    int32 biases (divided by a scale) by one."""
+    except that the scales and the multipliers may differ by :data:`SCALE_RTOL`, and an
+    int32 bias (the float bias over ``input_scale * weight_scale``) by one where that
+    product differs."""
     if len(a) != len(b):
         return False
     scales = {"input_scale", "weight_scale", "output_scale"}
@@ -158,7 +164,9 @@ def _same_layers(a, b):
             elif f.name in ("mult", "shift"):
                 same = _close(x.mult * 2.0**-x.shift, y.mult * 2.0**-y.shift)
             elif f.name == "bias":
-                same = u.shape == v.shape and bool(np.all(np.abs(u.astype(np.int64) - v) <= 1))
+                # a step only in the channels whose bias scale differs
+                step = (_bias_scale(x) != _bias_scale(y)).astype(np.int64)
+                same = u.shape == v.shape and bool(np.all(np.abs(u.astype(np.int64) - v) <= step))
             elif isinstance(u, np.ndarray) or isinstance(v, np.ndarray):
                 same = np.array_equal(u, v)
             else:
