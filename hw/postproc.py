@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .dsp import RegisteredMultiply
 from .isa import BIAS_BITS, SCALE_WORD
 
 __all__ = ["PostProcessor"]
@@ -27,7 +28,8 @@ class PostProcessor(wiring.Component):
 
     With ``cfg.deep_pipeline`` every stage is short enough for 100 MHz on an ECP5: the
     inputs (block-RAM outputs) are registered first; the 32x32 product is four unsigned
-    16x16 partial products (one DSP each, of ``a + 2**31``), summed over two stages;
+    16x16 partial products (one DSP each, of ``a + 2**31``, with the operands and the
+    product in the block's registers on the ECP5), summed over two stages;
     the rounding shift is done as ``q = (2 * p) >> shift`` (coarse then fine, so
     ``q = p >> (shift - 1)``), ``q`` saturated to a few bits, and ``r = (q + 1) >> 1``
     (``(q + 0) >> 1 = p`` when ``shift == 0``), which equals the round-half-up shift. A
@@ -77,6 +79,7 @@ class PostProcessor(wiring.Component):
 
         kept = range(1, 9) if cfg.deep_pipeline else _SHALLOW
         assert len(kept) == cfg.postproc_stages
+        assert {2, 3} <= set(kept)  # the multiplies' registers (RegisteredMultiply)
 
         def stage(value, name, s):
             """``value`` through pipeline stage ``s``: a register, or a wire if not kept.
@@ -111,20 +114,24 @@ class PostProcessor(wiring.Component):
             # multipliers' operand: the offset's LUT stood between the register and a DSP
             # (an 8x8 worst path, 13.49 ns)
             a_sum = (acc + bias)[:BIAS_BITS]
-            au = stage(Cat(a_sum[:31], ~a_sum[31]), f"au_{c}", 2)
+            au_in, mult_in = Cat(a_sum[:31], ~a_sum[31]), mult
+            au = stage(au_in, f"au_{c}", 2)
             a = Cat(au[:31], ~au[31]).as_signed()
             mult, shift, zp, relu, even = carry(
                 2, mult=mult, shift=shift, zp=zp, relu=relu, even=even
             )
             # stage 3: four unsigned 16x16 partial products of (a + 2**31) * mult (an
-            # unsigned 16x16 multiply fits both the ECP5 and the iCE40 DSP blocks)
-            ll, lh, hl, hh = carry(
-                3,
-                ll=au[:16] * mult[:16],
-                lh=au[:16] * mult[16:],
-                hl=au[16:] * mult[:16],
-                hh=au[16:] * mult[16:],
-            )
+            # unsigned 16x16 multiply fits both the ECP5 and the iCE40 DSP blocks), each
+            # a multiply with its operands registered at stage 2 and its product at
+            # stage 3, which on the ECP5 are the DSP block's own registers
+            halves = {"l": slice(0, 16), "h": slice(16, 32)}
+            products = {}
+            for x, xs in halves.items():
+                for y, ys in halves.items():
+                    m.submodules[f"mul_{x}{y}_{c}"] = mul = RegisteredMultiply(16, 16)
+                    m.d.comb += [mul.a.eq(au_in[xs]), mul.b.eq(mult_in[ys]), mul.en.eq(self.en)]
+                    products[x + y] = mul.p
+            ll, lh, hl, hh = (products[k] for k in ("ll", "lh", "hl", "hh"))
             a_keep, mult, shift, zp, relu, even = carry(
                 3, a=a, mult=mult, shift=shift, zp=zp, relu=relu, even=even
             )

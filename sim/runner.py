@@ -156,7 +156,15 @@ def rtl_sources(cfg):
     return [cached(out / "core.v", hw_hash(), lambda: generate(cfg, str(out)))]
 
 
-UNITS = ("pe", "array", "postproc")
+UNITS = ("pe", "array", "postproc", "postproc_ecp5")
+
+#: the units whose benches are another unit's: post-processing as the ECP5 synthesis
+#: flow builds it, its multiplies DSP blocks with their registers
+#: (:class:`systolic.hw.dsp.RegisteredMultiply`), simulated with a model of the block
+_BENCHES = {"postproc_ecp5": "postproc"}
+
+#: the model of the ECP5's DSP block (Yosys's cell library has a black box only)
+MULT18X18D_MODEL = pathlib.Path(__file__).parent / "hdl" / "mult18x18d.v"
 
 
 def unit_sources(cfg, unit):
@@ -165,6 +173,7 @@ def unit_sources(cfg, unit):
     from amaranth.back import verilog
 
     from systolic.hw.array import SystolicArray
+    from systolic.hw.dsp import SynthTarget
     from systolic.hw.pe import ProcessingElement
     from systolic.hw.postproc import PostProcessor
 
@@ -172,17 +181,21 @@ def unit_sources(cfg, unit):
         "pe": lambda: ProcessingElement(cfg),
         "array": lambda: SystolicArray(cfg),
         "postproc": lambda: PostProcessor(cfg, 1),
+        "postproc_ecp5": lambda: PostProcessor(cfg, 1),
     }
+    platform = {"postproc_ecp5": SynthTarget("ecp5")}.get(unit)
     if unit not in make:
         raise SimError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
     path = build_root() / cfg.tag / f"unit-{unit}" / f"{unit}.v"
 
     def write():
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(verilog.convert(make[unit](), name=f"unit_{unit}", emit_src=False))
+        text = verilog.convert(make[unit](), name=f"unit_{unit}", emit_src=False, platform=platform)
+        tmp.write_text(text)
         tmp.replace(path)
 
-    return [cached(path, hw_hash(), write)]
+    models = [MULT18X18D_MODEL] if platform is not None else []
+    return [cached(path, hw_hash(), write), *models]
 
 
 def build(cfg, kind="rtl", sim=None, sources=None, toplevel="tb_top"):
@@ -656,7 +669,7 @@ def run_unit(cfg, unit, sim=None, check=True):
         sources=unit_sources(cfg, unit),
         toplevel=f"unit_{unit}",
         check=check,
-        test_filter=rf"\.{unit}_",
+        test_filter=rf"\.{_BENCHES.get(unit, unit)}_",
     )
 
 

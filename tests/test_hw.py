@@ -7,11 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from systolic.hw import isa
 from systolic.hw.config import CoreConfig
 from systolic.hw.core import Core
+from systolic.hw.dsp import RegisteredMultiply, SynthTarget
 from systolic.hw.pe import ProcessingElement
 from systolic.hw.postproc import PostProcessor
 from systolic.sim.programs import Builder, reference_matmul
@@ -244,6 +246,50 @@ def test_postproc_matches_reference(deep):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_registered_multiply_two_enabled_cycles():
+    """The product of the operands taken two enabled cycles earlier; a low ``en`` holds
+    both stages (post-processing's stall)."""
+    dut = RegisteredMultiply(16, 16)
+    rng = np.random.default_rng(5)
+    taken, seen = [], []
+
+    async def bench(ctx):
+        for _ in range(200):
+            a, b, en = int(rng.integers(0, 1 << 16)), int(rng.integers(0, 1 << 16)), rng.random()
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.en, int(en < 0.7))
+            if len(taken) >= 2:
+                x, y = taken[-2]
+                assert ctx.get(dut.p) == x * y
+                seen.append(x * y)
+            await ctx.tick()
+            if en < 0.7:
+                taken.append((a, b))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) > 100
+
+
+def test_registered_multiply_is_a_dsp_block_with_its_registers_on_the_ecp5():
+    """On the ECP5 one MULT18X18D with its input and output registers on CLK0 and ``en``
+    as CE0 (the ECP5 post-processing bench simulates it: tests/test_sim.py); elsewhere no
+    primitive."""
+    ecp5 = verilog.convert(RegisteredMultiply(16, 16), emit_src=False, platform=SynthTarget("ecp5"))
+    assert ecp5.count("MULT18X18D") == 1
+    for reg in ("INPUTA", "INPUTB", "OUTPUT"):
+        assert f'.REG_{reg}_CLK("CLK0")' in ecp5 and f'.REG_{reg}_CE("CE0")' in ecp5
+    assert ".CE0(en)" in ecp5 and ".RST0(1'h0)" in ecp5
+    for platform in (None, SynthTarget("ice40")):
+        text = verilog.convert(RegisteredMultiply(16, 16), emit_src=False, platform=platform)
+        assert "MULT18X18D" not in text
+    with pytest.raises(ValueError, match="operands of 19 and 16 bits: at most 18 each"):
+        RegisteredMultiply(19, 16)
 
 
 # -- generation ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import time
 import filelock
 from amaranth.back import verilog
 
+from ..dsp import SynthTarget
 from ..generate import source_hash
 from ..util.files import atomic_write
 from .reports import _routing_left, _stat_ffs, critical_path, parse_log_utilization, parse_report
@@ -60,7 +61,7 @@ def _netlist(family, cfg, script, files, force, work):
     Made again when the Verilog, the script or the files it reads differ from those it
     was made from (or once per process with ``force``); seeds run side by side wait for
     one Yosys run, and link it before another process can remake it (a file lock)."""
-    top = verilog.convert(SynthTop(cfg), name="top", emit_src=False)
+    top = verilog.convert(SynthTop(cfg), name="top", emit_src=False, platform=SynthTarget(family))
     key = hashlib.sha256(repr((top, script, sorted(files.items()))).encode()).hexdigest()
     where = os.path.join("build", cfg.tag, f"yosys-{family}")
     key_path = os.path.join(where, "netlist.key")
