@@ -1,11 +1,12 @@
 // The ECP5's MULT18X18D (sysDSP 18x18 multiplier) in the modes the core's ECP5 netlist
 // uses (systolic.hw.dsp.RegisteredMultiply), for simulating that netlist: Yosys's ECP5
 // cell library has a black box only. P = A * B (each operand signed when its SIGNEDx pin
-// is high; the pins are constants in that netlist, so they are not registered here), with the input registers (REG_INPUTA_CLK, REG_INPUTB_CLK) and the output
-// register (REG_OUTPUT_CLK) each either off ("NONE") or on CLK0, loading when CE0 is high
-// and cleared by RST0 (RESETMODE "SYNC"); no pipeline register, no C input, no shift
-// chains. Any other setting stops the simulation, so that a mode this model does not
-// implement is never simulated as if it were.
+// is high; the pins are constants in that netlist, so they are not registered here),
+// with the input registers (REG_INPUTA_CLK, REG_INPUTB_CLK) and the output register
+// (REG_OUTPUT_CLK) each either off ("NONE") or on CLK0, loading when CE0 is high and
+// cleared by RST0 (RESETMODE "SYNC"); no pipeline register, no C input, no shift chains.
+// Any other setting stops the simulation, so that a mode this model does not implement
+// is never simulated as if it were.
 `default_nettype none
 module MULT18X18D #(
     parameter REG_INPUTA_CLK = "NONE",
