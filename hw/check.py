@@ -8,7 +8,14 @@ from .config import MAX_ROWS_PER_OP
 from .isa import ROWS_BITS, ErrorCode, LoopTarget, Opcode, Target
 from .payloads import INSTRUCTION, SPAN_BITS, LoopCheck
 
-__all__ = ["LOOP_PRODUCTS", "InstructionCheck", "Precheck", "loop_products", "precheck"]
+__all__ = [
+    "LOOP_PRODUCTS",
+    "InstructionCheck",
+    "Precheck",
+    "loop_factors",
+    "loop_products",
+    "precheck",
+]
 
 #: A LOOP's three products: ``rows = inner * outer`` (full width, for the row limit) and
 #: the two terms of its address span ``(inner - 1) * inner_stride + (outer - 1) *
@@ -24,15 +31,21 @@ LOOP_PRODUCTS = data.StructLayout(
 )
 
 
-def loop_products(dst: data.View, lp: data.View) -> list:
-    """The assignments of the :data:`LOOP_PRODUCTS` of the LOOP fields ``lp``
-    (``isa.LOOP``) to ``dst`` (meaningful when the instruction is a LOOP)."""
+def loop_factors(lp: data.View) -> dict:
+    """The two factors of each of the :data:`LOOP_PRODUCTS` of the LOOP fields ``lp``
+    (``isa.LOOP``), by name (meaningful when the instruction is a LOOP)."""
     inner_last, outer_last = (lp.inner - 1)[:ROWS_BITS], (lp.outer - 1)[:ROWS_BITS]
-    return [
-        dst.rows.eq(lp.inner * lp.outer),
-        dst.inner_span.eq(inner_last * lp.inner_stride),
-        dst.outer_span.eq(outer_last * lp.outer_stride),
-    ]
+    return {
+        "rows": (lp.inner, lp.outer),
+        "inner_span": (inner_last, lp.inner_stride),
+        "outer_span": (outer_last, lp.outer_stride),
+    }
+
+
+def loop_products(dst: data.View, lp: data.View) -> list:
+    """The assignments of the :data:`LOOP_PRODUCTS` of the LOOP fields ``lp`` to
+    ``dst``."""
+    return [getattr(dst, k).eq(a * b) for k, (a, b) in loop_factors(lp).items()]
 
 
 def _ends(cfg, instr) -> dict:

@@ -6,7 +6,8 @@ from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import isa
-from .check import LOOP_PRODUCTS, InstructionCheck, Precheck, precheck
+from .check import LOOP_PRODUCTS, InstructionCheck, Precheck, loop_factors, precheck
+from .dsp import RegisteredMultiply
 from .fanout import LANES_PER_COPY, kept, lane_groups
 from .isa import ErrorCode, LoopTarget, Opcode, Target
 from .payloads import (
@@ -231,6 +232,7 @@ class FrontEnd(wiring.Component):
         staged = Signal(ProgramBeat(cfg))
         staged_valid = Signal()
         pre = Signal(Precheck(cfg))
+        pre_ends = Signal(Precheck(cfg))  # its ends (the products: _registered_products)
         # a SyncFIFO (first word falls through): the head register reads the word at its read
         # pointer (a register). A SyncFIFOBuffered's output register has an enable, the
         # read: Yosys maps it onto the LUT RAM by registering the address instead, which
@@ -244,8 +246,10 @@ class FrontEnd(wiring.Component):
             m.d.sync += [
                 staged.eq(program.payload),
                 staged_valid.eq(program.valid),
-                *precheck_of(pre, arriving),
+                *precheck(cfg, pre_ends, arriving, products=False),
             ]
+        m.d.comb += pre.ends.eq(pre_ends.ends)
+        self._registered_products(m, platform, pre.products, arriving.loop, program.ready)
         checked_in = data.View(CheckedBeat(cfg), inbuf.w_data)
         m.d.comb += [
             check.instr.eq(staged.data[: isa.INSTR_BITS]),
@@ -295,6 +299,25 @@ class FrontEnd(wiring.Component):
             m.d.sync += linear.eq(1)
         err = Mux(linear, checked.payload.error, Mux(use_forwarded, forwarded, as_is))
         return checked, err, value
+
+    @staticmethod
+    def _registered_products(m, platform, dst, lp, en):
+        """``dst``: the :data:`~systolic.hw.check.LOOP_PRODUCTS` of the LOOP fields ``lp``
+        as they were in the last cycle with ``en`` high, each multiplier's product
+        registered (:class:`~systolic.hw.dsp.RegisteredMultiply`; on the ECP5 the DSP
+        block's output register: Yosys's combinational DSP and the route from it to a
+        register were among the 8x8's slowest nets, 10.9 ns). In the formal proofs free
+        values, registered alike (:meth:`_checked_input`)."""
+        if platform == "formal":
+            products = Signal(LOOP_PRODUCTS)
+            with m.If(en):
+                m.d.sync += products.eq(AnySeq(LOOP_PRODUCTS.size))
+            m.d.comb += dst.eq(products)
+            return
+        for name, (a, b) in loop_factors(lp).items():
+            mul = RegisteredMultiply(len(a), len(b), input_registers=False)
+            m.submodules[f"loop_{name}"] = mul
+            m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.en.eq(en), getattr(dst, name).eq(mul.p)]
 
     def _decode(self, m, beat, err, state, error, load, patterns, update):
         """The state machine: takes ``beat`` (whose finished error code is ``err``), queues

@@ -6,6 +6,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from . import isa
+from .fanout import kept, lane_groups
 from .payloads import (
     PostprocRow,
     ReadPort,
@@ -141,41 +142,52 @@ class ResultPath(wiring.Component):
             e_valid = self._pooled_write(m, d_valid, d_meta, d_y)
         else:
             e_valid = 0
-            self._to_hidden(m, d_valid, d_meta, d_y, self.pool_read.data)
+            new = self._group(m, d_meta, d_y)
+            self._to_hidden(m, d_valid, d_meta, new, self.pool_read.data)
         m.d.comb += self.empty.eq(~issue_valid & ~d_valid & ~e_valid & ~out_busy)
         return m
 
     def _pooled_write(self, m, d_valid, d_meta, d_y):
         """Deep pipeline: stage E after D, where the pooling read's word (registered in
-        D) meets the row and the hidden write happens. The word read in D does not
-        include the writes at the end of the two cycles before E; those are kept
-        (``prev1``, ``prev2``) and taken instead when their address is the row's, which
-        is decided in D. Returns E's valid flag."""
+        D) meets the row's slice (selected in D) and the hidden write happens. The word
+        read in D does not include the writes at the end of the two cycles before E;
+        those are kept (``prev1``, ``prev2``) and taken instead when their address is
+        the row's, which is decided in D, a copy of that choice every
+        :data:`~systolic.hw.fanout.LANES_PER_COPY` lanes. Returns E's valid flag.
+
+        Selected in E, the slice stood before the maximum's comparison (from E's group
+        field: the 8x8's worst path, 11.81 ns), and one flag register chose the
+        forwarded word of every lane (the 16x16's, 14.97 ns, 6.55 of them that flag's
+        route)."""
         cfg, w = self._cfg, self.hidden_write
         word = w.data.shape()
         e_valid = Signal()
         e_meta = Signal.like(d_meta, reset_less=True)
-        e_y = Signal.like(d_y, reset_less=True)
+        e_new = Signal(word, reset_less=True)
         old_q, prev1, prev2 = (Signal(word, reset_less=True) for _ in range(3))
         prev1_valid, prev1_addr = Signal(), Signal.like(w.addr, reset_less=True)
-        fwd1, fwd2 = Signal(), Signal()
+        groups = lane_groups(cfg.rows)
+        fwd1 = [kept(1, f"pool_fwd1_lanes{g}") for g in range(len(groups))]
+        fwd2 = [kept(1, f"pool_fwd2_lanes{g}") for g in range(len(groups))]
         d_addr = d_meta.dst_addr - cfg.act_depth
         m.d.sync += [
             e_valid.eq(d_valid),
             e_meta.eq(d_meta),
-            e_y.eq(d_y),
+            e_new.eq(self._group(m, d_meta, d_y)),
             old_q.eq(self.pool_read.data),
             prev1.eq(w.data),
             prev1_valid.eq(w.en),
             prev1_addr.eq(w.addr),
             prev2.eq(prev1),
             # decided in D: the write now (E) is prev1 in the next cycle, prev1 is prev2
-            fwd1.eq(w.en & (w.addr == d_addr)),
-            fwd2.eq(prev1_valid & (prev1_addr == d_addr)),
+            *(f.eq(w.en & (w.addr == d_addr)) for f in fwd1),
+            *(f.eq(prev1_valid & (prev1_addr == d_addr)) for f in fwd2),
         ]
         old = Signal(word)
-        m.d.comb += old.eq(Mux(fwd1, prev1, Mux(fwd2, prev2, old_q)))
-        self._to_hidden(m, e_valid, e_meta, e_y, old)
+        for g, lanes in enumerate(groups):
+            for j in lanes:
+                m.d.comb += old[j].eq(Mux(fwd1[g], prev1[j], Mux(fwd2[g], prev2[j], old_q[j])))
+        self._to_hidden(m, e_valid, e_meta, e_new, old)
         return e_valid
 
     def _issue(self, m, post):
@@ -249,21 +261,25 @@ class ResultPath(wiring.Component):
             ]
         return 0
 
-    def _to_hidden(self, m, valid, meta, y, old):
-        """Slice ``group`` of a row for the hidden buffer: lanes ``group * rows ..`` (0
-        past ``cols``), or with ``pool`` their maximum with ``old``, the word there."""
+    def _group(self, m, meta, y):
+        """Slice ``group`` of row ``y``: lanes ``group * rows ..`` (0 past ``cols``)."""
         R, C = self._cfg.rows, self._cfg.cols
-        w = self.hidden_write
-        new = Signal.like(w.data)
-        m.d.comb += [
-            w.en.eq(valid & ~meta.to_stream),
-            w.addr.eq(meta.dst_addr - self._cfg.act_depth),
-        ]
+        new = Signal.like(self.hidden_write.data)
         with m.Switch(meta.group):
             for g in range(self._cfg.groups):
                 with m.Case(g):
                     m.d.comb += [new[j].eq(y[g * R + j]) for j in range(R) if g * R + j < C]
-        for j in range(R):
+        return new
+
+    def _to_hidden(self, m, valid, meta, new, old):
+        """The hidden write of slice ``new`` (:meth:`_group`) of a row, or with ``pool``
+        its lane-wise maximum with ``old``, the word there."""
+        w = self.hidden_write
+        m.d.comb += [
+            w.en.eq(valid & ~meta.to_stream),
+            w.addr.eq(meta.dst_addr - self._cfg.act_depth),
+        ]
+        for j in range(self._cfg.rows):
             m.d.comb += w.data[j].eq(Mux(meta.pool & (old[j] > new[j]), old[j], new[j]))
 
     def _serialize(self, m, rows):

@@ -156,7 +156,7 @@ def rtl_sources(cfg):
     return [cached(out / "core.v", hw_hash(), lambda: generate(cfg, str(out)))]
 
 
-UNITS = ("pe", "array", "postproc", "postproc_ecp5")
+UNITS = ("pe", "array", "postproc", "postproc_ecp5", "multiply_ecp5")
 
 #: the units whose benches are another unit's: post-processing as the ECP5 synthesis
 #: flow builds it, its multiplies DSP blocks with their registers
@@ -165,6 +165,40 @@ _BENCHES = {"postproc_ecp5": "postproc"}
 
 #: the model of the ECP5's DSP block (Yosys's cell library has a black box only)
 MULT18X18D_MODEL = pathlib.Path(__file__).parent / "hdl" / "mult18x18d.v"
+
+#: the unit ``multiply_ecp5``: both modes of :class:`systolic.hw.dsp.RegisteredMultiply`
+#: side by side, ``two`` with its operands and product registered (post-processing's
+#: partial products) and ``one`` with its product only (the front end's LOOP products),
+#: on the same operands and enable: (a bits, b bits, input registers) of each
+MULTIPLY_MODES = {"two": (18, 18, True), "one": (10, 16, False)}
+
+
+def _multiply_modes():
+    from amaranth.hdl import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from systolic.hw.dsp import DSP_BITS, RegisteredMultiply
+
+    class MultiplyModes(wiring.Component):
+        def __init__(self):
+            ports = {"a": In(DSP_BITS), "b": In(DSP_BITS), "en": In(1)}
+            ports.update({f"p_{k}": Out(a + b) for k, (a, b, _) in MULTIPLY_MODES.items()})
+            super().__init__(ports)
+
+        def elaborate(self, platform):
+            m = Module()
+            for k, (a, b, regs) in MULTIPLY_MODES.items():
+                m.submodules[k] = mul = RegisteredMultiply(a, b, input_registers=regs)
+                m.d.comb += [
+                    mul.a.eq(self.a[:a]),
+                    mul.b.eq(self.b[:b]),
+                    mul.en.eq(self.en),
+                    getattr(self, f"p_{k}").eq(mul.p),
+                ]
+            return m
+
+    return MultiplyModes()
 
 
 def unit_sources(cfg, unit):
@@ -182,8 +216,9 @@ def unit_sources(cfg, unit):
         "array": lambda: SystolicArray(cfg),
         "postproc": lambda: PostProcessor(cfg, 1),
         "postproc_ecp5": lambda: PostProcessor(cfg, 1),
+        "multiply_ecp5": _multiply_modes,
     }
-    platform = {"postproc_ecp5": SynthTarget("ecp5")}.get(unit)
+    platform = SynthTarget("ecp5") if unit.endswith("_ecp5") else None
     if unit not in make:
         raise SimError(f"unknown unit {unit!r}; expected one of {', '.join(UNITS)}")
     path = build_root() / cfg.tag / f"unit-{unit}" / f"{unit}.v"

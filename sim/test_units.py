@@ -1,4 +1,5 @@
-"""Unit benches: the PE, the array and post-processing, randomized against numpy.
+"""Unit benches: the PE, the array, post-processing and the ECP5's DSP multiplies,
+randomized against numpy or Python's integers.
 
 The runner builds each component on its own (``systolic.sim.runner.run_unit``) and runs the
 tests whose names start with that component's name.
@@ -10,7 +11,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge
 
 from systolic.sim.programs import reference_matmul
-from systolic.sim.runner import config_from_env
+from systolic.sim.runner import MULTIPLY_MODES, config_from_env
 
 
 def _pack(values, bits):
@@ -158,3 +159,30 @@ async def postproc_random(dut):
             np.testing.assert_array_equal(_unpack(dut.raw.value, 32, C), raw)
         if en:
             inputs.append((acc, bias, (mult, shift, zp, relu, even)))
+
+
+@cocotb.test()
+async def multiply_ecp5_random(dut):
+    """Both modes of RegisteredMultiply as the ECP5 builds them (a MULT18X18D, in the
+    model sim/hdl/mult18x18d.v): ``p_two`` the product of the operands taken two enabled
+    cycles before, ``p_one`` one enabled cycle before (each operand's low bits), and a
+    low ``en`` holds every register; full-width operands included."""
+    rng = await _start(dut)
+    taken, checked = [], 0
+    for t in range(600):
+        await FallingEdge(dut.clk)
+        for k, (a_bits, b_bits, regs) in MULTIPLY_MODES.items():
+            back = 2 if regs else 1
+            if len(taken) >= back:
+                a, b = taken[-back]
+                want = (a % (1 << a_bits)) * (b % (1 << b_bits))
+                got = int(getattr(dut, f"p_{k}").value)
+                assert got == want, f"cycle {t}: p_{k} {got}, expected {want}"
+                checked += 1
+        full = (1 << len(dut.a)) - 1
+        a, b = (full, full) if t % 11 == 0 else (int(x) for x in rng.integers(0, full + 1, 2))
+        en = int(rng.random() < 0.7)
+        dut.a.value, dut.b.value, dut.en.value = a, b, en
+        if en:
+            taken.append((a, b))
+    assert checked > 600, f"only {checked} products checked"

@@ -186,6 +186,25 @@ def test_postproc_matches_reference(deep):
                 ),
             )
         )
+    # ties and near ties at every byte of p below the half bit h: p = 2**h (a tie) and
+    # 2**h + 2**(h - 2), positive and negative (whether the bits below the half bit are
+    # zero is decided a byte at a time)
+    for h in range(5, 62, 8):
+        mult, unit = (1, 1 << h) if h < 31 else (1 << (h - 30), 1 << 30)
+        for even in (0, 1):
+            rows.append(
+                (
+                    np.array([unit, unit + unit // 4, -(unit + unit // 4)]),
+                    np.zeros(3, np.int64),
+                    (
+                        np.full(3, mult),
+                        np.full(3, h + 1),
+                        np.zeros(3),
+                        np.zeros(3),
+                        np.full(3, even),
+                    ),
+                )
+            )
     edge = [-(1 << 31), (1 << 31) - 1, -1]
     for mult, shift in (
         (0xFFFFFFFF, 0),
@@ -248,10 +267,13 @@ def test_postproc_matches_reference(deep):
     sim.run()
 
 
-def test_registered_multiply_two_enabled_cycles():
-    """The product of the operands taken two enabled cycles earlier; a low ``en`` holds
-    both stages (post-processing's stall)."""
-    dut = RegisteredMultiply(16, 16)
+@pytest.mark.parametrize("input_registers", [True, False])
+def test_registered_multiply_enabled_cycles(input_registers):
+    """The product of the operands taken two enabled cycles earlier (one without the
+    input registers); a low ``en`` holds every stage (post-processing's stall, the front
+    end's staging register)."""
+    dut = RegisteredMultiply(16, 16, input_registers=input_registers)
+    back = 2 if input_registers else 1
     rng = np.random.default_rng(5)
     taken, seen = [], []
 
@@ -261,8 +283,8 @@ def test_registered_multiply_two_enabled_cycles():
             ctx.set(dut.a, a)
             ctx.set(dut.b, b)
             ctx.set(dut.en, int(en < 0.7))
-            if len(taken) >= 2:
-                x, y = taken[-2]
+            if len(taken) >= back:
+                x, y = taken[-back]
                 assert ctx.get(dut.p) == x * y
                 seen.append(x * y)
             await ctx.tick()
@@ -285,6 +307,13 @@ def test_registered_multiply_is_a_dsp_block_with_its_registers_on_the_ecp5():
     for reg in ("INPUTA", "INPUTB", "OUTPUT"):
         assert f'.REG_{reg}_CLK("CLK0")' in ecp5 and f'.REG_{reg}_CE("CE0")' in ecp5
     assert ".CE0(en)" in ecp5 and ".RST0(1'h0)" in ecp5
+    one = verilog.convert(
+        RegisteredMultiply(10, 16, input_registers=False),
+        emit_src=False,
+        platform=SynthTarget("ecp5"),
+    )
+    assert '.REG_INPUTA_CLK("NONE")' in one and '.REG_INPUTB_CLK("NONE")' in one
+    assert '.REG_OUTPUT_CLK("CLK0")' in one and ".CE0(en)" in one
     for platform in (None, SynthTarget("ice40")):
         text = verilog.convert(RegisteredMultiply(16, 16), emit_src=False, platform=platform)
         assert "MULT18X18D" not in text

@@ -13,10 +13,10 @@ def test_core_benches(sim_config):
     assert tests >= 8 and failed == 0, f"{failed} of {tests} core benches failed"
 
 
-@pytest.mark.parametrize("unit", ["pe", "array", "postproc", "postproc_ecp5"])
+@pytest.mark.parametrize("unit", runner.UNITS)
 def test_unit_benches(sim_config, unit):
     """The PE, the array and post-processing against numpy, randomized; post-processing
     also as the ECP5 netlist has it (its multiplies DSP blocks with their registers, in
-    the model sim/hdl/mult18x18d.v)."""
+    the model sim/hdl/mult18x18d.v), and both modes of that multiply on their own."""
     tests, failed = runner.run_unit(sim_config, unit, check=False)
     assert tests >= 1 and failed == 0, f"{failed} of {tests} {unit} benches failed"
